@@ -1,0 +1,239 @@
+"""Kafka → Redis throughput: the Riffle dataflow beside a plain consumer loop.
+
+Produces N compact (~150-byte) demo events to a fresh topic, then reads the
+whole topic twice, alternating, with
+
+* ``reference``: confluent-kafka ``assign`` + ``orjson`` + dict aggregation of
+  every demo metric into the same windows, nothing else (no checks, no
+  output) — the ceiling for Python on this machine;
+* ``riffle``: the real metrics dataflow (envelope checks, lateness, shards,
+  partial and final windows written to Redis, finals to DuckDB, dead letters
+  to Kafka), bounded to the topic's end.
+
+and prints events/s and events per CPU-second for each, and their ratio.
+Both must agree on the totals, or the run fails.
+
+    python -m benchmarks.pipeline --events 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import redis
+from bytewax.testing import run_main
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from config.spec import PipelineSpec, load_spec
+from dataflows.metrics import FlowOutputs, build_flow
+from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
+from dataflows.telemetry import FlowTelemetry
+from operators.extract import getter, predicate
+from riffle.stack import free_port, start_tansu
+from sinks.redis_store import RedisWindowStore
+from sources.kafka import KafkaPollSource, partition_key
+from sources.topics import ensure_topics
+
+COUNTRIES = ["US", "US", "US", "DE", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "NL"]
+DEVICES = ["desktop"] * 6 + ["mobile"] * 3 + ["tablet"]
+PAGES = ["home", "search", "product", "product", "product", "cart", "checkout", "account"]
+
+
+def compact_events(n: int, seed: int, start_ms: int) -> list[bytes]:
+    """Demo-shaped events of about 150 bytes, ~2k/s of event time, in time order."""
+    rng = random.Random(seed)
+    kinds = ["page_view"] * 60 + ["add_to_cart"] * 10 + ["purchase"] * 5 + ["signup"] * 3 + [
+        "api_request"] * 22
+    out = []
+    for i in range(n):
+        kind = rng.choice(kinds)
+        props: dict[str, object]
+        if kind == "page_view":
+            props = {"page": rng.choice(PAGES)}
+        elif kind == "purchase":
+            props = {"amount": round(rng.uniform(5, 400), 2), "currency": rng.choice(["USD", "EUR"])}
+        elif kind == "signup":
+            props = {"channel": rng.choice(["ads", "organic", "referral"])}
+        elif kind == "api_request":
+            status = rng.choice([200] * 18 + [404, 500])
+            props = {"endpoint": rng.choice(["/api/cart", "/api/search", "/api/items"]),
+                     "status": status, "status_class": f"{status // 100}xx",
+                     "latency_ms": rng.randint(2, 800)}
+        else:
+            props = {"sku": f"s{rng.randint(1, 999)}"}
+        out.append(orjson.dumps({
+            "event_id": f"{seed:x}-{i:x}", "type": kind, "ts": start_ms + i // 2,
+            "props": props,
+            "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)},
+        }))
+    return out
+
+
+def produce(servers: str, topic: str, values: list[bytes]) -> None:
+    """Write ``values`` keyed round-robin over partitions; wait for every delivery."""
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 50, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
+                         "enable.idempotence": True, "acks": "all"})
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(i % 997).encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("produce did not complete")
+
+
+Aggregates = dict[tuple[str, tuple[str, ...], int], list[float]]
+
+
+def reference(servers: str, topic: str, partitions: int, spec: PipelineSpec) -> Aggregates:
+    """The plain loop: assign, orjson, dict aggregation into the spec's windows."""
+    by_type: dict[str, list[tuple[str, int, Callable[..., object] | None,
+                                  list[Callable[..., object]], Callable[..., bool] | None]]] = {}
+    for m in spec.metrics:
+        entry = (m.name, m.window_ms, getter(m.value) if m.value else None,
+                 [getter(spec.dimensions[d].path) for d in sorted(m.dimensions)],
+                 predicate(m.filter))
+        for t in m.events:
+            by_type.setdefault(t, []).append(entry)
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench",
+                         "enable.partition.eof": True, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    aggs: Aggregates = {}
+    open_parts = partitions
+    loads = orjson.loads
+    while open_parts:
+        for msg in consumer.consume(5000, 0.5):
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    open_parts -= 1
+                continue
+            event = loads(msg.value())
+            ts = event["ts"]
+            for name, window, value_of, dims, accepts in by_type.get(event["type"], ()):
+                if accepts is not None and not accepts(event):
+                    continue
+                value = float(value_of(event)) if value_of else 1.0  # type: ignore[arg-type]
+                key = (name, tuple(str(d(event) or "unknown") for d in dims), ts - ts % window)
+                agg = aggs.get(key)
+                if agg is None:
+                    aggs[key] = [1.0, value, value, value]
+                else:
+                    agg[0] += 1
+                    agg[1] += value
+                    agg[2] = min(agg[2], value)
+                    agg[3] = max(agg[3], value)
+    consumer.close()
+    return aggs
+
+
+def riffle(servers: str, topic: str, partitions: int, spec: PipelineSpec, redis_url: str,
+           prefix: str, workdir: Path) -> dict[str, float]:
+    """The dataflow, bounded to the topic's end; returns final counts per metric from Redis."""
+    settings = Settings(kafka_bootstrap=servers, redis_url=redis_url, redis_prefix=prefix)
+    hot_ttl = int(spec.retention.hot.total_seconds())
+    flow = build_flow(
+        spec, settings,
+        source=KafkaPollSource(servers, topic, batch_size=settings.source_batch_size, tail=False),
+        partitions=[partition_key(topic, p) for p in range(partitions)],
+        outputs=FlowOutputs(
+            windows=RedisWindowsSink(redis_url, prefix, hot_ttl),
+            finals=WarehouseSink(workdir / "bench.duckdb"),
+            dead_letters=DeadLetterSink(servers, f"{topic}.dead"),
+        ),
+        telemetry=FlowTelemetry(CollectorRegistry()),
+    )
+    run_main(flow)
+    store = RedisWindowStore(redis.Redis.from_url(redis_url), prefix, hot_ttl)
+    totals: dict[str, float] = {}
+    for metric in spec.metrics:
+        for _dims, points in store.read_series(settings.default_tenant, metric.name, 0, 2**62):
+            totals[metric.name] = totals.get(metric.name, 0) + sum(
+                p.count for p in points if p.is_final)
+    return totals
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    """Run ``fn``; return its result, wall seconds and process CPU seconds (all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+@contextlib.contextmanager
+def _broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    port = free_port()
+    process = start_tansu(port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--bootstrap", help="Kafka bootstrap; a Tansu broker is started if absent")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    spec = load_spec(Path(__file__).parents[1] / "config" / "demo.yaml")
+    with _broker(args.bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
+        topic = f"bench.{uuid.uuid4().hex[:8]}"
+        ensure_topics(servers, [topic, f"{topic}.dead"], args.partitions)
+        values = compact_events(args.events, seed=1, start_ms=int(time.time() * 1000) - 3_600_000)
+        size = sum(map(len, values)) / len(values)
+        _, produce_s, _ = timed(lambda: produce(servers, topic, values))
+        print(f"produced {args.events:,} events of {size:.0f} bytes to {args.partitions} "
+              f"partitions in {produce_s:.1f}s")
+        rows = []
+        client = redis.Redis.from_url(args.redis_url)
+        for round_no in range(args.rounds):
+            ref, ref_wall, ref_cpu = timed(
+                lambda: reference(servers, topic, args.partitions, spec))
+            prefix = f"bench{uuid.uuid4().hex[:6]}"
+            got, rif_wall, rif_cpu = timed(
+                lambda: riffle(servers, topic, args.partitions, spec, args.redis_url,
+                               prefix, Path(tmp)))
+            for key in client.scan_iter(f"{prefix}:*", count=1000):
+                client.delete(key)
+            assert isinstance(ref, dict) and isinstance(got, dict)
+            want: dict[str, float] = {}
+            for (name, _dims, _start), agg in ref.items():
+                want[name] = want.get(name, 0) + agg[0]
+            if got != want:
+                raise SystemExit(f"totals differ: riffle {got} vs reference {want}")
+            rows.append((round_no, ref_wall, ref_cpu, rif_wall, rif_cpu))
+        n = args.events
+        print(f"\n{'round':>5} {'reference ev/s':>15} {'ev/cpu-s':>10} "
+              f"{'riffle ev/s':>12} {'ev/cpu-s':>10} {'ratio ev/s':>11} {'ratio cpu':>10}")
+        for round_no, ref_wall, ref_cpu, rif_wall, rif_cpu in rows:
+            print(f"{round_no:>5} {n / ref_wall:>15,.0f} {n / ref_cpu:>10,.0f} "
+                  f"{n / rif_wall:>12,.0f} {n / rif_cpu:>10,.0f} "
+                  f"{ref_wall / rif_wall:>11.2f} {ref_cpu / rif_cpu:>10.2f}")
+        best_ref = min(r[1] for r in rows)
+        best_rif = min(r[3] for r in rows)
+        print(f"\nbest: reference {n / best_ref:,.0f} ev/s, riffle {n / best_rif:,.0f} ev/s, "
+              f"riffle/reference = {best_ref / best_rif:.2f}")
+
+
+if __name__ == "__main__":
+    main()

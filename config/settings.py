@@ -1,0 +1,111 @@
+"""Process settings, read from ``RIFFLE_*`` environment variables.
+
+Every long-running process (dataflow, API, demo producer, local stack) reads
+the same :class:`Settings`; ``get_settings()`` caches one instance per process
+so tests can build their own with explicit values instead of patching.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_SPEC = Path(__file__).with_name("demo.yaml")
+
+
+class Settings(BaseSettings):
+    """Riffle settings; each field is ``RIFFLE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RIFFLE_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    events_topic: str = Field("riffle.events", description="Topic the events arrive on.")
+    deadletter_topic: str = Field(
+        "riffle.deadletter", description="Topic rejected and late events are written to."
+    )
+    topic_partitions: int = Field(
+        4, ge=1, description="Partitions of topics Riffle creates itself (demo, local stack)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for hot windows.")
+    redis_prefix: str = Field("riffle", description="Prefix of every Redis key Riffle writes.")
+    warehouse: str = Field(
+        "duckdb:///.riffle/warehouse.duckdb",
+        description="Warehouse URL: duckdb:///path/file.duckdb (relative or absolute path).",
+    )
+    spec: Path = Field(DEMO_SPEC, description="Path of the pipeline spec YAML.")
+    default_tenant: str = Field(
+        "demo",
+        description="Tenant of events that arrive without a tenant header (direct producers).",
+    )
+    lateness_seconds: float = Field(
+        10.0, ge=0, description="How far the watermark trails the newest event time."
+    )
+    idle_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="After this long without events a caught-up partition's watermark "
+        "advances with the wall clock, so windows close without new traffic.",
+    )
+    partial_interval_seconds: float = Field(
+        1.0, gt=0, description="How often open windows publish partial values."
+    )
+    buckets: int = Field(
+        16, ge=1, description="Aggregation shards (keyed state); a multiple of the workers."
+    )
+    source_batch_size: int = Field(5000, ge=1, description="Most messages read per poll.")
+    start_from: Literal["beginning", "end"] = Field(
+        "beginning", description="Where a partition without recovery state starts reading."
+    )
+    warehouse_flush_seconds: float = Field(
+        2.0, gt=0, description="Longest a final window waits before the warehouse write."
+    )
+    metrics_port: int = Field(
+        9464, ge=0, description="Port of the dataflow's Prometheus /metrics (0: off)."
+    )
+    api_host: str = Field("127.0.0.1", description="Address the API binds to.")
+    api_port: int = Field(8000, ge=1, description="Port the API listens on.")
+    hot_horizon_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="Queries for windows newer than this are answered from Redis alone.",
+    )
+    log_level: str = Field("INFO", description="Log level of every Riffle process.")
+    log_format: Literal["json", "console"] = Field(
+        "json", description="Structured logs as JSON lines or for a terminal."
+    )
+
+    @field_validator("warehouse")
+    @classmethod
+    def _known_warehouse(cls, value: str) -> str:
+        if not value.startswith("duckdb:///") or value == "duckdb:///":
+            raise ValueError(
+                "RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb "
+                f"(got {value!r})"
+            )
+        return value
+
+    @property
+    def kafka_servers(self) -> str:
+        """The bootstrap list in librdkafka's comma-separated form."""
+        return self.kafka_bootstrap.replace(" ", "")
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The DuckDB file named by ``warehouse``.
+
+        As in SQLAlchemy URLs, ``duckdb:///rel/file.duckdb`` is relative to the
+        working directory and ``duckdb:////abs/file.duckdb`` is absolute.
+        """
+        return Path(self.warehouse.removeprefix("duckdb:///"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

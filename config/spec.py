@@ -1,0 +1,202 @@
+"""The pipeline spec: event types, dimensions, metrics and retention, from YAML.
+
+A spec is loaded once per process with :func:`load_spec`. Every problem is
+reported at load time as a :class:`~config.errors.SpecError` whose lines read
+``file:line: field.path: message`` so an editor can jump to them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.durations import Duration
+from config.errors import SpecError
+
+NAME = r"^[a-z][a-z0-9_]{0,62}$"
+_NAME_RE = re.compile(NAME)
+
+Aggregation = Literal["count", "sum", "avg", "min", "max"]
+Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventTypeSpec(_Strict):
+    """An event type the pipeline accepts; events of other types are dead letters."""
+
+    description: str = ""
+
+
+class DimensionSpec(_Strict):
+    """A named dimension: where its value sits in the event, and what stands in when absent."""
+
+    path: str = Field(pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$|^type$")
+    description: str = ""
+    default: str = "unknown"
+
+
+class Condition(_Strict):
+    """One clause of a metric filter; all clauses of a filter must hold."""
+
+    path: str = Field(pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$|^type$")
+    op: Operator = "eq"
+    value: Any = None
+
+    @field_validator("value")
+    @classmethod
+    def _list_for_membership(cls, value: Any, info: Any) -> Any:
+        if info.data.get("op") in ("in", "not_in") and not isinstance(value, list):
+            raise ValueError("'in' and 'not_in' take a list of values")
+        return value
+
+
+class MetricSpec(_Strict):
+    """A metric: which events feed it, how they aggregate, over which window and dimensions."""
+
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    unit: str = ""
+    events: list[str] = Field(min_length=1)
+    aggregation: Aggregation
+    value: str | None = Field(None, pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$")
+    dimensions: list[str] = Field(default_factory=list, max_length=8)
+    window: Duration = timedelta(minutes=1)
+    filter: list[Condition] = Field(default_factory=list)
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, window: timedelta) -> timedelta:
+        seconds = window.total_seconds()
+        if seconds < 1 or seconds != int(seconds) or seconds > 86_400:
+            raise ValueError("a window is a whole number of seconds between 1s and 1d")
+        if 86_400 % int(seconds):
+            raise ValueError("a window must divide a day evenly (1s, 10s, 1m, 5m, 1h, ...)")
+        return window
+
+    @property
+    def window_ms(self) -> int:
+        """The window length in milliseconds, the unit of every timestamp in the flow."""
+        return int(self.window.total_seconds() * 1000)
+
+
+class RetentionSpec(_Strict):
+    """How long windows are kept: ``hot`` in Redis, ``warehouse`` in the warehouse."""
+
+    hot: Duration = timedelta(days=2)
+    warehouse: Duration = timedelta(days=400)
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline spec (``version: 1``)."""
+
+    version: Literal[1] = 1
+    event_types: dict[str, EventTypeSpec] = Field(min_length=1)
+    dimensions: dict[str, DimensionSpec] = Field(default_factory=dict)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    retention: RetentionSpec = RetentionSpec()
+
+    def metric(self, name: str) -> MetricSpec | None:
+        """The metric called ``name``, if the spec has one."""
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Load and check a spec file; raise :class:`SpecError` naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from exc
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
+    """Parse spec text; ``source`` names it in error messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise SpecError(f"{source}:{line}: not valid YAML: {exc.problem}") from exc
+    if not isinstance(data, dict) or node is None:
+        raise SpecError(f"{source}:1: a spec is a mapping with event_types and metrics")
+    lines = dict(_node_lines(node, ()))
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [(tuple(err["loc"]), err["msg"]) for err in exc.errors()]
+        raise SpecError(_describe(source, lines, problems)) from exc
+    problems = list(_reference_problems(spec))
+    if problems:
+        raise SpecError(_describe(source, lines, problems))
+    return spec
+
+
+def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Cross-references pydantic cannot see: unknown names, duplicates, missing values."""
+    for name in spec.event_types:
+        if not _NAME_RE.match(name):
+            yield ("event_types", name), f"event type name {name!r} must match {NAME}"
+    for name in spec.dimensions:
+        if not _NAME_RE.match(name):
+            yield ("dimensions", name), f"dimension name {name!r} must match {NAME}"
+    seen: set[str] = set()
+    for i, metric in enumerate(spec.metrics):
+        where: tuple[str | int, ...] = ("metrics", i)
+        if metric.name in seen:
+            yield (*where, "name"), f"metric {metric.name!r} is defined twice"
+        seen.add(metric.name)
+        for j, event in enumerate(metric.events):
+            if event not in spec.event_types:
+                known = ", ".join(sorted(spec.event_types))
+                yield (*where, "events", j), f"unknown event type {event!r} (known: {known})"
+        for j, dim in enumerate(metric.dimensions):
+            if dim not in spec.dimensions:
+                known = ", ".join(sorted(spec.dimensions)) or "none defined"
+                yield (*where, "dimensions", j), f"unknown dimension {dim!r} (known: {known})"
+        if len(set(metric.dimensions)) != len(metric.dimensions):
+            yield (*where, "dimensions"), "a dimension is listed twice"
+        if metric.aggregation == "count" and metric.value is not None:
+            yield (*where, "value"), "a count metric takes no value field"
+        if metric.aggregation != "count" and metric.value is None:
+            yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
+
+
+def _describe(
+    source: str,
+    lines: dict[tuple[str | int, ...], int],
+    problems: list[tuple[tuple[str | int, ...], str]],
+) -> str:
+    out = []
+    for loc, message in problems:
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+        field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        out.append(f"{source}:{line}: {field or '(top)'}: {message}")
+    return "invalid pipeline spec\n" + "\n".join(out)
+
+
+def _node_lines(
+    node: yaml.Node, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], int]]:
+    """Map every path in the YAML document to the line it starts on (1-based)."""
+    yield path, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, str(key.value))
+            yield child, key.start_mark.line + 1
+            for sub, line in _node_lines(value, child):
+                if sub != child:
+                    yield sub, line
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _node_lines(item, (*path, index))

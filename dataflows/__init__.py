@@ -1,0 +1,1 @@
+"""Wiring only: Bytewax dataflows built from a spec, sources and sinks."""

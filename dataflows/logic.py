@@ -1,0 +1,186 @@
+"""Bytewax adapters around the plain stream logic of ``operators``.
+
+:class:`IngestLogic` runs per source partition (key ``topic/partition``);
+:class:`BucketLogic` per aggregation shard (key ``b07``). Both keep compact
+snapshots — plain tuples and dicts of numbers — because Bytewax deep-copies
+the snapshot of every touched key at every epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Union
+
+from bytewax.operators import StatefulBatchLogic
+
+from config.spec import Aggregation
+from dataflows.telemetry import FlowTelemetry
+from operators.extract import MetricPlan
+from operators.ingest import Partial, PartitionIngest
+from operators.records import DeadLetter, WindowResult
+from operators.watermark import NEVER, Watermark
+from operators.windows import BucketSnapshot, BucketWindows
+from sources.kafka import PartitionPoll
+
+
+def now_ms() -> int:
+    """Wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _at(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+def bucket_key(bucket: int) -> str:
+    """The key of an aggregation shard."""
+    return f"b{bucket:03d}"
+
+
+@dataclass(frozen=True, slots=True)
+class BucketUpdate:
+    """One partition's news for one shard: its watermark and partial aggregates."""
+
+    bucket: str
+    partition: str
+    watermark: int
+    partials: list[Partial]
+
+
+IngestOut = Union[BucketUpdate, list[DeadLetter]]
+WatermarkSnapshot = tuple[str, int, int, bool]
+"""``(partition, max_ts, watermark, caught_up)``."""
+
+
+class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot]):
+    """Stage one of one source partition; see :mod:`operators.ingest`.
+
+    Emits a :class:`BucketUpdate` for every shard that received partials, and
+    for every shard whenever the partition's reported watermark moved, so
+    each shard always knows every partition's watermark. Checks idleness
+    every ``tick_ms`` of wall-clock time.
+    """
+
+    def __init__(self, plans: Mapping[str, Sequence[MetricPlan]], *,
+                 default_tenant: str, buckets: int, lateness_ms: int, idle_ms: int,
+                 tick_ms: int, telemetry: FlowTelemetry,
+                 resume: WatermarkSnapshot | None) -> None:
+        watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
+        self.partition = ""
+        if resume is not None:
+            self.partition, watermark.max_ts, watermark.value, watermark.caught_up = resume
+        self.ingest = PartitionIngest(plans, source=f"kafka:{self.partition}",
+                                      default_tenant=default_tenant, buckets=buckets,
+                                      watermark=watermark)
+        self.bucket_keys = [bucket_key(b) for b in range(buckets)]
+        self.tick_ms = tick_ms
+        self.telemetry = telemetry
+        self._reported = NEVER if resume is None else watermark.reported
+        self._next_tick = now_ms() + tick_ms
+
+    def on_batch(self, values: list[PartitionPoll]) -> tuple[list[IngestOut], bool]:
+        now = now_ms()
+        wm = self.ingest.watermark
+        out: list[IngestOut] = []
+        partials: dict[int, list[Partial]] = {}
+        for poll in values:
+            if not self.partition:
+                self.partition = poll.partition
+                self.ingest.source = f"kafka:{poll.partition}"
+            if poll.at_end:
+                wm.caught_up = True
+            if not poll.messages:
+                continue
+            result = self.ingest.process(poll.messages, now)
+            self.telemetry.batch(result)
+            if result.dead:
+                self.telemetry.dead(result.dead)
+                out.append(result.dead)
+            for bucket, items in result.partials.items():
+                partials.setdefault(bucket, []).extend(items)
+        self._updates(out, partials, now)
+        return out, self.RETAIN
+
+    def on_notify(self) -> tuple[list[IngestOut], bool]:
+        now = now_ms()
+        self._next_tick = now + self.tick_ms
+        self.ingest.watermark.idle_advance(now)
+        out: list[IngestOut] = []
+        self._updates(out, {}, now)
+        return out, self.RETAIN
+
+    def notify_at(self) -> datetime:
+        return _at(self._next_tick)
+
+    def snapshot(self) -> WatermarkSnapshot:
+        wm = self.ingest.watermark
+        return (self.partition, wm.max_ts, wm.value, wm.caught_up)
+
+    def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]],
+                 now: int) -> None:
+        reported = self.ingest.watermark.reported
+        moved = reported != self._reported
+        self._reported = reported
+        if moved and reported != NEVER:
+            self.telemetry.watermark_lag.labels(self.partition).set(
+                max(0.0, (now - reported) / 1000))
+        for index, key in enumerate(self.bucket_keys):
+            items = partials.get(index)
+            if items or moved:
+                out.append(BucketUpdate(key, self.partition, reported, items or []))
+
+
+class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]):
+    """Stage two of one shard: window state, finals on close, partials every interval."""
+
+    def __init__(self, metrics: Mapping[str, tuple[int, Aggregation]], partitions: Sequence[str],
+                 *, correction_ms: int, partial_ms: int, telemetry: FlowTelemetry,
+                 resume: BucketSnapshot | None) -> None:
+        self.windows = BucketWindows(metrics, partitions, correction_ms).restore(resume)
+        self.partial_ms = partial_ms
+        self.telemetry = telemetry
+        self._next_partials = now_ms() + partial_ms
+        self._seen_corrections = self.windows.corrections
+        self._seen_dropped = self.windows.dropped_after_close
+
+    def on_batch(self, values: list[BucketUpdate]) -> tuple[list[WindowResult], bool]:
+        now = now_ms()
+        out: list[WindowResult] = []
+        for update in values:
+            out.extend(self.windows.apply(update.partition, update.watermark,
+                                          update.partials, now))
+        self._account(out)
+        return out, self.RETAIN
+
+    def on_notify(self) -> tuple[list[WindowResult], bool]:
+        now = now_ms()
+        self._next_partials = now + self.partial_ms
+        out = self.windows.partials(now)
+        self._account(out)
+        return out, self.RETAIN
+
+    def on_eof(self) -> tuple[list[WindowResult], bool]:
+        # Only bounded inputs (files, tests) end; their windows are complete.
+        out = self.windows.close_all(now_ms())
+        self._account(out)
+        return out, self.RETAIN
+
+    def notify_at(self) -> datetime:
+        return _at(self._next_partials)
+
+    def snapshot(self) -> BucketSnapshot:
+        return self.windows.snapshot()
+
+    def _account(self, out: list[WindowResult]) -> None:
+        self.telemetry.emitted(out)
+        windows = self.windows
+        if windows.corrections != self._seen_corrections:
+            self.telemetry.corrections.inc(windows.corrections - self._seen_corrections)
+            self._seen_corrections = windows.corrections
+        if windows.dropped_after_close != self._seen_dropped:
+            self.telemetry.dropped_after_close.inc(
+                windows.dropped_after_close - self._seen_dropped)
+            self._seen_dropped = windows.dropped_after_close

@@ -1,0 +1,114 @@
+"""The metrics dataflow: events in, windowed metrics and dead letters out.
+
+```
+source (one item per partition poll)
+  └─ ingest      stateful per partition: decode, check, lateness, pre-aggregate
+       ├─ dead letters ───────────────────────────────▶ dead-letter sink
+       └─ bucket updates ─▶ windows  stateful per shard: merge, close, partials
+                                 ├─ every emission ───▶ hot store (Redis)
+                                 └─ finals ───────────▶ warehouse
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from config.settings import Settings
+from config.spec import Aggregation, PipelineSpec
+from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
+from dataflows.telemetry import FlowTelemetry
+from operators.extract import compile_plans
+from operators.records import DeadLetter, WindowResult
+from sources.kafka import PartitionPoll
+
+
+@dataclass(frozen=True)
+class FlowOutputs:
+    """Where the flow's results go."""
+
+    windows: Sink[WindowResult]
+    """Every emission, partial and final (the hot store)."""
+    finals: Sink[WindowResult] | None
+    """Final windows only (the warehouse); ``None`` to skip."""
+    dead_letters: Sink[DeadLetter]
+
+
+def build_flow(
+    spec: PipelineSpec,
+    settings: Settings,
+    *,
+    source: Source[tuple[str, PartitionPoll]],
+    partitions: Sequence[str],
+    outputs: FlowOutputs,
+    telemetry: FlowTelemetry,
+    flow_id: str = "riffle_metrics",
+) -> Dataflow:
+    """Build the metrics dataflow.
+
+    ``source`` emits ``(partition_key, PartitionPoll)`` items and
+    ``partitions`` lists every partition key it can emit: a shard's watermark
+    waits for each of them, so a window closes only once every partition has
+    moved past it (or is caught up and idle).
+    """
+    plans = compile_plans(spec)
+    metrics: dict[str, tuple[int, Aggregation]] = {
+        m.name: (m.window_ms, m.aggregation) for m in spec.metrics
+    }
+    lateness_ms = int(settings.lateness_seconds * 1000)
+    idle_ms = int(settings.idle_seconds * 1000)
+    partial_ms = int(settings.partial_interval_seconds * 1000)
+    correction_ms = lateness_ms + max(m.window_ms for m in spec.metrics)
+    parts = list(partitions)
+
+    flow = Dataflow(flow_id)
+    polls = op.input("source", flow, source)
+    ingested = op.stateful_batch(
+        "ingest",
+        polls,
+        lambda resume: IngestLogic(
+            plans, default_tenant=settings.default_tenant, buckets=settings.buckets,
+            lateness_ms=lateness_ms, idle_ms=idle_ms, tick_ms=partial_ms,
+            telemetry=telemetry, resume=resume,
+        ),
+    )
+    routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)
+    dead: Stream[DeadLetter] = op.flat_map("dead_letters", routed.falses, _letters)
+    op.output("dead_letter_sink", dead, outputs.dead_letters)
+    updates = op.map("key_by_bucket", routed.trues, _by_bucket)
+    results = op.key_rm(
+        "drop_bucket_key",
+        op.stateful_batch(
+            "windows",
+            updates,
+            lambda resume: BucketLogic(
+                metrics, parts, correction_ms=correction_ms, partial_ms=partial_ms,
+                telemetry=telemetry, resume=resume,
+            ),
+        ),
+    )
+    op.output("hot_sink", results, outputs.windows)
+    if outputs.finals is not None:
+        finals = op.filter("finals_only", results, lambda r: r.is_final)
+        op.output("warehouse_sink", finals, outputs.finals)
+    return flow
+
+
+def _is_update(item: IngestOut) -> bool:
+    return isinstance(item, BucketUpdate)
+
+
+def _letters(item: IngestOut) -> list[DeadLetter]:
+    assert isinstance(item, list)
+    return item
+
+
+def _by_bucket(item: IngestOut) -> tuple[str, BucketUpdate]:
+    assert isinstance(item, BucketUpdate)
+    return (item.bucket, item)

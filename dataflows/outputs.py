@@ -1,0 +1,95 @@
+"""Bytewax sinks over the stores of ``sinks``; one connection per worker.
+
+All three are at-least-once and rely on the stores' idempotent writes for an
+exactly-once effect. A store that is down blocks the flow while writes are
+retried with backoff (backpressure) instead of dropping results; only after
+``give_up_s`` does the error stop the flow, so a restart replays from the
+last snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+import structlog
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from operators.records import DeadLetter, WindowResult, latest_per_window
+from sinks.deadletters import DeadLetterError, DeadLetterProducer
+from sinks.errors import SinkError
+from sinks.redis_store import RedisWindowStore
+from sinks.warehouse import DuckDBWarehouse
+
+X = TypeVar("X")
+log = structlog.get_logger(__name__)
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, SinkError, DeadLetterError)
+
+
+class _Partition(StatelessSinkPartition[X]):
+    def __init__(self, name: str, write: Callable[[list[X]], None], give_up_s: float) -> None:
+        self._name = name
+        self._write = write
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            wait=wait_exponential_jitter(initial=0.2, max=10),
+            stop=stop_after_delay(give_up_s),
+            reraise=True,
+        )
+
+    def write_batch(self, items: list[X]) -> None:
+        for attempt in self._retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning("sink_retry", sink=self._name,
+                                attempt=attempt.retry_state.attempt_number)
+                self._write(items)
+
+
+class RedisWindowsSink(DynamicSink[WindowResult]):
+    """Every window emission into the hot store; partials coalesced per batch."""
+
+    def __init__(self, url: str, prefix: str, hot_ttl_seconds: int,
+                 give_up_s: float = 300.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.hot_ttl_seconds = hot_ttl_seconds
+        self.give_up_s = give_up_s
+
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> StatelessSinkPartition[WindowResult]:
+        store = RedisWindowStore(redis.Redis.from_url(self.url), self.prefix,
+                                 self.hot_ttl_seconds)
+        return _Partition("redis", lambda items: store.write(latest_per_window(items)),
+                          self.give_up_s)
+
+
+class WarehouseSink(DynamicSink[WindowResult]):
+    """Final windows into the warehouse (upserts)."""
+
+    def __init__(self, path: Path, give_up_s: float = 300.0) -> None:
+        self.path = path
+        self.give_up_s = give_up_s
+
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> StatelessSinkPartition[WindowResult]:
+        warehouse = DuckDBWarehouse(self.path)
+        return _Partition("warehouse", lambda items: warehouse.upsert_windows(
+            latest_per_window(items)), self.give_up_s)
+
+
+class DeadLetterSink(DynamicSink[DeadLetter]):
+    """Dead letters onto the dead-letter topic, confirmed by the broker."""
+
+    def __init__(self, servers: str, topic: str, give_up_s: float = 300.0) -> None:
+        self.servers = servers
+        self.topic = topic
+        self.give_up_s = give_up_s
+
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> StatelessSinkPartition[DeadLetter]:
+        producer = DeadLetterProducer(self.servers, self.topic)
+        return _Partition("dead_letters", producer.send, self.give_up_s)

@@ -1,0 +1,159 @@
+"""The spec compiled for the hot loop: per event type, what each metric takes.
+
+:func:`compile_plans` turns the spec's metrics into :class:`MetricPlan` objects
+with prebuilt getters, so reading an event touches only plain dict lookups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from config.spec import Condition, PipelineSpec
+from operators.envelope import EnvelopeError
+from operators.records import Dims
+
+Getter = Callable[[dict[str, Any]], Any]
+MAX_DIM_VALUE = 128
+
+
+def getter(path: str) -> Getter:
+    """A function reading a dotted path (``props.amount``) from an event; ``None`` if absent."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        key = parts[0]
+        return lambda event: event.get(key)
+    if len(parts) == 2:
+        outer, inner = parts
+
+        def two(event: dict[str, Any]) -> Any:
+            holder = event.get(outer)
+            return holder.get(inner) if type(holder) is dict else None
+
+        return two
+
+    def deep(event: dict[str, Any]) -> Any:
+        value: Any = event
+        for part in parts:
+            if type(value) is not dict:
+                return None
+            value = value.get(part)
+        return value
+
+    return deep
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+def predicate(conditions: list[Condition]) -> Callable[[dict[str, Any]], bool] | None:
+    """All conditions as one test; a comparison between mismatched types is false."""
+    if not conditions:
+        return None
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for cond in conditions:
+        get = getter(cond.path)
+        if cond.op == "exists":
+            tests.append(_exists(get, want=cond.value is not False))
+            continue
+        compare, expected = _COMPARE[cond.op], cond.value
+
+        def test(e: dict[str, Any], get: Getter = get, compare: Callable[[Any, Any], bool]
+                 = compare, expected: Any = expected) -> bool:
+            actual = get(e)
+            if actual is None:
+                return False
+            try:
+                return compare(actual, expected)
+            except TypeError:
+                return False
+
+        tests.append(test)
+    return lambda e: all(t(e) for t in tests)
+
+
+def _exists(get: Getter, *, want: bool) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: (get(event) is not None) is want
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPlan:
+    """What one metric takes from one event."""
+
+    name: str
+    window_ms: int
+    value_path: str | None
+    value: Getter | None
+    dims: tuple[tuple[str, Getter, str, str], ...]
+    """``(name, getter, default, path)`` per dimension, sorted by name."""
+    accepts: Callable[[dict[str, Any]], bool] | None
+
+    def read(self, event: dict[str, Any]) -> tuple[Dims, float] | None:
+        """The series dimensions and value this event contributes, or ``None`` if filtered.
+
+        Raises :class:`EnvelopeError` (``invalid``) when the event lacks what the
+        metric needs, so the caller can reject the event as a whole.
+        """
+        if self.accepts is not None and not self.accepts(event):
+            return None
+        if self.value is None:
+            value = 1.0
+        else:
+            raw = self.value(event)
+            kind = type(raw)
+            if (kind is not int and kind is not float) or not math.isfinite(raw):
+                raise EnvelopeError(
+                    "invalid", self.value_path or "", f"metric {self.name} needs a finite number"
+                )
+            value = float(raw)
+        dims = []
+        for name, get, default, path in self.dims:
+            raw = get(event)
+            kind = type(raw)
+            if raw is None:
+                text = default
+            elif kind is str:
+                text = raw[:MAX_DIM_VALUE] or default
+            elif kind is bool:
+                text = "true" if raw else "false"
+            elif kind is int or kind is float:
+                text = str(raw)
+            else:
+                raise EnvelopeError(
+                    "invalid", path, f"dimension {name} must be a string, number or boolean"
+                )
+            dims.append((name, text))
+        return tuple(dims), value
+
+
+def compile_plans(spec: PipelineSpec) -> dict[str, tuple[MetricPlan, ...]]:
+    """Metric plans grouped by the event type that feeds them."""
+    by_type: dict[str, list[MetricPlan]] = {name: [] for name in spec.event_types}
+    for metric in spec.metrics:
+        dims = tuple(
+            (name, getter(spec.dimensions[name].path), spec.dimensions[name].default,
+             spec.dimensions[name].path)
+            for name in sorted(metric.dimensions)
+        )
+        plan = MetricPlan(
+            name=metric.name,
+            window_ms=metric.window_ms,
+            value_path=metric.value,
+            value=getter(metric.value) if metric.value else None,
+            dims=dims,
+            accepts=predicate(metric.filter),
+        )
+        for event_type in metric.events:
+            by_type[event_type].append(plan)
+    return {name: tuple(plans) for name, plans in by_type.items()}

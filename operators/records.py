@@ -1,0 +1,121 @@
+"""The records that leave the stream logic: window results and dead letters.
+
+A series is (tenant, metric, dimension values). :func:`series_id` gives it a
+short stable id that every store and API path uses; it is a hash of the
+canonical encoding, so it is the same in every process and every run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+Dims = tuple[tuple[str, str], ...]
+"""Dimension values of a series as sorted ``(name, value)`` pairs."""
+
+FailureType = Literal["parse", "envelope", "unknown_type", "invalid", "late"]
+
+
+def series_id(metric: str, dims: Dims) -> str:
+    """A 16-hex-digit id of a metric's series, stable across processes and runs.
+
+    The tenant is not part of the hash: every key and table that holds a
+    series also holds the tenant beside it.
+    """
+    canonical = orjson.dumps([metric, dims])
+    return hashlib.blake2b(canonical, digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """One emission of one window of one series.
+
+    ``count``, ``sum``, ``min`` and ``max`` are the mergeable aggregate state,
+    so windows of several series can be combined exactly (``group_by``);
+    ``value`` is the metric's own aggregation of them. ``revision`` grows with
+    every emission of the window; the final one has ``is_final`` and replaces
+    every partial one.
+    """
+
+    tenant: str
+    metric: str
+    dims: Dims
+    window_start: int
+    window_end: int
+    count: int
+    sum: float
+    min: float | None
+    max: float | None
+    value: float | None
+    is_final: bool
+    revision: int
+    emitted_at: int = field(compare=False, default=0)
+
+    @property
+    def series(self) -> str:
+        """The series id (see :func:`series_id`)."""
+        return series_id(self.metric, self.dims)
+
+    def to_json(self) -> bytes:
+        """The record as JSON bytes, dimensions as an object."""
+        data = asdict(self)
+        data["dims"] = dict(self.dims)
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> WindowResult:
+        """Inverse of :meth:`to_json`."""
+        data = orjson.loads(raw)
+        data["dims"] = tuple(sorted(data["dims"].items()))
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the flow could not use, with why and its original bytes.
+
+    ``source`` names where the bytes came from (``kafka:topic/partition@offset``).
+    ``lateness_ms`` is set for late events: how far behind the watermark.
+    """
+
+    failure_type: FailureType
+    reason: str
+    path: str
+    raw: bytes
+    source: str
+    tenant: str
+    received_at: int
+    event_type: str | None = None
+    event_ts: int | None = None
+    lateness_ms: int | None = None
+
+    def to_json(self) -> bytes:
+        """JSON bytes; ``raw`` is base64 so any input bytes survive."""
+        data: dict[str, Any] = asdict(self)
+        data["raw"] = base64.b64encode(self.raw).decode("ascii")
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        """Inverse of :meth:`to_json`."""
+        data = orjson.loads(raw)
+        data["raw"] = base64.b64decode(data["raw"])
+        return cls(**data)
+
+
+def latest_per_window(results: list[WindowResult]) -> list[WindowResult]:
+    """Keep one emission per window: a final over any partial, else the highest revision.
+
+    Emissions of one run only; lets a sink skip writes a later one replaces.
+    """
+    best: dict[tuple[str, str, Dims, int], WindowResult] = {}
+    for result in results:
+        key = (result.tenant, result.metric, result.dims, result.window_start)
+        seen = best.get(key)
+        if seen is None or (result.is_final, result.revision) >= (seen.is_final, seen.revision):
+            best[key] = result
+    return list(best.values())

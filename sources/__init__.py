@@ -1,0 +1,1 @@
+"""Inputs of the flow: Kafka, and the demo event generator."""

@@ -1,0 +1,159 @@
+"""A known event set for flow tests, and its expected windows computed independently.
+
+The expectation is plain SQL in DuckDB over the same events: lateness comes
+from a running maximum of event time per partition (a window function), so
+it shares no code with the flow's own watermark bookkeeping.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import duckdb
+import orjson
+
+from config.spec import PipelineSpec
+
+BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, on every window boundary
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One produced message and what the test knows about it."""
+
+    partition: int
+    raw: bytes
+    valid: bool
+    """The envelope and every field a metric reads are fine."""
+
+
+COUNTRIES = ["US", "DE", "FR", "BR", "IN"]
+DEVICES = ["desktop", "mobile", "tablet"]
+PAGES = ["home", "search", "product", "cart"]
+CURRENCIES = ["USD", "EUR"]
+ENDPOINTS = ["/api/cart", "/api/search"]
+
+
+def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
+    kind = rng.choices(["page_view", "add_to_cart", "purchase", "signup", "api_request"],
+                       weights=[50, 15, 10, 5, 20])[0]
+    props: dict[str, object]
+    if kind == "page_view":
+        props = {"page": rng.choice(PAGES)}
+    elif kind == "purchase":
+        props = {"amount": round(rng.uniform(5, 300), 2), "currency": rng.choice(CURRENCIES)}
+    elif kind == "signup":
+        props = {"channel": rng.choice(["ads", "organic"])}
+    elif kind == "api_request":
+        status = rng.choice([200, 200, 200, 404, 500, 503])
+        props = {"endpoint": rng.choice(ENDPOINTS), "status": status,
+                 "status_class": f"{status // 100}xx", "latency_ms": rng.randint(3, 900)}
+    else:
+        props = {"sku": f"sku-{rng.randint(1, 50)}"}
+    return {"event_id": f"e{n}", "type": kind, "ts": ts, "props": props,
+            "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)}}
+
+
+def scenario(seed: int = 7, n: int = 3000, partitions: int = 2) -> list[Sent]:
+    """Events over ~5 minutes of event time, in arrival order.
+
+    Includes events exactly on window boundaries, duplicates of boundary
+    stamps, RFC 3339 stamps, late events (minutes behind), and malformed
+    messages of every kind the envelope rejects.
+    """
+    rng = random.Random(seed)
+    out: list[Sent] = []
+    for i in range(n):
+        part = rng.randrange(partitions)
+        ts: int | str = BASE + i * 100 + rng.randint(-2000, 2000)
+        roll = rng.random()
+        if i % 97 == 0:
+            ts = BASE + (i * 100 // 60_000) * 60_000  # exactly on a minute boundary
+        if roll < 0.02 and i > 500:
+            ts = BASE + i * 100 - rng.randint(60_000, 120_000)  # late by minutes
+        event = _event(rng, i, ts)
+        if i % 50 == 0:
+            event["ts"] = _rfc3339(int(event["ts"]))  # type: ignore[arg-type]
+        valid = True
+        if roll > 0.97:
+            valid = False
+            broken = rng.choice(["json", "no_id", "bad_ts", "props", "type", "amount"])
+            if broken == "json":
+                out.append(Sent(part, b'{"event_id": "x", "type": ', False))
+                continue
+            if broken == "no_id":
+                del event["event_id"]
+            elif broken == "bad_ts":
+                event["ts"] = "yesterday"
+            elif broken == "props":
+                event["props"] = [1, 2]
+            elif broken == "type":
+                event["type"] = "teleport"
+            else:
+                event["type"] = "purchase"
+                event["props"] = {"amount": "12.5", "currency": "USD"}
+        out.append(Sent(part, orjson.dumps(event), valid))
+    return out
+
+
+def _rfc3339(millis: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def expected_windows(
+    sent: list[Sent], spec: PipelineSpec, lateness_ms: int
+) -> dict[tuple[str, tuple[tuple[str, str], ...], int], tuple[int, float, float, float]]:
+    """``(metric, dims, window_start) -> (count, sum, min, max)`` by SQL over the events.
+
+    Late events (behind the per-partition running maximum minus lateness)
+    are excluded, as the flow must exclude them.
+    """
+    con = duckdb.connect()
+    rows = []
+    for seq, item in enumerate(sent):
+        if item.valid:
+            rows.append((seq, item.partition, item.raw.decode()))
+    con.execute("CREATE TABLE raw (seq BIGINT, part INT, body JSON)")
+    con.executemany("INSERT INTO raw VALUES (?, ?, ?)", rows)
+    con.execute("""
+        CREATE TABLE events AS
+        WITH typed AS (
+            SELECT seq, part, body,
+                   CASE WHEN json_type(body, '$.ts') = 'VARCHAR'
+                        THEN epoch_ms(CAST(body->>'ts' AS TIMESTAMPTZ))
+                        ELSE CAST(body->>'ts' AS BIGINT) END AS ts
+            FROM raw
+        ), marked AS (
+            SELECT *, max(ts) OVER (PARTITION BY part ORDER BY seq
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_max
+            FROM typed
+        )
+        SELECT * FROM marked WHERE prev_max IS NULL OR ts >= prev_max - ?
+    """, [lateness_ms])
+    expected = {}
+    for metric in spec.metrics:
+        dims = sorted(metric.dimensions)
+        dim_sql = ", ".join(
+            f"coalesce(json_extract_string(body, '$.{spec.dimensions[d].path}'), 'unknown')"
+            for d in dims
+        ) or "NULL"
+        value_sql = (f"CAST(json_extract(body, '$.{metric.value}') AS DOUBLE)"
+                     if metric.value else "1.0")
+        where = ["(" + " OR ".join(f"body->>'type' = '{t}'" for t in metric.events) + ")"]
+        for cond in metric.filter:
+            assert cond.op == "gte"
+            where.append(f"CAST(json_extract(body, '$.{cond.path}') AS DOUBLE) >= {cond.value}")
+        window = metric.window_ms
+        query = f"""
+            SELECT [{dim_sql}] AS dims, ts - (ts % {window}) AS start,
+                   count(*), sum({value_sql}), min({value_sql}), max({value_sql})
+            FROM events WHERE {' AND '.join(where)}
+            GROUP BY ALL
+        """
+        for dim_values, start, count, total, low, high in con.execute(query).fetchall():
+            key_dims = tuple(zip(dims, dim_values, strict=True)) if dims else ()
+            expected[(metric.name, key_dims, start)] = (count, total, low, high)
+    return expected
