@@ -52,8 +52,13 @@ PAGES = ["home", "search", "product", "product", "product", "cart", "checkout", 
 def compact_events(n: int, seed: int, start_ms: int) -> list[bytes]:
     """Demo-shaped events of about 150 bytes, ~2k/s of event time, in time order."""
     rng = random.Random(seed)
-    kinds = ["page_view"] * 60 + ["add_to_cart"] * 10 + ["purchase"] * 5 + ["signup"] * 3 + [
-        "api_request"] * 22
+    kinds = (
+        ["page_view"] * 60
+        + ["add_to_cart"] * 10
+        + ["purchase"] * 5
+        + ["signup"] * 3
+        + ["api_request"] * 22
+    )
     out = []
     for i in range(n):
         kind = rng.choice(kinds)
@@ -61,29 +66,49 @@ def compact_events(n: int, seed: int, start_ms: int) -> list[bytes]:
         if kind == "page_view":
             props = {"page": rng.choice(PAGES)}
         elif kind == "purchase":
-            props = {"amount": round(rng.uniform(5, 400), 2), "currency": rng.choice(["USD", "EUR"])}
+            props = {
+                "amount": round(rng.uniform(5, 400), 2),
+                "currency": rng.choice(["USD", "EUR"]),
+            }
         elif kind == "signup":
             props = {"channel": rng.choice(["ads", "organic", "referral"])}
         elif kind == "api_request":
             status = rng.choice([200] * 18 + [404, 500])
-            props = {"endpoint": rng.choice(["/api/cart", "/api/search", "/api/items"]),
-                     "status": status, "status_class": f"{status // 100}xx",
-                     "latency_ms": rng.randint(2, 800)}
+            props = {
+                "endpoint": rng.choice(["/api/cart", "/api/search", "/api/items"]),
+                "status": status,
+                "status_class": f"{status // 100}xx",
+                "latency_ms": rng.randint(2, 800),
+            }
         else:
             props = {"sku": f"s{rng.randint(1, 999)}"}
-        out.append(orjson.dumps({
-            "event_id": f"{seed:x}-{i:x}", "type": kind, "ts": start_ms + i // 2,
-            "props": props,
-            "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)},
-        }))
+        out.append(
+            orjson.dumps(
+                {
+                    "event_id": f"{seed:x}-{i:x}",
+                    "type": kind,
+                    "ts": start_ms + i // 2,
+                    "props": props,
+                    "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)},
+                }
+            )
+        )
     return out
 
 
 def produce(servers: str, topic: str, values: list[bytes]) -> None:
     """Write ``values`` keyed round-robin over partitions; wait for every delivery."""
-    producer = Producer({"bootstrap.servers": servers, "linger.ms": 50, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
-                         "enable.idempotence": True, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": servers,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     for i, value in enumerate(values):
         while True:
             try:
@@ -100,16 +125,36 @@ Aggregates = dict[tuple[str, tuple[str, ...], int], list[float]]
 
 def reference(servers: str, topic: str, partitions: int, spec: PipelineSpec) -> Aggregates:
     """The plain loop: assign, orjson, dict aggregation into the spec's windows."""
-    by_type: dict[str, list[tuple[str, int, Callable[..., object] | None,
-                                  list[Callable[..., object]], Callable[..., bool] | None]]] = {}
+    by_type: dict[
+        str,
+        list[
+            tuple[
+                str,
+                int,
+                Callable[..., object] | None,
+                list[Callable[..., object]],
+                Callable[..., bool] | None,
+            ]
+        ],
+    ] = {}
     for m in spec.metrics:
-        entry = (m.name, m.window_ms, getter(m.value) if m.value else None,
-                 [getter(spec.dimensions[d].path) for d in sorted(m.dimensions)],
-                 predicate(m.filter))
+        entry = (
+            m.name,
+            m.window_ms,
+            getter(m.value) if m.value else None,
+            [getter(spec.dimensions[d].path) for d in sorted(m.dimensions)],
+            predicate(m.filter),
+        )
         for t in m.events:
             by_type.setdefault(t, []).append(entry)
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench",
-                         "enable.partition.eof": True, "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": "bench",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     aggs: Aggregates = {}
     open_parts = partitions
@@ -139,13 +184,21 @@ def reference(servers: str, topic: str, partitions: int, spec: PipelineSpec) -> 
     return aggs
 
 
-def riffle(servers: str, topic: str, partitions: int, spec: PipelineSpec, redis_url: str,
-           prefix: str, workdir: Path) -> dict[str, float]:
+def riffle(
+    servers: str,
+    topic: str,
+    partitions: int,
+    spec: PipelineSpec,
+    redis_url: str,
+    prefix: str,
+    workdir: Path,
+) -> dict[str, float]:
     """The dataflow, bounded to the topic's end; returns final counts per metric from Redis."""
     settings = Settings(kafka_bootstrap=servers, redis_url=redis_url, redis_prefix=prefix)
     hot_ttl = int(spec.retention.hot.total_seconds())
     flow = build_flow(
-        spec, settings,
+        spec,
+        settings,
         source=KafkaPollSource(servers, topic, batch_size=settings.source_batch_size, tail=False),
         partitions=[partition_key(topic, p) for p in range(partitions)],
         outputs=FlowOutputs(
@@ -161,7 +214,8 @@ def riffle(servers: str, topic: str, partitions: int, spec: PipelineSpec, redis_
     for metric in spec.metrics:
         for _dims, points in store.read_series(settings.default_tenant, metric.name, 0, 2**62):
             totals[metric.name] = totals.get(metric.name, 0) + sum(
-                p.count for p in points if p.is_final)
+                p.count for p in points if p.is_final
+            )
     return totals
 
 
@@ -202,17 +256,20 @@ def main() -> None:
         values = compact_events(args.events, seed=1, start_ms=int(time.time() * 1000) - 3_600_000)
         size = sum(map(len, values)) / len(values)
         _, produce_s, _ = timed(lambda: produce(servers, topic, values))
-        print(f"produced {args.events:,} events of {size:.0f} bytes to {args.partitions} "
-              f"partitions in {produce_s:.1f}s")
+        print(
+            f"produced {args.events:,} events of {size:.0f} bytes to {args.partitions} "
+            f"partitions in {produce_s:.1f}s"
+        )
         rows = []
         client = redis.Redis.from_url(args.redis_url)
         for round_no in range(args.rounds):
-            ref, ref_wall, ref_cpu = timed(
-                lambda: reference(servers, topic, args.partitions, spec))
+            ref, ref_wall, ref_cpu = timed(lambda: reference(servers, topic, args.partitions, spec))
             prefix = f"bench{uuid.uuid4().hex[:6]}"
             got, rif_wall, rif_cpu = timed(
-                lambda: riffle(servers, topic, args.partitions, spec, args.redis_url,
-                               prefix, Path(tmp)))
+                lambda prefix=prefix: riffle(
+                    servers, topic, args.partitions, spec, args.redis_url, prefix, Path(tmp)
+                )
+            )
             for key in client.scan_iter(f"{prefix}:*", count=1000):
                 client.delete(key)
             assert isinstance(ref, dict) and isinstance(got, dict)
@@ -223,16 +280,22 @@ def main() -> None:
                 raise SystemExit(f"totals differ: riffle {got} vs reference {want}")
             rows.append((round_no, ref_wall, ref_cpu, rif_wall, rif_cpu))
         n = args.events
-        print(f"\n{'round':>5} {'reference ev/s':>15} {'ev/cpu-s':>10} "
-              f"{'riffle ev/s':>12} {'ev/cpu-s':>10} {'ratio ev/s':>11} {'ratio cpu':>10}")
+        print(
+            f"\n{'round':>5} {'reference ev/s':>15} {'ev/cpu-s':>10} "
+            f"{'riffle ev/s':>12} {'ev/cpu-s':>10} {'ratio ev/s':>11} {'ratio cpu':>10}"
+        )
         for round_no, ref_wall, ref_cpu, rif_wall, rif_cpu in rows:
-            print(f"{round_no:>5} {n / ref_wall:>15,.0f} {n / ref_cpu:>10,.0f} "
-                  f"{n / rif_wall:>12,.0f} {n / rif_cpu:>10,.0f} "
-                  f"{ref_wall / rif_wall:>11.2f} {ref_cpu / rif_cpu:>10.2f}")
+            print(
+                f"{round_no:>5} {n / ref_wall:>15,.0f} {n / ref_cpu:>10,.0f} "
+                f"{n / rif_wall:>12,.0f} {n / rif_cpu:>10,.0f} "
+                f"{ref_wall / rif_wall:>11.2f} {ref_cpu / rif_cpu:>10.2f}"
+            )
         best_ref = min(r[1] for r in rows)
         best_rif = min(r[3] for r in rows)
-        print(f"\nbest: reference {n / best_ref:,.0f} ev/s, riffle {n / best_rif:,.0f} ev/s, "
-              f"riffle/reference = {best_ref / best_rif:.2f}")
+        print(
+            f"\nbest: reference {n / best_ref:,.0f} ev/s, riffle {n / best_rif:,.0f} ev/s, "
+            f"riffle/reference = {best_ref / best_rif:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ def parse_duration(value: object) -> timedelta:
     """Read ``10s``-style strings, bare seconds, or a ``timedelta``."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number with a unit, like 10s or 1m")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=float(value))
     if isinstance(value, str):
         match = _PATTERN.match(value)

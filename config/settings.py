@@ -85,8 +85,7 @@ class Settings(BaseSettings):
     def _known_warehouse(cls, value: str) -> str:
         if not value.startswith("duckdb:///") or value == "duckdb:///":
             raise ValueError(
-                "RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb "
-                f"(got {value!r})"
+                f"RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb (got {value!r})"
             )
         return value
 

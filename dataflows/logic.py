@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Union
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -50,7 +49,7 @@ class BucketUpdate:
     partials: list[Partial]
 
 
-IngestOut = Union[BucketUpdate, list[DeadLetter]]
+IngestOut = BucketUpdate | list[DeadLetter]
 WatermarkSnapshot = tuple[str, int, int, bool]
 """``(partition, max_ts, watermark, caught_up)``."""
 
@@ -64,17 +63,29 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
     every ``tick_ms`` of wall-clock time.
     """
 
-    def __init__(self, plans: Mapping[str, Sequence[MetricPlan]], *,
-                 default_tenant: str, buckets: int, lateness_ms: int, idle_ms: int,
-                 tick_ms: int, telemetry: FlowTelemetry,
-                 resume: WatermarkSnapshot | None) -> None:
+    def __init__(
+        self,
+        plans: Mapping[str, Sequence[MetricPlan]],
+        *,
+        default_tenant: str,
+        buckets: int,
+        lateness_ms: int,
+        idle_ms: int,
+        tick_ms: int,
+        telemetry: FlowTelemetry,
+        resume: WatermarkSnapshot | None,
+    ) -> None:
         watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
         if resume is not None:
             self.partition, watermark.max_ts, watermark.value, watermark.caught_up = resume
-        self.ingest = PartitionIngest(plans, source=f"kafka:{self.partition}",
-                                      default_tenant=default_tenant, buckets=buckets,
-                                      watermark=watermark)
+        self.ingest = PartitionIngest(
+            plans,
+            source=f"kafka:{self.partition}",
+            default_tenant=default_tenant,
+            buckets=buckets,
+            watermark=watermark,
+        )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.tick_ms = tick_ms
         self.telemetry = telemetry
@@ -119,14 +130,14 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         wm = self.ingest.watermark
         return (self.partition, wm.max_ts, wm.value, wm.caught_up)
 
-    def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]],
-                 now: int) -> None:
+    def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
         reported = self.ingest.watermark.reported
         moved = reported != self._reported
         self._reported = reported
         if moved and reported != NEVER:
             self.telemetry.watermark_lag.labels(self.partition).set(
-                max(0.0, (now - reported) / 1000))
+                max(0.0, (now - reported) / 1000)
+            )
         for index, key in enumerate(self.bucket_keys):
             items = partials.get(index)
             if items or moved:
@@ -136,9 +147,16 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
 class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]):
     """Stage two of one shard: window state, finals on close, partials every interval."""
 
-    def __init__(self, metrics: Mapping[str, tuple[int, Aggregation]], partitions: Sequence[str],
-                 *, correction_ms: int, partial_ms: int, telemetry: FlowTelemetry,
-                 resume: BucketSnapshot | None) -> None:
+    def __init__(
+        self,
+        metrics: Mapping[str, tuple[int, Aggregation]],
+        partitions: Sequence[str],
+        *,
+        correction_ms: int,
+        partial_ms: int,
+        telemetry: FlowTelemetry,
+        resume: BucketSnapshot | None,
+    ) -> None:
         self.windows = BucketWindows(metrics, partitions, correction_ms).restore(resume)
         self.partial_ms = partial_ms
         self.telemetry = telemetry
@@ -150,8 +168,7 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
         now = now_ms()
         out: list[WindowResult] = []
         for update in values:
-            out.extend(self.windows.apply(update.partition, update.watermark,
-                                          update.partials, now))
+            out.extend(self.windows.apply(update.partition, update.watermark, update.partials, now))
         self._account(out)
         return out, self.RETAIN
 
@@ -181,6 +198,5 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
             self.telemetry.corrections.inc(windows.corrections - self._seen_corrections)
             self._seen_corrections = windows.corrections
         if windows.dropped_after_close != self._seen_dropped:
-            self.telemetry.dropped_after_close.inc(
-                windows.dropped_after_close - self._seen_dropped)
+            self.telemetry.dropped_after_close.inc(windows.dropped_after_close - self._seen_dropped)
             self._seen_dropped = windows.dropped_after_close

@@ -73,9 +73,14 @@ def build_flow(
         "ingest",
         polls,
         lambda resume: IngestLogic(
-            plans, default_tenant=settings.default_tenant, buckets=settings.buckets,
-            lateness_ms=lateness_ms, idle_ms=idle_ms, tick_ms=partial_ms,
-            telemetry=telemetry, resume=resume,
+            plans,
+            default_tenant=settings.default_tenant,
+            buckets=settings.buckets,
+            lateness_ms=lateness_ms,
+            idle_ms=idle_ms,
+            tick_ms=partial_ms,
+            telemetry=telemetry,
+            resume=resume,
         ),
     )
     routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)
@@ -88,8 +93,12 @@ def build_flow(
             "windows",
             updates,
             lambda resume: BucketLogic(
-                metrics, parts, correction_ms=correction_ms, partial_ms=partial_ms,
-                telemetry=telemetry, resume=resume,
+                metrics,
+                parts,
+                correction_ms=correction_ms,
+                partial_ms=partial_ms,
+                telemetry=telemetry,
+                resume=resume,
             ),
         ),
     )

@@ -44,27 +44,30 @@ class _Partition(StatelessSinkPartition[X]):
         for attempt in self._retrying:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
-                    log.warning("sink_retry", sink=self._name,
-                                attempt=attempt.retry_state.attempt_number)
+                    log.warning(
+                        "sink_retry", sink=self._name, attempt=attempt.retry_state.attempt_number
+                    )
                 self._write(items)
 
 
 class RedisWindowsSink(DynamicSink[WindowResult]):
     """Every window emission into the hot store; partials coalesced per batch."""
 
-    def __init__(self, url: str, prefix: str, hot_ttl_seconds: int,
-                 give_up_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, prefix: str, hot_ttl_seconds: int, give_up_s: float = 300.0
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.hot_ttl_seconds = hot_ttl_seconds
         self.give_up_s = give_up_s
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> StatelessSinkPartition[WindowResult]:
-        store = RedisWindowStore(redis.Redis.from_url(self.url), self.prefix,
-                                 self.hot_ttl_seconds)
-        return _Partition("redis", lambda items: store.write(latest_per_window(items)),
-                          self.give_up_s)
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[WindowResult]:
+        store = RedisWindowStore(redis.Redis.from_url(self.url), self.prefix, self.hot_ttl_seconds)
+        return _Partition(
+            "redis", lambda items: store.write(latest_per_window(items)), self.give_up_s
+        )
 
 
 class WarehouseSink(DynamicSink[WindowResult]):
@@ -74,11 +77,15 @@ class WarehouseSink(DynamicSink[WindowResult]):
         self.path = path
         self.give_up_s = give_up_s
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> StatelessSinkPartition[WindowResult]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[WindowResult]:
         warehouse = DuckDBWarehouse(self.path)
-        return _Partition("warehouse", lambda items: warehouse.upsert_windows(
-            latest_per_window(items)), self.give_up_s)
+        return _Partition(
+            "warehouse",
+            lambda items: warehouse.upsert_windows(latest_per_window(items)),
+            self.give_up_s,
+        )
 
 
 class DeadLetterSink(DynamicSink[DeadLetter]):
@@ -89,7 +96,8 @@ class DeadLetterSink(DynamicSink[DeadLetter]):
         self.topic = topic
         self.give_up_s = give_up_s
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> StatelessSinkPartition[DeadLetter]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[DeadLetter]:
         producer = DeadLetterProducer(self.servers, self.topic)
         return _Partition("dead_letters", producer.send, self.give_up_s)

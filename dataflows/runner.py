@@ -22,28 +22,42 @@ log = structlog.get_logger(__name__)
 def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
     """The metrics flow wired to the services named in ``settings``."""
     spec = load_spec(settings.spec)
-    ensure_topics(settings.kafka_servers, [settings.events_topic, settings.deadletter_topic],
-                  settings.topic_partitions)
-    partitions = [partition_key(settings.events_topic, p)
-                  for p in list_partitions(settings.kafka_servers, settings.events_topic)]
+    ensure_topics(
+        settings.kafka_servers,
+        [settings.events_topic, settings.deadletter_topic],
+        settings.topic_partitions,
+    )
+    partitions = [
+        partition_key(settings.events_topic, p)
+        for p in list_partitions(settings.kafka_servers, settings.events_topic)
+    ]
     DuckDBWarehouse(settings.duckdb_path).init()
     source = KafkaPollSource(
-        settings.kafka_servers, settings.events_topic, batch_size=settings.source_batch_size,
+        settings.kafka_servers,
+        settings.events_topic,
+        batch_size=settings.source_batch_size,
         start_from=settings.start_from,
         heartbeat_ms=int(settings.partial_interval_seconds * 1000),
     )
     outputs = FlowOutputs(
-        windows=RedisWindowsSink(settings.redis_url, settings.redis_prefix,
-                                 int(spec.retention.hot.total_seconds())),
+        windows=RedisWindowsSink(
+            settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
+        ),
         finals=WarehouseSink(settings.duckdb_path),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
     )
-    return build_flow(spec, settings, source=source, partitions=partitions,
-                      outputs=outputs, telemetry=telemetry)
+    return build_flow(
+        spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry
+    )
 
 
-def run_dataflow(settings: Settings, *, workers: int = 1, process_id: int | None = None,
-                 addresses: list[str] | None = None) -> None:
+def run_dataflow(
+    settings: Settings,
+    *,
+    workers: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> None:
     """Run the flow in this process until it is stopped.
 
     With ``addresses`` this process is ``process_id`` of a cluster; each process
@@ -55,6 +69,13 @@ def run_dataflow(settings: Settings, *, workers: int = 1, process_id: int | None
         start_http_server(port, addr=settings.api_host)
         log.info("dataflow_metrics", url=f"http://{settings.api_host}:{port}/metrics")
     flow = kafka_flow(settings, telemetry)
-    log.info("dataflow_start", topic=settings.events_topic, workers=workers,
-             process_id=process_id, spec=str(settings.spec))
-    cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses)
+    log.info(
+        "dataflow_start",
+        topic=settings.events_topic,
+        workers=workers,
+        process_id=process_id,
+        spec=str(settings.spec),
+    )
+    cli_main(  # type: ignore[no-untyped-call]
+        flow, workers_per_process=workers, process_id=process_id, addresses=addresses
+    )

@@ -23,16 +23,22 @@ class FlowTelemetry:
             "riffle_dataflow_events_in", "Events read from the source.", registry=registry
         )
         self.events = Counter(
-            "riffle_dataflow_events", "Events by outcome: ok, dead or late.", ["outcome"],
+            "riffle_dataflow_events",
+            "Events by outcome: ok, dead or late.",
+            ["outcome"],
             registry=registry,
         )
         self.dead_letters = Counter(
-            "riffle_dataflow_dead_letters", "Dead letters by failure type.", ["failure_type"],
+            "riffle_dataflow_dead_letters",
+            "Dead letters by failure type.",
+            ["failure_type"],
             registry=registry,
         )
         self.windows = Counter(
-            "riffle_dataflow_windows_emitted", "Window emissions by kind: partial or final.",
-            ["kind"], registry=registry,
+            "riffle_dataflow_windows_emitted",
+            "Window emissions by kind: partial or final.",
+            ["kind"],
+            registry=registry,
         )
         self.corrections = Counter(
             "riffle_dataflow_window_corrections",
@@ -47,11 +53,14 @@ class FlowTelemetry:
         self.emit_lag = Histogram(
             "riffle_dataflow_window_emit_lag_seconds",
             "Wall-clock time from a window's end to its final emission.",
-            buckets=_LAG_BUCKETS, registry=registry,
+            buckets=_LAG_BUCKETS,
+            registry=registry,
         )
         self.watermark_lag = Gauge(
             "riffle_dataflow_watermark_lag_seconds",
-            "Wall clock minus the partition's watermark.", ["partition"], registry=registry,
+            "Wall clock minus the partition's watermark.",
+            ["partition"],
+            registry=registry,
         )
         for outcome in ("ok", "dead", "late"):
             self.events.labels(outcome)

@@ -73,8 +73,10 @@ VALUE_OF: dict[Aggregation, Callable[[Agg], float | None]] = {
 """The metric's value from its aggregate, per aggregation."""
 
 
-def value_of(aggregation: Aggregation, count: float, total: float,
-             low: float | None, high: float | None) -> float | None:
+def value_of(
+    aggregation: Aggregation, count: float, total: float, low: float | None, high: float | None
+) -> float | None:
     """The value from stored parts, for readers that merged series or windows."""
-    return VALUE_OF[aggregation]([count, total, INF if low is None else low,
-                                  -INF if high is None else high])
+    return VALUE_OF[aggregation](
+        [count, total, INF if low is None else low, -INF if high is None else high]
+    )

@@ -69,8 +69,12 @@ def predicate(conditions: list[Condition]) -> Callable[[dict[str, Any]], bool] |
             continue
         compare, expected = _COMPARE[cond.op], cond.value
 
-        def test(e: dict[str, Any], get: Getter = get, compare: Callable[[Any, Any], bool]
-                 = compare, expected: Any = expected) -> bool:
+        def test(
+            e: dict[str, Any],
+            get: Getter = get,
+            compare: Callable[[Any, Any], bool] = compare,
+            expected: Any = expected,
+        ) -> bool:
             actual = get(e)
             if actual is None:
                 return False
@@ -142,8 +146,12 @@ def compile_plans(spec: PipelineSpec) -> dict[str, tuple[MetricPlan, ...]]:
     by_type: dict[str, list[MetricPlan]] = {name: [] for name in spec.event_types}
     for metric in spec.metrics:
         dims = tuple(
-            (name, getter(spec.dimensions[name].path), spec.dimensions[name].default,
-             spec.dimensions[name].path)
+            (
+                name,
+                getter(spec.dimensions[name].path),
+                spec.dimensions[name].default,
+                spec.dimensions[name].path,
+            )
             for name in sorted(metric.dimensions)
         )
         plan = MetricPlan(

@@ -84,19 +84,27 @@ class PartitionIngest:
                 event_type = event["type"]
                 plans = plans_for.get(event["type"])
                 if plans is None:
-                    raise EnvelopeError("unknown_type", "type", f"unknown event type {event_type!r}")
+                    raise EnvelopeError(
+                        "unknown_type", "type", f"unknown event type {event_type!r}"
+                    )
                 if ts < wm.value:
                     result.late += 1
-                    result.dead.append(self._dead(
-                        EnvelopeError("late", "ts", f"{wm.value - ts} ms behind the watermark"),
-                        raw, offset, tenant, now, event_type, ts, lateness_ms=wm.value - ts,
-                    ))
+                    result.dead.append(
+                        self._dead(
+                            EnvelopeError("late", "ts", f"{wm.value - ts} ms behind the watermark"),
+                            raw,
+                            offset,
+                            tenant,
+                            now,
+                            event_type,
+                            ts,
+                            lateness_ms=wm.value - ts,
+                        )
+                    )
                     continue
                 contributions = [(plan, plan.read(event)) for plan in plans]
             except EnvelopeError as exc:
-                result.dead.append(
-                    self._dead(exc, raw or b"", offset, tenant, now, event_type, ts)
-                )
+                result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
             wm.observe(ts)
             result.ok += 1

@@ -83,8 +83,9 @@ class BucketWindows:
         for key, (agg, revision) in snap.open.items():
             if key[1] in self.metrics:
                 self._open(key, list(agg), revision)
-        self.closed = {k: WindowState(list(a), r) for k, (a, r) in snap.closed.items()
-                       if k[1] in self.metrics}
+        self.closed = {
+            k: WindowState(list(a), r) for k, (a, r) in snap.closed.items() if k[1] in self.metrics
+        }
         self._next_purge = min((k[3] + self.metrics[k[1]][0] for k in self.closed), default=_FAR)
         self.partition_wms = dict(snap.partition_wms)
         self.closed_through = snap.closed_through
@@ -110,8 +111,9 @@ class BucketWindows:
         wms = self.partition_wms
         return min((wms.get(p, NEVER) for p in self.partitions), default=NEVER)
 
-    def apply(self, partition: str, watermark: int, partials: Iterable[Partial],
-              now: int) -> list[WindowResult]:
+    def apply(
+        self, partition: str, watermark: int, partials: Iterable[Partial], now: int
+    ) -> list[WindowResult]:
         """Merge one partition's partials, then take its watermark; return finals emitted."""
         corrected: set[WindowKey] = set()
         for tenant, metric, dims, start, agg in partials:
@@ -190,8 +192,9 @@ class BucketWindows:
         if end < self._next_close:
             self._next_close = end
 
-    def _result(self, key: WindowKey, state: WindowState, *, is_final: bool,
-                now: int) -> WindowResult:
+    def _result(
+        self, key: WindowKey, state: WindowState, *, is_final: bool, now: int
+    ) -> WindowResult:
         tenant, metric, dims, start = key
         window_ms, aggregation = self.metrics[metric]
         state.revision += 1

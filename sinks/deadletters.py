@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from config.errors import RiffleError
 from operators.records import DeadLetter
@@ -27,13 +34,15 @@ class DeadLetterProducer:
     def __init__(self, servers: str, topic: str, *, timeout_s: float = 30.0) -> None:
         self.topic = topic
         self.timeout_s = timeout_s
-        self._producer = Producer({
-            "bootstrap.servers": servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "compression.type": "lz4",
-        })
+        self._producer = Producer(
+            {
+                "bootstrap.servers": servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+            }
+        )
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Produce and wait for delivery; :class:`DeadLetterError` names the first failure."""
@@ -50,8 +59,10 @@ class DeadLetterProducer:
                         self.topic,
                         value=letter.to_json(),
                         key=letter.tenant.encode(),
-                        headers=[(FAILURE_HEADER, letter.failure_type.encode()),
-                                 (TENANT_HEADER, letter.tenant.encode())],
+                        headers=[
+                            (FAILURE_HEADER, letter.failure_type.encode()),
+                            (TENANT_HEADER, letter.tenant.encode()),
+                        ],
                         on_delivery=on_delivery,
                     )
                     break
@@ -64,11 +75,18 @@ class DeadLetterProducer:
             raise DeadLetterError(f"dead letters to {self.topic!r} failed: {detail}")
 
 
-def read_dead_letters(servers: str, topic: str, partitions: Sequence[int],
-                      timeout_s: float = 10.0) -> list[DeadLetter]:
+def read_dead_letters(
+    servers: str, topic: str, partitions: Sequence[int], timeout_s: float = 10.0
+) -> list[DeadLetter]:
     """Every dead letter in ``topic`` from the beginning up to the current end."""
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": "riffle-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": "riffle-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     letters: list[DeadLetter] = []
     pending = set(partitions)

@@ -66,8 +66,16 @@ def _tenant_of(headers: object) -> str | None:
 
 
 class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
-    def __init__(self, config: dict[str, object], topic: str, partition: int, offset: int,
-                 batch_size: int, heartbeat_ms: int, tail: bool) -> None:
+    def __init__(
+        self,
+        config: dict[str, object],
+        topic: str,
+        partition: int,
+        offset: int,
+        batch_size: int,
+        heartbeat_ms: int,
+        tail: bool,
+    ) -> None:
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._key = partition_key(topic, partition)
@@ -101,7 +109,11 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
             self._offset = offset + 1
         now = time.monotonic()
         self._idle = not messages
-        if messages or (self._at_end and not self._tail) or now - self._last_emit >= self._heartbeat_s:
+        if (
+            messages
+            or (self._at_end and not self._tail)
+            or now - self._last_emit >= self._heartbeat_s
+        ):
             self._last_emit = now
             return [(self._key, PartitionPoll(self._key, messages, self._at_end))]
         return []
@@ -120,9 +132,17 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
 class KafkaPollSource(FixedPartitionedSource[tuple[str, PartitionPoll], int]):
     """Every partition of one topic; see the module docstring."""
 
-    def __init__(self, servers: str, topic: str, *, batch_size: int = 5000,
-                 start_from: str = "beginning", heartbeat_ms: int = 1000, tail: bool = True,
-                 extra_config: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        servers: str,
+        topic: str,
+        *,
+        batch_size: int = 5000,
+        start_from: str = "beginning",
+        heartbeat_ms: int = 1000,
+        tail: bool = True,
+        extra_config: dict[str, object] | None = None,
+    ) -> None:
         self.servers = servers
         self.topic = topic
         self.batch_size = batch_size
@@ -146,5 +166,6 @@ class KafkaPollSource(FixedPartitionedSource[tuple[str, PartitionPoll], int]):
         }
         partition = int(for_part.rsplit("/", 1)[1])
         offset = self.start_offset if resume_state is None else resume_state
-        return _PartitionReader(config, self.topic, partition, offset,
-                                self.batch_size, self.heartbeat_ms, self.tail)
+        return _PartitionReader(
+            config, self.topic, partition, offset, self.batch_size, self.heartbeat_ms, self.tail
+        )

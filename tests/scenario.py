@@ -36,8 +36,10 @@ ENDPOINTS = ["/api/cart", "/api/search"]
 
 
 def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
-    kind = rng.choices(["page_view", "add_to_cart", "purchase", "signup", "api_request"],
-                       weights=[50, 15, 10, 5, 20])[0]
+    kind = rng.choices(
+        ["page_view", "add_to_cart", "purchase", "signup", "api_request"],
+        weights=[50, 15, 10, 5, 20],
+    )[0]
     props: dict[str, object]
     if kind == "page_view":
         props = {"page": rng.choice(PAGES)}
@@ -47,16 +49,25 @@ def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
         props = {"channel": rng.choice(["ads", "organic"])}
     elif kind == "api_request":
         status = rng.choice([200, 200, 200, 404, 500, 503])
-        props = {"endpoint": rng.choice(ENDPOINTS), "status": status,
-                 "status_class": f"{status // 100}xx", "latency_ms": rng.randint(3, 900)}
+        props = {
+            "endpoint": rng.choice(ENDPOINTS),
+            "status": status,
+            "status_class": f"{status // 100}xx",
+            "latency_ms": rng.randint(3, 900),
+        }
     else:
         props = {"sku": f"sku-{rng.randint(1, 50)}"}
-    return {"event_id": f"e{n}", "type": kind, "ts": ts, "props": props,
-            "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)}}
+    return {
+        "event_id": f"e{n}",
+        "type": kind,
+        "ts": ts,
+        "props": props,
+        "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)},
+    }
 
 
-def scenario(seed: int = 7, n: int = 3000, partitions: int = 2) -> list[Sent]:
-    """Events over ~5 minutes of event time, in arrival order.
+def scenario(seed: int = 7, n: int = 3000, partitions: int = 2, base: int = BASE) -> list[Sent]:
+    """Events over ~5 minutes of event time from ``base`` (a minute boundary), in arrival order.
 
     Includes events exactly on window boundaries, duplicates of boundary
     stamps, RFC 3339 stamps, late events (minutes behind), and malformed
@@ -66,12 +77,12 @@ def scenario(seed: int = 7, n: int = 3000, partitions: int = 2) -> list[Sent]:
     out: list[Sent] = []
     for i in range(n):
         part = rng.randrange(partitions)
-        ts: int | str = BASE + i * 100 + rng.randint(-2000, 2000)
+        ts: int | str = base + i * 100 + rng.randint(-2000, 2000)
         roll = rng.random()
         if i % 97 == 0:
-            ts = BASE + (i * 100 // 60_000) * 60_000  # exactly on a minute boundary
+            ts = base + (i * 100 // 60_000) * 60_000  # exactly on a minute boundary
         if roll < 0.02 and i > 500:
-            ts = BASE + i * 100 - rng.randint(60_000, 120_000)  # late by minutes
+            ts = base + i * 100 - rng.randint(60_000, 120_000)  # late by minutes
         event = _event(rng, i, ts)
         if i % 50 == 0:
             event["ts"] = _rfc3339(int(event["ts"]))  # type: ignore[arg-type]
@@ -103,22 +114,18 @@ def _rfc3339(millis: int) -> str:
     return datetime.fromtimestamp(millis / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-def expected_windows(
-    sent: list[Sent], spec: PipelineSpec, lateness_ms: int
-) -> dict[tuple[str, tuple[tuple[str, str], ...], int], tuple[int, float, float, float]]:
-    """``(metric, dims, window_start) -> (count, sum, min, max)`` by SQL over the events.
+def _in_time_events(sent: list[Sent], lateness_ms: int) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with table ``events``: the valid events that are not late.
 
-    Late events (behind the per-partition running maximum minus lateness)
-    are excluded, as the flow must exclude them.
+    Late means behind the running maximum event time of the event's partition
+    (earlier valid events only) minus ``lateness_ms``.
     """
     con = duckdb.connect()
-    rows = []
-    for seq, item in enumerate(sent):
-        if item.valid:
-            rows.append((seq, item.partition, item.raw.decode()))
+    rows = [(seq, item.partition, item.raw.decode()) for seq, item in enumerate(sent) if item.valid]
     con.execute("CREATE TABLE raw (seq BIGINT, part INT, body JSON)")
     con.executemany("INSERT INTO raw VALUES (?, ?, ?)", rows)
-    con.execute("""
+    con.execute(
+        """
         CREATE TABLE events AS
         WITH typed AS (
             SELECT seq, part, body,
@@ -132,16 +139,41 @@ def expected_windows(
             FROM typed
         )
         SELECT * FROM marked WHERE prev_max IS NULL OR ts >= prev_max - ?
-    """, [lateness_ms])
+    """,
+        [lateness_ms],
+    )
+    return con
+
+
+def late_valid_count(sent: list[Sent], lateness_ms: int) -> int:
+    """How many valid events are late (the flow must dead-letter exactly these as ``late``)."""
+    con = _in_time_events(sent, lateness_ms)
+    row = con.execute("SELECT count(*) FROM events").fetchone()
+    assert row is not None
+    return sum(1 for s in sent if s.valid) - int(row[0])
+
+
+def expected_windows(
+    sent: list[Sent], spec: PipelineSpec, lateness_ms: int
+) -> dict[tuple[str, tuple[tuple[str, str], ...], int], tuple[int, float, float, float]]:
+    """``(metric, dims, window_start) -> (count, sum, min, max)`` by SQL over the events.
+
+    Late events are excluded, as the flow must exclude them.
+    """
+    con = _in_time_events(sent, lateness_ms)
     expected = {}
     for metric in spec.metrics:
         dims = sorted(metric.dimensions)
-        dim_sql = ", ".join(
-            f"coalesce(json_extract_string(body, '$.{spec.dimensions[d].path}'), 'unknown')"
-            for d in dims
-        ) or "NULL"
-        value_sql = (f"CAST(json_extract(body, '$.{metric.value}') AS DOUBLE)"
-                     if metric.value else "1.0")
+        dim_sql = (
+            ", ".join(
+                f"coalesce(json_extract_string(body, '$.{spec.dimensions[d].path}'), 'unknown')"
+                for d in dims
+            )
+            or "NULL"
+        )
+        value_sql = (
+            f"CAST(json_extract(body, '$.{metric.value}') AS DOUBLE)" if metric.value else "1.0"
+        )
         where = ["(" + " OR ".join(f"body->>'type' = '{t}'" for t in metric.events) + ")"]
         for cond in metric.filter:
             assert cond.op == "gte"
@@ -150,7 +182,7 @@ def expected_windows(
         query = f"""
             SELECT [{dim_sql}] AS dims, ts - (ts % {window}) AS start,
                    count(*), sum({value_sql}), min({value_sql}), max({value_sql})
-            FROM events WHERE {' AND '.join(where)}
+            FROM events WHERE {" AND ".join(where)}
             GROUP BY ALL
         """
         for dim_values, start, count, total, low, high in con.execute(query).fetchall():

@@ -43,8 +43,12 @@ def test_getter_handles_missing_and_non_objects() -> None:
 
 
 def test_filter_predicates() -> None:
-    test = predicate([Condition(path="props.status", op="gte", value=500),
-                      Condition(path="props.endpoint", op="in", value=["/a", "/b"])])
+    test = predicate(
+        [
+            Condition(path="props.status", op="gte", value=500),
+            Condition(path="props.endpoint", op="in", value=["/a", "/b"]),
+        ]
+    )
     assert test is not None
     assert test({"props": {"status": 503, "endpoint": "/a"}})
     assert not test({"props": {"status": 200, "endpoint": "/a"}})
@@ -67,8 +71,7 @@ def test_plans_read_dims_and_values() -> None:
         assert caught.value.path == "props.amount"
     errors = next(p for p in plans["api_request"] if p.name == "api_errors")
     assert errors.read({"props": {"status": 200, "endpoint": "/x"}}) is None
-    assert errors.read({"props": {"status": 502, "endpoint": "/x"}}) == (
-        (("endpoint", "/x"),), 1.0)
+    assert errors.read({"props": {"status": 502, "endpoint": "/x"}}) == ((("endpoint", "/x"),), 1.0)
     views = next(p for p in plans["page_view"] if p.name == "page_views")
     with pytest.raises(EnvelopeError, match="dimension page"):
         views.read({"props": {"page": {"nested": 1}}, "context": {}})

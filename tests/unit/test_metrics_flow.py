@@ -14,7 +14,7 @@ from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.telemetry import FlowTelemetry
 from operators.records import DeadLetter, WindowResult
 from sources.kafka import PartitionPoll
-from tests.scenario import Sent, expected_windows, scenario
+from tests.scenario import Sent, expected_windows, late_valid_count, scenario
 
 SPEC = load_spec("config/demo.yaml")
 
@@ -28,21 +28,27 @@ def polls(sent: list[Sent], size: int) -> list[tuple[str, PartitionPoll]]:
     out = []
     for start in range(0, max(len(m) for m in per_part.values()), size):
         for part, msgs in sorted(per_part.items()):
-            chunk = msgs[start:start + size]
+            chunk = msgs[start : start + size]
             if chunk:
                 key = f"events/{part}"
                 out.append((key, PartitionPoll(key, chunk, at_end=False)))
     return out
 
 
-def run(sent: list[Sent], *, poll_size: int = 64, buckets: int = 4, partitions: int = 2,
-        ) -> tuple[list[WindowResult], list[DeadLetter], CollectorRegistry]:
+def run(
+    sent: list[Sent],
+    *,
+    poll_size: int = 64,
+    buckets: int = 4,
+    partitions: int = 2,
+) -> tuple[list[WindowResult], list[DeadLetter], CollectorRegistry]:
     windows: list[WindowResult] = []
     dead: list[DeadLetter] = []
     registry = CollectorRegistry()
     settings = Settings(lateness_seconds=10, buckets=buckets, partial_interval_seconds=0.05)
     flow = build_flow(
-        SPEC, settings,
+        SPEC,
+        settings,
         source=TestingSource(polls(sent, poll_size)),
         partitions=[f"events/{p}" for p in range(partitions)],
         outputs=FlowOutputs(TestingSink(windows), None, TestingSink(dead)),
@@ -55,7 +61,7 @@ def run(sent: list[Sent], *, poll_size: int = 64, buckets: int = 4, partitions: 
 @pytest.mark.parametrize(("poll_size", "buckets"), [(1, 1), (64, 4), (1000, 16)])
 def test_finals_match_sql_reference(poll_size: int, buckets: int) -> None:
     sent = scenario()
-    windows, dead, registry = run(sent, poll_size=poll_size, buckets=buckets)
+    windows, _, _ = run(sent, poll_size=poll_size, buckets=buckets)
     finals = [w for w in windows if w.is_final]
     per_window = Counter((w.metric, w.dims, w.window_start) for w in finals)
     assert set(per_window.values()) == {1}, "every window has exactly one final"
@@ -83,11 +89,20 @@ def test_every_event_accounted_for() -> None:
     rejected = sample("riffle_dataflow_events_total", {"outcome": "dead"})
     assert seen == len(sent)
     assert seen == ok + late + rejected
-    assert rejected == sum(1 for s in sent if not s.valid)
     assert late and late == sum(1 for d in dead if d.failure_type == "late")
+    # Every invalid event is a dead letter (late, if it is also behind the watermark).
+    invalid = Counter(s.raw for s in sent if not s.valid)
+    late_valid = [d.raw for d in dead if d.failure_type == "late" and d.raw not in invalid]
+    assert Counter(d.raw for d in dead) == invalid + Counter(late_valid)
+    assert len(late_valid) == late_valid_count(sent, 10_000)
     assert len(dead) == rejected + late
     assert all(d.raw for d in dead)
-    assert {d.failure_type for d in dead} == {"parse", "envelope", "unknown_type", "invalid",
-                                              "late"}
+    assert {d.failure_type for d in dead} == {
+        "parse",
+        "envelope",
+        "unknown_type",
+        "invalid",
+        "late",
+    }
     late_letters = [d for d in dead if d.failure_type == "late"]
     assert all(d.lateness_ms and d.lateness_ms > 0 for d in late_letters)

@@ -33,25 +33,55 @@ def _broken(old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "line_of", "field", "message"),
     [
-        ("aggregation: sum", "aggregation: median", "aggregation: median",
-         "metrics[4].aggregation", "Input should be"),
-        ("events: [signup]", "events: [sign_up]", "events: [sign_up]",
-         "metrics[7].events[0]", "unknown event type 'sign_up'"),
-        ("dimensions: [country, channel]", "dimensions: [country, chanel]",
-         "dimensions: [country, chanel]", "metrics[7].dimensions[1]", "unknown dimension"),
-        ("    value: props.amount\n    dimensions: [country, currency]",
-         "    dimensions: [country, currency]", "name: revenue",
-         "metrics[4].value", "needs a value field path"),
+        (
+            "aggregation: sum",
+            "aggregation: median",
+            "aggregation: median",
+            "metrics[4].aggregation",
+            "Input should be",
+        ),
+        (
+            "events: [signup]",
+            "events: [sign_up]",
+            "events: [sign_up]",
+            "metrics[7].events[0]",
+            "unknown event type 'sign_up'",
+        ),
+        (
+            "dimensions: [country, channel]",
+            "dimensions: [country, chanel]",
+            "dimensions: [country, chanel]",
+            "metrics[7].dimensions[1]",
+            "unknown dimension",
+        ),
+        (
+            "    value: props.amount\n    dimensions: [country, currency]",
+            "    dimensions: [country, currency]",
+            "name: revenue",
+            "metrics[4].value",
+            "needs a value field path",
+        ),
         ("window: 10s", "window: 7s", "window: 7s", "metrics[1].window", "divide a day"),
-        ("    path: context.country", "    path: country", "path: country",
-         "dimensions.country.path", "String should match pattern"),
+        (
+            "    path: context.country",
+            "    path: country",
+            "path: country",
+            "dimensions.country.path",
+            "String should match pattern",
+        ),
         ("  hot: 2d", "  hot: forever", "hot: forever", "retention.hot", "not a duration"),
-        ("    description: Orders paid.", "    description: Orders paid.\n    colour: red",
-         "colour: red", "metrics[3].colour", "Extra inputs are not permitted"),
+        (
+            "    description: Orders paid.",
+            "    description: Orders paid.\n    colour: red",
+            "colour: red",
+            "metrics[3].colour",
+            "Extra inputs are not permitted",
+        ),
     ],
 )
-def test_bad_spec_names_file_line_and_field(old: str, new: str, line_of: str, field: str,
-                                             message: str) -> None:
+def test_bad_spec_names_file_line_and_field(
+    old: str, new: str, line_of: str, field: str, message: str
+) -> None:
     text = _broken(old, new)
     line = next(i for i, row in enumerate(text.splitlines(), 1) if line_of in row)
     with pytest.raises(SpecError) as caught:

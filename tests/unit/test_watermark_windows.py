@@ -90,36 +90,62 @@ def test_bucket_snapshot_round_trip_continues_identically() -> None:
     assert a == b and a[0].revision == 2
 
 
-@given(st.lists(st.tuples(st.integers(0, 5 * MIN), st.integers(0, 100)), max_size=200),
-       st.integers(1, 50))
+@given(
+    st.lists(st.tuples(st.integers(0, 5 * MIN), st.integers(0, 100)), max_size=200),
+    st.integers(1, 50),
+)
 def test_ingest_in_time_counts_are_exact(events: list[tuple[int, int]], poll: int) -> None:
     """Whatever the poll size, ok + late + dead = seen and ok events all land in windows."""
     plans = compile_plans(load_spec("config/demo.yaml"))
-    ingest = PartitionIngest(plans, source="k:p0", default_tenant="t", buckets=4,
-                             watermark=Watermark(lateness_ms=10_000, idle_ms=1000))
-    msgs = [(orjson.dumps({"event_id": str(i), "type": "page_view", "ts": T0 + off,
-                           "props": {"page": str(p % 3)}}), None, i)
-            for i, (off, p) in enumerate(events)]
+    ingest = PartitionIngest(
+        plans,
+        source="k:p0",
+        default_tenant="t",
+        buckets=4,
+        watermark=Watermark(lateness_ms=10_000, idle_ms=1000),
+    )
+    msgs = [
+        (
+            orjson.dumps(
+                {
+                    "event_id": str(i),
+                    "type": "page_view",
+                    "ts": T0 + off,
+                    "props": {"page": str(p % 3)},
+                }
+            ),
+            None,
+            i,
+        )
+        for i, (off, p) in enumerate(events)
+    ]
     seen = ok = late = 0
     counted = 0.0
     for start in range(0, len(msgs), poll):
-        result = ingest.process(msgs[start:start + poll], now=0)
+        result = ingest.process(msgs[start : start + poll], now=0)
         seen += result.seen
         ok += result.ok
         late += result.late
         assert result.seen == result.ok + len(result.dead)
-        counted += sum(p[4][0] for items in result.partials.values() for p in items
-                       if p[1] == "page_views_10s")
+        counted += sum(
+            p[4][0] for items in result.partials.values() for p in items if p[1] == "page_views_10s"
+        )
     assert seen == len(events) and ok + late == seen and counted == ok
 
 
 @pytest.mark.parametrize("tenant_header", [None, "acme"])
 def test_tenant_comes_from_header_or_default(tenant_header: str | None) -> None:
     plans = compile_plans(load_spec("config/demo.yaml"))
-    ingest = PartitionIngest(plans, source="k:p0", default_tenant="demo", buckets=1,
-                             watermark=Watermark(lateness_ms=0, idle_ms=1))
-    raw = orjson.dumps({"event_id": "1", "type": "signup", "ts": T0, "props": {},
-                        "tenant": "spoofed"})
+    ingest = PartitionIngest(
+        plans,
+        source="k:p0",
+        default_tenant="demo",
+        buckets=1,
+        watermark=Watermark(lateness_ms=0, idle_ms=1),
+    )
+    raw = orjson.dumps(
+        {"event_id": "1", "type": "signup", "ts": T0, "props": {}, "tenant": "spoofed"}
+    )
     result = ingest.process([(raw, tenant_header, 0)], now=0)
     tenants = {p[0] for items in result.partials.values() for p in items}
     assert tenants == {tenant_header or "demo"}

@@ -1,0 +1,1 @@
+"""The HTTP surface: metric definitions, series queries, health and Prometheus metrics."""

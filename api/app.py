@@ -1,0 +1,69 @@
+"""The FastAPI application: built by :func:`create_app`, one per process (or per test).
+
+Run it with ``uvicorn --factory api.app:create_app``. Nothing connects at
+build time: Redis connects on first use and the warehouse file is opened per
+request, so the app starts even while its dependencies are still coming up
+(``/readyz`` says when they are there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+import redis
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.routes import health, metrics
+from api.telemetry import RequestTelemetry
+from config.settings import Settings, get_settings
+from config.spec import load_spec
+from sinks.redis_store import RedisWindowStore
+from sinks.warehouse import DuckDBWarehouse
+
+
+def create_app(
+    settings: Settings | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """An app serving ``settings`` (default: the environment's).
+
+    Its request metrics go to ``registry`` (default: a fresh one per app, so
+    tests can assert exact values); a registry serves one app only. Raises
+    :class:`~config.errors.SpecError` when the spec does not load.
+    """
+    settings = settings or get_settings()
+    spec = load_spec(settings.spec)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
+    )
+    services = Services(
+        settings=settings,
+        spec=spec,
+        hot=RedisWindowStore(
+            client, settings.redis_prefix, int(spec.retention.hot.total_seconds())
+        ),
+        warehouse=DuckDBWarehouse(settings.duckdb_path),
+        registry=registry if registry is not None else CollectorRegistry(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        client.close()
+
+    app = FastAPI(
+        title="Riffle",
+        version=version("riffle"),
+        description="Live windowed metrics: definitions, series, health.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.add_middleware(RequestTelemetry, registry=services.registry)
+    app.include_router(metrics.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,78 @@
+"""Every error leaves the API as ``{"error": {"code": ..., "message": ...}}``.
+
+Handlers installed by :func:`install_error_handlers` turn our own
+:class:`ApiError`, FastAPI's validation errors, Starlette's HTTP errors (404
+for unknown paths, 405), store failures (503) and anything unexpected (500)
+into that one shape, so clients never parse HTML or a bare string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from config.errors import RiffleError
+from sinks.errors import SinkError
+
+log = structlog.get_logger(__name__)
+
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
+
+
+class ApiError(RiffleError):
+    """A request the API refuses on purpose, with its status and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """A JSON error response in the API's one shape; ``extra`` adds top-level fields."""
+    body = {"error": {"code": code, "message": message}, **extra}
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error the app can raise to a JSON body."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(SinkError, _sink_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return error_response(422, "invalid_request", problems or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _sink_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("store_unavailable", path=request.url.path, error=str(exc))
+    return error_response(503, "store_unavailable", str(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; the server log has the details")

@@ -1,0 +1,83 @@
+"""Liveness, readiness and the Prometheus exposition of the API process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServicesDep
+from api.errors import error_response
+from api.models import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
+from sinks.errors import SinkError
+
+KAFKA_TIMEOUT_SECONDS = 2.0
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", operation_id="getHealth", summary="The process is alive")
+def healthz() -> HealthResponse:
+    """Always 200 while the process serves requests; checks nothing else."""
+    return HealthResponse()
+
+
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    summary="Redis, the Kafka broker and the warehouse answer",
+    response_model=ReadyResponse,
+    responses={503: {"model": NotReadyResponse, "description": "A dependency failed."}},
+)
+def readyz(app: ServicesDep) -> ReadyResponse | JSONResponse:
+    """200 when every dependency answers, else 503 naming the ones that did not."""
+    checks = {
+        "redis": _check_store(app.hot.ping),
+        "kafka": _check_kafka(app.settings.kafka_servers),
+        "warehouse": _check_store(app.warehouse.ping),
+    }
+    failed = [name for name, check in checks.items() if check.status == "failed"]
+    if not failed:
+        return ReadyResponse(checks=checks)
+    message = "; ".join(f"{name}: {checks[name].detail}" for name in failed)
+    return error_response(
+        503,
+        "not_ready",
+        f"not ready: {message}",
+        checks={name: check.model_dump() for name, check in checks.items()},
+    )
+
+
+@router.get(
+    "/metrics",
+    operation_id="getPrometheusMetrics",
+    summary="Prometheus exposition of the API's own metrics",
+    response_class=Response,
+)
+def prometheus(app: ServicesDep) -> Response:
+    """The request counter and latency histogram in the text exposition format."""
+    return Response(generate_latest(app.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_store(ping: Callable[[], None]) -> CheckOut:
+    try:
+        ping()
+    except SinkError as exc:
+        return CheckOut(status="failed", detail=str(exc))
+    return CheckOut(status="ok")
+
+
+def _check_kafka(servers: str) -> CheckOut:
+    try:
+        admin = AdminClient(
+            {"bootstrap.servers": servers}, logger=logging.getLogger("riffle.api.kafka")
+        )
+        admin.list_topics(timeout=KAFKA_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        return CheckOut(status="failed", detail=f"broker {servers} unreachable: {exc}")
+    return CheckOut(status="ok")

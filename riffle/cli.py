@@ -1,0 +1,219 @@
+"""The ``riffle`` command: run the flow, the API, the demo producer, or the whole stack.
+
+Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
+variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
+purpose (:class:`~config.errors.RiffleError`) end the command with their
+message on stderr and exit code 1; invalid settings exit with code 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from config.errors import RiffleError
+from config.settings import Settings, get_settings
+from config.spec import load_spec
+from riffle.docs import effective_settings, settings_table
+from riffle.logging import configure_logging
+
+app = typer.Typer(
+    name="riffle",
+    help="Riffle: streaming analytics on Bytewax. Settings come from RIFFLE_* variables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+topics_app = typer.Typer(help="Kafka topics Riffle reads and writes.", no_args_is_help=True)
+spec_app = typer.Typer(help="The pipeline spec.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(spec_app, name="spec")
+
+
+@app.callback()
+def _main() -> None:
+    """Load the settings and set up logging before any command runs."""
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        lines = [
+            f"  RIFFLE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        ]
+        typer.echo("invalid settings:\n" + "\n".join(lines), err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Turn a RiffleError into its message on stderr and exit code 1."""
+    try:
+        yield
+    except RiffleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker threads in this process.")
+    ] = 1,
+    process_id: Annotated[
+        int | None,
+        typer.Option("--process-id", "-i", min=0, help="This process's index in --addresses."),
+    ] = None,
+    addresses: Annotated[
+        str | None,
+        typer.Option(
+            "--addresses", "-a", help="host:port of every process of the cluster, separated by ';'."
+        ),
+    ] = None,
+) -> None:
+    """Run the metrics dataflow (Kafka in; Redis, warehouse, dead letters out)."""
+    if (process_id is None) != (addresses is None):
+        raise typer.BadParameter("--process-id and --addresses go together")
+    hosts = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
+    if hosts is not None and process_id is not None and process_id >= len(hosts):
+        raise typer.BadParameter(f"--process-id {process_id} is not an index of --addresses")
+    from dataflows.runner import run_dataflow
+
+    with _clear_errors():
+        run_dataflow(get_settings(), workers=workers, process_id=process_id, addresses=hosts)
+
+
+@app.command()
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default RIFFLE_API_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default RIFFLE_API_PORT).")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    with _clear_errors():
+        application = create_app(settings)
+    uvicorn.run(
+        application, host=host or settings.api_host, port=port or settings.api_port, log_config=None
+    )
+
+
+@app.command("demo-produce")
+def demo_produce(
+    rate: Annotated[float, typer.Option(min=0.001, help="Mean events per second.")] = 200.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=0, help="Stop after this many seconds (default: run until Ctrl-C)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generator; same seed, same events.")] = 0,
+    topic: Annotated[
+        str | None,
+        typer.Option(help="Topic to write to (default RIFFLE_EVENTS_TOPIC); created if missing."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
+) -> None:
+    """Send demo web-shop events to Kafka; exit 1 if any were not acknowledged."""
+    from sources.demo import produce
+    from sources.topics import ensure_topics
+
+    settings = get_settings()
+    target = topic or settings.events_topic
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with _clear_errors():
+        ensure_topics(settings.kafka_servers, [target], settings.topic_partitions)
+        summary = produce(
+            settings.kafka_servers,
+            target,
+            rate=rate,
+            seed=seed,
+            duration=duration,
+            count=count,
+            stop=stop,
+        )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Partitions of new topics (default RIFFLE_TOPIC_PARTITIONS)."),
+    ] = None,
+) -> None:
+    """Create the events and dead-letter topics if they do not exist."""
+    from sources.topics import ensure_topics
+
+    settings = get_settings()
+    names = [settings.events_topic, settings.deadletter_topic]
+    with _clear_errors():
+        ensure_topics(settings.kafka_servers, names, partitions or settings.topic_partitions)
+    typer.echo(f"topics ready at {settings.kafka_servers}: {', '.join(names)}")
+
+
+@spec_app.command("check")
+def spec_check(
+    path: Annotated[
+        Path | None, typer.Argument(help="Spec file (default RIFFLE_SPEC, the demo spec).")
+    ] = None,
+) -> None:
+    """Load a spec; print its errors as file:line: field: message and exit 1, or a summary."""
+    target = path or get_settings().spec
+    with _clear_errors():
+        spec = load_spec(target)
+    typer.echo(
+        f"{target}: ok ({len(spec.event_types)} event types, "
+        f"{len(spec.dimensions)} dimensions, {len(spec.metrics)} metrics)"
+    )
+
+
+@app.command()
+def up(
+    rate: Annotated[float, typer.Option(min=0.001, help="Demo events per second.")] = 200.0,
+) -> None:
+    """Start the whole system locally (broker, Redis if needed, flow, API, demo traffic)."""
+    from riffle.stack import up as run_stack
+
+    with _clear_errors():
+        code = run_stack(get_settings(), rate=rate, echo=typer.echo)
+    raise typer.Exit(code)
+
+
+@app.command("settings")
+def show_settings(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the reference table of every setting instead.")
+    ] = False,
+) -> None:
+    """Print the effective settings as RIFFLE_NAME=value lines, secrets masked."""
+    if markdown:
+        typer.echo(settings_table())
+        return
+    for name, value in effective_settings(get_settings()):
+        typer.echo(f"{name}={value}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,9 @@
+"""Errors of the stores: a store that cannot be reached, locked, or written."""
+
+from __future__ import annotations
+
+from config.errors import RiffleError
+
+
+class SinkError(RiffleError):
+    """A store could not do what was asked; the message names the store and why."""

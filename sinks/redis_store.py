@@ -1,0 +1,221 @@
+"""Recent windows in Redis: partial and final values of every series, for live reads.
+
+Key layout (the only place it is defined; ``P`` is the configured prefix,
+``T`` the tenant, ``M`` the metric, ``S`` the series id of
+:func:`operators.records.series_id`):
+
+``P:T:w:M:S``
+    ZSET of the series' windows. Score: ``window_start`` (epoch ms); member:
+    the :meth:`~operators.records.WindowResult.to_json` of the window's
+    current value. Exactly one member per score.
+``P:T:series:M``
+    HASH ``series id -> dims JSON object``: every series of the metric seen
+    within the retention, so readers enumerate and filter series without
+    ``KEYS``/``SCAN``.
+``P:T:updated:M``
+    STRING: the newest ``window_end`` written for the metric; a cheap "has
+    anything changed" probe for caches.
+
+Writes are full-value upserts, never increments, so writing the same results
+twice leaves the same state as writing them once, and a replay rewrites
+rather than adds. A partial never replaces a final of the same window (a
+replay's partials would otherwise hide the finished value until the replay
+catches up); a final replaces anything, the last one written wins. Revisions
+are not compared: they restart with every run of the dataflow.
+
+Retention: every write sets the TTL of the keys it touches to the hot
+retention and trims windows that start more than that before the newest
+window of the batch, so an idle series disappears whole and a live one keeps
+a bounded tail. An index entry may outlive its windows until the index key
+itself expires; readers skip series without windows in range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis
+from redis.typing import EncodableT, FieldT
+
+from operators.records import Dims, WindowResult
+from sinks.errors import SinkError
+
+# KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key.
+# ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
+# one (window_start, is_final 1|0, member, window_end) group per window.
+_UPSERT_LUA = """
+local ttl = ARGV[1]
+local newest_end = 0
+for i = 3, #ARGV, 4 do
+  local start = ARGV[i]
+  local keep_final = false
+  if ARGV[i + 1] ~= '1' then
+    for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], start, start)) do
+      if cjson.decode(old)['is_final'] == true then keep_final = true end
+    end
+  end
+  if not keep_final then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], start, start)
+    redis.call('ZADD', KEYS[1], start, ARGV[i + 2])
+  end
+  local window_end = tonumber(ARGV[i + 3])
+  if window_end > newest_end then newest_end = window_end end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if newest_end > current then
+  redis.call('SET', KEYS[2], newest_end, 'PX', ttl)
+else
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return 0
+"""
+_UPSERT_SHA = hashlib.sha1(_UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisWindowStore:
+    """Hot window store over one Redis client; safe to share between threads.
+
+    ``hot_ttl_seconds`` bounds how long a series outlives its last write and
+    how far back its windows reach behind its newest one.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, hot_ttl_seconds: int) -> None:
+        if hot_ttl_seconds <= 0:
+            raise ValueError(f"hot_ttl_seconds must be positive (got {hot_ttl_seconds})")
+        self._client = client
+        self._prefix = prefix
+        self._ttl_ms = hot_ttl_seconds * 1000
+
+    def points_key(self, tenant: str, metric: str, series: str) -> str:
+        """The ZSET holding one series' windows."""
+        return f"{self._prefix}:{tenant}:w:{metric}:{series}"
+
+    def index_key(self, tenant: str, metric: str) -> str:
+        """The HASH of a metric's series ids and their dimensions."""
+        return f"{self._prefix}:{tenant}:series:{metric}"
+
+    def updated_key(self, tenant: str, metric: str) -> str:
+        """The STRING holding the newest ``window_end`` written for a metric."""
+        return f"{self._prefix}:{tenant}:updated:{metric}"
+
+    def write(self, results: Sequence[WindowResult]) -> None:
+        """Upsert ``results`` in one pipelined round trip; idempotent, safe to retry.
+
+        Within the batch, later results for the same window win (subject to the
+        partial-never-replaces-final rule). Raises :class:`SinkError` when Redis
+        cannot be reached; the batch may then be partly applied, and writing it
+        again is the remedy.
+        """
+        if not results:
+            return
+        by_series: dict[tuple[str, str, str], list[WindowResult]] = defaultdict(list)
+        index: dict[tuple[str, str], dict[FieldT, EncodableT]] = defaultdict(dict)
+        for result in results:
+            by_series[result.tenant, result.metric, result.series].append(result)
+            index[result.tenant, result.metric][result.series] = orjson.dumps(dict(result.dims))
+        try:
+            try:
+                self._write_once(by_series, index)
+            except redis.exceptions.NoScriptError:
+                # Redis restarted or its script cache was flushed: load and redo;
+                # the batch is idempotent, so the part already applied is harmless.
+                self._client.script_load(_UPSERT_LUA)
+                self._write_once(by_series, index)
+        except redis.RedisError as exc:
+            raise SinkError(f"redis write of {len(results)} windows failed: {exc}") from exc
+
+    def _write_once(
+        self,
+        by_series: Mapping[tuple[str, str, str], list[WindowResult]],
+        index: Mapping[tuple[str, str], dict[FieldT, EncodableT]],
+    ) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for (tenant, metric, series), windows in by_series.items():
+            args: list[Any] = [self._ttl_ms, max(w.window_start for w in windows) - self._ttl_ms]
+            for window in windows:
+                args += [
+                    window.window_start,
+                    int(window.is_final),
+                    window.to_json(),
+                    window.window_end,
+                ]
+            keys = [self.points_key(tenant, metric, series), self.updated_key(tenant, metric)]
+            pipe.evalsha(_UPSERT_SHA, len(keys), *keys, *args)
+        for (tenant, metric), entries in index.items():
+            key = self.index_key(tenant, metric)
+            pipe.hset(key, mapping=entries)
+            pipe.pexpire(key, self._ttl_ms)
+        pipe.execute()
+
+    def list_series(self, tenant: str, metric: str) -> dict[str, Dims]:
+        """Series id -> dimensions of every series of ``metric`` in the index."""
+        try:
+            raw: dict[bytes | str, bytes | str] = self._client.hgetall(
+                self.index_key(tenant, metric)
+            )
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of the series index failed: {exc}") from exc
+        return {_text(series): _dims(value) for series, value in raw.items()}
+
+    def read_series(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        filters: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[Dims, list[WindowResult]]]:
+        """Windows starting in ``[start_ms, end_ms)`` of every series matching ``filters``.
+
+        ``filters`` maps a dimension to the values it may take (OR within a
+        dimension, AND across dimensions). Series come sorted by dimensions,
+        windows by start; series without a window in range are left out. Two
+        round trips: the index, then one pipeline over the matching series.
+        """
+        chosen = sorted(
+            (dims, series)
+            for series, dims in self.list_series(tenant, metric).items()
+            if _matches(dims, filters)
+        )
+        if not chosen:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for _, series in chosen:
+            pipe.zrangebyscore(self.points_key(tenant, metric, series), start_ms, f"({end_ms}")
+        try:
+            replies: list[list[bytes | str]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of {metric} windows failed: {exc}") from exc
+        return [
+            (dims, [WindowResult.from_json(member) for member in members])
+            for (dims, _), members in zip(chosen, replies, strict=True)
+            if members
+        ]
+
+    def ping(self) -> None:
+        """Return if Redis answers; raise :class:`SinkError` saying why not otherwise."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise SinkError(f"redis unreachable: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _dims(raw: bytes | str) -> Dims:
+    return tuple(sorted(orjson.loads(raw).items()))
+
+
+def _matches(dims: Dims, filters: Mapping[str, Collection[str]] | None) -> bool:
+    if not filters:
+        return True
+    values = dict(dims)
+    return all(values.get(name) in allowed for name, allowed in filters.items())

@@ -1,0 +1,277 @@
+"""Final windows in an embedded DuckDB file: the complete history for local runs.
+
+Table ``metric_windows``, one row per final window of a series, primary key
+``(tenant, metric, series_id, window_start)``; ``dims`` is the JSON text of
+the dimension values (``json_extract_string(dims, '$.country')`` in SQL),
+``window_start``/``window_end``/``updated_at`` are UTC ``TIMESTAMP``s.
+
+Upserts are last-write-wins on the key: a replay or a correction rewrites a
+row, never adds to it.
+
+DuckDB lets one process hold a file read-write, or any number of processes
+hold it read-only, never both at once. The dataflow writes and the API reads
+from separate processes, so no connection is kept: every call opens the file,
+does its work and closes it, and a lock conflict is retried with jittered
+exponential backoff (capped at 0.25 s so a reader finds the gaps between a
+busy writer's batches) for up to ``lock_timeout_seconds`` before it becomes a
+:class:`~sinks.errors.SinkError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import orjson
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from operators.records import Dims, WindowResult
+from sinks.errors import SinkError
+
+T = TypeVar("T")
+
+_LIMIT_MS = (2**63 - 1) // 1000 - 1
+"""Bounds beyond this are clamped: DuckDB's TIMESTAMP (microseconds) ends there."""
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS metric_windows (
+    tenant       VARCHAR   NOT NULL,
+    metric       VARCHAR   NOT NULL,
+    series_id    VARCHAR   NOT NULL,
+    dims         VARCHAR   NOT NULL,
+    window_start TIMESTAMP NOT NULL,
+    window_end   TIMESTAMP NOT NULL,
+    value        DOUBLE,
+    count        BIGINT    NOT NULL,
+    sum          DOUBLE    NOT NULL,
+    min          DOUBLE,
+    max          DOUBLE,
+    revision     BIGINT    NOT NULL,
+    is_final     BOOLEAN   NOT NULL,
+    updated_at   TIMESTAMP NOT NULL,
+    PRIMARY KEY (tenant, metric, series_id, window_start)
+)
+"""
+
+# Rows travel as one list per column and are unnested in SQL: a single
+# statement for the whole batch. (executemany runs the statement once per row:
+# 5,000 rows took ~16 s against ~0.07 s this way.)
+_UPSERT = """
+INSERT INTO metric_windows
+SELECT tenant, metric, series_id, dims, epoch_ms(window_start), epoch_ms(window_end),
+       value, count, sum, min, max, revision, is_final, epoch_ms(updated_at)
+FROM (
+    SELECT unnest(?::VARCHAR[]) AS tenant, unnest(?::VARCHAR[]) AS metric,
+           unnest(?::VARCHAR[]) AS series_id, unnest(?::VARCHAR[]) AS dims,
+           unnest(?::BIGINT[]) AS window_start, unnest(?::BIGINT[]) AS window_end,
+           unnest(?::DOUBLE[]) AS value, unnest(?::BIGINT[]) AS count,
+           unnest(?::DOUBLE[]) AS sum, unnest(?::DOUBLE[]) AS min, unnest(?::DOUBLE[]) AS max,
+           unnest(?::BIGINT[]) AS revision, unnest(?::BOOLEAN[]) AS is_final,
+           unnest(?::BIGINT[]) AS updated_at
+)
+ON CONFLICT DO UPDATE SET
+    dims = excluded.dims, window_end = excluded.window_end, value = excluded.value,
+    count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
+    revision = excluded.revision, is_final = excluded.is_final,
+    updated_at = excluded.updated_at
+"""
+
+_SELECT = """
+SELECT dims, epoch_ms(window_start), epoch_ms(window_end), count, sum, min, max, value,
+       is_final, revision, epoch_ms(updated_at)
+FROM metric_windows
+WHERE tenant = ? AND metric = ?
+  AND window_start >= epoch_ms(?::BIGINT) AND window_start < epoch_ms(?::BIGINT)
+"""
+
+
+class DuckDBWarehouse:
+    """The warehouse file at ``path``; holds no connection between calls."""
+
+    def __init__(self, path: Path, lock_timeout_seconds: float = 10.0) -> None:
+        self._path = path
+        self._lock_timeout = lock_timeout_seconds
+
+    @property
+    def path(self) -> Path:
+        """The DuckDB file."""
+        return self._path
+
+    def init(self) -> None:
+        """Create the file and the table if they are missing; a no-op otherwise."""
+        self._run(lambda con: con.execute(_DDL), read_only=False)
+
+    def upsert_windows(self, finals: Sequence[WindowResult]) -> None:
+        """Write final windows in one transaction, replacing rows with the same key.
+
+        Within the batch the last result for a key wins. Only finals belong
+        here: a partial raises ``ValueError`` before anything is written. The
+        table is created if needed, so :meth:`init` is optional for writers.
+        """
+        latest: dict[tuple[str, str, str, int], WindowResult] = {}
+        for result in finals:
+            if not result.is_final:
+                raise ValueError(
+                    f"the warehouse keeps finals only; got a partial of {result.metric} "
+                    f"at {result.window_start}"
+                )
+            latest[result.tenant, result.metric, result.series, result.window_start] = result
+        if not latest:
+            return
+        rows = list(latest.values())
+        now = int(time.time() * 1000)
+        columns: list[list[Any]] = [
+            [r.tenant for r in rows],
+            [r.metric for r in rows],
+            [r.series for r in rows],
+            [orjson.dumps(dict(r.dims)).decode() for r in rows],
+            [r.window_start for r in rows],
+            [r.window_end for r in rows],
+            [r.value for r in rows],
+            [r.count for r in rows],
+            [r.sum for r in rows],
+            [r.min for r in rows],
+            [r.max for r in rows],
+            [r.revision for r in rows],
+            [r.is_final for r in rows],
+            [now] * len(rows),
+        ]
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(_DDL)
+            con.execute(_UPSERT, columns)
+            con.execute("COMMIT")
+
+        self._run(write, read_only=False)
+
+    def read_series(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        filters: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[Dims, list[WindowResult]]]:
+        """Windows starting in ``[start_ms, end_ms)`` of every series matching ``filters``.
+
+        Same contract as :meth:`sinks.redis_store.RedisWindowStore.read_series`:
+        OR within a dimension, AND across; series sorted by dimensions, windows
+        by start. ``emitted_at`` of the results is the row's ``updated_at``. A
+        warehouse that has not been written yet reads as empty.
+        """
+        sql = _SELECT
+        params: list[Any] = [tenant, metric, _clamp(start_ms), _clamp(end_ms)]
+        for name, allowed in (filters or {}).items():
+            if not allowed:
+                return []
+            marks = ", ".join("?" * len(allowed))
+            sql += f" AND json_extract_string(dims, ?) IN ({marks})"
+            params += [f'$."{name}"', *allowed]
+        sql += " ORDER BY series_id, window_start"
+
+        def read(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            try:
+                return con.execute(sql, params).fetchall()
+            except duckdb.CatalogException:
+                return []  # the file exists but the writer has not created the table yet
+
+        if not self._path.exists():
+            return []
+        series: dict[str, list[WindowResult]] = {}
+        for dims_json, start, end, count, total, low, high, value, final, rev, at in self._run(
+            read, read_only=True
+        ):
+            series.setdefault(dims_json, []).append(
+                WindowResult(
+                    tenant=tenant,
+                    metric=metric,
+                    dims=tuple(sorted(orjson.loads(dims_json).items())),
+                    window_start=start,
+                    window_end=end,
+                    count=count,
+                    sum=total,
+                    min=low,
+                    max=high,
+                    value=value,
+                    is_final=final,
+                    revision=rev,
+                    emitted_at=at,
+                )
+            )
+        return sorted(
+            ((points[0].dims, points) for points in series.values()), key=lambda item: item[0]
+        )
+
+    def purge_before(self, tenant: str | None, before_ms: int) -> int:
+        """Delete windows starting before ``before_ms``, of one tenant or of all (``None``).
+
+        Returns how many rows went. A missing file has nothing to purge.
+        """
+        if not self._path.exists():
+            return 0
+        sql = "DELETE FROM metric_windows WHERE window_start < epoch_ms(?::BIGINT)"
+        params: list[Any] = [_clamp(before_ms)]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+
+        def purge(con: duckdb.DuckDBPyConnection) -> int:
+            con.execute(_DDL)
+            row = con.execute(sql, params).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run(purge, read_only=False)
+
+    def ping(self) -> None:
+        """Return if the file can be opened for reading (or does not exist yet).
+
+        Raises :class:`SinkError` when it is unreadable or locked past the timeout.
+        """
+        if self._path.exists():
+            self._run(lambda con: con.execute("SELECT 1").fetchall(), read_only=True)
+
+    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
+        """Open the file, run ``work``, close; retry lock conflicts, wrap DuckDB errors."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_lock_conflict),
+            wait=wait_random_exponential(multiplier=0.01, max=0.25),
+            stop=stop_after_delay(self._lock_timeout),
+            reraise=True,
+        )
+        try:
+            result: T = retrying(self._once, work, read_only)
+        except duckdb.Error as exc:
+            if _is_lock_conflict(exc):
+                raise SinkError(
+                    f"warehouse {self._path} stayed locked by another process for "
+                    f"{self._lock_timeout:g} s (DuckDB allows one writer or many readers): {exc}"
+                ) from exc
+            raise SinkError(f"warehouse {self._path}: {exc}") from exc
+        return result
+
+    def _once(self, work: Callable[[duckdb.DuckDBPyConnection], T], read_only: bool) -> T:
+        if not read_only:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self._path), read_only=read_only)
+        try:
+            return work(con)
+        finally:
+            con.close()
+
+
+def _clamp(epoch_ms: int) -> int:
+    return max(-_LIMIT_MS, min(_LIMIT_MS, epoch_ms))
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    """Another process holds the file, or this one holds it in the other mode."""
+    message = str(exc)
+    if isinstance(exc, duckdb.IOException):
+        return "lock" in message.lower()
+    if isinstance(exc, duckdb.ConnectionException):
+        return "different configuration" in message
+    return False
