@@ -62,9 +62,6 @@ class Settings(BaseSettings):
     start_from: Literal["beginning", "end"] = Field(
         "beginning", description="Where a partition without recovery state starts reading."
     )
-    warehouse_flush_seconds: float = Field(
-        2.0, gt=0, description="Longest a final window waits before the warehouse write."
-    )
     metrics_port: int = Field(
         9464, ge=0, description="Port of the dataflow's Prometheus /metrics (0: off)."
     )

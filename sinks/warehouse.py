@@ -33,8 +33,8 @@ from sinks.errors import SinkError
 
 T = TypeVar("T")
 
-_LIMIT_MS = (2**63 - 1) // 1000 - 1
-"""Bounds beyond this are clamped: DuckDB's TIMESTAMP (microseconds) ends there."""
+_LIMIT_MS = 253_402_300_799_999
+"""Bounds are clamped to the end of year 9999, well inside DuckDB's TIMESTAMP range."""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS metric_windows (
