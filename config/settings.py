@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     start_from: Literal["beginning", "end"] = Field(
         "beginning", description="Where a partition without recovery state starts reading."
     )
+    recovery_dir: Path | None = Field(
+        None,
+        description="Bytewax recovery store (made by `riffle recovery init`); unset: no recovery.",
+    )
+    snapshot_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Epoch length: how often state is snapshotted (and, with recovery, saved). "
+        "A restart replays at most this much input.",
+    )
+    recovery_backup_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="How long superseded snapshots are kept (set to your backup interval).",
+    )
     metrics_port: int = Field(
         9464, ge=0, description="Port of the dataflow's Prometheus /metrics (0: off)."
     )

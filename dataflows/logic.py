@@ -50,8 +50,9 @@ class BucketUpdate:
 
 
 IngestOut = BucketUpdate | list[DeadLetter]
-WatermarkSnapshot = tuple[str, int, int, bool]
-"""``(partition, max_ts, watermark, caught_up)``."""
+WatermarkSnapshot = tuple[str, int, int]
+"""``(partition, max_ts, watermark)``; whether the reader is caught up is not
+state: after a restart the source says so again."""
 
 
 class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot]):
@@ -78,7 +79,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
         if resume is not None:
-            self.partition, watermark.max_ts, watermark.value, watermark.caught_up = resume
+            self.partition, watermark.max_ts, watermark.value = resume
         self.ingest = PartitionIngest(
             plans,
             source=f"kafka:{self.partition}",
@@ -101,8 +102,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
             if not self.partition:
                 self.partition = poll.partition
                 self.ingest.source = f"kafka:{poll.partition}"
-            if poll.at_end:
-                wm.caught_up = True
+            wm.caught_up = poll.at_end
             if not poll.messages:
                 continue
             result = self.ingest.process(poll.messages, now)
@@ -128,7 +128,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
 
     def snapshot(self) -> WatermarkSnapshot:
         wm = self.ingest.watermark
-        return (self.partition, wm.max_ts, wm.value, wm.caught_up)
+        return (self.partition, wm.max_ts, wm.value)
 
     def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
         reported = self.ingest.watermark.reported

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import structlog
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
+from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
 from dataflows.metrics import FlowOutputs, build_flow
@@ -17,6 +22,10 @@ from sources.kafka import KafkaPollSource, list_partitions, partition_key
 from sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
+
+
+class RecoveryError(RiffleError):
+    """The recovery store is missing or cannot be used."""
 
 
 def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
@@ -77,5 +86,40 @@ def run_dataflow(
         spec=str(settings.spec),
     )
     cli_main(  # type: ignore[no-untyped-call]
-        flow, workers_per_process=workers, process_id=process_id, addresses=addresses
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.snapshot_seconds),
+        recovery_config=recovery_config(settings),
     )
+
+
+def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    """Bytewax recovery for ``settings.recovery_dir``; ``None`` when recovery is off.
+
+    Raises :class:`RecoveryError` when the directory was not prepared with
+    ``riffle recovery init``.
+    """
+    if settings.recovery_dir is None:
+        return None
+    if not any(settings.recovery_dir.glob("part-*.sqlite3")):
+        raise RecoveryError(
+            f"{settings.recovery_dir} holds no recovery partitions; "
+            f"run `riffle recovery init {settings.recovery_dir}` first"
+        )
+    return RecoveryConfig(
+        settings.recovery_dir, timedelta(seconds=settings.recovery_backup_seconds)
+    )
+
+
+def init_recovery(directory: Path, partitions: int) -> None:
+    """Create ``partitions`` empty recovery partitions in ``directory``.
+
+    The count is fixed for the life of the store; the number of workers may
+    change between runs. Refuses a directory that already holds partitions.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("part-*.sqlite3")):
+        raise RecoveryError(f"{directory} already holds recovery partitions")
+    init_db_dir(directory, partitions)

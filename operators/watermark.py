@@ -1,11 +1,12 @@
 """Event-time watermark of one source partition.
 
 The watermark trails the newest event time seen by ``lateness_ms``; an event
-whose time is behind it is late. It only moves forward. While the partition
-keeps delivering, only event times move it, so reading a backlog judges
-lateness exactly as reading live would. Once the partition has delivered
-nothing for ``idle_ms`` of wall-clock time, the watermark also advances with
-the wall clock, so windows close when traffic stops.
+whose time is behind it is late. It only moves forward. Only event times move
+it while there is anything left to read, so reading a backlog judges lateness
+exactly as reading live would. Once the partition is caught up (its reader is
+at the end of the log) and has delivered nothing for ``idle_ms`` of wall-clock
+time, the watermark also advances with the wall clock, so windows close when
+traffic stops.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Watermark:
     last_arrival: int = 0
     """Wall-clock time of the last delivery, the start of idleness."""
     caught_up: bool = False
-    """The source has read to the end of its log at least once."""
+    """The reader is at the end of the partition's log (nothing left to read)."""
 
     @property
     def reported(self) -> int:
@@ -57,8 +58,8 @@ class Watermark:
         self.last_arrival = now
 
     def idle_advance(self, now: int) -> bool:
-        """Advance with the wall clock if idle for ``idle_ms``; return whether it moved."""
-        if self.max_ts == NEVER:
+        """Advance with the wall clock if caught up and idle for ``idle_ms``; say if it moved."""
+        if self.max_ts == NEVER or not self.caught_up:
             return False
         idle_for = now - self.last_arrival
         if idle_for < self.idle_ms:

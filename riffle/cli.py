@@ -34,8 +34,10 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Kafka topics Riffle reads and writes.", no_args_is_help=True)
 spec_app = typer.Typer(help="The pipeline spec.", no_args_is_help=True)
+recovery_app = typer.Typer(help="The dataflow's recovery store.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(spec_app, name="spec")
+app.add_typer(recovery_app, name="recovery")
 
 
 @app.callback()
@@ -81,6 +83,20 @@ def run(
             "--addresses", "-a", help="host:port of every process of the cluster, separated by ';'."
         ),
     ] = None,
+    recovery_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--recovery-dir",
+            "-r",
+            help="Resume from and snapshot to this store (RIFFLE_RECOVERY_DIR).",
+        ),
+    ] = None,
+    snapshot_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--snapshot-seconds", "-s", help="Snapshot interval (RIFFLE_SNAPSHOT_SECONDS)."
+        ),
+    ] = None,
 ) -> None:
     """Run the metrics dataflow (Kafka in; Redis, warehouse, dead letters out)."""
     if (process_id is None) != (addresses is None):
@@ -90,8 +106,37 @@ def run(
         raise typer.BadParameter(f"--process-id {process_id} is not an index of --addresses")
     from dataflows.runner import run_dataflow
 
+    settings = get_settings()
+    overrides: dict[str, object] = {}
+    if recovery_dir is not None:
+        overrides["recovery_dir"] = recovery_dir
+    if snapshot_seconds is not None:
+        overrides["snapshot_seconds"] = snapshot_seconds
     with _clear_errors():
-        run_dataflow(get_settings(), workers=workers, process_id=process_id, addresses=hosts)
+        run_dataflow(
+            settings.model_copy(update=overrides),
+            workers=workers,
+            process_id=process_id,
+            addresses=hosts,
+        )
+
+
+@recovery_app.command("init")
+def recovery_init(
+    directory: Annotated[Path, typer.Argument(help="Directory of the recovery store.")],
+    partitions: Annotated[
+        int,
+        typer.Option(
+            "--partitions", "-p", min=1, help="Store partitions: one per process you will run."
+        ),
+    ] = 1,
+) -> None:
+    """Prepare a recovery store for `riffle run --recovery-dir`."""
+    from dataflows.runner import init_recovery
+
+    with _clear_errors():
+        init_recovery(directory, partitions)
+    typer.echo(f"recovery store ready: {directory} ({partitions} partitions)")
 
 
 @app.command()

@@ -34,7 +34,11 @@ class SourceError(RiffleError):
 
 @dataclass(frozen=True, slots=True)
 class PartitionPoll:
-    """Messages of one poll as ``(value, tenant, offset)``, and whether the log end was seen."""
+    """Messages of one poll as ``(value, tenant, offset)``.
+
+    ``at_end`` says the reader was at the end of the partition's log after
+    this poll (caught up); it turns false again as soon as new messages come.
+    """
 
     partition: str
     messages: list[tuple[bytes | None, str | None, int]]
@@ -101,6 +105,7 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
                     raise SourceError(f"Kafka source {self._key}: {error.str()}")
                 log.warning("kafka_source_error", partition=self._key, error=error.str())
                 continue
+            self._at_end = False
             headers = msg.headers()
             tenant = _tenant_of(headers) if headers else None
             offset = msg.offset() or 0

@@ -189,3 +189,23 @@ def expected_windows(
             key_dims = tuple(zip(dims, dim_values, strict=True)) if dims else ()
             expected[(metric.name, key_dims, start)] = (count, total, low, high)
     return expected
+
+
+def closers(ts: int, partitions: int) -> list[Sent]:
+    """One valid event per partition at ``ts``: moves every watermark past earlier windows."""
+    return [
+        Sent(
+            part,
+            orjson.dumps(
+                {
+                    "event_id": f"closer-{part}",
+                    "type": "signup",
+                    "ts": ts,
+                    "props": {"channel": "ads"},
+                    "context": {"country": "US"},
+                }
+            ),
+            True,
+        )
+        for part in range(partitions)
+    ]

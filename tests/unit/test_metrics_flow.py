@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
@@ -13,6 +13,7 @@ from config.spec import load_spec
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.telemetry import FlowTelemetry
 from operators.records import DeadLetter, WindowResult
+from riffle.stack import free_port
 from sources.kafka import PartitionPoll
 from tests.scenario import Sent, expected_windows, late_valid_count, scenario
 
@@ -41,6 +42,7 @@ def run(
     poll_size: int = 64,
     buckets: int = 4,
     partitions: int = 2,
+    mode: str = "single",
 ) -> tuple[list[WindowResult], list[DeadLetter], CollectorRegistry]:
     windows: list[WindowResult] = []
     dead: list[DeadLetter] = []
@@ -54,14 +56,29 @@ def run(
         outputs=FlowOutputs(TestingSink(windows), None, TestingSink(dead)),
         telemetry=FlowTelemetry(registry),
     )
-    run_main(flow)
+    if mode == "single":
+        run_main(flow)
+    elif mode == "cluster_of_one":
+        cluster_main(flow, [f"127.0.0.1:{free_port()}"], 0)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=2)
     return windows, dead, registry
 
 
-@pytest.mark.parametrize(("poll_size", "buckets"), [(1, 1), (64, 4), (1000, 16)])
-def test_finals_match_sql_reference(poll_size: int, buckets: int) -> None:
+@pytest.mark.parametrize(
+    ("poll_size", "buckets", "mode"),
+    [
+        (1, 1, "single"),
+        (64, 4, "single"),
+        (1000, 16, "single"),
+        (64, 4, "cluster_of_one"),
+        (64, 4, "two_workers"),
+    ],
+)
+def test_finals_match_sql_reference(poll_size: int, buckets: int, mode: str) -> None:
+    """Same finals whatever the poll size, shard count, or worker layout."""
     sent = scenario()
-    windows, _, _ = run(sent, poll_size=poll_size, buckets=buckets)
+    windows, _, _ = run(sent, poll_size=poll_size, buckets=buckets, mode=mode)
     finals = [w for w in windows if w.is_final]
     per_window = Counter((w.metric, w.dims, w.window_start) for w in finals)
     assert set(per_window.values()) == {1}, "every window has exactly one final"

@@ -30,7 +30,9 @@ def test_wall_clock_advances_only_after_idleness() -> None:
     wm = Watermark(lateness_ms=5000, idle_ms=2000)
     wm.observe(T0)
     wm.arrived(1000)
-    assert not wm.idle_advance(2500)  # 1.5 s quiet: a backlog pause, not idleness
+    assert not wm.idle_advance(9000)  # quiet, but a backlog is left to read
+    wm.caught_up = True
+    assert not wm.idle_advance(2500)  # caught up, but only 1.5 s quiet
     assert wm.value == T0 - 5000
     assert wm.idle_advance(4000)
     assert wm.value == T0 - 5000 + 3000

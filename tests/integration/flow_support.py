@@ -1,0 +1,142 @@
+"""Running the real `riffle run` in tests and reading back what it stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from config.settings import Settings
+from config.spec import PipelineSpec, load_spec
+from operators.records import Dims, WindowResult
+from sinks.redis_store import RedisWindowStore
+from sinks.warehouse import DuckDBWarehouse
+from tests.scenario import Sent, expected_windows
+
+SPEC = load_spec("config/demo.yaml")
+WindowKey = tuple[str, Dims, int]
+Expected = dict[WindowKey, tuple[int, float, float, float]]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"RIFFLE_{name.upper()}"] = str(value)
+    return env
+
+
+def produce(settings: Settings, sent: list[Sent]) -> None:
+    """Write ``sent`` to the events topic, each to its partition; wait for every ack."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
+    for item in sent:
+        while True:
+            try:
+                producer.produce(settings.events_topic, value=item.raw, partition=item.partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def start_flow(settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`riffle run ARGS` as a child process, output appended to ``log``."""
+    riffle = Path(sys.executable).with_name("riffle")
+    return subprocess.Popen(
+        [str(riffle), "run", *args],
+        env=settings_env(settings),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """``kill -9``: no shutdown code runs."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+def closed_expectation(sent: list[Sent], lateness_ms: int, spec: PipelineSpec = SPEC) -> Expected:
+    """The SQL expectation without the last minute (the closers' windows stay open)."""
+    expected = expected_windows(sent, spec, lateness_ms=lateness_ms)
+    horizon = max(start for (_m, _d, start) in expected) - 60_000
+    return {k: v for k, v in expected.items() if k[2] < horizon}
+
+
+def redis_finals(settings: Settings, spec: PipelineSpec = SPEC) -> dict[WindowKey, WindowResult]:
+    """Every final window of the default tenant in Redis."""
+    store = RedisWindowStore(
+        redis.Redis.from_url(settings.redis_url),
+        settings.redis_prefix,
+        int(spec.retention.hot.total_seconds()),
+    )
+    out: dict[WindowKey, WindowResult] = {}
+    for metric in spec.metrics:
+        for _dims, points in store.read_series(settings.default_tenant, metric.name, 0, 2**62):
+            out.update({(p.metric, p.dims, p.window_start): p for p in points if p.is_final})
+    return out
+
+
+def warehouse_rows(settings: Settings, spec: PipelineSpec = SPEC) -> dict[WindowKey, WindowResult]:
+    """Every window of the default tenant in the warehouse."""
+    warehouse = DuckDBWarehouse(settings.duckdb_path)
+    rows: dict[WindowKey, WindowResult] = {}
+    for metric in spec.metrics:
+        for _dims, points in warehouse.read_series(settings.default_tenant, metric.name, 0, 2**62):
+            rows.update({(p.metric, p.dims, p.window_start): p for p in points})
+    return rows
+
+
+def scrape(settings: Settings, sample: str) -> float:
+    """One sample (name with labels, as exposed) from the flow's Prometheus endpoint."""
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    raise AssertionError(f"{sample} not exposed at {url}")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    """Poll ``predicate`` until true; fail with the end of the flow's log otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}; flow log:\n{log.read_text()[-3000:]}")
+
+
+def assert_matches(got: dict[WindowKey, WindowResult], expected: Expected) -> None:
+    """``got`` holds every expected window with exactly the expected aggregate."""
+    missing = expected.keys() - got.keys()
+    assert not missing, f"{len(missing)} windows missing, e.g. {sorted(missing)[:3]}"
+    wrong = []
+    for key, (count, total, low, high) in expected.items():
+        point = got[key]
+        if (point.count, point.sum, point.min, point.max) != (
+            count,
+            pytest.approx(total),
+            pytest.approx(low),
+            pytest.approx(high),
+        ):
+            wrong.append((key, (point.count, point.sum), (count, total)))
+    assert not wrong, f"{len(wrong)} windows differ, e.g. {wrong[:3]}"
