@@ -108,7 +108,7 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
             f"{settings.recovery_dir} holds no recovery partitions; "
             f"run `riffle recovery init {settings.recovery_dir}` first"
         )
-    return RecoveryConfig(
+    return RecoveryConfig(  # type: ignore[no-untyped-call]
         settings.recovery_dir, timedelta(seconds=settings.recovery_backup_seconds)
     )
 
@@ -122,4 +122,4 @@ def init_recovery(directory: Path, partitions: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.glob("part-*.sqlite3")):
         raise RecoveryError(f"{directory} already holds recovery partitions")
-    init_db_dir(directory, partitions)
+    init_db_dir(directory, partitions)  # type: ignore[no-untyped-call]
