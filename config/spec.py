@@ -11,10 +11,18 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from config.durations import Duration
 from config.errors import SpecError
@@ -59,6 +67,63 @@ class Condition(_Strict):
         return value
 
 
+def _window_shorthand(value: Any) -> Any:
+    """``window: 1m`` means a tumbling window of one minute."""
+    if isinstance(value, str | int | float | timedelta) and not isinstance(value, bool):
+        return {"kind": "tumbling", "size": value}
+    return value
+
+
+class WindowSpec(_Strict):
+    """An event-time window: ``tumbling`` (size), ``hopping`` (size, step) or ``session`` (gap).
+
+    Tumbling and hopping windows are aligned to the Unix epoch, so their size
+    and step must divide a day; a session window spans from its first event
+    to its last event plus ``gap`` and closes after ``gap`` without events.
+    """
+
+    kind: Literal["tumbling", "hopping", "session"] = "tumbling"
+    size: Duration | None = None
+    step: Duration | None = None
+    gap: Duration | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> WindowSpec:
+        needs = {"tumbling": {"size"}, "hopping": {"size", "step"}, "session": {"gap"}}[self.kind]
+        given = {name for name in ("size", "step", "gap") if getattr(self, name) is not None}
+        if needs - given:
+            raise ValueError(f"a {self.kind} window needs {' and '.join(sorted(needs - given))}")
+        if given - needs:
+            raise ValueError(f"a {self.kind} window takes no {' or '.join(sorted(given - needs))}")
+        for name in sorted(given & {"size", "step"}):
+            seconds = getattr(self, name).total_seconds()
+            if seconds < 1 or seconds != int(seconds) or seconds > 86_400:
+                raise ValueError(f"window {name} must be whole seconds between 1s and 1d")
+            if 86_400 % int(seconds):
+                raise ValueError(f"window {name} must divide a day evenly (1s, 10s, 1m, 5m, 1h)")
+        if self.gap is not None and not 1 <= self.gap.total_seconds() <= 86_400:
+            raise ValueError("a session gap lies between 1s and 1d")
+        if (
+            self.step is not None
+            and self.size is not None
+            and (self.step > self.size or self.size.total_seconds() % self.step.total_seconds())
+        ):
+            raise ValueError("a hopping window's size must be a multiple of its step")
+        return self
+
+    @property
+    def size_ms(self) -> int:
+        """Window length (tumbling, hopping) or the session gap, in milliseconds."""
+        length = self.gap if self.kind == "session" else self.size
+        assert length is not None
+        return int(length.total_seconds() * 1000)
+
+    @property
+    def step_ms(self) -> int:
+        """Distance between window starts: the step when hopping, else the size (or gap)."""
+        return int(self.step.total_seconds() * 1000) if self.step is not None else self.size_ms
+
+
 class MetricSpec(_Strict):
     """A metric: which events feed it, how they aggregate, over which window and dimensions."""
 
@@ -69,23 +134,21 @@ class MetricSpec(_Strict):
     aggregation: Aggregation
     value: str | None = Field(None, pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$")
     dimensions: list[str] = Field(default_factory=list, max_length=8)
-    window: Duration = timedelta(minutes=1)
+    window: Annotated[WindowSpec, BeforeValidator(_window_shorthand)] = WindowSpec(
+        kind="tumbling", size=timedelta(minutes=1)
+    )
     filter: list[Condition] = Field(default_factory=list)
-
-    @field_validator("window")
-    @classmethod
-    def _whole_seconds(cls, window: timedelta) -> timedelta:
-        seconds = window.total_seconds()
-        if seconds < 1 or seconds != int(seconds) or seconds > 86_400:
-            raise ValueError("a window is a whole number of seconds between 1s and 1d")
-        if 86_400 % int(seconds):
-            raise ValueError("a window must divide a day evenly (1s, 10s, 1m, 5m, 1h, ...)")
-        return window
+    lateness: Duration | None = None
+    """How far this metric's watermark trails the newest event (default: the setting)."""
+    late: Literal["drop", "correct"] = "drop"
+    """Events behind the watermark: dead-lettered, or folded into a corrected final."""
+    late_horizon: Duration = timedelta(hours=1)
+    """With ``late: correct``, how long after a window's end corrections are accepted."""
 
     @property
     def window_ms(self) -> int:
-        """The window length in milliseconds, the unit of every timestamp in the flow."""
-        return int(self.window.total_seconds() * 1000)
+        """The window length (a session's gap) in milliseconds, the flow's time unit."""
+        return self.window.size_ms
 
 
 class RetentionSpec(_Strict):
@@ -168,6 +231,8 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "dimensions"), "a dimension is listed twice"
         if metric.aggregation == "count" and metric.value is not None:
             yield (*where, "value"), "a count metric takes no value field"
+        if metric.late == "correct" and metric.window.kind == "session":
+            yield (*where, "late"), "session windows cannot take corrections; use late: drop"
         if metric.aggregation != "count" and metric.value is None:
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
 

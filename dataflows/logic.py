@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from config.spec import Aggregation
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import MetricPlan
 from operators.ingest import Partial, PartitionIngest
 from operators.records import DeadLetter, WindowResult
-from operators.watermark import NEVER, Watermark
-from operators.windows import BucketSnapshot, BucketWindows
+from operators.watermark import NEVER, PartitionClock
+from operators.windows import BucketSnapshot, BucketWindows, WindowRule
 from sources.kafka import PartitionPoll
 
 
@@ -41,26 +40,26 @@ def bucket_key(bucket: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BucketUpdate:
-    """One partition's news for one shard: its watermark and partial aggregates."""
+    """One partition's news for one shard: its clock and partial aggregates."""
 
     bucket: str
     partition: str
-    watermark: int
+    clock: int
     partials: list[Partial]
 
 
 IngestOut = BucketUpdate | list[DeadLetter]
-WatermarkSnapshot = tuple[str, int, int]
-"""``(partition, max_ts, watermark)``; whether the reader is caught up is not
+ClockSnapshot = tuple[str, int, int]
+"""``(partition, max_ts, clock)``; whether the reader is caught up is not
 state: after a restart the source says so again."""
 
 
-class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot]):
+class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
     """Stage one of one source partition; see :mod:`operators.ingest`.
 
     Emits a :class:`BucketUpdate` for every shard that received partials, and
-    for every shard whenever the partition's reported watermark moved, so
-    each shard always knows every partition's watermark. Checks idleness
+    for every shard whenever the partition's reported clock moved, so each
+    shard always knows every partition's clock. Checks idleness
     every ``tick_ms`` of wall-clock time.
     """
 
@@ -74,28 +73,29 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         idle_ms: int,
         tick_ms: int,
         telemetry: FlowTelemetry,
-        resume: WatermarkSnapshot | None,
+        resume: ClockSnapshot | None,
     ) -> None:
-        watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
+        clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
         if resume is not None:
-            self.partition, watermark.max_ts, watermark.value = resume
+            self.partition, clock.max_ts, clock.value = resume
         self.ingest = PartitionIngest(
             plans,
             source=f"kafka:{self.partition}",
             default_tenant=default_tenant,
             buckets=buckets,
-            watermark=watermark,
+            clock=clock,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
+        self.lateness_ms = lateness_ms
         self.tick_ms = tick_ms
         self.telemetry = telemetry
-        self._reported = NEVER if resume is None else watermark.reported
+        self._reported = NEVER if resume is None else clock.reported
         self._next_tick = now_ms() + tick_ms
 
     def on_batch(self, values: list[PartitionPoll]) -> tuple[list[IngestOut], bool]:
         now = now_ms()
-        wm = self.ingest.watermark
+        wm = self.ingest.clock
         out: list[IngestOut] = []
         partials: dict[int, list[Partial]] = {}
         for poll in values:
@@ -118,7 +118,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
     def on_notify(self) -> tuple[list[IngestOut], bool]:
         now = now_ms()
         self._next_tick = now + self.tick_ms
-        self.ingest.watermark.idle_advance(now)
+        self.ingest.clock.idle_advance(now)
         out: list[IngestOut] = []
         self._updates(out, {}, now)
         return out, self.RETAIN
@@ -126,17 +126,17 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
     def notify_at(self) -> datetime:
         return _at(self._next_tick)
 
-    def snapshot(self) -> WatermarkSnapshot:
-        wm = self.ingest.watermark
+    def snapshot(self) -> ClockSnapshot:
+        wm = self.ingest.clock
         return (self.partition, wm.max_ts, wm.value)
 
     def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
-        reported = self.ingest.watermark.reported
+        reported = self.ingest.clock.reported
         moved = reported != self._reported
         self._reported = reported
         if moved and reported != NEVER:
             self.telemetry.watermark_lag.labels(self.partition).set(
-                max(0.0, (now - reported) / 1000)
+                max(0.0, (now - reported + self.lateness_ms) / 1000)
             )
         for index, key in enumerate(self.bucket_keys):
             items = partials.get(index)
@@ -149,15 +149,14 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
 
     def __init__(
         self,
-        metrics: Mapping[str, tuple[int, Aggregation]],
+        rules: Mapping[str, WindowRule],
         partitions: Sequence[str],
         *,
-        correction_ms: int,
         partial_ms: int,
         telemetry: FlowTelemetry,
         resume: BucketSnapshot | None,
     ) -> None:
-        self.windows = BucketWindows(metrics, partitions, correction_ms).restore(resume)
+        self.windows = BucketWindows(rules, partitions).restore(resume)
         self.partial_ms = partial_ms
         self.telemetry = telemetry
         self._next_partials = now_ms() + partial_ms
@@ -168,7 +167,7 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
         now = now_ms()
         out: list[WindowResult] = []
         for update in values:
-            out.extend(self.windows.apply(update.partition, update.watermark, update.partials, now))
+            out.extend(self.windows.apply(update.partition, update.clock, update.partials, now))
         self._account(out)
         return out, self.RETAIN
 

@@ -21,11 +21,12 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from config.settings import Settings
-from config.spec import Aggregation, PipelineSpec
+from config.spec import PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import compile_plans
 from operators.records import DeadLetter, WindowResult
+from operators.windows import WindowRule
 from sources.kafka import PartitionPoll
 
 
@@ -57,14 +58,11 @@ def build_flow(
     waits for each of them, so a window closes only once every partition has
     moved past it (or is caught up and idle).
     """
-    plans = compile_plans(spec)
-    metrics: dict[str, tuple[int, Aggregation]] = {
-        m.name: (m.window_ms, m.aggregation) for m in spec.metrics
-    }
     lateness_ms = int(settings.lateness_seconds * 1000)
+    plans = compile_plans(spec, default_lateness_ms=lateness_ms)
+    rules = window_rules(spec, default_lateness_ms=lateness_ms)
     idle_ms = int(settings.idle_seconds * 1000)
     partial_ms = int(settings.partial_interval_seconds * 1000)
-    correction_ms = lateness_ms + max(m.window_ms for m in spec.metrics)
     parts = list(partitions)
 
     flow = Dataflow(flow_id)
@@ -93,9 +91,8 @@ def build_flow(
             "windows",
             updates,
             lambda resume: BucketLogic(
-                metrics,
+                rules,
                 parts,
-                correction_ms=correction_ms,
                 partial_ms=partial_ms,
                 telemetry=telemetry,
                 resume=resume,
@@ -107,6 +104,24 @@ def build_flow(
         finals = op.filter("finals_only", results, lambda r: r.is_final)
         op.output("warehouse_sink", finals, outputs.finals)
     return flow
+
+
+def window_rules(spec: PipelineSpec, *, default_lateness_ms: int) -> dict[str, WindowRule]:
+    """How each metric's windows behave in the windows stage."""
+    rules = {}
+    for metric in spec.metrics:
+        lateness = metric.lateness
+        rules[metric.name] = WindowRule(
+            aggregation=metric.aggregation,
+            lateness_ms=default_lateness_ms
+            if lateness is None
+            else int(lateness.total_seconds() * 1000),
+            horizon_ms=int(metric.late_horizon.total_seconds() * 1000)
+            if metric.late == "correct"
+            else 0,
+            session=metric.window.kind == "session",
+        )
+    return rules
 
 
 def _is_update(item: IngestOut) -> bool:

@@ -97,11 +97,25 @@ class MetricPlan:
 
     name: str
     window_ms: int
+    """Window size (the gap for sessions)."""
+    step_ms: int
+    """Distance between window starts; equals ``window_ms`` unless hopping."""
+    session: bool
+    lateness_ms: int
+    """How far this metric's watermark trails the partition clock."""
+    horizon_ms: int
+    """With ``late: correct``, corrections are taken until the watermark passes
+    ``end + horizon_ms``; 0 means late events are dropped."""
     value_path: str | None
     value: Getter | None
     dims: tuple[tuple[str, Getter, str, str], ...]
     """``(name, getter, default, path)`` per dimension, sorted by name."""
     accepts: Callable[[dict[str, Any]], bool] | None
+
+    def starts(self, ts: int) -> range:
+        """Starts of the epoch-aligned tumbling or hopping windows holding ``ts``."""
+        last = ts - ts % self.step_ms
+        return range(last - self.window_ms + self.step_ms, last + 1, self.step_ms)
 
     def read(self, event: dict[str, Any]) -> tuple[Dims, float] | None:
         """The series dimensions and value this event contributes, or ``None`` if filtered.
@@ -141,8 +155,13 @@ class MetricPlan:
         return tuple(dims), value
 
 
-def compile_plans(spec: PipelineSpec) -> dict[str, tuple[MetricPlan, ...]]:
-    """Metric plans grouped by the event type that feeds them."""
+def compile_plans(
+    spec: PipelineSpec, default_lateness_ms: int = 0
+) -> dict[str, tuple[MetricPlan, ...]]:
+    """Metric plans grouped by the event type that feeds them.
+
+    ``default_lateness_ms`` applies to metrics that set no ``lateness``.
+    """
     by_type: dict[str, list[MetricPlan]] = {name: [] for name in spec.event_types}
     for metric in spec.metrics:
         dims = tuple(
@@ -154,9 +173,20 @@ def compile_plans(spec: PipelineSpec) -> dict[str, tuple[MetricPlan, ...]]:
             )
             for name in sorted(metric.dimensions)
         )
+        lateness = (
+            default_lateness_ms
+            if metric.lateness is None
+            else int(metric.lateness.total_seconds() * 1000)
+        )
         plan = MetricPlan(
             name=metric.name,
             window_ms=metric.window_ms,
+            step_ms=metric.window.step_ms,
+            session=metric.window.kind == "session",
+            lateness_ms=lateness,
+            horizon_ms=(
+                int(metric.late_horizon.total_seconds() * 1000) if metric.late == "correct" else 0
+            ),
             value_path=metric.value,
             value=getter(metric.value) if metric.value else None,
             dims=dims,

@@ -2,8 +2,15 @@
 
 :class:`PartitionIngest` turns a batch of raw messages into partial aggregates
 grouped by aggregation shard ("bucket") plus dead letters, so the keyed window
-state downstream is touched once per series and batch rather than once per
+state downstream is touched once per window and batch rather than once per
 event — the lever that makes Bytewax keep up with a plain consumer loop.
+
+Lateness is judged per metric against the partition's clock: an event is late
+for a metric when its time is behind the clock minus the metric's lateness.
+A metric with ``late: correct`` still takes it for windows within the
+correction horizon; otherwise the metric drops it. An event any metric drops
+is a ``late`` dead letter (naming those metrics) and counts as late; the
+metrics that took it keep it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from operators.aggregators import Agg, add, new_agg
 from operators.envelope import EnvelopeError, check, decode
 from operators.extract import MetricPlan
 from operators.records import DeadLetter, Dims
-from operators.watermark import Watermark
+from operators.watermark import PartitionClock
 
 Message = tuple[bytes | None, str | None, int]
 """A raw message: ``(value, tenant header, offset)``."""
@@ -24,8 +31,8 @@ Message = tuple[bytes | None, str | None, int]
 SeriesKey = tuple[str, str, Dims]
 """``(tenant, metric, dims)``: a series."""
 
-Partial = tuple[str, str, Dims, int, Agg]
-"""``(tenant, metric, dims, window_start, aggregate)``: part of one window."""
+Partial = tuple[str, str, Dims, int, int, Agg]
+"""``(tenant, metric, dims, window_start, window_end, aggregate)``: part of one window."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
@@ -36,19 +43,23 @@ def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch produced; ``seen == ok + dead + late`` always holds."""
+    """What one batch produced; ``seen == ok + len(dead)`` and ``late <= len(dead)``."""
 
     partials: dict[int, list[Partial]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     seen: int = 0
     ok: int = 0
     late: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Late events each metric dropped."""
+    corrected: dict[str, int] = field(default_factory=dict)
+    """Late events each metric folded into a correction."""
 
 
 class PartitionIngest:
-    """Stage one for one source partition; its recoverable state is the watermark."""
+    """Stage one for one source partition; its recoverable state is the clock."""
 
-    __slots__ = ("_bucket_cache", "buckets", "default_tenant", "plans", "source", "watermark")
+    __slots__ = ("_bucket_cache", "buckets", "clock", "default_tenant", "plans", "source")
 
     def __init__(
         self,
@@ -57,20 +68,22 @@ class PartitionIngest:
         source: str,
         default_tenant: str,
         buckets: int,
-        watermark: Watermark,
+        clock: PartitionClock,
     ) -> None:
         self.plans = plans
         self.source = source
         self.default_tenant = default_tenant
         self.buckets = buckets
-        self.watermark = watermark
+        self.clock = clock
         self._bucket_cache: dict[SeriesKey, int] = {}
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
         """Handle a batch in offset order; ``now`` is the wall clock in epoch ms."""
         result = BatchResult(seen=len(messages))
-        windows: dict[tuple[str, str, Dims, int], Agg] = {}
-        wm = self.watermark
+        windows: dict[tuple[str, str, Dims, int], tuple[int, Agg]] = {}
+        sessions: dict[SeriesKey, list[tuple[int, float]]] = {}
+        session_gaps: dict[str, int] = {}
+        clock = self.clock
         plans_for = self.plans
         for raw, tenant_header, offset in messages:
             tenant = tenant_header or self.default_tenant
@@ -87,42 +100,76 @@ class PartitionIngest:
                     raise EnvelopeError(
                         "unknown_type", "type", f"unknown event type {event_type!r}"
                     )
-                if ts < wm.value:
-                    result.late += 1
-                    result.dead.append(
-                        self._dead(
-                            EnvelopeError("late", "ts", f"{wm.value - ts} ms behind the watermark"),
-                            raw,
-                            offset,
-                            tenant,
-                            now,
-                            event_type,
-                            ts,
-                            lateness_ms=wm.value - ts,
-                        )
-                    )
-                    continue
                 contributions = [(plan, plan.read(event)) for plan in plans]
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
-            wm.observe(ts)
-            result.ok += 1
+            now_clock = clock.value
+            dropped_by: list[str] = []
+            behind = 0
             for plan, read in contributions:
                 if read is None:
                     continue
                 dims, value = read
-                start = ts - ts % plan.window_ms
-                key = (tenant, plan.name, dims, start)
-                agg = windows.get(key)
-                if agg is None:
-                    agg = windows[key] = new_agg()
-                add(agg, value)
-        wm.arrived(now)
+                watermark = now_clock - plan.lateness_ms
+                late = ts < watermark
+                if plan.session:
+                    if late:
+                        dropped_by.append(plan.name)
+                        behind = max(behind, watermark - ts)
+                        continue
+                    session_gaps[plan.name] = plan.window_ms
+                    sessions.setdefault((tenant, plan.name, dims), []).append((ts, value))
+                    continue
+                took = False
+                for start in plan.starts(ts):
+                    end = start + plan.window_ms
+                    if late and (not plan.horizon_ms or end + plan.horizon_ms <= watermark):
+                        continue
+                    took = True
+                    key = (tenant, plan.name, dims, start)
+                    slot = windows.get(key)
+                    if slot is None:
+                        slot = windows[key] = (end, new_agg())
+                    add(slot[1], value)
+                if not late:
+                    continue
+                if took:
+                    result.corrected[plan.name] = result.corrected.get(plan.name, 0) + 1
+                else:
+                    dropped_by.append(plan.name)
+                    behind = max(behind, watermark - ts)
+            clock.observe(ts)
+            if dropped_by:
+                for name in dropped_by:
+                    result.dropped[name] = result.dropped.get(name, 0) + 1
+                result.late += 1
+                reason = f"{behind} ms behind the watermark of {', '.join(dropped_by)}"
+                result.dead.append(
+                    self._dead(
+                        EnvelopeError("late", "ts", reason),
+                        raw,
+                        offset,
+                        tenant,
+                        now,
+                        event_type,
+                        ts,
+                        lateness_ms=behind,
+                    )
+                )
+            else:
+                result.ok += 1
+        if messages:
+            clock.arrived(now)
         partials = result.partials
-        for (tenant, metric, dims, start), agg in windows.items():
+        for (tenant, metric, dims, start), (end, agg) in windows.items():
             bucket = self._bucket(tenant, metric, dims)
-            partials.setdefault(bucket, []).append((tenant, metric, dims, start, agg))
+            partials.setdefault(bucket, []).append((tenant, metric, dims, start, end, agg))
+        for (tenant, metric, dims), points in sessions.items():
+            bucket = self._bucket(tenant, metric, dims)
+            target = partials.setdefault(bucket, [])
+            for start, end, agg in _sessions(points, session_gaps[metric]):
+                target.append((tenant, metric, dims, start, end, agg))
         return result
 
     def _bucket(self, tenant: str, metric: str, dims: Dims) -> int:
@@ -157,3 +204,19 @@ class PartitionIngest:
             event_ts=ts,
             lateness_ms=lateness_ms,
         )
+
+
+def _sessions(points: list[tuple[int, float]], gap: int) -> list[tuple[int, int, Agg]]:
+    """Group one series' event times into sessions: ``(first, last + gap, aggregate)``."""
+    points.sort()
+    out: list[tuple[int, int, Agg]] = []
+    start = last = points[0][0]
+    agg = new_agg()
+    for ts, value in points:
+        if ts - last >= gap:
+            out.append((start, last + gap, agg))
+            start, agg = ts, new_agg()
+        last = ts
+        add(agg, value)
+    out.append((start, last + gap, agg))
+    return out

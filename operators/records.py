@@ -54,6 +54,9 @@ class WindowResult:
     is_final: bool
     revision: int
     emitted_at: int = field(compare=False, default=0)
+    retracted: bool = False
+    """This window no longer exists (a session merged into one starting earlier):
+    stores delete it unless they hold its final value."""
 
     @property
     def series(self) -> str:

@@ -1,12 +1,13 @@
-"""Event-time watermark of one source partition.
+"""Event-time clock of one source partition, and the watermarks derived from it.
 
-The watermark trails the newest event time seen by ``lateness_ms``; an event
-whose time is behind it is late. It only moves forward. Only event times move
-it while there is anything left to read, so reading a backlog judges lateness
-exactly as reading live would. Once the partition is caught up (its reader is
-at the end of the log) and has delivered nothing for ``idle_ms`` of wall-clock
-time, the watermark also advances with the wall clock, so windows close when
-traffic stops.
+The clock is the newest event time the partition has delivered. A metric's
+watermark trails it by the metric's lateness; an event behind that watermark
+is late for the metric, and a window is final once the watermark passes its
+end. Only event times move the clock while there is anything left to read,
+so reading a backlog judges lateness exactly as reading live would. Once the
+partition is caught up (its reader is at the end of the log) and has
+delivered nothing for ``idle_ms`` of wall-clock time, the clock also advances
+with the wall clock, so windows close when traffic stops. It never goes back.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NEVER = -(2**62)
-"""The watermark before any event: nothing is late yet."""
+"""The clock before any event: nothing is late yet."""
 
 IDLE = 2**62
 """What a caught-up partition that never delivered an event reports: no constraint."""
 
 
 @dataclass(slots=True)
-class Watermark:
-    """Watermark bookkeeping; all times are epoch milliseconds."""
+class PartitionClock:
+    """Clock bookkeeping; all times are epoch milliseconds."""
 
-    lateness_ms: int
     idle_ms: int
     max_ts: int = NEVER
     value: int = NEVER
@@ -38,23 +38,21 @@ class Watermark:
         """What downstream windows should assume of this partition.
 
         A partition that is caught up and has never delivered an event holds
-        nothing back (:data:`IDLE`); otherwise this is the watermark itself.
+        nothing back (:data:`IDLE`); otherwise this is the clock itself.
         """
         if self.max_ts == NEVER and self.caught_up:
             return IDLE
         return self.value
 
-    def observe(self, ts: int) -> int:
-        """Account for one in-time event; return the new watermark."""
+    def observe(self, ts: int) -> None:
+        """Account for one valid event."""
         if ts > self.max_ts:
             self.max_ts = ts
-            candidate = ts - self.lateness_ms
-            if candidate > self.value:
-                self.value = candidate
-        return self.value
+            if ts > self.value:
+                self.value = ts
 
     def arrived(self, now: int) -> None:
-        """A delivery happened at wall-clock ``now`` (with or without in-time events)."""
+        """A delivery happened at wall-clock ``now``."""
         self.last_arrival = now
 
     def idle_advance(self, now: int) -> bool:
@@ -64,12 +62,8 @@ class Watermark:
         idle_for = now - self.last_arrival
         if idle_for < self.idle_ms:
             return False
-        candidate = self.max_ts - self.lateness_ms + idle_for
+        candidate = self.max_ts + idle_for
         if candidate <= self.value:
             return False
         self.value = candidate
         return True
-
-    def next_idle_check(self) -> int:
-        """Wall-clock time at which idleness begins, for scheduling the next check."""
-        return self.last_arrival + self.idle_ms

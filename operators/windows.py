@@ -1,18 +1,23 @@
-"""Event-time tumbling windows of one aggregation shard ("bucket").
+"""Event-time windows of one aggregation shard ("bucket").
 
 :class:`BucketWindows` merges partial aggregates from every source partition
-into open windows and closes a window once the shard's watermark — the
-lowest watermark among all source partitions, a partition that has not
-reported yet counting as "nothing seen" — reaches its end. It publishes
-partial values of the windows that changed when asked. Windows are aligned to
-the Unix epoch (UTC), so a 1 m window starts on the minute.
+into open windows and closes a window once the shard's clock — the lowest
+clock among all source partitions, a partition that has not reported yet
+counting as "nothing seen" — minus the metric's lateness reaches the window's
+end. It publishes partial values of the windows that changed when asked.
+Tumbling and hopping windows are aligned to the Unix epoch (UTC).
+
+Session windows grow as partials arrive: overlapping sessions of a series
+merge, and a session whose start moved is *retracted* at its old start
+(``WindowResult.retracted``) so no store keeps the stale window.
 
 Each emission carries a ``revision`` that grows per window; the final
-emission has the highest. Closed windows stay correctable for
-``correction_ms``: a partial that arrives for one (possible only when a
-partition wakes from idleness behind the others) folds in and re-emits the
-final with the next revision. Past that horizon it is counted in
-``dropped_after_close`` and never reopens a window with a wrong total.
+emission has the highest. A metric with ``late: correct`` keeps its closed
+windows until its watermark passes ``end + horizon``: a partial for one folds
+in and re-emits the final with the next revision. Any other partial for a
+closed window (possible only when a partition wakes from idleness behind the
+others) is counted in ``dropped_after_close`` and never reopens a window with
+a wrong total.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 
 from config.spec import Aggregation
 from operators.aggregators import VALUE_OF, Agg, merge
-from operators.ingest import Partial
+from operators.ingest import Partial, SeriesKey
 from operators.records import Dims, WindowResult
 from operators.watermark import NEVER
 
@@ -32,15 +37,22 @@ WindowKey = tuple[str, str, Dims, int]
 _FAR = 2**62
 
 
-def window_start(ts: int, size_ms: int) -> int:
-    """Start of the epoch-aligned tumbling window of ``size_ms`` holding ``ts``."""
-    return ts - ts % size_ms
+@dataclass(frozen=True, slots=True)
+class WindowRule:
+    """How one metric's windows behave in the shard."""
+
+    aggregation: Aggregation
+    lateness_ms: int = 0
+    horizon_ms: int = 0
+    """Corrections accepted until the watermark passes ``end + horizon_ms`` (0: none)."""
+    session: bool = False
 
 
 @dataclass(slots=True)
 class WindowState:
-    """A window: its aggregate and how often it was emitted."""
+    """A window: its end, aggregate and how often it was emitted."""
 
+    end: int
     agg: Agg
     revision: int = 0
 
@@ -49,9 +61,9 @@ class WindowState:
 class BucketSnapshot:
     """Recoverable state of a bucket; plain data, safe to pickle."""
 
-    open: dict[WindowKey, tuple[list[float], int]]
-    closed: dict[WindowKey, tuple[list[float], int]]
-    partition_wms: dict[str, int]
+    open: dict[WindowKey, tuple[int, list[float], int]]
+    closed: dict[WindowKey, tuple[int, list[float], int]]
+    partition_clocks: dict[str, int]
     closed_through: int
     dropped_after_close: int
     corrections: int
@@ -61,18 +73,21 @@ class BucketSnapshot:
 class BucketWindows:
     """Windows of one shard; see the module docstring for the contract."""
 
-    metrics: Mapping[str, tuple[int, Aggregation]]
-    """Metric name to ``(window_ms, aggregation)``."""
+    rules: Mapping[str, WindowRule]
     partitions: Sequence[str]
-    """Every source partition; the watermark waits for each of them."""
-    correction_ms: int = 0
+    """Every source partition; the shard's clock waits for each of them."""
     windows: dict[WindowKey, WindowState] = field(default_factory=dict)
     closed: dict[WindowKey, WindowState] = field(default_factory=dict)
-    partition_wms: dict[str, int] = field(default_factory=dict)
+    sessions: dict[SeriesKey, list[int]] = field(default_factory=dict)
+    """Starts of the open sessions of each series."""
+    partition_clocks: dict[str, int] = field(default_factory=dict)
     dirty: set[WindowKey] = field(default_factory=set)
     closed_through: int = NEVER
+    """The highest shard clock at which windows were closed."""
     dropped_after_close: int = 0
     corrections: int = 0
+    retracted: list[WindowResult] = field(default_factory=list)
+    """Retractions not yet handed out (by :meth:`apply` or :meth:`partials`)."""
     _next_close: int = _FAR
     _next_purge: int = _FAR
 
@@ -80,14 +95,13 @@ class BucketWindows:
         """Load a snapshot into this (empty) bucket; restored open windows publish again."""
         if snap is None:
             return self
-        for key, (agg, revision) in snap.open.items():
-            if key[1] in self.metrics:
-                self._open(key, list(agg), revision)
-        self.closed = {
-            k: WindowState(list(a), r) for k, (a, r) in snap.closed.items() if k[1] in self.metrics
-        }
-        self._next_purge = min((k[3] + self.metrics[k[1]][0] for k in self.closed), default=_FAR)
-        self.partition_wms = dict(snap.partition_wms)
+        for key, (end, agg, revision) in snap.open.items():
+            if key[1] in self.rules:
+                self._open(key, WindowState(end, list(agg), revision))
+        for key, (end, agg, revision) in snap.closed.items():
+            if key[1] in self.rules:
+                self._retain(key, WindowState(end, list(agg), revision))
+        self.partition_clocks = dict(snap.partition_clocks)
         self.closed_through = snap.closed_through
         self.dropped_after_close = snap.dropped_after_close
         self.corrections = snap.corrections
@@ -97,106 +111,189 @@ class BucketWindows:
     def snapshot(self) -> BucketSnapshot:
         """A copy of the state that later updates cannot change."""
         return BucketSnapshot(
-            open={k: (list(w.agg), w.revision) for k, w in self.windows.items()},
-            closed={k: (list(w.agg), w.revision) for k, w in self.closed.items()},
-            partition_wms=dict(self.partition_wms),
+            open={k: (w.end, list(w.agg), w.revision) for k, w in self.windows.items()},
+            closed={k: (w.end, list(w.agg), w.revision) for k, w in self.closed.items()},
+            partition_clocks=dict(self.partition_clocks),
             closed_through=self.closed_through,
             dropped_after_close=self.dropped_after_close,
             corrections=self.corrections,
         )
 
     @property
-    def watermark(self) -> int:
-        """The shard's watermark: the lowest of every partition's."""
-        wms = self.partition_wms
-        return min((wms.get(p, NEVER) for p in self.partitions), default=NEVER)
+    def clock(self) -> int:
+        """The shard's clock: the lowest of every partition's."""
+        clocks = self.partition_clocks
+        return min((clocks.get(p, NEVER) for p in self.partitions), default=NEVER)
 
     def apply(
-        self, partition: str, watermark: int, partials: Iterable[Partial], now: int
+        self, partition: str, clock: int, partials: Iterable[Partial], now: int
     ) -> list[WindowResult]:
-        """Merge one partition's partials, then take its watermark; return finals emitted."""
+        """Merge one partition's partials, then take its clock; return what to emit now."""
         corrected: set[WindowKey] = set()
-        for tenant, metric, dims, start, agg in partials:
+        for tenant, metric, dims, start, end, agg in partials:
+            rule = self.rules[metric]
             key = (tenant, metric, dims, start)
             state = self.windows.get(key)
             if state is not None:
                 merge(state.agg, agg)
                 self.dirty.add(key)
-            elif start + self.metrics[metric][0] > self.closed_through:
-                self._open(key, list(agg), 0)
-                self.dirty.add(key)
-            elif key in self.closed:
-                merge(self.closed[key].agg, agg)
+            elif end + rule.lateness_ms > self.closed_through:
+                if rule.session:
+                    self._merge_session(key, WindowState(end, list(agg)), now)
+                else:
+                    self._open(key, WindowState(end, list(agg)))
+                    self.dirty.add(key)
+            elif rule.horizon_ms and end + rule.lateness_ms + rule.horizon_ms > self.closed_through:
+                held = self.closed.get(key)
+                if held is None:  # a late event for a window that had none
+                    self._retain(key, WindowState(end, list(agg)))
+                else:
+                    merge(held.agg, agg)
                 corrected.add(key)
             else:
                 self.dropped_after_close += 1
-        self.partition_wms[partition] = watermark
-        finals = [self._result(k, self.closed[k], is_final=True, now=now) for k in corrected]
+        self.partition_clocks[partition] = clock
+        out = self._take_retractions()
+        out.extend(self._result(k, self.closed[k], is_final=True, now=now) for k in corrected)
         self.corrections += len(corrected)
-        finals.extend(self.close(now))
-        return finals
+        out.extend(self.close(now))
+        return out
 
     def close(self, now: int) -> list[WindowResult]:
-        """Emit every open window whose end the watermark has reached."""
-        wm = self.watermark
-        self.closed_through = max(self.closed_through, wm)
-        if wm - self.correction_ms >= self._next_purge:
-            self._purge(wm - self.correction_ms)
-        if wm < self._next_close:
+        """Emit every open window its metric's watermark has passed."""
+        clock = self.clock
+        self.closed_through = max(self.closed_through, clock)
+        if clock >= self._next_purge:
+            self._purge(clock)
+        if clock < self._next_close:
             return []
         finals: list[WindowResult] = []
         next_close = _FAR
-        for key in list(self.windows):
-            end = key[3] + self.metrics[key[1]][0]
-            if end <= wm:
-                state = self.windows.pop(key)
+        for key, state in list(self.windows.items()):
+            rule = self.rules[key[1]]
+            due = state.end + rule.lateness_ms
+            if due <= clock:
+                del self.windows[key]
                 self.dirty.discard(key)
+                if rule.session:
+                    self._forget_session(key)
                 finals.append(self._result(key, state, is_final=True, now=now))
-                if self.correction_ms:
-                    self.closed[key] = state
-                    self._next_purge = min(self._next_purge, end)
-            elif end < next_close:
-                next_close = end
+                if rule.horizon_ms:
+                    self._retain(key, state)
+            elif due < next_close:
+                next_close = due
         self._next_close = next_close
         return finals
 
-    def _purge(self, horizon: int) -> None:
-        """Forget closed windows that ended at or before ``horizon``."""
-        keep: dict[WindowKey, WindowState] = {}
-        next_purge = _FAR
-        for key, state in self.closed.items():
-            end = key[3] + self.metrics[key[1]][0]
-            if end > horizon:
-                keep[key] = state
-                next_purge = min(next_purge, end)
-        self.closed = keep
-        self._next_purge = next_purge
-
     def close_all(self, now: int) -> list[WindowResult]:
         """Emit every open window as final: the input is bounded and has ended."""
-        finals = [self._result(k, s, is_final=True, now=now) for k, s in self.windows.items()]
+        finals = self._take_retractions()
+        finals += [self._result(k, s, is_final=True, now=now) for k, s in self.windows.items()]
         self.windows.clear()
+        self.sessions.clear()
         self.dirty.clear()
         self._next_close = _FAR
         return finals
 
     def partials(self, now: int) -> list[WindowResult]:
-        """A partial value for every open window that changed since the last call."""
-        out = [self._result(key, self.windows[key], is_final=False, now=now) for key in self.dirty]
+        """Retractions, then a partial value for every open window changed since the last call."""
+        out = self._take_retractions()
+        out += [self._result(k, self.windows[k], is_final=False, now=now) for k in self.dirty]
         self.dirty.clear()
         return out
 
-    def _open(self, key: WindowKey, agg: Agg, revision: int) -> None:
-        self.windows[key] = WindowState(agg, revision)
-        end = key[3] + self.metrics[key[1]][0]
-        if end < self._next_close:
-            self._next_close = end
+    def _merge_session(self, key: WindowKey, state: WindowState, now: int) -> None:
+        """Add a (partial) session to its series, merging every session it overlaps."""
+        tenant, metric, dims, start = key
+        series = (tenant, metric, dims)
+        starts = self.sessions.setdefault(series, [])
+        merged_start, end = start, state.end
+        for other in [s for s in starts if s < end and start < self.windows[(*series, s)].end]:
+            other_key = (*series, other)
+            other_state = self.windows.pop(other_key)
+            self.dirty.discard(other_key)
+            starts.remove(other)
+            merge(state.agg, other_state.agg)
+            state.revision = max(state.revision, other_state.revision)
+            merged_start = min(merged_start, other)
+            end = max(end, other_state.end)
+            if other_state.revision:  # it was published: take it back
+                self.retracted.append(self._retraction(other_key, other_state, now))
+        state.end = end
+        # A retracted start that is the merged start again is simply rewritten.
+        self.retracted = [
+            r
+            for r in self.retracted
+            if r.window_start != merged_start or (r.tenant, r.metric, r.dims) != series
+        ]
+        merged_key = (*series, merged_start)
+        starts.append(merged_start)
+        self._open(merged_key, state)
+        self.dirty.add(merged_key)
+
+    def _forget_session(self, key: WindowKey) -> None:
+        series = key[:3]
+        starts = self.sessions.get(series)
+        if starts is not None:
+            starts.remove(key[3])
+            if not starts:
+                del self.sessions[series]
+
+    def _take_retractions(self) -> list[WindowResult]:
+        out, self.retracted = self.retracted, []
+        return out
+
+    def _open(self, key: WindowKey, state: WindowState) -> None:
+        self.windows[key] = state
+        if self.rules[key[1]].session:
+            starts = self.sessions.setdefault(key[:3], [])
+            if key[3] not in starts:
+                starts.append(key[3])
+        due = state.end + self.rules[key[1]].lateness_ms
+        if due < self._next_close:
+            self._next_close = due
+
+    def _retain(self, key: WindowKey, state: WindowState) -> None:
+        self.closed[key] = state
+        rule = self.rules[key[1]]
+        self._next_purge = min(self._next_purge, state.end + rule.lateness_ms + rule.horizon_ms)
+
+    def _purge(self, clock: int) -> None:
+        """Forget closed windows whose correction horizon the clock has passed."""
+        keep: dict[WindowKey, WindowState] = {}
+        next_purge = _FAR
+        for key, state in self.closed.items():
+            rule = self.rules[key[1]]
+            until = state.end + rule.lateness_ms + rule.horizon_ms
+            if until > clock:
+                keep[key] = state
+                next_purge = min(next_purge, until)
+        self.closed = keep
+        self._next_purge = next_purge
+
+    def _retraction(self, key: WindowKey, state: WindowState, now: int) -> WindowResult:
+        tenant, metric, dims, start = key
+        return WindowResult(
+            tenant=tenant,
+            metric=metric,
+            dims=dims,
+            window_start=start,
+            window_end=state.end,
+            count=0,
+            sum=0.0,
+            min=None,
+            max=None,
+            value=None,
+            is_final=False,
+            revision=state.revision + 1,
+            emitted_at=now,
+            retracted=True,
+        )
 
     def _result(
         self, key: WindowKey, state: WindowState, *, is_final: bool, now: int
     ) -> WindowResult:
         tenant, metric, dims, start = key
-        window_ms, aggregation = self.metrics[metric]
         state.revision += 1
         agg = state.agg
         has = agg[0] > 0
@@ -205,12 +302,12 @@ class BucketWindows:
             metric=metric,
             dims=dims,
             window_start=start,
-            window_end=start + window_ms,
+            window_end=state.end,
             count=int(agg[0]),
             sum=agg[1],
             min=agg[2] if has else None,
             max=agg[3] if has else None,
-            value=VALUE_OF[aggregation](agg),
+            value=VALUE_OF[self.rules[metric].aggregation](agg),
             is_final=is_final,
             revision=state.revision,
             emitted_at=now,

@@ -20,8 +20,10 @@ Writes are full-value upserts, never increments, so writing the same results
 twice leaves the same state as writing them once, and a replay rewrites
 rather than adds. A partial never replaces a final of the same window (a
 replay's partials would otherwise hide the finished value until the replay
-catches up); a final replaces anything, the last one written wins. Revisions
-are not compared: they restart with every run of the dataflow.
+catches up); a final replaces anything, the last one written wins. A
+retraction (a session window that merged into one starting earlier) deletes
+its window unless that window is final. Revisions are not compared: they
+restart with every run of the dataflow.
 
 Retention: every write sets the TTL of the keys it touches to the hot
 retention and trims windows that start more than that before the newest
@@ -46,7 +48,8 @@ from sinks.errors import SinkError
 
 # KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key.
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
-# one (window_start, is_final 1|0, member, window_end) group per window.
+# one (window_start, kind, member, window_end) group per window; kind is 1 for a
+# final, 0 for a partial, 2 for a retraction (delete the window unless final).
 _UPSERT_LUA = """
 local ttl = ARGV[1]
 local newest_end = 0
@@ -60,7 +63,7 @@ for i = 3, #ARGV, 4 do
   end
   if not keep_final then
     redis.call('ZREMRANGEBYSCORE', KEYS[1], start, start)
-    redis.call('ZADD', KEYS[1], start, ARGV[i + 2])
+    if ARGV[i + 1] ~= '2' then redis.call('ZADD', KEYS[1], start, ARGV[i + 2]) end
   end
   local window_end = tonumber(ARGV[i + 3])
   if window_end > newest_end then newest_end = window_end end
@@ -141,7 +144,7 @@ class RedisWindowStore:
             for window in windows:
                 args += [
                     window.window_start,
-                    int(window.is_final),
+                    2 if window.retracted else int(window.is_final),
                     window.to_json(),
                     window.window_end,
                 ]
