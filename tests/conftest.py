@@ -87,7 +87,8 @@ def settings_factory(
 ) -> Callable[..., Settings]:
     """``make(**overrides) -> Settings`` pointing at the test broker, Redis and a tmp DuckDB.
 
-    Each call gets fresh events and dead-letter topics (4 partitions) unless
+    Each call gets its own Redis key space and fresh events and dead-letter topics
+    (4 partitions) unless
     ``events_topic`` / ``deadletter_topic`` are given; any other field can
     be overridden by keyword.
     """
@@ -96,7 +97,9 @@ def settings_factory(
         values: dict[str, Any] = {
             "kafka_bootstrap": kafka_broker,
             "redis_url": redis_url.url,
-            "redis_prefix": redis_url.prefix,
+            # Within the session's prefix (cleaned up at the end), one key space per call:
+            # tests that write the same metrics and minutes never see each other's windows.
+            "redis_prefix": f"{redis_url.prefix}-{uuid.uuid4().hex[:8]}",
             "warehouse": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
             "metrics_port": 0,
             "log_format": "console",
