@@ -56,6 +56,9 @@ class SeasonalLikelihoodDetector:
         "alpha",
         "anomaly",
         "bins",
+        "point",
+        "_mu1",
+        "_var1",
         "_seas_err",
         "_peak",
         "decay",
@@ -81,6 +84,7 @@ class SeasonalLikelihoodDetector:
         short: int = 10,
         long_alpha: float = 0.001,
         warmup: int = 100,
+        point: float = 0.75,
         half: float = 10.0,
         decay: float = 0.999,
         damp: float = 0.5,
@@ -88,8 +92,8 @@ class SeasonalLikelihoodDetector:
         use_seas: bool = True,
         settle: int = 20,
         cap: float = 20.0,
-        warning: float = 0.5,
-        anomaly: float = 0.7,
+        warning: float = 0.33,
+        anomaly: float = 0.44,
     ) -> None:
         self.bins = bins
         self.period_ms = period_ms
@@ -97,6 +101,9 @@ class SeasonalLikelihoodDetector:
         self.short = short
         self.long_alpha = long_alpha
         self.warmup = warmup
+        self.point = point
+        self._mu1 = 0.0
+        self._var1 = 0.0
         self.half = half
         self.decay = decay
         self.damp = damp
@@ -165,6 +172,11 @@ class SeasonalLikelihoodDetector:
             z = (mean - self._mu) / math.sqrt(self._var)
             # -log10 of the upper tail, squashed into [0, 1) without ties at the top.
             evidence = -math.log10(max(0.5 * math.erfc(z / _SQRT2), 1e-300))
+            if self.point and self._var1 > 0.0:
+                # A single outlier is diluted in the mean: its own likelihood counts too.
+                z1 = (surprise - self._mu1) / math.sqrt(self._var1)
+                point = -math.log10(max(0.5 * math.erfc(z1 / _SQRT2), 1e-300))
+                evidence = max(evidence, self.point * point)
             score = evidence / (evidence + self.half)
             # An episode alerts once: only a new high of the recent scores counts in full.
             peak = self._peak
@@ -178,6 +190,9 @@ class SeasonalLikelihoodDetector:
             delta = mean - self._mu
             self._mu += la * delta
             self._var = (1 - la) * (self._var + la * delta * delta)
+            delta = surprise - self._mu1
+            self._mu1 += la * delta
+            self._var1 = (1 - la) * (self._var1 + la * delta * delta)
         # Learn the value.
         a = 1.0 / (n + 1) if n < 1.0 / self.alpha else self.alpha
         self._dev += a * (abs(x - self._level) - self._dev)
