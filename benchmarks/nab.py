@@ -104,7 +104,9 @@ def run_detector(name: str, corpus: list[Series]) -> tuple[list[list[float]], fl
     for series in corpus:
         detector = make_detector(name)
         update = detector.update
-        scores.append([update(t, v).score for t, v in zip(series.ts_ms, series.values, strict=True)])
+        scores.append(
+            [update(t, v).score for t, v in zip(series.ts_ms, series.values, strict=True)]
+        )
         points += len(series.values)
     return scores, points / max(time.perf_counter() - started, 1e-9)
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.durations import Duration
 from config.errors import SpecError
+from config.models import AnomalySpec, ForecastSpec
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
@@ -71,6 +72,8 @@ class MetricSpec(_Strict):
     dimensions: list[str] = Field(default_factory=list, max_length=8)
     window: Duration = timedelta(minutes=1)
     filter: list[Condition] = Field(default_factory=list)
+    anomaly: AnomalySpec | None = None
+    forecast: ForecastSpec | None = None
 
     @field_validator("window")
     @classmethod

@@ -25,6 +25,7 @@ from config.spec import Aggregation, PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import compile_plans
+from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
 from sources.kafka import PartitionPoll
 
@@ -38,6 +39,8 @@ class FlowOutputs:
     finals: Sink[WindowResult] | None
     """Final windows only (the warehouse); ``None`` to skip."""
     dead_letters: Sink[DeadLetter]
+    models: Sink[ModelRecord] | None = None
+    """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
 
 
 def build_flow(
@@ -106,6 +109,10 @@ def build_flow(
     if outputs.finals is not None:
         finals = op.filter("finals_only", results, lambda r: r.is_final)
         op.output("warehouse_sink", finals, outputs.finals)
+    if outputs.models is not None:
+        from dataflows.models import model_stage
+
+        model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
     return flow
 
 

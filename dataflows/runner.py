@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from config.settings import Settings
 from config.spec import load_spec
 from dataflows.metrics import FlowOutputs, build_flow
+from dataflows.models import ModelStoreSink
 from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
 from sinks.warehouse import DuckDBWarehouse
@@ -45,6 +46,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         ),
         finals=WarehouseSink(settings.duckdb_path),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
+        models=ModelStoreSink(settings.duckdb_path),
     )
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry

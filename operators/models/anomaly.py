@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from operators.models.base import AnomalyScore, label_for
+from operators.models.base import AnomalyScore, Label, label_for
 
 DAY_MS = 86_400_000
 _LOG_FLOOR = math.log(1.0 - 0.9999999999)
@@ -47,30 +47,31 @@ class SeasonalLikelihoodDetector:
         "_last",
         "_level",
         "_mu",
+        "_mu1",
         "_n",
+        "_peak",
         "_recent",
         "_seas",
         "_seas_dev",
+        "_seas_err",
         "_seas_n",
         "_var",
+        "_var1",
         "alpha",
         "anomaly",
         "bins",
-        "point",
-        "_mu1",
-        "_var1",
-        "_seas_err",
-        "_peak",
-        "decay",
-        "damp",
-        "half",
-        "use_diff",
-        "use_seas",
         "cap",
-        "settle",
+        "damp",
+        "decay",
+        "half",
+        "huber",
         "long_alpha",
         "period_ms",
+        "point",
+        "settle",
         "short",
+        "use_diff",
+        "use_seas",
         "warmup",
         "warning",
     )
@@ -84,6 +85,7 @@ class SeasonalLikelihoodDetector:
         short: int = 10,
         long_alpha: float = 0.001,
         warmup: int = 100,
+        huber: float = math.inf,
         point: float = 0.75,
         half: float = 10.0,
         decay: float = 0.999,
@@ -101,6 +103,7 @@ class SeasonalLikelihoodDetector:
         self.short = short
         self.long_alpha = long_alpha
         self.warmup = warmup
+        self.huber = huber
         self.point = point
         self._mu1 = 0.0
         self._var1 = 0.0
@@ -193,10 +196,15 @@ class SeasonalLikelihoodDetector:
             delta = surprise - self._mu1
             self._mu1 += la * delta
             self._var1 = (1 - la) * (self._var1 + la * delta * delta)
-        # Learn the value.
+        # Learn the value, with residuals clipped at ``huber`` typical errors so
+        # that outliers move neither the predictions nor their error scales much.
         a = 1.0 / (n + 1) if n < 1.0 / self.alpha else self.alpha
-        self._dev += a * (abs(x - self._level) - self._dev)
-        self._level += a * (x - self._level)
+        h = self.huber
+        r = x - self._level
+        if n > self.settle:
+            r = max(-h * (self._dev + floor), min(h * (self._dev + floor), r))
+        self._dev += a * (abs(r) - self._dev)
+        self._level += a * r
         self._diff += a * (abs(x - self._last) - self._diff)
         self._last = x
         k = self._seas_n[slot]
@@ -207,15 +215,18 @@ class SeasonalLikelihoodDetector:
             else:
                 self._seas_err += a * (err - self._seas_err)
         sa = 1.0 / (k + 1) if k < 10 else 0.1
+        r = x - self._seas[slot]
+        if k >= 10:
+            bound = h * (self._seas_dev[slot] + floor)
+            r = max(-bound, min(bound, r))
         if k:
-            self._seas_dev[slot] += sa * (abs(x - self._seas[slot]) - self._seas_dev[slot])
-        self._seas[slot] += sa * (x - self._seas[slot])
+            self._seas_dev[slot] += sa * (abs(r) - self._seas_dev[slot])
+        self._seas[slot] += sa * r
         self._seas_n[slot] = k + 1
         self._n = n + 1
-        if n <= self.warmup:
-            label = "learning"
-        else:
-            label = label_for(score, self.warning, self.anomaly)
+        label: Label = (
+            "learning" if n <= self.warmup else label_for(score, self.warning, self.anomaly)
+        )
         k_range = 3.0
         low, high = expected - k_range * scale, expected + k_range * scale
         out = max(0.0, surprise - k_range)

@@ -18,9 +18,7 @@ _SQRT2 = math.sqrt(2.0)
 
 
 def _score(ts: int, x: float, score: float, expected: float | None, why: str) -> AnomalyScore:
-    return AnomalyScore(
-        ts, x, score, label_for(score, 0.9, 0.99), expected, None, None, 0.0, why
-    )
+    return AnomalyScore(ts, x, score, label_for(score, 0.9, 0.99), expected, None, None, 0.0, why)
 
 
 class WindowedGaussianDetector:
@@ -66,13 +64,14 @@ class HalfSpaceTreesDetector:
     def __init__(self, *, seed: int = 42, window_size: int = 250) -> None:
         self.scaler = preprocessing.MinMaxScaler()
         self.model = anomaly.HalfSpaceTrees(
-            n_trees=25, height=15, window_size=window_size, seed=seed
+            n_trees=10, height=8, window_size=window_size, seed=seed
         )
 
     def update(self, ts: int, value: float) -> AnomalyScore:
         x = float(value)
-        self.scaler.learn_one({"x": x})
-        features = self.scaler.transform_one({"x": x})
-        score = float(self.model.score_one(features))
-        self.model.learn_one(features)
+        # River's methods are untyped.
+        self.scaler.learn_one({"x": x})  # type: ignore[no-untyped-call]
+        features = self.scaler.transform_one({"x": x})  # type: ignore[no-untyped-call]
+        score = float(self.model.score_one(features))  # type: ignore[no-untyped-call]
+        self.model.learn_one(features)  # type: ignore[no-untyped-call]
         return _score(ts, x, min(1.0, max(0.0, score)), None, "isolation by half-space trees")

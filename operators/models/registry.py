@@ -14,11 +14,9 @@ def _baseline(name: str) -> Callable[..., AnomalyDetector]:
     def build(**kwargs: Any) -> AnomalyDetector:
         from operators.models import baselines
 
-        cls = {
-            "windowed_gaussian": baselines.WindowedGaussianDetector,
-            "halfspacetrees": baselines.HalfSpaceTreesDetector,
-        }[name]
-        return cls(**kwargs)  # type: ignore[no-any-return]
+        if name == "windowed_gaussian":
+            return baselines.WindowedGaussianDetector(**kwargs)
+        return baselines.HalfSpaceTreesDetector(**kwargs)
 
     return build
 

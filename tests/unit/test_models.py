@@ -104,7 +104,12 @@ def test_riffle_flags_the_spike_and_explains_it() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])), max_size=120))
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])),
+        max_size=120,
+    )
+)
 def test_riffle_takes_any_floats(values: list[float]) -> None:
     detector = make_detector("riffle")
     for i, value in enumerate(values):
