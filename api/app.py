@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.routes import health, metrics
+from api.routes import models as model_routes
 from api.telemetry import RequestTelemetry
 from config.settings import Settings, get_settings
 from config.spec import load_spec
@@ -66,4 +67,5 @@ def create_app(
     app.add_middleware(RequestTelemetry, registry=services.registry)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    app.include_router(model_routes.router)
     return app

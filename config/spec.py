@@ -26,6 +26,7 @@ from pydantic import (
 
 from config.durations import Duration
 from config.errors import SpecError
+from config.models import AnomalySpec, ForecastSpec
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
@@ -144,6 +145,8 @@ class MetricSpec(_Strict):
     """Events behind the watermark: dead-lettered, or folded into a corrected final."""
     late_horizon: Duration = timedelta(hours=1)
     """With ``late: correct``, how long after a window's end corrections are accepted."""
+    anomaly: AnomalySpec | None = None
+    forecast: ForecastSpec | None = None
 
     @property
     def window_ms(self) -> int:

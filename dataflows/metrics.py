@@ -23,8 +23,10 @@ from bytewax.outputs import Sink
 from config.settings import Settings
 from config.spec import PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
+from dataflows.models import model_stage
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import compile_plans
+from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
 from operators.windows import WindowRule
 from sources.kafka import PartitionPoll
@@ -39,6 +41,8 @@ class FlowOutputs:
     finals: Sink[WindowResult] | None
     """Final windows only (the warehouse); ``None`` to skip."""
     dead_letters: Sink[DeadLetter]
+    models: Sink[ModelRecord] | None = None
+    """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
 
 
 def build_flow(
@@ -103,6 +107,8 @@ def build_flow(
     if outputs.finals is not None:
         finals = op.filter("finals_only", results, lambda r: r.is_final)
         op.output("warehouse_sink", finals, outputs.finals)
+    if outputs.models is not None:
+        model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
     return flow
 
 

@@ -15,6 +15,7 @@ from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
 from dataflows.metrics import FlowOutputs, build_flow
+from dataflows.models import ModelStoreSink
 from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
 from sinks.warehouse import DuckDBWarehouse
@@ -54,6 +55,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         ),
         finals=WarehouseSink(settings.duckdb_path),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
+        models=ModelStoreSink(settings.duckdb_path),
     )
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry

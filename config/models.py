@@ -1,0 +1,30 @@
+"""The optional ``anomaly:`` and ``forecast:`` blocks of a metric in the spec."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AnomalySpec(BaseModel):
+    """Score every final window of the metric's series with an online detector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: str = Field("riffle", description="Detector name (``riffle`` in production).")
+    warning: float = Field(0.33, ge=0, le=1, description="Score from which a value is a warning.")
+    threshold: float = Field(0.44, ge=0, le=1, description="Score from which it is an anomaly.")
+
+
+class ForecastSpec(BaseModel):
+    """Forecast the next ``horizon`` windows of every series of the metric."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon: int = Field(12, ge=1, le=1440)
+    season: int | None = Field(
+        None,
+        ge=0,
+        le=2016,
+        description="Windows per seasonal cycle; default a day's worth when at most 1440, else 0.",
+    )
+    level: float = Field(0.9, gt=0, lt=1, description="Nominal coverage of the intervals.")

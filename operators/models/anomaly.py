@@ -1,0 +1,243 @@
+"""Riffle's online anomaly detector: robust residuals, seasonality, likelihood.
+
+Each value is compared with three cheap predictions — the recent level, the
+previous value and the value usual at this time of day — and its *surprise*
+is the smallest of the three normalised errors: a point is only unusual if
+no plausible model of the series explains it. Surprises are not comparable
+across series (noise, spikiness and scale differ), so they are turned into
+a score with an anomaly likelihood in the spirit of Numenta's: the mean of
+the last few surprises is compared with the long-run distribution of that
+mean, and the Gaussian tail probability is log-scaled into [0, 1]. The
+series calibrates itself; nothing is tuned per series.
+
+The state is a few dozen floats plus one small list per seasonal bin, so a
+snapshot stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+
+from operators.models.base import AnomalyScore, Label, label_for
+
+DAY_MS = 86_400_000
+_LOG_FLOOR = math.log(1.0 - 0.9999999999)
+_SQRT2 = math.sqrt(2.0)
+
+
+def _tail(z: float) -> float:
+    """P(Z <= z) for a standard normal Z."""
+    return 0.5 * math.erfc(-z / _SQRT2)
+
+
+class SeasonalLikelihoodDetector:
+    """The production detector (``riffle``); see the module docstring.
+
+    ``bins`` splits a ``period_ms`` (a day) into slots with their own typical
+    value; ``short`` is how many recent surprises the likelihood averages;
+    ``long_alpha`` the weight of one point in the long-run distribution.
+    ``warning``/``anomaly`` are the score levels of the labels.
+    """
+
+    name = "riffle"
+
+    __slots__ = (
+        "_dev",
+        "_diff",
+        "_last",
+        "_level",
+        "_mu",
+        "_mu1",
+        "_n",
+        "_peak",
+        "_recent",
+        "_seas",
+        "_seas_dev",
+        "_seas_err",
+        "_seas_n",
+        "_var",
+        "_var1",
+        "alpha",
+        "anomaly",
+        "bins",
+        "cap",
+        "damp",
+        "decay",
+        "half",
+        "huber",
+        "long_alpha",
+        "period_ms",
+        "point",
+        "settle",
+        "short",
+        "use_diff",
+        "use_seas",
+        "warmup",
+        "warning",
+    )
+
+    def __init__(
+        self,
+        *,
+        bins: int = 48,
+        period_ms: int = DAY_MS,
+        alpha: float = 0.02,
+        short: int = 10,
+        long_alpha: float = 0.001,
+        warmup: int = 100,
+        huber: float = math.inf,
+        point: float = 0.75,
+        half: float = 10.0,
+        decay: float = 0.999,
+        damp: float = 0.5,
+        use_diff: bool = False,
+        use_seas: bool = True,
+        settle: int = 20,
+        cap: float = 20.0,
+        warning: float = 0.33,
+        anomaly: float = 0.44,
+    ) -> None:
+        self.bins = bins
+        self.period_ms = period_ms
+        self.alpha = alpha
+        self.short = short
+        self.long_alpha = long_alpha
+        self.warmup = warmup
+        self.huber = huber
+        self.point = point
+        self._mu1 = 0.0
+        self._var1 = 0.0
+        self.half = half
+        self.decay = decay
+        self.damp = damp
+        self._peak = 0.0
+        self._seas_err = math.inf
+        self.use_diff = use_diff
+        self.use_seas = use_seas
+        self.settle = settle
+        self.cap = cap
+        self.warning = warning
+        self.anomaly = anomaly
+        self._n = 0
+        self._level = 0.0
+        self._dev = 0.0
+        self._diff = 0.0
+        self._last = 0.0
+        self._seas = [0.0] * bins
+        self._seas_dev = [0.0] * bins
+        self._seas_n = [0] * bins
+        self._recent: list[float] = []
+        self._mu = 0.0
+        self._var = 0.0
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def update(self, ts: int, value: float) -> AnomalyScore:
+        x = float(value)
+        if not math.isfinite(x):
+            return AnomalyScore(ts, x, 0.0, "learning", None, None, None, 0.0, "not a number")
+        n = self._n
+        slot = (ts % self.period_ms) * self.bins // self.period_ms
+        if n == 0:
+            self._level = self._last = x
+            self._seas[slot] = x
+            self._seas_n[slot] = 1
+            self._n = 1
+            return AnomalyScore(ts, x, 0.0, "learning", None, None, None, 0.0, "first value")
+        floor = 1e-9 + 1e-6 * abs(self._level)
+        # Three predictions and their typical absolute errors.
+        z_level = abs(x - self._level) / (self._dev + floor)
+        z_diff = abs(x - self._last) / (self._diff + floor)
+        best, expected, scale = z_level, self._level, self._dev + floor
+        if self.use_diff and z_diff < best:
+            best, expected, scale = z_diff, self._last, self._diff + floor
+        seasonal = self.use_seas and self._seas_n[slot] >= 3
+        if seasonal:
+            s_scale = self._seas_dev[slot] + floor
+            z_seas = abs(x - self._seas[slot]) / s_scale
+            # The seasonal profile takes over once it predicts better than the level.
+            if self._seas_err < self._dev or z_seas < best:
+                best, expected, scale = z_seas, self._seas[slot], s_scale
+        surprise = min(best, self.cap)
+        # Likelihood of the recent mean surprise under its long-run distribution.
+        recent = self._recent
+        recent.append(surprise)
+        if len(recent) > self.short:
+            del recent[0]
+        mean = sum(recent) / len(recent)
+        score = 0.0
+        if n > self.warmup and self._var > 0.0:
+            z = (mean - self._mu) / math.sqrt(self._var)
+            # -log10 of the upper tail, squashed into [0, 1) without ties at the top.
+            evidence = -math.log10(max(0.5 * math.erfc(z / _SQRT2), 1e-300))
+            if self.point and self._var1 > 0.0:
+                # A single outlier is diluted in the mean: its own likelihood counts too.
+                z1 = (surprise - self._mu1) / math.sqrt(self._var1)
+                point = -math.log10(max(0.5 * math.erfc(z1 / _SQRT2), 1e-300))
+                evidence = max(evidence, self.point * point)
+            score = evidence / (evidence + self.half)
+            # An episode alerts once: only a new high of the recent scores counts in full.
+            peak = self._peak
+            self._peak = max(score, peak * self.decay)
+            if score <= peak:
+                score *= self.damp
+        # Long-run distribution of the recent mean, once the predictions have settled.
+        m = n - self.settle
+        if m >= 0:
+            la = 1.0 / (m + 1) if m < 1.0 / self.long_alpha else self.long_alpha
+            delta = mean - self._mu
+            self._mu += la * delta
+            self._var = (1 - la) * (self._var + la * delta * delta)
+            delta = surprise - self._mu1
+            self._mu1 += la * delta
+            self._var1 = (1 - la) * (self._var1 + la * delta * delta)
+        # Learn the value, with residuals clipped at ``huber`` typical errors so
+        # that outliers move neither the predictions nor their error scales much.
+        a = 1.0 / (n + 1) if n < 1.0 / self.alpha else self.alpha
+        h = self.huber
+        r = x - self._level
+        if n > self.settle:
+            r = max(-h * (self._dev + floor), min(h * (self._dev + floor), r))
+        self._dev += a * (abs(r) - self._dev)
+        self._level += a * r
+        self._diff += a * (abs(x - self._last) - self._diff)
+        self._last = x
+        k = self._seas_n[slot]
+        if seasonal:
+            err = abs(x - self._seas[slot])
+            if math.isinf(self._seas_err):
+                self._seas_err = err
+            else:
+                self._seas_err += a * (err - self._seas_err)
+        sa = 1.0 / (k + 1) if k < 10 else 0.1
+        r = x - self._seas[slot]
+        if k >= 10:
+            bound = h * (self._seas_dev[slot] + floor)
+            r = max(-bound, min(bound, r))
+        if k:
+            self._seas_dev[slot] += sa * (abs(r) - self._seas_dev[slot])
+        self._seas[slot] += sa * r
+        self._seas_n[slot] = k + 1
+        self._n = n + 1
+        label: Label = (
+            "learning" if n <= self.warmup else label_for(score, self.warning, self.anomaly)
+        )
+        k_range = 3.0
+        low, high = expected - k_range * scale, expected + k_range * scale
+        out = max(0.0, surprise - k_range)
+        return AnomalyScore(
+            ts,
+            x,
+            score,
+            label,
+            expected,
+            low,
+            high,
+            out,
+            f"expected {low:.4g}..{high:.4g}, got {x:.4g} ({surprise:.1f} typical errors away)",
+        )

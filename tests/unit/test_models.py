@@ -1,0 +1,150 @@
+"""Conformance and behaviour of every online model in ``operators.models``.
+
+Every model class must survive a pickle round trip (as Bytewax recovery
+does) with identical subsequent outputs, be deterministic for a seed, and
+leave its inputs alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.models.base import UnknownModelError
+from operators.models.forecast import HoltWintersForecaster
+from operators.models.registry import DETECTORS, make_detector
+
+STEP = 300_000
+
+
+def _series(seed: int, n: int = 600) -> list[tuple[int, float]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        value = 50 + 20 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 2)
+        if i in (400, 401):
+            value += 60
+        out.append((i * STEP, value))
+    return out
+
+
+def _points(name: str, seed: int) -> list[tuple[int, float]]:
+    # River's forest is slow in pure Python: a shorter series keeps the suite quick.
+    return _series(seed, 160 if name == "halfspacetrees" else 600)
+
+
+def _outputs(model: Any, points: list[tuple[int, float]]) -> list[Any]:
+    if isinstance(model, HoltWintersForecaster):
+        out = []
+        for ts, value in points:
+            model.learn_one(ts, value)
+            out.append(model.forecast(3))
+        return out
+    return [model.update(ts, value) for ts, value in points]
+
+
+MODELS: dict[str, Callable[[], Any]] = {n: lambda n=n: make_detector(n) for n in DETECTORS}
+MODELS["holt_winters"] = lambda: HoltWintersForecaster(step_ms=STEP, season=288)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_pickle_round_trip_gives_identical_next_outputs(name: str) -> None:
+    points = _points(name, 1)
+    half = len(points) // 2
+    model = MODELS[name]()
+    _outputs(model, points[:half])
+    restored = pickle.loads(pickle.dumps(model))
+    assert _outputs(restored, points[half:]) == _outputs(model, points[half:])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_runs_are_deterministic(name: str) -> None:
+    points = _points(name, 2)
+    assert _outputs(MODELS[name](), points) == _outputs(MODELS[name](), points)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_inputs_are_not_mutated(name: str) -> None:
+    points = _points(name, 3)[:150]
+    before = copy.deepcopy(points)
+    _outputs(MODELS[name](), points)
+    assert points == before
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_scores_lie_in_unit_interval(name: str) -> None:
+    for result in _outputs(make_detector(name), _points(name, 4)):
+        assert 0.0 <= result.score <= 1.0
+
+
+def test_unknown_detector_is_named() -> None:
+    with pytest.raises(UnknownModelError, match="nope"):
+        make_detector("nope")
+
+
+def test_riffle_flags_the_spike_and_explains_it() -> None:
+    results = _outputs(make_detector("riffle"), _series(5))
+    spike = results[400]
+    quiet = [r.score for r in results[320:399]]
+    assert spike.score > max(quiet)
+    assert spike.label == "anomaly"
+    assert spike.expected_low is not None and spike.expected_high is not None
+    assert not spike.expected_low <= spike.value <= spike.expected_high
+    assert spike.deviation > 0
+    assert "expected" in spike.explanation
+    assert sum(r.label == "anomaly" for r in results[320:399]) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])),
+        max_size=120,
+    )
+)
+def test_riffle_takes_any_floats(values: list[float]) -> None:
+    detector = make_detector("riffle")
+    for i, value in enumerate(values):
+        result = detector.update(i * STEP, value)
+        assert 0.0 <= result.score <= 1.0
+        assert result.label in ("normal", "warning", "anomaly", "learning")
+
+
+def test_riffle_state_is_compact() -> None:
+    detector = make_detector("riffle")
+    _outputs(detector, _series(6, 2000))
+    assert len(pickle.dumps(detector)) < 4096
+
+
+def test_forecast_intervals_cover_near_nominal_on_a_seasonal_series() -> None:
+    rng = random.Random(7)
+    model = HoltWintersForecaster(step_ms=60_000, season=48, level=0.9)
+    hits = total = 0
+    for i in range(48 * 40):
+        value = 100 + 30 * math.sin(2 * math.pi * i / 48) + rng.gauss(0, 5)
+        if i > 48 * 10:
+            _, _, low, high = model.forecast(1).points[0]
+            total += 1
+            hits += low <= value <= high
+        model.learn_one(i * 60_000, value)
+    assert 0.85 <= hits / total <= 0.95
+    assert model.skill.smape < model.skill.naive_smape
+
+
+def test_forecast_points_follow_the_last_window() -> None:
+    model = HoltWintersForecaster(step_ms=60_000)
+    for i in range(50):
+        model.learn_one(i * 60_000, 10.0)
+    forecast = model.forecast(3)
+    assert [p[0] for p in forecast.points] == [50 * 60_000, 51 * 60_000, 52 * 60_000]
+    for _, mean, low, high in forecast.points:
+        assert low <= mean <= high
+        assert mean == pytest.approx(10.0)
