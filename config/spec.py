@@ -31,7 +31,9 @@ from config.models import AnomalySpec, ForecastSpec
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
 
-Aggregation = Literal["count", "sum", "avg", "min", "max"]
+Aggregation = Literal["count", "sum", "avg", "min", "max", "distinct", "quantiles", "top_k"]
+SKETCHED: frozenset[str] = frozenset({"distinct", "quantiles", "top_k"})
+"""Aggregations kept as DataSketches sketches (HLL, KLL, frequent items)."""
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"]
 
 
@@ -145,6 +147,20 @@ class MetricSpec(_Strict):
     """Events behind the watermark: dead-lettered, or folded into a corrected final."""
     late_horizon: Duration = timedelta(hours=1)
     """With ``late: correct``, how long after a window's end corrections are accepted."""
+    quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99], min_length=1)
+    """``quantiles`` metrics: which ones to report; the first is the metric's value."""
+    top: int = Field(10, ge=1, le=1000)
+    """``top_k`` metrics: how many frequent items to report."""
+    precision: int = Field(12, ge=4, le=21)
+    """``distinct`` metrics: HLL lgK (12: ~1.6 % standard error, ~4 KB per window)."""
+
+    @field_validator("quantiles")
+    @classmethod
+    def _probabilities(cls, quantiles: list[float]) -> list[float]:
+        if not all(0 < q < 1 for q in quantiles):
+            raise ValueError("quantiles lie strictly between 0 and 1 (0.5, 0.9, 0.99)")
+        return quantiles
+
     anomaly: AnomalySpec | None = None
     forecast: ForecastSpec | None = None
 

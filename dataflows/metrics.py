@@ -28,6 +28,7 @@ from dataflows.telemetry import FlowTelemetry
 from operators.extract import compile_plans
 from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
+from operators.sketches import sketch_for
 from operators.windows import WindowRule
 from sources.kafka import PartitionPoll
 
@@ -126,6 +127,7 @@ def window_rules(spec: PipelineSpec, *, default_lateness_ms: int) -> dict[str, W
             if metric.late == "correct"
             else 0,
             session=metric.window.kind == "session",
+            sketch=sketch_for(metric),
         )
     return rules
 

@@ -14,6 +14,7 @@ from typing import Any
 from config.spec import Condition, PipelineSpec
 from operators.envelope import EnvelopeError
 from operators.records import Dims
+from operators.sketches import SketchSpec, sketch_for
 
 Getter = Callable[[dict[str, Any]], Any]
 MAX_DIM_VALUE = 128
@@ -111,30 +112,44 @@ class MetricPlan:
     dims: tuple[tuple[str, Getter, str, str], ...]
     """``(name, getter, default, path)`` per dimension, sorted by name."""
     accepts: Callable[[dict[str, Any]], bool] | None
+    sketch: SketchSpec | None = None
+    """Distinct counts and top-k read any scalar as text; quantiles read numbers."""
 
     def starts(self, ts: int) -> range:
         """Starts of the epoch-aligned tumbling or hopping windows holding ``ts``."""
         last = ts - ts % self.step_ms
         return range(last - self.window_ms + self.step_ms, last + 1, self.step_ms)
 
-    def read(self, event: dict[str, Any]) -> tuple[Dims, float] | None:
+    def read(self, event: dict[str, Any]) -> tuple[Dims, Any] | None:
         """The series dimensions and value this event contributes, or ``None`` if filtered.
+
+        Distinct and top-k metrics also pass over events that lack their value.
 
         Raises :class:`EnvelopeError` (``invalid``) when the event lacks what the
         metric needs, so the caller can reject the event as a whole.
         """
         if self.accepts is not None and not self.accepts(event):
             return None
+        value: Any
         if self.value is None:
             value = 1.0
         else:
             raw = self.value(event)
             kind = type(raw)
-            if (kind is not int and kind is not float) or not math.isfinite(raw):
+            if self.sketch is not None and self.sketch.kind != "kll":
+                if raw is None:  # nothing to count distinct or rank: not this metric's event
+                    return None
+                if kind is dict or kind is list:
+                    raise EnvelopeError(
+                        "invalid", self.value_path or "", f"metric {self.name} needs a scalar"
+                    )
+                value = ("true" if raw else "false") if kind is bool else str(raw)
+            elif (kind is not int and kind is not float) or not math.isfinite(raw):
                 raise EnvelopeError(
                     "invalid", self.value_path or "", f"metric {self.name} needs a finite number"
                 )
-            value = float(raw)
+            else:
+                value = float(raw)
         dims = []
         for name, get, default, path in self.dims:
             raw = get(event)
@@ -191,6 +206,7 @@ def compile_plans(
             value=getter(metric.value) if metric.value else None,
             dims=dims,
             accepts=predicate(metric.filter),
+            sketch=sketch_for(metric),
         )
         for event_type in metric.events:
             by_type[event_type].append(plan)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from operators.aggregators import Agg, add, new_agg
+from operators.aggregators import Agg, add, add_item, frozen, new_agg
 from operators.envelope import EnvelopeError, check, decode
 from operators.extract import MetricPlan
 from operators.records import DeadLetter, Dims
@@ -81,8 +82,8 @@ class PartitionIngest:
         """Handle a batch in offset order; ``now`` is the wall clock in epoch ms."""
         result = BatchResult(seen=len(messages))
         windows: dict[tuple[str, str, Dims, int], tuple[int, Agg]] = {}
-        sessions: dict[SeriesKey, list[tuple[int, float]]] = {}
-        session_gaps: dict[str, int] = {}
+        sessions: dict[SeriesKey, list[tuple[int, Any]]] = {}
+        session_plans: dict[str, MetricPlan] = {}
         clock = self.clock
         plans_for = self.plans
         for raw, tenant_header, offset in messages:
@@ -118,7 +119,7 @@ class PartitionIngest:
                         dropped_by.append(plan.name)
                         behind = max(behind, watermark - ts)
                         continue
-                    session_gaps[plan.name] = plan.window_ms
+                    session_plans[plan.name] = plan
                     sessions.setdefault((tenant, plan.name, dims), []).append((ts, value))
                     continue
                 took = False
@@ -130,8 +131,11 @@ class PartitionIngest:
                     key = (tenant, plan.name, dims, start)
                     slot = windows.get(key)
                     if slot is None:
-                        slot = windows[key] = (end, new_agg())
-                    add(slot[1], value)
+                        slot = windows[key] = (end, new_agg(plan.sketch))
+                    if plan.sketch is None:
+                        add(slot[1], value)
+                    else:
+                        add_item(slot[1], value)
                 if not late:
                     continue
                 if took:
@@ -164,12 +168,12 @@ class PartitionIngest:
         partials = result.partials
         for (tenant, metric, dims, start), (end, agg) in windows.items():
             bucket = self._bucket(tenant, metric, dims)
-            partials.setdefault(bucket, []).append((tenant, metric, dims, start, end, agg))
+            partials.setdefault(bucket, []).append((tenant, metric, dims, start, end, frozen(agg)))
         for (tenant, metric, dims), points in sessions.items():
             bucket = self._bucket(tenant, metric, dims)
             target = partials.setdefault(bucket, [])
-            for start, end, agg in _sessions(points, session_gaps[metric]):
-                target.append((tenant, metric, dims, start, end, agg))
+            for start, end, agg in _sessions(points, session_plans[metric]):
+                target.append((tenant, metric, dims, start, end, frozen(agg)))
         return result
 
     def _bucket(self, tenant: str, metric: str, dims: Dims) -> int:
@@ -206,17 +210,18 @@ class PartitionIngest:
         )
 
 
-def _sessions(points: list[tuple[int, float]], gap: int) -> list[tuple[int, int, Agg]]:
+def _sessions(points: list[tuple[int, Any]], plan: MetricPlan) -> list[tuple[int, int, Agg]]:
     """Group one series' event times into sessions: ``(first, last + gap, aggregate)``."""
-    points.sort()
+    points.sort(key=lambda point: point[0])
+    gap, fold = plan.window_ms, add if plan.sketch is None else add_item
     out: list[tuple[int, int, Agg]] = []
     start = last = points[0][0]
-    agg = new_agg()
+    agg = new_agg(plan.sketch)
     for ts, value in points:
         if ts - last >= gap:
             out.append((start, last + gap, agg))
-            start, agg = ts, new_agg()
+            start, agg = ts, new_agg(plan.sketch)
         last = ts
-        add(agg, value)
+        fold(agg, value)
     out.append((start, last + gap, agg))
     return out

@@ -57,6 +57,12 @@ class WindowResult:
     retracted: bool = False
     """This window no longer exists (a session merged into one starting earlier):
     stores delete it unless they hold its final value."""
+    sketch: bytes | None = field(compare=False, default=None)
+    """Serialised DataSketches state of distinct, quantiles and top-k metrics, kept
+    with the window so rollups and ``group_by`` merge sketches."""
+    detail: dict[str, Any] | None = None
+    """Quantiles (``{"p50": ...}``), top items (``{"top": [[item, n], ...]}``) or
+    distinct-count bounds (``{"lower": ..., "upper": ...}``)."""
 
     @property
     def series(self) -> str:
@@ -67,6 +73,8 @@ class WindowResult:
         """The record as JSON bytes, dimensions as an object."""
         data = asdict(self)
         data["dims"] = dict(self.dims)
+        if self.sketch is not None:
+            data["sketch"] = base64.b64encode(self.sketch).decode("ascii")
         return orjson.dumps(data)
 
     @classmethod
@@ -74,6 +82,8 @@ class WindowResult:
         """Inverse of :meth:`to_json`."""
         data = orjson.loads(raw)
         data["dims"] = tuple(sorted(data["dims"].items()))
+        if data.get("sketch") is not None:
+            data["sketch"] = base64.b64decode(data["sketch"])
         return cls(**data)
 
 

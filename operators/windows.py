@@ -26,9 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config.spec import Aggregation
-from operators.aggregators import VALUE_OF, Agg, merge
+from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, thawed
 from operators.ingest import Partial, SeriesKey
 from operators.records import Dims, WindowResult
+from operators.sketches import SketchSpec
 from operators.watermark import NEVER
 
 WindowKey = tuple[str, str, Dims, int]
@@ -46,6 +47,7 @@ class WindowRule:
     horizon_ms: int = 0
     """Corrections accepted until the watermark passes ``end + horizon_ms`` (0: none)."""
     session: bool = False
+    sketch: SketchSpec | None = None
 
 
 @dataclass(slots=True)
@@ -97,10 +99,11 @@ class BucketWindows:
             return self
         for key, (end, agg, revision) in snap.open.items():
             if key[1] in self.rules:
-                self._open(key, WindowState(end, list(agg), revision))
+                self._open(key, WindowState(end, thawed(agg, self.rules[key[1]].sketch), revision))
         for key, (end, agg, revision) in snap.closed.items():
             if key[1] in self.rules:
-                self._retain(key, WindowState(end, list(agg), revision))
+                state = WindowState(end, thawed(agg, self.rules[key[1]].sketch), revision)
+                self._retain(key, state)
         self.partition_clocks = dict(snap.partition_clocks)
         self.closed_through = snap.closed_through
         self.dropped_after_close = snap.dropped_after_close
@@ -111,8 +114,8 @@ class BucketWindows:
     def snapshot(self) -> BucketSnapshot:
         """A copy of the state that later updates cannot change."""
         return BucketSnapshot(
-            open={k: (w.end, list(w.agg), w.revision) for k, w in self.windows.items()},
-            closed={k: (w.end, list(w.agg), w.revision) for k, w in self.closed.items()},
+            open={k: (w.end, frozen(w.agg), w.revision) for k, w in self.windows.items()},
+            closed={k: (w.end, frozen(w.agg), w.revision) for k, w in self.closed.items()},
             partition_clocks=dict(self.partition_clocks),
             closed_through=self.closed_through,
             dropped_after_close=self.dropped_after_close,
@@ -139,14 +142,14 @@ class BucketWindows:
                 self.dirty.add(key)
             elif end + rule.lateness_ms > self.closed_through:
                 if rule.session:
-                    self._merge_session(key, WindowState(end, list(agg)), now)
+                    self._merge_session(key, WindowState(end, thawed(agg, rule.sketch)), now)
                 else:
-                    self._open(key, WindowState(end, list(agg)))
+                    self._open(key, WindowState(end, thawed(agg, rule.sketch)))
                     self.dirty.add(key)
             elif rule.horizon_ms and end + rule.lateness_ms + rule.horizon_ms > self.closed_through:
                 held = self.closed.get(key)
                 if held is None:  # a late event for a window that had none
-                    self._retain(key, WindowState(end, list(agg)))
+                    self._retain(key, WindowState(end, thawed(agg, rule.sketch)))
                 else:
                     merge(held.agg, agg)
                 corrected.add(key)
@@ -296,7 +299,8 @@ class BucketWindows:
         tenant, metric, dims, start = key
         state.revision += 1
         agg = state.agg
-        has = agg[0] > 0
+        has = agg[2] != INF  # numbers were folded in (not so for distinct or top-k)
+        sketch = agg[4] if len(agg) > 4 else None
         return WindowResult(
             tenant=tenant,
             metric=metric,
@@ -311,4 +315,6 @@ class BucketWindows:
             is_final=is_final,
             revision=state.revision,
             emitted_at=now,
+            sketch=None if sketch is None else sketch.to_bytes(),
+            detail=None if sketch is None else sketch.detail(),
         )

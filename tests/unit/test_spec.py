@@ -19,7 +19,17 @@ def test_demo_spec_is_rich_enough() -> None:
     assert len(spec.metrics) >= 6
     used = {d for m in spec.metrics for d in m.dimensions}
     assert {"country", "device", "page"} <= used
-    assert {m.aggregation for m in spec.metrics} == {"count", "sum", "avg", "min", "max"}
+    assert {m.aggregation for m in spec.metrics} == {
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "distinct",
+        "quantiles",
+        "top_k",
+    }
+    assert {m.window.kind for m in spec.metrics} == {"tumbling", "hopping", "session"}
     assert spec.metric("revenue") is not None
     assert spec.metric("nope") is None
 
