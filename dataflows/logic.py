@@ -17,6 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from config.spec import Aggregation
 from dataflows.telemetry import FlowTelemetry
+from operators.enrich import Enricher, EnrichmentPlan
 from operators.extract import MetricPlan
 from operators.ingest import Partial, PartitionIngest
 from operators.records import DeadLetter, WindowResult
@@ -74,6 +75,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         tick_ms: int,
         telemetry: FlowTelemetry,
         resume: WatermarkSnapshot | None,
+        enrichment: EnrichmentPlan | None = None,
     ) -> None:
         watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
@@ -85,6 +87,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
             default_tenant=default_tenant,
             buckets=buckets,
             watermark=watermark,
+            enricher=Enricher(enrichment) if enrichment is not None else None,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.tick_ms = tick_ms

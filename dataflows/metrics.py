@@ -24,6 +24,7 @@ from config.settings import Settings
 from config.spec import Aggregation, PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.telemetry import FlowTelemetry
+from operators.enrich import compile_enrichment
 from operators.extract import compile_plans
 from operators.records import DeadLetter, WindowResult
 from sources.kafka import PartitionPoll
@@ -58,6 +59,7 @@ def build_flow(
     moved past it (or is caught up and idle).
     """
     plans = compile_plans(spec)
+    enrichment = compile_enrichment(spec, ip_hash_key=settings.ip_hash_key.get_secret_value())
     metrics: dict[str, tuple[int, Aggregation]] = {
         m.name: (m.window_ms, m.aggregation) for m in spec.metrics
     }
@@ -81,6 +83,7 @@ def build_flow(
             tick_ms=partial_ms,
             telemetry=telemetry,
             resume=resume,
+            enrichment=enrichment,
         ),
     )
     routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)

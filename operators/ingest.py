@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from operators.aggregators import Agg, add, new_agg
+from operators.enrich import Enricher
 from operators.envelope import EnvelopeError, check, decode
 from operators.extract import MetricPlan
 from operators.records import DeadLetter, Dims
@@ -48,7 +49,15 @@ class BatchResult:
 class PartitionIngest:
     """Stage one for one source partition; its recoverable state is the watermark."""
 
-    __slots__ = ("_bucket_cache", "buckets", "default_tenant", "plans", "source", "watermark")
+    __slots__ = (
+        "_bucket_cache",
+        "buckets",
+        "default_tenant",
+        "enricher",
+        "plans",
+        "source",
+        "watermark",
+    )
 
     def __init__(
         self,
@@ -58,12 +67,14 @@ class PartitionIngest:
         default_tenant: str,
         buckets: int,
         watermark: Watermark,
+        enricher: Enricher | None = None,
     ) -> None:
         self.plans = plans
         self.source = source
         self.default_tenant = default_tenant
         self.buckets = buckets
         self.watermark = watermark
+        self.enricher = enricher
         self._bucket_cache: dict[SeriesKey, int] = {}
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
@@ -72,6 +83,7 @@ class PartitionIngest:
         windows: dict[tuple[str, str, Dims, int], Agg] = {}
         wm = self.watermark
         plans_for = self.plans
+        enricher = self.enricher
         for raw, tenant_header, offset in messages:
             tenant = tenant_header or self.default_tenant
             event_type: str | None = None
@@ -82,6 +94,8 @@ class PartitionIngest:
                 event = decode(raw)
                 ts = check(event)
                 event_type = event["type"]
+                if enricher is not None:
+                    enricher.enrich(event, ts, tenant, now, self.source)
                 plans = plans_for.get(event["type"])
                 if plans is None:
                     raise EnvelopeError(
