@@ -77,7 +77,8 @@ def check_expression(expr: str) -> str:
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in EXPRESSION_FUNCTIONS:
                 allowed = ", ".join(sorted(EXPRESSION_FUNCTIONS))
-                raise ValueError(f"only these functions can be called: {allowed}")
+                name = node.func.id if isinstance(node.func, ast.Name) else "this"
+                raise ValueError(f"{name!r} cannot be called (only {allowed})")
             if node.keywords:
                 raise ValueError("functions take positional arguments only")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
