@@ -97,9 +97,9 @@ class GeoSpec(_Strict):
     """Look ``context.ip`` up in the data shipped with ``geoip2fast``: country and network."""
 
     asn: bool = True
-    """Also the network's organisation and prefix (loads a larger table: ~4 s, ~80 MB)."""
+    """Also the network's organisation and prefix (a larger table: ~60 MB more per process)."""
     ipv6: bool = True
-    """Also IPv6 addresses (a larger table again: ~6 s, ~110 MB with ``asn``)."""
+    """Also IPv6 addresses (~110 MB in all with ``asn``, ~50 MB without)."""
     invalid_ip: Literal["fail", "unknown"] = "fail"
     """``fail``: an unparsable address makes the event an ``enrichment`` dead letter;
     ``unknown``: the event goes on without geo fields."""
