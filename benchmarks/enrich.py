@@ -98,13 +98,16 @@ def main() -> None:
             rates[name].append(run_once(spec, plan, raws, args.batch))
     off = statistics.median(rates["off"])
     print(f"\nspec {pipeline_version(spec)}, {args.events:,} events, polls of {args.batch}")
-    print("| variant | best ev/s | median ev/s | µs/event | vs off |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    best_off = max(rates["off"])
+    print(
+        "| variant | best ev/s | median ev/s | µs/event (best) | vs off (best) | vs off (median) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, values in rates.items():
-        median = statistics.median(values)
+        median, best = statistics.median(values), max(values)
         print(
-            f"| {name} | {max(values):,.0f} | {median:,.0f} | {1e6 / median:.1f} "
-            f"| {median / off:.2f} |"
+            f"| {name} | {best:,.0f} | {median:,.0f} | {1e6 / best:.1f} "
+            f"| {best / best_off:.2f} | {median / off:.2f} |"
         )
 
 
