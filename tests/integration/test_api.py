@@ -100,7 +100,7 @@ def error_of(response: Any, status: int) -> dict[str, str]:
 
 def test_metric_definitions(stack: Stack) -> None:
     listing = stack.http.get("/v1/metrics").json()["metrics"]
-    assert len(listing) == 11
+    assert len(listing) == 13
     errors = next(m for m in listing if m["name"] == "api_errors")
     assert errors["filter"] == [{"path": "props.status", "op": "gte", "value": 500}]
     one = stack.http.get("/v1/metrics/avg_order_value").json()

@@ -34,7 +34,7 @@ def riffle(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_spec_check_accepts_the_demo_spec() -> None:
     result = riffle("spec", "check")
     assert result.returncode == 0, result.stderr
-    assert "ok (5 event types, 7 dimensions, 11 metrics)" in result.stdout
+    assert "ok (5 event types, 10 dimensions, 13 metrics)" in result.stdout
 
 
 def test_spec_check_names_file_line_and_field(tmp_path: Path) -> None:
