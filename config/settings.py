@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SPEC = Path(__file__).with_name("demo.yaml")
@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of every Riffle process.")
     log_format: Literal["json", "console"] = Field(
         "json", description="Structured logs as JSON lines or for a terminal."
+    )
+    ip_hash_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the HMAC that replaces client IPs when the spec's enrichment "
+        "says `privacy: {ip: hash}`.",
     )
 
     @field_validator("warehouse")

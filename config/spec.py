@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 from config.durations import Duration
+from config.enrichment import EnrichmentSpec
+from config.enrichment import reference_problems as enrichment_problems
 from config.errors import SpecError
 from config.models import AnomalySpec, ForecastSpec
 
@@ -50,7 +52,7 @@ class EventTypeSpec(_Strict):
 class DimensionSpec(_Strict):
     """A named dimension: where its value sits in the event, and what stands in when absent."""
 
-    path: str = Field(pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$|^type$")
+    path: str = Field(pattern=r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$")
     description: str = ""
     default: str = "unknown"
 
@@ -58,7 +60,7 @@ class DimensionSpec(_Strict):
 class Condition(_Strict):
     """One clause of a metric filter; all clauses of a filter must hold."""
 
-    path: str = Field(pattern=r"^(props|context)(\.[A-Za-z0-9_\-]+)+$|^type$")
+    path: str = Field(pattern=r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$")
     op: Operator = "eq"
     value: Any = None
 
@@ -185,6 +187,7 @@ class PipelineSpec(_Strict):
     dimensions: dict[str, DimensionSpec] = Field(default_factory=dict)
     metrics: list[MetricSpec] = Field(min_length=1)
     retention: RetentionSpec = RetentionSpec()
+    enrichment: EnrichmentSpec | None = None
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -254,6 +257,8 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "late"), "session windows cannot take corrections; use late: drop"
         if metric.aggregation != "count" and metric.value is None:
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
+    if spec.enrichment is not None:
+        yield from enrichment_problems(spec.enrichment, spec.event_types)
 
 
 def _describe(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.telemetry import FlowTelemetry
+from operators.enrich import Enricher, EnrichmentPlan
 from operators.extract import MetricPlan
 from operators.ingest import Partial, PartitionIngest
 from operators.records import DeadLetter, WindowResult
@@ -49,9 +50,9 @@ class BucketUpdate:
 
 
 IngestOut = BucketUpdate | list[DeadLetter]
-ClockSnapshot = tuple[str, int, int]
-"""``(partition, max_ts, clock)``; whether the reader is caught up is not
-state: after a restart the source says so again."""
+ClockSnapshot = tuple[str, int, int, bytes | None]
+"""``(partition, max_ts, clock, enricher state)``; whether the reader is caught
+up is not state: after a restart the source says so again."""
 
 
 class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
@@ -74,17 +75,23 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         tick_ms: int,
         telemetry: FlowTelemetry,
         resume: ClockSnapshot | None,
+        enrichment: EnrichmentPlan | None = None,
     ) -> None:
         clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
+        enricher_state = None
         if resume is not None:
-            self.partition, clock.max_ts, clock.value = resume
+            self.partition, clock.max_ts, clock.value, enricher_state = resume
+        enricher = None
+        if enrichment is not None:
+            enricher = Enricher(enrichment).restore(enricher_state)
         self.ingest = PartitionIngest(
             plans,
             source=f"kafka:{self.partition}",
             default_tenant=default_tenant,
             buckets=buckets,
             clock=clock,
+            enricher=enricher,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.lateness_ms = lateness_ms
@@ -127,8 +134,13 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         return _at(self._next_tick)
 
     def snapshot(self) -> ClockSnapshot:
-        wm = self.ingest.clock
-        return (self.partition, wm.max_ts, wm.value)
+        clock, enricher = self.ingest.clock, self.ingest.enricher
+        return (
+            self.partition,
+            clock.max_ts,
+            clock.value,
+            None if enricher is None else enricher.snapshot(),
+        )
 
     def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
         reported = self.ingest.clock.reported

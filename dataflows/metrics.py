@@ -25,6 +25,7 @@ from config.spec import PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.models import model_stage
 from dataflows.telemetry import FlowTelemetry
+from operators.enrich import compile_enrichment
 from operators.extract import compile_plans
 from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
@@ -63,6 +64,7 @@ def build_flow(
     waits for each of them, so a window closes only once every partition has
     moved past it (or is caught up and idle).
     """
+    enrichment = compile_enrichment(spec, ip_hash_key=settings.ip_hash_key.get_secret_value())
     lateness_ms = int(settings.lateness_seconds * 1000)
     plans = compile_plans(spec, default_lateness_ms=lateness_ms)
     rules = window_rules(spec, default_lateness_ms=lateness_ms)
@@ -84,6 +86,7 @@ def build_flow(
             tick_ms=partial_ms,
             telemetry=telemetry,
             resume=resume,
+            enrichment=enrichment,
         ),
     )
     routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)

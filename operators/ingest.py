@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operators.aggregators import Agg, add, add_item, frozen, new_agg
+from operators.enrich import Enricher
 from operators.envelope import EnvelopeError, check, decode
 from operators.extract import MetricPlan
 from operators.records import DeadLetter, Dims
@@ -60,7 +61,15 @@ class BatchResult:
 class PartitionIngest:
     """Stage one for one source partition; its recoverable state is the clock."""
 
-    __slots__ = ("_bucket_cache", "buckets", "clock", "default_tenant", "plans", "source")
+    __slots__ = (
+        "_bucket_cache",
+        "buckets",
+        "clock",
+        "default_tenant",
+        "enricher",
+        "plans",
+        "source",
+    )
 
     def __init__(
         self,
@@ -70,12 +79,14 @@ class PartitionIngest:
         default_tenant: str,
         buckets: int,
         clock: PartitionClock,
+        enricher: Enricher | None = None,
     ) -> None:
         self.plans = plans
         self.source = source
         self.default_tenant = default_tenant
         self.buckets = buckets
         self.clock = clock
+        self.enricher = enricher
         self._bucket_cache: dict[SeriesKey, int] = {}
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
@@ -86,6 +97,7 @@ class PartitionIngest:
         session_plans: dict[str, MetricPlan] = {}
         clock = self.clock
         plans_for = self.plans
+        enricher = self.enricher
         for raw, tenant_header, offset in messages:
             tenant = tenant_header or self.default_tenant
             event_type: str | None = None
@@ -96,6 +108,8 @@ class PartitionIngest:
                 event = decode(raw)
                 ts = check(event)
                 event_type = event["type"]
+                if enricher is not None:
+                    enricher.enrich(event, ts, tenant, now, self.source)
                 plans = plans_for.get(event["type"])
                 if plans is None:
                     raise EnvelopeError(

@@ -17,7 +17,7 @@ import orjson
 Dims = tuple[tuple[str, str], ...]
 """Dimension values of a series as sorted ``(name, value)`` pairs."""
 
-FailureType = Literal["parse", "envelope", "unknown_type", "invalid", "late"]
+FailureType = Literal["parse", "envelope", "unknown_type", "invalid", "late", "enrichment"]
 
 
 def series_id(metric: str, dims: Dims) -> str:

@@ -59,6 +59,8 @@ def _default(info: FieldInfo) -> str:
     value = info.get_default(call_default_factory=True)
     if value == DEMO_SPEC:
         return "the bundled `config/demo.yaml`"
+    if isinstance(value, SecretStr):
+        return "(none)" if not value.get_secret_value() else MASK
     if isinstance(value, Path):
         value = str(value)
     return f"`{value}`"

@@ -348,7 +348,7 @@ class DemoGenerator:
         return factor
 
     def next_event(self, now_ms: int) -> tuple[bytes, bytes]:
-        """The next event as ``(key, value)``: key is the session id, value JSON bytes.
+        """The next event as ``(key, value)``: key is the user id, value JSON bytes.
 
         The event's ``ts`` is ``now_ms`` less a network delay of up to 0.4 s,
         or minutes earlier for a late event; a malformed value may not be
@@ -386,7 +386,9 @@ class DemoGenerator:
         }
         malformed = rng.random() < MALFORMED_SHARE
         kind = _MALFORMED_KINDS[rng.randrange(len(_MALFORMED_KINDS))]
-        key = session.session_id.encode()
+        # Keyed by user, so every event of a user lands on one partition: the
+        # enrich stage's sessions (per user, per partition) are then exact.
+        key = session.user_id.encode()
         return key, (_malform(event, kind) if malformed else orjson.dumps(event))
 
     def _new_session(self, now_ms: int) -> _Session:
@@ -649,7 +651,7 @@ def produce(
     ``KeyboardInterrupt``. Pacing is by tokens against the monotonic clock,
     scaled by :meth:`DemoGenerator.rate_factor`, so the long-run rate does not
     drift; a producer that falls more than a second behind does not burst to
-    catch up. Messages are keyed by session id; the producer is idempotent
+    catch up. Messages are keyed by user id; the producer is idempotent
     with ``acks=all``. ``failed`` counts messages the broker did not
     acknowledge, including those still queued when the final flush timed out.
     """

@@ -187,8 +187,11 @@ def expected_windows(
         )
         where = ["(" + " OR ".join(f"body->>'type' = '{t}'" for t in metric.events) + ")"]
         for cond in metric.filter:
-            assert cond.op == "gte"
-            where.append(f"CAST(json_extract(body, '$.{cond.path}') AS DOUBLE) >= {cond.value}")
+            assert cond.op in ("gte", "eq")
+            sql_op = ">=" if cond.op == "gte" else "="
+            where.append(
+                f"CAST(json_extract(body, '$.{cond.path}') AS DOUBLE) {sql_op} {cond.value}"
+            )
         window = metric.window_ms
         query = f"""
             SELECT [{dim_sql}] AS dims, ts - (ts % {window}) AS start,

@@ -49,7 +49,7 @@ def _events(
     return good, bad
 
 
-def test_every_event_arrives_keyed_by_session(produced: Any) -> None:
+def test_every_event_arrives_keyed_by_user(produced: Any) -> None:
     partitions, _, _ = produced
     assert sum(len(m) for m in partitions.values()) == N
     assert all(partitions.values()), "keys should spread over every partition"
@@ -59,7 +59,7 @@ def test_every_event_arrives_keyed_by_session(produced: Any) -> None:
             assert home.setdefault(key, partition) == partition
     good, _ = _events(partitions)
     for key, event, _ in good:
-        assert event["context"]["session_id"].encode() == key
+        assert event["context"]["user_id"].encode() == key
 
 
 def test_types_in_sensible_proportions(produced: Any) -> None:

@@ -1,0 +1,95 @@
+"""Geo-IP with the data ``geoip2fast`` ships (MaxMind GeoLite2 country and ASN tables).
+
+``geoip2fast`` keeps its table in module globals, so one table serves the
+whole process. :func:`_database` therefore only ever *widens* it (country →
+country + ASN, IPv4 → IPv4 + IPv6; all files come from the same GeoLite2
+release, so a wider table gives the same countries), and each
+:class:`GeoLookup` hides what its own spec did not ask for: its answers do not
+depend on what else the process loaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from geoip2fast import GeoIP2Fast
+
+GeoFields = MappingProxyType[str, Any]
+"""``geo_country`` and, with ASN data, ``asn_org`` and ``asn_network`` (``None`` when unknown)."""
+
+INVALID: GeoFields = MappingProxyType({})
+"""The answer for a string that is not an IP address."""
+
+_UNKNOWN_ASN: GeoFields = MappingProxyType(
+    {"geo_country": None, "asn_org": None, "asn_network": None}
+)
+_UNKNOWN_COUNTRY: GeoFields = MappingProxyType({"geo_country": None})
+_lock = threading.Lock()
+_loaded: dict[str, Any] = {"asn": False, "ipv6": False, "db": None}
+
+
+def _database(*, asn: bool, ipv6: bool) -> GeoIP2Fast:
+    """The process's table, loaded (or widened) to hold at least what is asked."""
+    with _lock:
+        asn = asn or bool(_loaded["asn"])
+        ipv6 = ipv6 or bool(_loaded["ipv6"])
+        db = _loaded["db"]
+        if db is None or (asn, ipv6) != (_loaded["asn"], _loaded["ipv6"]):
+            name = "geoip2fast" + ("-asn" if asn else "") + ("-ipv6" if ipv6 else "") + ".dat.gz"
+            db = GeoIP2Fast(geoip2fast_data_file=name)
+            _loaded.update(asn=asn, ipv6=ipv6, db=db)
+        return db
+
+
+def data_source() -> str:
+    """The release of the loaded table (e.g. ``MAXMIND:GeoLite2-CountryASN-IPv4-en-20240618``)."""
+    db = _loaded["db"]
+    return str(db.get_database_info()["source_info"]) if db is not None else ""
+
+
+class GeoLookup:
+    """Country and network of an IP address; private and unknown networks give ``None`` fields."""
+
+    __slots__ = ("_asn", "_db", "_ipv6", "_lookup", "_unknown")
+
+    def __init__(self, *, asn: bool, ipv6: bool, cache_size: int) -> None:
+        self._asn = asn
+        self._ipv6 = ipv6
+        self._unknown = _UNKNOWN_ASN if asn else _UNKNOWN_COUNTRY
+        self._db = _database(asn=asn, ipv6=ipv6)
+        uncached: Callable[[str], GeoFields] = self._lookup_uncached
+        self._lookup = lru_cache(maxsize=cache_size)(uncached) if cache_size else uncached
+
+    def lookup(self, ip: str) -> GeoFields:
+        """The geo fields of ``ip``, or :data:`INVALID` if it is not an address."""
+        return self._lookup(ip)
+
+    def _lookup_uncached(self, ip: str) -> GeoFields:
+        try:
+            address = ipaddress.ip_address(ip.strip())
+        except ValueError:
+            return INVALID
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not address.is_global:
+            return self._unknown  # private, loopback, reserved: no country, by definition
+        if address.version == 6 and not self._ipv6:
+            return self._unknown
+        found = self._db.lookup(str(address))
+        country = found.country_code
+        if not country or country == "--" or found.is_private:
+            country = None
+        if not self._asn:
+            return MappingProxyType({"geo_country": country})
+        return MappingProxyType(
+            {
+                "geo_country": country,
+                "asn_org": found.asn_name or None,
+                "asn_network": found.asn_cidr or None,
+            }
+        )
