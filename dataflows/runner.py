@@ -12,7 +12,7 @@ from config.spec import load_spec
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, list_partitions, partition_key
 from sources.topics import ensure_topics
 
@@ -31,7 +31,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         partition_key(settings.events_topic, p)
         for p in list_partitions(settings.kafka_servers, settings.events_topic)
     ]
-    DuckDBWarehouse(settings.duckdb_path).init()
+    open_warehouse(settings).init()
     source = KafkaPollSource(
         settings.kafka_servers,
         settings.events_topic,
@@ -43,7 +43,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        finals=WarehouseSink(settings.duckdb_path),
+        finals=WarehouseSink(settings),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
     )
     return build_flow(

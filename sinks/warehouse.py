@@ -29,7 +29,9 @@ import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from operators.records import Dims, WindowResult
+from sinks.duckdb_sql import evolve, rollup_rows, rollup_sql
 from sinks.errors import SinkError
+from sinks.warehouse_base import Filters, RollupRow
 
 T = TypeVar("T")
 
@@ -100,9 +102,44 @@ class DuckDBWarehouse:
         """The DuckDB file."""
         return self._path
 
+    @property
+    def url(self) -> str:
+        """``duckdb:///`` and the file's path."""
+        return f"duckdb:///{self._path}"
+
     def init(self) -> None:
-        """Create the file and the table if they are missing; a no-op otherwise."""
-        self._run(lambda con: con.execute(_DDL), read_only=False)
+        """Create the file, missing tables and missing columns (:mod:`sinks.tables`)."""
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(_DDL)
+            evolve(con)
+
+        self._run(create, read_only=False)
+
+    def rollup(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int | None,
+        by: Sequence[str],
+        filters: Filters | None = None,
+    ) -> list[RollupRow]:
+        """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in DuckDB."""
+        built = rollup_sql(tenant, metric, start_ms, end_ms, step_ms, by, filters)
+        if built is None or not self._path.exists():
+            return []
+        sql, params = built
+
+        def read(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            try:
+                return con.execute(sql, params).fetchall()
+            except duckdb.CatalogException:
+                return []
+
+        return rollup_rows(self._run(read, read_only=True), by)
 
     def upsert_windows(self, finals: Sequence[WindowResult]) -> None:
         """Write final windows in one transaction, replacing rows with the same key.
