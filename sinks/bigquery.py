@@ -103,6 +103,7 @@ class BigQueryWarehouse:
         self._timeout = timeout_s
         self._expiration_days = partition_expiration_days
         self._client: bigquery.Client | None = None
+        self._raw_columns: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -131,7 +132,7 @@ class BigQueryWarehouse:
 
     # -- schema ---------------------------------------------------------------
 
-    def init(self) -> None:
+    def init(self, tables: Sequence[TableDef] = TABLES) -> None:
         """Create the dataset, the tables and the dedup views; add missing columns."""
         with self._errors("init"):
             self.client.create_dataset(
@@ -139,7 +140,7 @@ class BigQueryWarehouse:
                 exists_ok=True,
                 timeout=self._timeout,
             )
-            for table in TABLES:
+            for table in tables:
                 self._ensure_table(table)
 
     def _ensure_table(self, table: TableDef) -> None:
@@ -160,14 +161,29 @@ class BigQueryWarehouse:
         if table.cluster_by:
             spec.clustering_fields = list(table.cluster_by)
         self.client.create_table(spec, exists_ok=True, timeout=self._timeout)
-        present = {f.name for f in self.client.get_table(self.table_id(physical)).schema}
-        for column in table.columns:
-            if column.name not in present:  # schema evolution: add, never drop or retype
+        current = self.client.get_table(self.table_id(physical), timeout=self._timeout)
+        present = {f.name for f in current.schema}
+        missing = [f for f in wanted if f.name not in present]
+        if missing:  # schema evolution: add nullable columns, never drop or retype
+            # BigQuery needs only the schema update; the emulator also needs the DDL
+            # (its insertAll and its queries read different copies of the schema).
+            for field in missing:
                 self._query(
                     f"ALTER TABLE `{self.table_id(physical)}` "
-                    f"ADD COLUMN IF NOT EXISTS {column.name} {column.type}",
+                    f"ADD COLUMN IF NOT EXISTS {field.name} {field.field_type}",
                     [],
                 )
+            current = self.client.get_table(self.table_id(physical), timeout=self._timeout)
+            names = {f.name for f in current.schema}
+            added = [
+                bigquery.SchemaField(f.name, f.field_type, mode="NULLABLE")
+                for f in missing
+                if f.name not in names
+            ]
+            if added:
+                current.schema = [*current.schema, *added]
+                self.client.update_table(current, ["schema"], timeout=self._timeout)
+        self._raw_columns = None
         if table.key:
             self._query(
                 f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS {dedup_view_sql(self, table)}",
@@ -197,12 +213,18 @@ class BigQueryWarehouse:
         now = _ts(int(datetime.now(tz=UTC).timestamp() * 1000))
         rows = list(latest.values())
         target = self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)
+        if self._raw_columns is None:
+            with self._errors("schema read"):
+                schema = self.client.get_table(target, timeout=self._timeout).schema
+            self._raw_columns = [field.name for field in schema]
+        # Columns added later are sent as null: the emulator's insertAll wants every column.
+        blank = dict.fromkeys(self._raw_columns)
         for start in range(0, len(rows), INSERT_CHUNK_ROWS):
             chunk = rows[start : start + INSERT_CHUNK_ROWS]
             with self._errors(f"insert of {len(chunk)} windows"):
                 problems = self.client.insert_rows_json(
                     target,
-                    [_window_row(w, now) for w in chunk],
+                    [blank | _window_row(w, now) for w in chunk],
                     row_ids=[row_id(w) for w in chunk],
                     retry=None,  # type: ignore[arg-type]
                     timeout=self._timeout,
