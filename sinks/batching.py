@@ -183,8 +183,8 @@ class BatchWriter(Generic[T]):
                         if number > 1:
                             log.warning("warehouse_retry", writer=self._name, attempt=number)
                         self._write(batch)
-            except Exception as exc:  # noqa: BLE001 - handed to every caller, not swallowed
-                log.error("warehouse_writer_failed", writer=self._name, error=str(exc))
+            except Exception as exc:  # handed to every caller, not swallowed
+                log.exception("warehouse_writer_failed", writer=self._name)
                 with self._cond:
                     self._failure = exc
                     self._cond.notify_all()

@@ -19,7 +19,8 @@ classified (429, 5xx, connection problems and timeouts are
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,7 +187,8 @@ class BigQueryWarehouse:
         self._raw_columns = None
         if table.key:
             self._query(
-                f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS {dedup_view_sql(self, table)}",
+                f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS "
+                + dedup_view_sql(self, table),
                 [],
             )
 
@@ -315,9 +317,7 @@ class BigQueryWarehouse:
             f"DELETE FROM `{self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)}` "
             "WHERE window_start < TIMESTAMP_MILLIS(@before)"
         )
-        params: list[Any] = [
-            bigquery.ScalarQueryParameter("before", "INT64", clamp_ms(before_ms))
-        ]
+        params: list[Any] = [bigquery.ScalarQueryParameter("before", "INT64", clamp_ms(before_ms))]
         if tenant is not None:
             sql += " AND tenant = @tenant"
             params.append(bigquery.ScalarQueryParameter("tenant", "STRING", tenant))
@@ -369,27 +369,23 @@ class BigQueryWarehouse:
             )
             return list(job.result(timeout=self._timeout))
 
-    def _errors(self, what: str) -> _ErrorScope:
-        return _ErrorScope(f"bigquery {self.project}.{self.dataset}: {what}")
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return _error_scope(f"bigquery {self.project}.{self.dataset}: {what}")
 
 
-class _ErrorScope:
-    """Turns client failures into :class:`SinkError` (transient ones into the subclass)."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, SinkError):
-            return False
+@contextmanager
+def _error_scope(what: str) -> Iterator[None]:
+    """Turn client failures into :class:`SinkError` (transient ones into the subclass)."""
+    try:
+        yield
+    except SinkError:
+        raise
+    except Exception as exc:
         if is_transient(exc):
-            raise TransientSinkError(f"{self._what} failed (will retry): {exc}") from exc
-        if isinstance(exc, (gexc.GoogleAPIError, requests.RequestException)):
-            raise SinkError(f"{self._what} failed: {exc}") from exc
-        return False
+            raise TransientSinkError(f"{what} failed (will retry): {exc}") from exc
+        if isinstance(exc, gexc.GoogleAPIError | requests.RequestException):
+            raise SinkError(f"{what} failed: {exc}") from exc
+        raise
 
 
 def dedup_view_sql(warehouse: BigQueryWarehouse, table: TableDef) -> str:
@@ -425,4 +421,3 @@ def _window_row(window: WindowResult, now: str) -> dict[str, Any]:
         "is_final": window.is_final,
         "updated_at": now,
     }
-

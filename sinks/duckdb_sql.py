@@ -14,8 +14,7 @@ from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
 def create_table_sql(table: TableDef) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for ``table``, its key as the primary key."""
     columns = [
-        f"{c.name} {DUCKDB_TYPES[c.type]}{' NOT NULL' if c.required else ''}"
-        for c in table.columns
+        f"{c.name} {DUCKDB_TYPES[c.type]}{' NOT NULL' if c.required else ''}" for c in table.columns
     ]
     if table.key:
         columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
@@ -41,8 +40,7 @@ def evolve(con: duckdb.DuckDBPyConnection, tables: Sequence[TableDef] = TABLES) 
         for column in table.columns:
             if column.name not in present:
                 con.execute(
-                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                    f"{DUCKDB_TYPES[column.type]}"
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {DUCKDB_TYPES[column.type]}"
                 )
                 added.append(f"{table.name}.{column.name}")
     return added

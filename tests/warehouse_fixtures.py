@@ -55,4 +55,6 @@ def warehouse_target(request: pytest.FixtureRequest, tmp_path: Path) -> Warehous
         return WarehouseTarget("duckdb", f"duckdb:///{tmp_path / 'w.duckdb'}", None)
     emulator: Emulator = request.getfixturevalue("bq_emulator")
     dataset = f"t_{uuid.uuid4().hex[:12]}"
-    return WarehouseTarget("bigquery", f"bigquery://{emulator.project}/{dataset}", emulator.endpoint)
+    return WarehouseTarget(
+        "bigquery", f"bigquery://{emulator.project}/{dataset}", emulator.endpoint
+    )
