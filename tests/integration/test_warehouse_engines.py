@@ -8,6 +8,7 @@ deduplicating view in BigQuery — queried with each engine's own SQL.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -334,3 +335,21 @@ def test_bigquery_layout_is_partitioned_and_clustered(bq_emulator: Emulator) -> 
     assert raw.clustering_fields == ["tenant", "metric"]
     view = warehouse.client.get_table(warehouse.table_id("metric_windows"))
     assert view.table_type == "VIEW"
+
+
+def test_riffle_warehouse_init_cli(warehouse_target: WarehouseTarget) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")},
+        "RIFFLE_WAREHOUSE": warehouse_target.url,
+        "RIFFLE_BIGQUERY_ENDPOINT": warehouse_target.endpoint or "",
+    }
+    if not warehouse_target.endpoint:
+        env.pop("RIFFLE_BIGQUERY_ENDPOINT")
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "riffle.cli", "warehouse", "init"],
+            env=env, capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "warehouse ready" in done.stdout
+    assert seen(warehouse_target.open()) == (0, 0.0)
