@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv bqemulator run test lint bench bench-warehouse clean
 
 venv: $(STAMP)
 
@@ -20,10 +20,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,dev]'
 	@touch $(STAMP)
 
+# The BigQuery emulator in its own virtualenv: it pins duckdb 1.5.5 and needs the
+# spatial extension installed from the duckdb-extension-spatial wheel (no download).
+BQ_VENV := .venv-bq
+BQ_STAMP := $(BQ_VENV)/.installed
+bqemulator: $(BQ_STAMP)
+
+$(BQ_STAMP): $(STAMP)
+	@if [ ! -x $(BQ_VENV)/bin/python ]; then \
+	  base=$$($(BIN)/python -c 'import sys; print(sys._base_executable)'); \
+	  "$$base" -m venv $(BQ_VENV); \
+	fi
+	$(BQ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  'bqemulator==1.4.0' 'duckdb==1.5.5' 'duckdb-extensions>=1.5.5,<1.6' \
+	  'duckdb-extension-spatial==1.5.5' 'numpy>=2,<3'
+	$(BQ_VENV)/bin/python -c "from duckdb_extensions import import_extension; import_extension('spatial')"
+	@touch $(BQ_STAMP)
+
 run: venv
 	$(BIN)/riffle up
 
-test: venv
+test: venv bqemulator
 	$(BIN)/pytest -m "not soak" -q
 
 lint: venv
@@ -33,6 +50,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.pipeline
+
+bench-warehouse: venv bqemulator
+	$(BIN)/python -m benchmarks.warehouse
 
 clean:
 	rm -rf .riffle build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

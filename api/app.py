@@ -16,15 +16,16 @@ import redis
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.cache import QueryCache
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import health, metrics
+from api.routes import health, metrics, query
 from api.routes import models as model_routes
 from api.telemetry import RequestTelemetry
 from config.settings import Settings, get_settings
 from config.spec import load_spec
 from sinks.redis_store import RedisWindowStore
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 
 
 def create_app(
@@ -41,14 +42,18 @@ def create_app(
     client = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
     )
+    registry = registry if registry is not None else CollectorRegistry()
     services = Services(
         settings=settings,
         spec=spec,
         hot=RedisWindowStore(
             client, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        warehouse=DuckDBWarehouse(settings.duckdb_path),
-        registry=registry if registry is not None else CollectorRegistry(),
+        warehouse=open_warehouse(settings),
+        registry=registry,
+        query_cache=QueryCache(
+            client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
+        ),
     )
 
     @asynccontextmanager
@@ -66,6 +71,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestTelemetry, registry=services.registry)
     app.include_router(metrics.router)
+    app.include_router(query.router)
     app.include_router(health.router)
     app.include_router(model_routes.router)
     return app

@@ -12,10 +12,11 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
+from api.cache import QueryCache
 from config.settings import Settings
 from config.spec import PipelineSpec
 from sinks.redis_store import RedisWindowStore
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouse_base import Warehouse
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,9 @@ class Services:
     settings: Settings
     spec: PipelineSpec
     hot: RedisWindowStore
-    warehouse: DuckDBWarehouse
+    warehouse: Warehouse
     registry: CollectorRegistry
+    query_cache: QueryCache
 
 
 def services(request: Request) -> Services:

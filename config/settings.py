@@ -7,6 +7,7 @@ so tests can build their own with explicit values instead of patching.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,26 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("riffle", description="Prefix of every Redis key Riffle writes.")
     warehouse: str = Field(
         "duckdb:///.riffle/warehouse.duckdb",
-        description="Warehouse URL: duckdb:///path/file.duckdb (relative or absolute path).",
+        description="Warehouse URL: duckdb:///path/file.duckdb (relative or absolute path) "
+        "or bigquery://project/dataset.",
+    )
+    bigquery_endpoint: str | None = Field(
+        None,
+        description="BigQuery API endpoint override (an emulator); credentials are then anonymous.",
+    )
+    warehouse_batch_rows: int = Field(
+        500, ge=1, le=10_000, description="Most windows per warehouse write request."
+    )
+    warehouse_batch_seconds: float = Field(
+        1.0, gt=0, description="Longest a window waits in the warehouse buffer before a write."
+    )
+    warehouse_buffer_rows: int = Field(
+        20_000,
+        ge=1,
+        description="Windows the warehouse buffer holds before writers block (backpressure).",
+    )
+    query_cache_ttl_seconds: float = Field(
+        10.0, ge=0, description="Lifetime of cached query results in Redis (0: no cache)."
     )
     spec: Path = Field(DEMO_SPEC, description="Path of the pipeline spec YAML.")
     default_tenant: str = Field(
@@ -100,11 +120,14 @@ class Settings(BaseSettings):
     @field_validator("warehouse")
     @classmethod
     def _known_warehouse(cls, value: str) -> str:
-        if not value.startswith("duckdb:///") or value == "duckdb:///":
-            raise ValueError(
-                f"RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb (got {value!r})"
-            )
-        return value
+        if value.startswith("duckdb:///") and value != "duckdb:///":
+            return value
+        if re.fullmatch(r"bigquery://[a-z][a-z0-9.:-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}", value):
+            return value
+        raise ValueError(
+            "RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb or "
+            f"bigquery://project/dataset (got {value!r})"
+        )
 
     @property
     def kafka_servers(self) -> str:
@@ -119,6 +142,11 @@ class Settings(BaseSettings):
         working directory and ``duckdb:////abs/file.duckdb`` is absolute.
         """
         return Path(self.warehouse.removeprefix("duckdb:///"))
+
+    @property
+    def warehouse_engine(self) -> Literal["duckdb", "bigquery"]:
+        """Which engine ``warehouse`` names."""
+        return "bigquery" if self.warehouse.startswith("bigquery://") else "duckdb"
 
 
 @lru_cache(maxsize=1)

@@ -18,11 +18,13 @@ import structlog
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
+from config.settings import Settings
 from operators.records import DeadLetter, WindowResult, latest_per_window
+from sinks.batching import BatchWriter
 from sinks.deadletters import DeadLetterError, DeadLetterProducer
 from sinks.errors import SinkError
 from sinks.redis_store import RedisWindowStore
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 
 X = TypeVar("X")
 log = structlog.get_logger(__name__)
@@ -71,21 +73,45 @@ class RedisWindowsSink(DynamicSink[WindowResult]):
 
 
 class WarehouseSink(DynamicSink[WindowResult]):
-    """Final windows into the warehouse (upserts)."""
+    """Final windows into the warehouse of ``RIFFLE_WAREHOUSE`` (idempotent upserts).
 
-    def __init__(self, path: Path, give_up_s: float = 300.0) -> None:
-        self.path = path
+    Each worker's partition owns a :class:`~sinks.batching.BatchWriter`
+    (batches by size and time, retries, bounded buffer) and returns from a
+    batch only once its windows are written, so Bytewax never completes an
+    epoch (or a recovery snapshot) ahead of the warehouse. Takes the settings,
+    or a DuckDB file path for callers that have no settings.
+    """
+
+    def __init__(self, target: Settings | Path, give_up_s: float = 300.0) -> None:
+        self.settings = (
+            target if isinstance(target, Settings) else Settings(warehouse=f"duckdb:///{target}")
+        )
         self.give_up_s = give_up_s
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[WindowResult]:
-        warehouse = DuckDBWarehouse(self.path)
-        return _Partition(
-            "warehouse",
-            lambda items: warehouse.upsert_windows(latest_per_window(items)),
-            self.give_up_s,
+        warehouse = open_warehouse(self.settings)
+        writer: BatchWriter[WindowResult] = BatchWriter(
+            warehouse.upsert_windows,
+            max_rows=self.settings.warehouse_batch_rows,
+            max_delay_s=self.settings.warehouse_batch_seconds,
+            max_buffer=max(self.settings.warehouse_buffer_rows, self.settings.warehouse_batch_rows),
+            give_up_s=self.give_up_s,
+            name=f"warehouse-{worker_index}",
         )
+        return _WarehousePartition(writer)
+
+
+class _WarehousePartition(StatelessSinkPartition[WindowResult]):
+    def __init__(self, writer: BatchWriter[WindowResult]) -> None:
+        self._writer = writer
+
+    def write_batch(self, items: list[WindowResult]) -> None:
+        self._writer.write(latest_per_window(items))
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class DeadLetterSink(DynamicSink[DeadLetter]):

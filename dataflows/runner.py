@@ -18,7 +18,7 @@ from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
 from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, list_partitions, partition_key
 from sources.topics import ensure_topics
 
@@ -41,7 +41,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         partition_key(settings.events_topic, p)
         for p in list_partitions(settings.kafka_servers, settings.events_topic)
     ]
-    DuckDBWarehouse(settings.duckdb_path).init()
+    open_warehouse(settings).init()
     source = KafkaPollSource(
         settings.kafka_servers,
         settings.events_topic,
@@ -53,9 +53,12 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        finals=WarehouseSink(settings.duckdb_path),
+        finals=WarehouseSink(settings),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
-        models=ModelStoreSink(settings.duckdb_path),
+        # Model tables exist in DuckDB only so far; on BigQuery the model stage is off.
+        models=ModelStoreSink(settings.duckdb_path)
+        if settings.warehouse.startswith("duckdb:")
+        else None,
     )
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry

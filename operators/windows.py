@@ -137,15 +137,15 @@ class BucketWindows:
             rule = self.rules[metric]
             key = (tenant, metric, dims, start)
             state = self.windows.get(key)
-            if state is not None:
+            if rule.session and end + rule.lateness_ms > self.closed_through:
+                # A session piece may extend its session's end as well as its total.
+                self._merge_session(key, WindowState(end, thawed(agg, rule.sketch)), now)
+            elif state is not None:
                 merge(state.agg, agg)
                 self.dirty.add(key)
             elif end + rule.lateness_ms > self.closed_through:
-                if rule.session:
-                    self._merge_session(key, WindowState(end, thawed(agg, rule.sketch)), now)
-                else:
-                    self._open(key, WindowState(end, thawed(agg, rule.sketch)))
-                    self.dirty.add(key)
+                self._open(key, WindowState(end, thawed(agg, rule.sketch)))
+                self.dirty.add(key)
             elif rule.horizon_ms and end + rule.lateness_ms + rule.horizon_ms > self.closed_through:
                 held = self.closed.get(key)
                 if held is None:  # a late event for a window that had none

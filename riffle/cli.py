@@ -38,6 +38,8 @@ recovery_app = typer.Typer(help="The dataflow's recovery store.", no_args_is_hel
 app.add_typer(topics_app, name="topics")
 app.add_typer(spec_app, name="spec")
 app.add_typer(recovery_app, name="recovery")
+warehouse_app = typer.Typer(help="The warehouse (DuckDB or BigQuery).", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
 
 
 @app.callback()
@@ -232,6 +234,17 @@ def spec_check(
         f"{target}: ok ({len(spec.event_types)} event types, "
         f"{len(spec.dimensions)} dimensions, {len(spec.metrics)} metrics)"
     )
+
+
+@warehouse_app.command("init")
+def warehouse_init() -> None:
+    """Create the warehouse's tables and views, add missing columns; safe to repeat."""
+    from sinks.warehouses import open_warehouse
+
+    warehouse = open_warehouse(get_settings())
+    with _clear_errors():
+        warehouse.init()
+    typer.echo(f"warehouse ready: {warehouse.url}")
 
 
 @app.command()

@@ -7,3 +7,7 @@ from config.errors import RiffleError
 
 class SinkError(RiffleError):
     """A store could not do what was asked; the message names the store and why."""
+
+
+class TransientSinkError(SinkError):
+    """A store failed in a way worth retrying (throttled, 5xx, unreachable, timed out)."""

@@ -21,6 +21,9 @@ from config.settings import Settings
 from riffle.stack import free_port, start_tansu
 from sources.topics import ensure_topics
 
+pytest_plugins = ["tests.warehouse_fixtures"]
+"""Warehouse fixtures: the session's BigQuery emulator, both engines per test."""
+
 REDIS_URL = os.environ.get("RIFFLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 """Redis for tests: database 15 of the local server unless the variable says otherwise."""
 

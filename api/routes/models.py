@@ -12,11 +12,19 @@ from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
 from api.times import parse_instant
 from sinks.model_store import ModelStore
+from sinks.warehouse import DuckDBWarehouse
 
 router = APIRouter(tags=["models"])
 
 
 def _store(app: ServicesDep) -> ModelStore:
+    if not isinstance(app.warehouse, DuckDBWarehouse):
+        raise ApiError(
+            501,
+            "not_implemented",
+            "model results are kept in the DuckDB warehouse only; BigQuery tables for "
+            "anomalies and forecasts are not built yet",
+        )
     return ModelStore(app.warehouse)
 
 

@@ -1,0 +1,52 @@
+"""The query engine behind ``/top`` and ``/query``: hot and cold rollups, merged exactly.
+
+Redis answers windows from ``max(start, now - hot horizon)`` on; the
+warehouse answers everything before the first window Redis returned (or the
+whole range when Redis has none). The two spans do not overlap and leave no
+gap, so every window is counted once, and a bucket straddling the boundary
+is the exact merge of its two halves. The warehouse aggregates its span in
+SQL (:meth:`~sinks.warehouse_base.Warehouse.rollup`); Redis windows are
+rolled up here (:mod:`api.rollup`). Both reads filter by tenant in the
+query itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from api.rollup import Grid, add_rows, add_windows
+from sinks.redis_store import RedisWindowStore
+from sinks.warehouse_base import Filters, Warehouse
+
+STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+"""The resolutions ``step`` accepts."""
+
+
+def rollup_grid(
+    hot: RedisWindowStore,
+    cold: Warehouse,
+    *,
+    tenant: str,
+    metric: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int | None,
+    by: Sequence[str],
+    filters: Filters | None,
+    hot_boundary_ms: int,
+) -> Grid:
+    """Buckets of windows starting in ``[start_ms, end_ms)`` per ``by`` group (see module doc)."""
+    hot_from = max(start_ms, hot_boundary_ms)
+    recent = hot.read_series(tenant, metric, hot_from, end_ms, filters) if hot_from < end_ms else []
+    first = min((windows[0].window_start for _, windows in recent if windows), default=None)
+    split = end_ms if first is None else first
+    grid: Grid = {}
+    if split > start_ms:
+        add_rows(
+            grid,
+            cold.rollup(
+                tenant, metric, start_ms, split, step_ms=step_ms, by=list(by), filters=filters
+            ),
+        )
+    add_windows(grid, recent, by, start_ms, step_ms)
+    return grid

@@ -1,0 +1,92 @@
+"""Rollups: windows merged into coarser buckets and groups, exactly.
+
+A bucket's state is the mergeable aggregate of its windows. count, sum, min
+and max merge exactly (sum of counts, sum of sums, min of mins, max of
+maxes) and the metric's value is recomputed from the merged state, so a 1 h
+average is total sum over total count, never a mean of minute means.
+
+Extension point for sketch states (distinct counts, quantiles): add a field
+to :class:`Bucket` and its merge to :func:`merge_into` (HLL union, KLL
+merge of the serialised sketches), and have the engines return the sketch
+column in :class:`~sinks.warehouse_base.RollupRow`; :func:`finish` then
+computes the metric's value from the merged sketch. Nothing else in the
+query engine depends on which states a bucket holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from config.spec import Aggregation
+from operators.aggregators import value_of
+from operators.records import Dims, WindowResult
+from sinks.warehouse_base import RollupRow, bucket_of
+
+
+@dataclass(slots=True)
+class Bucket:
+    """The merged state of the windows of one group in one bucket."""
+
+    count: int = 0
+    sum: float = 0.0
+    min: float | None = None
+    max: float | None = None
+    windows: int = 0
+    partial: bool = False
+
+
+Grid = dict[Dims, dict[int, Bucket]]
+"""group dims -> bucket start -> merged state."""
+
+
+def merge_into(
+    bucket: Bucket,
+    count: int,
+    total: float,
+    low: float | None,
+    high: float | None,
+    windows: int,
+    partial: bool = False,
+) -> None:
+    """Fold one window's (or one engine rollup row's) state into ``bucket``."""
+    bucket.count += count
+    bucket.sum += total
+    if low is not None:
+        bucket.min = low if bucket.min is None else min(bucket.min, low)
+    if high is not None:
+        bucket.max = high if bucket.max is None else max(bucket.max, high)
+    bucket.windows += windows
+    bucket.partial = bucket.partial or partial
+
+
+def add_rows(grid: Grid, rows: Iterable[RollupRow]) -> None:
+    """Fold rollup rows computed by a warehouse engine into ``grid``."""
+    for row in rows:
+        bucket = grid.setdefault(row.dims, {}).setdefault(row.bucket, Bucket())
+        merge_into(bucket, row.count, row.sum, row.min, row.max, row.windows)
+
+
+def add_windows(
+    grid: Grid,
+    series: Iterable[tuple[Dims, list[WindowResult]]],
+    by: Sequence[str],
+    start_ms: int,
+    step_ms: int | None,
+) -> None:
+    """Fold raw windows (from Redis) into ``grid``, grouped by ``by`` and bucketed.
+
+    A dimension the series lacks groups as ``""``, as the engines do.
+    """
+    for dims, windows in series:
+        values = dict(dims)
+        key = tuple(sorted((name, values.get(name, "")) for name in by))
+        slots = grid.setdefault(key, {})
+        for w in windows:
+            bucket = slots.setdefault(bucket_of(w.window_start, start_ms, step_ms), Bucket())
+            merge_into(bucket, w.count, w.sum, w.min, w.max, 1, partial=not w.is_final)
+
+
+def finish(bucket: Bucket, aggregation: Aggregation) -> float | None:
+    """The metric's value of a merged bucket."""
+    return value_of(aggregation, bucket.count, bucket.sum, bucket.min, bucket.max)

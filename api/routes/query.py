@@ -1,0 +1,344 @@
+"""``/v1/metrics/{name}/top`` and ``/v1/metrics/{name}/query``: rollups, breakdowns, comparisons.
+
+Both answer from :func:`api.query.rollup_grid` (Redis for the recent span,
+the warehouse for the rest) and are cached per normalised query
+(:mod:`api.cache`). Every read is for the caller's tenant only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import ServicesDep, Spec, Tenant
+from api.errors import ApiError
+from api.models import ErrorResponse
+from api.query import STEPS, rollup_grid
+from api.rollup import Bucket, Grid, finish
+from api.routes.metrics import _known_dimension, _metric
+from api.times import format_instant, parse_instant
+from config.spec import MetricSpec
+
+MAX_BY = 3
+"""Most dimensions one breakdown groups by."""
+MAX_BUCKETS = 10_000
+"""Most buckets per group in one answer."""
+MAX_GROUPS = 1_000
+"""Most groups (series of a breakdown) in one answer."""
+MAX_LIMIT = 100
+"""Largest ``limit`` of ``/top``."""
+DEFAULT_SPAN_MS = 3_600_000
+CACHE_HEADER = "X-Riffle-Cache"
+_RESERVED = frozenset({"start", "end", "by", "step", "compare", "limit"})
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "A parameter is malformed, unknown or too big."},
+    404: {"model": ErrorResponse, "description": "No metric of that name."},
+    503: {"model": ErrorResponse, "description": "Redis or the warehouse is unavailable."},
+}
+
+router = APIRouter(prefix="/v1/metrics", tags=["query"])
+
+
+@router.get(
+    "/{name}/top",
+    operation_id="getMetricTop",
+    summary="Top values of one dimension over a range",
+    responses=_ERRORS,
+)
+def get_top(
+    name: str,
+    request: Request,
+    app: ServicesDep,
+    spec: Spec,
+    tenant: Tenant,
+    by: str = Query(description="The dimension to rank the values of."),
+    start: str | None = Query(None, description="Same forms as in /series; default end - 1h."),
+    end: str | None = Query(None, description="Default now."),
+    limit: int = Query(10, description=f"How many values, 1 to {MAX_LIMIT}."),
+    compare: str | None = Query(None, description="`previous_period`: add values and deltas."),
+) -> Response:
+    """The ``limit`` values of ``by`` with the highest metric value in ``[start, end)``.
+
+    Other parameters named after dimensions filter. With
+    ``compare=previous_period`` each item also has the value of the period
+    of the same length just before, and the delta.
+    """
+    metric = _metric(spec, name)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be 1 to {MAX_LIMIT} (got {limit})")
+    dims = _by(metric, by)
+    if len(dims) != 1:
+        raise ApiError(400, "invalid_by", "top ranks exactly one dimension: by=<dimension>")
+    start_ms, end_ms = _range(app, metric, start, end, metric.window_ms)
+    normalised = _normalised(
+        "top", start_ms, end_ms, None, dims, _filters(metric, request), compare, limit
+    )
+    return _cached(app, tenant, metric, normalised, lambda: _top(app, tenant, metric, normalised))
+
+
+@router.get(
+    "/{name}/query",
+    operation_id="queryMetric",
+    summary="A metric rolled up to a resolution, broken down by up to three dimensions",
+    responses=_ERRORS,
+)
+def get_query(
+    name: str,
+    request: Request,
+    app: ServicesDep,
+    spec: Spec,
+    tenant: Tenant,
+    start: str | None = Query(None, description="Same forms as in /series; default end - 1h."),
+    end: str | None = Query(None, description="Default now."),
+    step: str | None = Query(
+        None, description="`1m`, `1h` or `1d`; default the finest that fits 10,000 buckets."
+    ),
+    by: str | None = Query(None, description=f"Up to {MAX_BY} comma-separated dimensions."),
+    compare: str | None = Query(None, description="`previous_period`: add values and deltas."),
+) -> Response:
+    """Buckets of ``step`` over ``[start, end)``, one series per combination of ``by`` values.
+
+    Counts, sums, minima and maxima merge exactly across windows, series and
+    the Redis/warehouse boundary; the value is recomputed from them. Other
+    parameters named after dimensions filter.
+    """
+    metric = _metric(spec, name)
+    dims = _by(metric, by)
+    step_ms = _step(metric, step, start, end)
+    start_ms, end_ms = _range(app, metric, start, end, step_ms)
+    if (end_ms - start_ms) // step_ms > MAX_BUCKETS:
+        raise ApiError(
+            400,
+            "range_too_large",
+            f"{(end_ms - start_ms) // step_ms} buckets of {step}; at most {MAX_BUCKETS}: "
+            "shorten the range or use a coarser step",
+        )
+    normalised = _normalised(
+        "query", start_ms, end_ms, step_ms, dims, _filters(metric, request), compare, None
+    )
+    return _cached(
+        app, tenant, metric, normalised, lambda: _series(app, tenant, metric, normalised)
+    )
+
+
+def _by(metric: MetricSpec, raw: str | None) -> list[str]:
+    names = list(dict.fromkeys(p.strip() for p in (raw or "").split(",") if p.strip()))
+    if len(names) > MAX_BY:
+        raise ApiError(
+            400, "too_many_dimensions", f"by takes at most {MAX_BY} dimensions (got {len(names)})"
+        )
+    for dim in names:
+        _known_dimension(metric, dim)
+    return names
+
+
+def _filters(metric: MetricSpec, request: Request) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        if key not in _RESERVED:
+            _known_dimension(metric, key)
+            found.setdefault(key, []).append(value)
+    return {k: sorted(set(v)) for k, v in sorted(found.items())}
+
+
+def _step(metric: MetricSpec, raw: str | None, start: str | None, end: str | None) -> int:
+    if raw is None:
+        now = int(time.time() * 1000)
+        try:
+            end_ms = now if end is None else parse_instant(end, now)
+            start_ms = end_ms - DEFAULT_SPAN_MS if start is None else parse_instant(start, now)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_time", str(exc)) from None
+        for size in STEPS.values():
+            if size >= metric.window_ms and (end_ms - start_ms) // size <= MAX_BUCKETS:
+                return size
+        return STEPS["1d"]
+    if raw not in STEPS:
+        raise ApiError(400, "invalid_step", f"step must be one of {', '.join(STEPS)} (got {raw!r})")
+    size = STEPS[raw]
+    if size % metric.window_ms:
+        raise ApiError(
+            400,
+            "invalid_step",
+            f"step {raw} is finer than (or not a multiple of) the metric's "
+            f"{metric.window_ms // 1000} s window",
+        )
+    return size
+
+
+def _range(
+    app: ServicesDep, metric: MetricSpec, start: str | None, end: str | None, align_ms: int
+) -> tuple[int, int]:
+    """``(start aligned down to align_ms, end aligned up to a window)``, validated."""
+    now = int(time.time() * 1000)
+    try:
+        end_ms = now if end is None else parse_instant(end, now)
+        start_ms = end_ms - DEFAULT_SPAN_MS if start is None else parse_instant(start, now)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_time", str(exc)) from None
+    if start_ms >= end_ms:
+        raise ApiError(
+            400,
+            "invalid_range",
+            f"start ({format_instant(start_ms)}) must be before end ({format_instant(end_ms)})",
+        )
+    longest = int(app.spec.retention.warehouse.total_seconds() * 1000)
+    if end_ms - start_ms > longest:
+        raise ApiError(
+            400,
+            "range_too_large",
+            f"the range is longer than the warehouse retention ({longest // 86_400_000} d)",
+        )
+    # Windows start on multiples of their size, so rounding end up to one
+    # selects the same windows; it makes "now"-relative queries share a key.
+    window = metric.window_ms
+    return start_ms - start_ms % align_ms, -(-end_ms // window) * window
+
+
+def _normalised(
+    kind: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int | None,
+    by: list[str],
+    filters: dict[str, list[str]],
+    compare: str | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    if compare not in (None, "previous_period"):
+        raise ApiError(400, "invalid_compare", f"compare takes previous_period (got {compare!r})")
+    return {
+        "kind": kind,
+        "start": start_ms,
+        "end": end_ms,
+        "step": step_ms,
+        "by": by,
+        "filters": filters,
+        "compare": compare,
+        "limit": limit,
+    }
+
+
+def _cached(
+    app: ServicesDep,
+    tenant: str,
+    metric: MetricSpec,
+    query: dict[str, Any],
+    compute: Any,
+) -> Response:
+    body, version = app.query_cache.get(tenant, metric.name, query)
+    if body is not None:
+        return Response(body, media_type="application/json", headers={CACHE_HEADER: "hit"})
+    fresh: bytes = orjson.dumps(compute())
+    app.query_cache.put(tenant, metric.name, query, version, fresh)
+    return Response(fresh, media_type="application/json", headers={CACHE_HEADER: "miss"})
+
+
+def _grid(
+    app: ServicesDep,
+    tenant: str,
+    metric: MetricSpec,
+    q: dict[str, Any],
+    start_ms: int,
+    end_ms: int,
+) -> Grid:
+    grid = rollup_grid(
+        app.hot,
+        app.warehouse,
+        tenant=tenant,
+        metric=metric.name,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        step_ms=q["step"],
+        by=q["by"],
+        filters=q["filters"] or None,
+        hot_boundary_ms=int(time.time() * 1000) - round(app.settings.hot_horizon_seconds * 1000),
+    )
+    if len(grid) > MAX_GROUPS:
+        raise ApiError(
+            400,
+            "too_many_groups",
+            f"the breakdown has {len(grid)} groups; at most {MAX_GROUPS}: filter or group by "
+            "fewer dimensions",
+        )
+    return grid
+
+
+def _point(bucket: Bucket, metric: MetricSpec) -> dict[str, Any]:
+    return {
+        "value": finish(bucket, metric.aggregation),
+        "count": bucket.count,
+        "sum": bucket.sum,
+        "min": bucket.min,
+        "max": bucket.max,
+        "windows": bucket.windows,
+        "partial": bucket.partial,
+    }
+
+
+def _delta(now: float | None, before: float | None) -> float | None:
+    return None if now is None or before is None else now - before
+
+
+def _series(app: ServicesDep, tenant: str, metric: MetricSpec, q: dict[str, Any]) -> dict[str, Any]:
+    start_ms, end_ms, step_ms = q["start"], q["end"], q["step"]
+    grid = _grid(app, tenant, metric, q, start_ms, end_ms)
+    span = end_ms - start_ms
+    previous = _grid(app, tenant, metric, q, start_ms - span, start_ms) if q["compare"] else None
+    groups = []
+    for dims in sorted(grid):
+        points = []
+        for bucket_start in sorted(grid[dims]):
+            point = {
+                "start": format_instant(bucket_start),
+                **_point(grid[dims][bucket_start], metric),
+            }
+            if previous is not None:
+                before = previous.get(dims, {}).get(bucket_start - span)
+                prior = None if before is None else finish(before, metric.aggregation)
+                point["previous"] = prior
+                point["delta"] = _delta(point["value"], prior)
+            points.append(point)
+        groups.append({"dims": dict(dims), "points": points})
+    return {
+        "metric": metric.name,
+        "aggregation": metric.aggregation,
+        "step_seconds": step_ms // 1000,
+        "start": format_instant(start_ms),
+        "end": format_instant(end_ms),
+        "by": q["by"],
+        "compare": q["compare"],
+        "groups": groups,
+    }
+
+
+def _top(app: ServicesDep, tenant: str, metric: MetricSpec, q: dict[str, Any]) -> dict[str, Any]:
+    start_ms, end_ms = q["start"], q["end"]
+    (dim,) = q["by"]
+    grid = _grid(app, tenant, metric, q, start_ms, end_ms)
+    span = end_ms - start_ms
+    previous = _grid(app, tenant, metric, q, start_ms - span, start_ms) if q["compare"] else None
+    items = []
+    for dims, buckets in grid.items():
+        (bucket,) = buckets.values()
+        item: dict[str, Any] = {dim: dict(dims)[dim], **_point(bucket, metric)}
+        if previous is not None:
+            before = next(iter(previous.get(dims, {}).values()), None)
+            prior = None if before is None else finish(before, metric.aggregation)
+            item["previous"] = prior
+            item["delta"] = _delta(item["value"], prior)
+        items.append(item)
+    items.sort(key=lambda i: (i["value"] is None, -(i["value"] or 0.0), i[dim]))
+    return {
+        "metric": metric.name,
+        "aggregation": metric.aggregation,
+        "by": dim,
+        "start": format_instant(start_ms),
+        "end": format_instant(end_ms),
+        "compare": q["compare"],
+        "limit": q["limit"],
+        "items": items[: q["limit"]],
+    }

@@ -1,0 +1,423 @@
+"""The BigQuery engine: streaming inserts with deterministic row ids, read through dedup views.
+
+Write path (see ``docs/warehouse.md`` for the choice): keyed tables are
+written with ``tabledata.insertAll`` into ``<name>_raw`` (partitioned by day
+on ``window_start``, clustered by tenant and metric). Every row carries
+``updated_at`` (the time of the write) and is sent with a row id derived from
+its key and content, so BigQuery's best-effort ``insertId`` dedup absorbs
+retried requests. Correctness does not rest on that: ``<name>`` is a view
+keeping, per key, the row with the newest ``updated_at`` — a replay, a retry
+after a lost answer, a second run of the same batch all leave one row per key
+in what readers (and users' own SQL) see.
+
+Retries: the client's own retry is switched off for inserts; failures are
+classified (429, 5xx, connection problems and timeouts are
+:class:`~sinks.errors.TransientSinkError`) so the caller's retry policy
+(:mod:`sinks.batching`) decides, with backoff and backpressure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from operators.records import Dims, WindowResult
+from sinks.duckdb_sql import rollup_rows
+from sinks.errors import SinkError, TransientSinkError
+from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
+from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
+
+INSERT_CHUNK_ROWS = 1_000
+"""Rows per insertAll request (BigQuery recommends at most 500-1,000 and 10 MB)."""
+
+_TRANSIENT_HTTP = (
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.ServiceUnavailable,
+    gexc.GatewayTimeout,
+)
+_TRANSIENT_IO = (requests.ConnectionError, requests.Timeout, gexc.RetryError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: throttling, a 5xx, or no answer at all."""
+    return isinstance(exc, (*_TRANSIENT_HTTP, *_TRANSIENT_IO, TransientSinkError))
+
+
+def row_id(window: WindowResult) -> str:
+    """Deterministic insert id: the same window with the same content gets the same id."""
+    canonical = orjson.dumps(
+        [
+            window.tenant,
+            window.metric,
+            window.series,
+            window.window_start,
+            window.count,
+            window.sum,
+            window.min,
+            window.max,
+            window.is_final,
+        ]
+    )
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def _ts(epoch_ms: int) -> str:
+    """RFC 3339 text; insertAll reads it the same way in BigQuery and the emulator."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BigQueryWarehouse:
+    """Dataset ``project.dataset``; ``endpoint`` points the client at an emulator.
+
+    With an endpoint the client uses anonymous credentials; otherwise
+    Google's usual resolution (``GOOGLE_APPLICATION_CREDENTIALS``, the
+    metadata server, gcloud's application default credentials).
+    """
+
+    def __init__(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        endpoint: str | None = None,
+        location: str | None = None,
+        timeout_s: float = 30.0,
+        partition_expiration_days: int | None = None,
+    ) -> None:
+        self.project = project
+        self.dataset = dataset
+        self.endpoint = endpoint
+        self._location = location
+        self._timeout = timeout_s
+        self._expiration_days = partition_expiration_days
+        self._client: bigquery.Client | None = None
+        self._raw_columns: list[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """``bigquery://project/dataset`` (and the endpoint override, if any)."""
+        base = f"bigquery://{self.project}/{self.dataset}"
+        return f"{base} via {self.endpoint}" if self.endpoint else base
+
+    @property
+    def client(self) -> bigquery.Client:
+        """The BigQuery client, made on first use (building one does no I/O)."""
+        if self._client is None:
+            if self.endpoint:
+                self._client = bigquery.Client(
+                    project=self.project,
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    client_options=ClientOptions(api_endpoint=self.endpoint),
+                    location=self._location,
+                )
+            else:
+                self._client = bigquery.Client(project=self.project, location=self._location)
+        return self._client
+
+    def table_id(self, name: str) -> str:
+        """Fully qualified id of a table or view of this dataset."""
+        return f"{self.project}.{self.dataset}.{name}"
+
+    # -- schema ---------------------------------------------------------------
+
+    def init(self, tables: Sequence[TableDef] = TABLES) -> None:
+        """Create the dataset, the tables and the dedup views; add missing columns."""
+        with self._errors("init"):
+            self.client.create_dataset(
+                bigquery.Dataset(f"{self.project}.{self.dataset}"),
+                exists_ok=True,
+                timeout=self._timeout,
+            )
+            for table in tables:
+                self._ensure_table(table)
+
+    def _ensure_table(self, table: TableDef) -> None:
+        physical = table.name + RAW_SUFFIX if table.key else table.name
+        wanted = [
+            bigquery.SchemaField(c.name, c.type, mode="REQUIRED" if c.required else "NULLABLE")
+            for c in table.columns
+        ]
+        spec = bigquery.Table(self.table_id(physical), schema=wanted)
+        if table.partition_by:
+            spec.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY,
+                field=table.partition_by,
+                expiration_ms=(
+                    self._expiration_days * 86_400_000 if self._expiration_days else None
+                ),
+            )
+        if table.cluster_by:
+            spec.clustering_fields = list(table.cluster_by)
+        self.client.create_table(spec, exists_ok=True, timeout=self._timeout)
+        current = self.client.get_table(self.table_id(physical), timeout=self._timeout)
+        present = {f.name for f in current.schema}
+        missing = [f for f in wanted if f.name not in present]
+        if missing:  # schema evolution: add nullable columns, never drop or retype
+            # BigQuery needs only the schema update; the emulator also needs the DDL
+            # (its insertAll and its queries read different copies of the schema).
+            for field in missing:
+                self._query(
+                    f"ALTER TABLE `{self.table_id(physical)}` "
+                    f"ADD COLUMN IF NOT EXISTS {field.name} {field.field_type}",
+                    [],
+                )
+            current = self.client.get_table(self.table_id(physical), timeout=self._timeout)
+            names = {f.name for f in current.schema}
+            added = [
+                bigquery.SchemaField(f.name, f.field_type, mode="NULLABLE")
+                for f in missing
+                if f.name not in names
+            ]
+            if added:
+                current.schema = [*current.schema, *added]
+                self.client.update_table(current, ["schema"], timeout=self._timeout)
+        self._raw_columns = None
+        if table.key:
+            self._query(
+                f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS "
+                + dedup_view_sql(self, table),
+                [],
+            )
+
+    # -- writes ---------------------------------------------------------------
+
+    def upsert_windows(self, finals: Sequence[WindowResult]) -> None:
+        """Stream final windows into ``metric_windows_raw``; the view shows one per key.
+
+        Within the batch the last result for a key wins. Partials raise
+        ``ValueError`` before anything is sent. Per-row insert errors are a
+        :class:`SinkError`; throttling, 5xx and I/O failures a
+        :class:`TransientSinkError`.
+        """
+        latest: dict[tuple[str, str, str, int], WindowResult] = {}
+        for result in finals:
+            if not result.is_final:
+                raise ValueError(
+                    f"the warehouse keeps finals only; got a partial of {result.metric} "
+                    f"at {result.window_start}"
+                )
+            latest[result.tenant, result.metric, result.series, result.window_start] = result
+        if not latest:
+            return
+        now = _ts(int(datetime.now(tz=UTC).timestamp() * 1000))
+        rows = list(latest.values())
+        target = self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)
+        if self._raw_columns is None:
+            with self._errors("schema read"):
+                schema = self.client.get_table(target, timeout=self._timeout).schema
+            self._raw_columns = [field.name for field in schema]
+        # Columns added later are sent as null: the emulator's insertAll wants every column.
+        blank = dict.fromkeys(self._raw_columns)
+        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+            chunk = rows[start : start + INSERT_CHUNK_ROWS]
+            with self._errors(f"insert of {len(chunk)} windows"):
+                problems = self.client.insert_rows_json(
+                    target,
+                    [blank | _window_row(w, now) for w in chunk],
+                    row_ids=[row_id(w) for w in chunk],
+                    retry=None,  # type: ignore[arg-type]
+                    timeout=self._timeout,
+                )
+            if problems:
+                raise SinkError(f"bigquery refused rows of {target}: {problems[:3]}")
+
+    # -- reads ----------------------------------------------------------------
+
+    def read_series(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        filters: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[Dims, list[WindowResult]]]:
+        """Same contract as :meth:`sinks.warehouse.DuckDBWarehouse.read_series`."""
+        where, params = self._where(tenant, metric, start_ms, end_ms, filters)
+        if where is None:
+            return []
+        sql = (
+            "SELECT dims, UNIX_MILLIS(window_start), UNIX_MILLIS(window_end), count, sum, "
+            "min, max, value, is_final, revision, UNIX_MILLIS(updated_at) "
+            f"FROM `{self.table_id(METRIC_WINDOWS.name)}` WHERE {where} "
+            "ORDER BY series_id, window_start"
+        )
+        series: dict[str, list[WindowResult]] = {}
+        for row in self._query(sql, params):
+            dims_json = row[0]
+            series.setdefault(dims_json, []).append(
+                WindowResult(
+                    tenant=tenant,
+                    metric=metric,
+                    dims=tuple(sorted(orjson.loads(dims_json).items())),
+                    window_start=int(row[1]),
+                    window_end=int(row[2]),
+                    count=int(row[3]),
+                    sum=float(row[4]),
+                    min=None if row[5] is None else float(row[5]),
+                    max=None if row[6] is None else float(row[6]),
+                    value=None if row[7] is None else float(row[7]),
+                    is_final=bool(row[8]),
+                    revision=int(row[9]),
+                    emitted_at=int(row[10]),
+                )
+            )
+        return sorted(
+            ((points[0].dims, points) for points in series.values()), key=lambda item: item[0]
+        )
+
+    def rollup(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        step_ms: int | None,
+        by: Sequence[str],
+        filters: Filters | None = None,
+    ) -> list[RollupRow]:
+        """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in BigQuery."""
+        where, params = self._where(tenant, metric, start_ms, end_ms, filters)
+        if where is None:
+            return []
+        select = [f"COALESCE(JSON_VALUE(dims, '{dim_path(name)}'), '')" for name in by]
+        if step_ms is None:
+            select.append("@bucket_start")
+            params.append(bigquery.ScalarQueryParameter("bucket_start", "INT64", start_ms))
+        else:
+            select.append("DIV(UNIX_MILLIS(window_start), @step) * @step")
+            params.append(bigquery.ScalarQueryParameter("step", "INT64", step_ms))
+        groups = ", ".join(str(i + 1) for i in range(len(select)))
+        sql = (
+            f"SELECT {', '.join(select)}, SUM(count), SUM(sum), MIN(min), MAX(max), COUNT(*) "
+            f"FROM `{self.table_id(METRIC_WINDOWS.name)}` WHERE {where} GROUP BY {groups}"
+        )
+        return rollup_rows([tuple(row.values()) for row in self._query(sql, params)], by)
+
+    def purge_before(self, tenant: str | None, before_ms: int) -> int:
+        """Delete stored rows (all duplicates included) of windows starting before ``before_ms``.
+
+        BigQuery refuses DML on rows still in the streaming buffer (the last
+        ~30 minutes of inserts); retention purges are far older than that.
+        """
+        sql = (
+            f"DELETE FROM `{self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)}` "
+            "WHERE window_start < TIMESTAMP_MILLIS(@before)"
+        )
+        params: list[Any] = [bigquery.ScalarQueryParameter("before", "INT64", clamp_ms(before_ms))]
+        if tenant is not None:
+            sql += " AND tenant = @tenant"
+            params.append(bigquery.ScalarQueryParameter("tenant", "STRING", tenant))
+        with self._errors("purge"):
+            job = self.client.query(
+                sql, job_config=bigquery.QueryJobConfig(query_parameters=params)
+            )
+            job.result(timeout=self._timeout)
+        return int(job.num_dml_affected_rows or 0)
+
+    def ping(self) -> None:
+        """Return if the dataset can be read; :class:`SinkError` otherwise."""
+        with self._errors("ping"):
+            self.client.get_dataset(f"{self.project}.{self.dataset}", timeout=self._timeout)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _where(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        filters: Mapping[str, Collection[str]] | None,
+    ) -> tuple[str | None, list[Any]]:
+        clauses = [
+            "tenant = @tenant",
+            "metric = @metric",
+            "window_start >= TIMESTAMP_MILLIS(@start_ms)",
+            "window_start < TIMESTAMP_MILLIS(@end_ms)",
+        ]
+        params: list[Any] = [
+            bigquery.ScalarQueryParameter("tenant", "STRING", tenant),
+            bigquery.ScalarQueryParameter("metric", "STRING", metric),
+            bigquery.ScalarQueryParameter("start_ms", "INT64", clamp_ms(start_ms)),
+            bigquery.ScalarQueryParameter("end_ms", "INT64", clamp_ms(end_ms)),
+        ]
+        for i, (name, allowed) in enumerate((filters or {}).items()):
+            if not allowed:
+                return None, []
+            clauses.append(f"JSON_VALUE(dims, '{dim_path(name)}') IN UNNEST(@f{i})")
+            params.append(bigquery.ArrayQueryParameter(f"f{i}", "STRING", sorted(allowed)))
+        return " AND ".join(clauses), params
+
+    def _query(self, sql: str, params: list[Any]) -> list[Any]:
+        with self._errors("query"):
+            job = self.client.query(
+                sql, job_config=bigquery.QueryJobConfig(query_parameters=params)
+            )
+            return list(job.result(timeout=self._timeout))
+
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return _error_scope(f"bigquery {self.project}.{self.dataset}: {what}")
+
+
+@contextmanager
+def _error_scope(what: str) -> Iterator[None]:
+    """Turn client failures into :class:`SinkError` (transient ones into the subclass)."""
+    try:
+        yield
+    except SinkError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientSinkError(f"{what} failed (will retry): {exc}") from exc
+        if isinstance(exc, gexc.GoogleAPIError | requests.RequestException):
+            raise SinkError(f"{what} failed: {exc}") from exc
+        raise
+
+
+def dedup_view_sql(warehouse: BigQueryWarehouse, table: TableDef) -> str:
+    """The view over ``<name>_raw`` keeping, per key, the most recently written row.
+
+    Filters on key columns (tenant, metric, window_start) pass through the
+    window function, so partition pruning and clustering still apply.
+    """
+    raw = warehouse.table_id(table.name + RAW_SUFFIX)
+    columns = ", ".join(table.column_names)
+    order = "updated_at DESC, revision DESC" if table is METRIC_WINDOWS else "1"
+    return (
+        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER ("
+        f"PARTITION BY {', '.join(table.key)} ORDER BY {order}) AS _rn FROM `{raw}`) "
+        "WHERE _rn = 1"
+    )
+
+
+def _window_row(window: WindowResult, now: str) -> dict[str, Any]:
+    return {
+        "tenant": window.tenant,
+        "metric": window.metric,
+        "series_id": window.series,
+        "dims": orjson.dumps(dict(window.dims)).decode(),
+        "window_start": _ts(window.window_start),
+        "window_end": _ts(window.window_end),
+        "value": window.value,
+        "count": window.count,
+        "sum": window.sum,
+        "min": window.min,
+        "max": window.max,
+        "revision": window.revision,
+        "is_final": window.is_final,
+        "updated_at": now,
+    }

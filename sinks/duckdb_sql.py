@@ -1,0 +1,104 @@
+"""SQL the DuckDB engine generates from :mod:`sinks.tables`: DDL, schema evolution, rollups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from sinks.tables import DUCKDB_TYPES, TABLES, TableDef
+from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
+
+
+def create_table_sql(table: TableDef) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``table``, its key as the primary key."""
+    columns = [
+        f"{c.name} {DUCKDB_TYPES[c.type]}{' NOT NULL' if c.required else ''}" for c in table.columns
+    ]
+    if table.key:
+        columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
+    return f"CREATE TABLE IF NOT EXISTS {table.name} (\n    " + ",\n    ".join(columns) + "\n)"
+
+
+def evolve(con: duckdb.DuckDBPyConnection, tables: Sequence[TableDef] = TABLES) -> list[str]:
+    """Create missing tables and add missing (nullable) columns; returns what was added.
+
+    Columns are only ever added: a column that disappeared from the
+    definition stays in the table, and a type change is not attempted.
+    """
+    added: list[str] = []
+    for table in tables:
+        con.execute(create_table_sql(table))
+        present = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [table.name],
+            ).fetchall()
+        }
+        for column in table.columns:
+            if column.name not in present:
+                con.execute(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {DUCKDB_TYPES[column.type]}"
+                )
+                added.append(f"{table.name}.{column.name}")
+    return added
+
+
+def rollup_sql(
+    tenant: str,
+    metric: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int | None,
+    by: Sequence[str],
+    filters: Filters | None,
+) -> tuple[str, list[Any]] | None:
+    """The rollup query and its parameters; ``None`` when a filter admits nothing."""
+    params: list[Any] = []
+    select = [f"coalesce(json_extract_string(dims, '{dim_path(name)}'), '')" for name in by]
+    if step_ms is None:
+        select.append("?::BIGINT")
+        params.append(start_ms)
+    else:
+        select.append("(epoch_ms(window_start) // ?::BIGINT) * ?::BIGINT")
+        params += [step_ms, step_ms]
+    where = [
+        "tenant = ?",
+        "metric = ?",
+        "window_start >= epoch_ms(?::BIGINT)",
+        "window_start < epoch_ms(?::BIGINT)",
+    ]
+    params += [tenant, metric, clamp_ms(start_ms), clamp_ms(end_ms)]
+    for name, allowed in (filters or {}).items():
+        if not allowed:
+            return None
+        marks = ", ".join("?" * len(allowed))
+        where.append(f"json_extract_string(dims, '{dim_path(name)}') IN ({marks})")
+        params += list(allowed)
+    groups = ", ".join(str(i + 1) for i in range(len(select)))
+    sql = (
+        f"SELECT {', '.join(select)}, sum(count), sum(sum), min(min), max(max), count(*) "
+        f"FROM metric_windows WHERE {' AND '.join(where)} GROUP BY {groups}"
+    )
+    return sql, params
+
+
+def rollup_rows(raw: Sequence[tuple[Any, ...]], by: Sequence[str]) -> list[RollupRow]:
+    """Rows of :func:`rollup_sql` (or the BigQuery twin) as :class:`RollupRow` s, sorted."""
+    width = len(by)
+    rows = [
+        RollupRow(
+            dims=tuple(sorted(zip(by, (str(v) for v in row[:width]), strict=True))),
+            bucket=int(row[width]),
+            count=int(row[width + 1]),
+            sum=float(row[width + 2]),
+            min=None if row[width + 3] is None else float(row[width + 3]),
+            max=None if row[width + 4] is None else float(row[width + 4]),
+            windows=int(row[width + 5]),
+        )
+        for row in raw
+    ]
+    rows.sort(key=lambda r: (r.dims, r.bucket))
+    return rows

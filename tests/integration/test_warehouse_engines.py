@@ -1,0 +1,355 @@
+"""Both warehouse engines, same contract: DuckDB on a file, BigQuery on the real emulator.
+
+Every test here takes ``warehouse_target`` and so runs once per engine.
+What "readers see" is ``metric_windows`` — the table in DuckDB, the
+deduplicating view in BigQuery — queried with each engine's own SQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from google.cloud import bigquery
+
+from sinks.batching import BackpressureError, BatchWriter
+from sinks.bigquery import BigQueryWarehouse
+from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, Column
+from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouse_base import Warehouse
+from tests.bq_support import Emulator
+from tests.integration.stores_support import BASE_MS, window
+from tests.warehouse_fixtures import WarehouseTarget
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+ROOT = Path(__file__).parents[2]
+
+
+def sql(warehouse: Warehouse, query: str) -> list[tuple[Any, ...]]:
+    """Run ``query`` (``{t}`` stands for the dataset prefix) the way a user's SQL would."""
+    if isinstance(warehouse, DuckDBWarehouse):
+        with duckdb.connect(str(warehouse.path), read_only=True) as con:
+            return con.execute(query.format(t="")).fetchall()
+    assert isinstance(warehouse, BigQueryWarehouse)
+    prefix = f"`{warehouse.project}`.{warehouse.dataset}."
+    return [tuple(r.values()) for r in warehouse.client.query(query.format(t=prefix)).result()]
+
+
+def seen(warehouse: Warehouse) -> tuple[int, float]:
+    """(rows, total count) in what readers query: ``metric_windows``."""
+    rows = sql(warehouse, "SELECT count(*), sum(count) FROM {t}metric_windows")
+    return int(rows[0][0]), float(rows[0][1] or 0)
+
+
+def stored(warehouse: Warehouse) -> int:
+    """Physical rows, duplicates included (BigQuery's raw table; DuckDB upserts in place)."""
+    table = "metric_windows" + (RAW_SUFFIX if isinstance(warehouse, BigQueryWarehouse) else "")
+    return int(sql(warehouse, f"SELECT count(*) FROM {{t}}{table}")[0][0])
+
+
+def test_init_is_idempotent_and_creates_the_logical_tables(
+    warehouse_target: WarehouseTarget,
+) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    warehouse.init()
+    warehouse.ping()
+    assert seen(warehouse) == (0, 0.0)
+    assert sql(warehouse, "SELECT count(*) FROM {t}dead_letters") == [(0,)]
+
+
+def test_upserts_are_idempotent(warehouse_target: WarehouseTarget) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    batch = [
+        window(BASE_MS + i * MIN, (("country", c),), values=(i, 2.0))
+        for i in range(3)
+        for c in ("de", "fr")
+    ]
+    warehouse.upsert_windows(batch)
+    warehouse.upsert_windows(batch)
+    assert seen(warehouse) == (6, 12.0)
+    read = warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + 3 * MIN)
+    assert read == [((("country", "de"),), batch[0::2]), ((("country", "fr"),), batch[1::2])]
+    assert warehouse.read_series("t2", "page_views", BASE_MS, BASE_MS + 3 * MIN) == []
+
+
+def test_replay_and_correction_dedup_last_write_wins(warehouse_target: WarehouseTarget) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    first = [window(BASE_MS + i * MIN, values=(1.0,), revision=5) for i in range(4)]
+    warehouse.upsert_windows(first)
+    time.sleep(0.01)  # a replay is a later write
+    corrected = window(BASE_MS, values=(1.0, 1.0, 1.0), revision=2)  # revisions restart
+    warehouse.upsert_windows([*first[1:], corrected])
+    assert seen(warehouse) == (4, 6.0)
+    points = warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + 4 * MIN)[0][1]
+    assert points[0] == corrected
+    assert points[1:] == first[1:]
+
+
+def test_a_spec_that_adds_a_dimension_needs_no_ddl(warehouse_target: WarehouseTarget) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    warehouse.upsert_windows([window(BASE_MS, (("country", "de"),), values=(1.0, 2.0))])
+    warehouse.upsert_windows(
+        [window(BASE_MS + MIN, (("country", "de"), ("device", "mobile")), values=(5.0,))]
+    )
+    by_device = warehouse.rollup(
+        "t1", "page_views", BASE_MS, BASE_MS + 2 * MIN, step_ms=None, by=["device"]
+    )
+    assert [(dict(r.dims)["device"], r.count) for r in by_device] == [("", 2), ("mobile", 1)]
+    mobile = warehouse.read_series(
+        "t1", "page_views", BASE_MS, BASE_MS + 2 * MIN, {"device": ["mobile"]}
+    )
+    assert [dims for dims, _ in mobile] == [(("country", "de"), ("device", "mobile"))]
+
+
+def test_a_new_column_is_added_to_existing_tables(warehouse_target: WarehouseTarget) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    old = window(BASE_MS, values=(3.0,))
+    warehouse.upsert_windows([old])
+    grown = dataclasses.replace(
+        METRIC_WINDOWS, columns=(*METRIC_WINDOWS.columns, Column("sketch", "BYTES"))
+    )
+    assert isinstance(warehouse, DuckDBWarehouse | BigQueryWarehouse)
+    warehouse.init([grown])
+    warehouse.init([grown])
+    table = "metric_windows" + (RAW_SUFFIX if isinstance(warehouse, BigQueryWarehouse) else "")
+    assert sql(warehouse, f"SELECT count(*) FROM {{t}}{table} WHERE sketch IS NULL") == [(1,)]
+    assert warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + MIN)[0][1] == [old]
+    warehouse.upsert_windows([old])
+    assert seen(warehouse) == (1, 1.0)
+
+
+def test_rollup_merges_exactly_in_the_engine(warehouse_target: WarehouseTarget) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    hour = 3_600_000
+    start = BASE_MS - BASE_MS % hour
+    warehouse.upsert_windows(
+        [
+            window(start + i * 20 * MIN, (("country", c), ("device", "m")), values=(i, 10.0 * i))
+            for i in range(6)
+            for c in ("de", "fr")
+        ]
+        + [window(start, (("country", "de"),), tenant="other", values=(99.0,))]
+    )
+    rows = warehouse.rollup(
+        "t1",
+        "page_views",
+        start,
+        start + 2 * hour,
+        step_ms=hour,
+        by=["country"],
+        filters={"device": ["m"]},
+    )
+    assert [
+        (dict(r.dims)["country"], r.bucket - start, r.count, r.sum, r.min, r.max, r.windows)
+        for r in rows
+    ] == [
+        ("de", 0, 6, 33.0, 0.0, 20.0, 3),
+        ("de", hour, 6, 132.0, 3.0, 50.0, 3),
+        ("fr", 0, 6, 33.0, 0.0, 20.0, 3),
+        ("fr", hour, 6, 132.0, 3.0, 50.0, 3),
+    ]
+    everything = warehouse.rollup("t1", "page_views", start, start + 2 * hour, step_ms=None, by=[])
+    assert [(r.dims, r.bucket, r.count, r.windows) for r in everything] == [((), start, 24, 12)]
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from config.settings import Settings
+    from sinks.batching import BatchWriter
+    from sinks.warehouses import open_warehouse
+    from tests.integration.stores_support import BASE_MS, window
+
+    url, endpoint, first, batches, size = sys.argv[1:6]
+    warehouse = open_warehouse(Settings(warehouse=url, bigquery_endpoint=endpoint or None))
+    writer = BatchWriter(warehouse.upsert_windows, max_rows=50, max_delay_s=0.05)
+    for i in range(int(first), int(batches)):
+        writer.write([window(BASE_MS + i * 60_000, (("n", str(k)),), values=(float(i),))
+                      for k in range(int(size))])
+        print(i, flush=True)  # acknowledged: like a committed offset or a recovery snapshot
+    writer.close()
+    """
+)
+
+
+def run_writer(
+    target: WarehouseTarget, first: int, batches: int, size: int
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            WRITER,
+            target.url,
+            target.endpoint or "",
+            str(first),
+            str(batches),
+            str(size),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_kill_9_mid_batch_then_replay_loses_and_duplicates_nothing(
+    warehouse_target: WarehouseTarget,
+) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    batches, size = 12, 120
+    writer = run_writer(warehouse_target, 0, batches, size)
+    assert writer.stdout is not None
+    acked = -1
+    while acked < 3:
+        acked = int(writer.stdout.readline())
+    writer.kill()  # SIGKILL while the next batch is in flight
+    writer.wait()
+    assert seen(warehouse)[0] >= (acked + 1) * size  # every acknowledged batch is durable
+    # A restart resumes at the last acknowledgement and replays what followed it
+    # (at least once: the batch in flight when it died is written again).
+    again = run_writer(warehouse_target, acked, batches, size)
+    assert again.wait(timeout=120) == 0
+    rows, total = seen(warehouse)
+    assert rows == batches * size
+    assert total == batches * size
+    assert stored(warehouse) >= rows
+    per_batch = sql(
+        warehouse,
+        "SELECT min(sum), max(sum), count(*) FROM {t}metric_windows "
+        "GROUP BY window_start ORDER BY 1",
+    )
+    assert per_batch == [(float(i), float(i), size) for i in range(batches)]
+
+
+@pytest.fixture
+def outage(warehouse_target: WarehouseTarget, request: pytest.FixtureRequest) -> Any:
+    """``(warehouse, start(), end())``: a real outage of the target engine.
+
+    DuckDB: another process holds the file's write lock. BigQuery: the
+    emulator is stopped with SIGSTOP (its socket stays open, nothing answers;
+    requests time out), then continued.
+    """
+    if warehouse_target.engine == "duckdb":
+        warehouse: Warehouse = DuckDBWarehouse(
+            Path(warehouse_target.url.removeprefix("duckdb:///")), lock_timeout_seconds=0.3
+        )
+        holder: list[subprocess.Popen[str]] = []
+
+        def start() -> None:
+            holder.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]);"
+                        " print('held', flush=True); time.sleep(600)",
+                        str(warehouse.path),
+                    ],  # type: ignore[attr-defined]
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            assert holder[0].stdout is not None
+            holder[0].stdout.readline()
+
+        def end() -> None:
+            holder[0].kill()
+            holder[0].wait()
+
+        request.addfinalizer(lambda: [p.kill() for p in holder])
+    else:
+        emulator: Emulator = request.getfixturevalue("bq_emulator")
+        project, dataset = warehouse_target.url.removeprefix("bigquery://").split("/")
+        warehouse = BigQueryWarehouse(project, dataset, endpoint=emulator.endpoint, timeout_s=1.0)
+        start, end = emulator.pause, emulator.resume
+        request.addfinalizer(emulator.resume)  # noqa: PT021 - one of two branches
+    warehouse.init()
+    return warehouse, start, end
+
+
+def outage_run(outage: Any, seconds: float) -> None:
+    warehouse, start, end = outage
+    writer: BatchWriter[Any] = BatchWriter(
+        warehouse.upsert_windows, max_rows=50, max_delay_s=0.05, max_buffer=200, give_up_s=600
+    )
+    rows = [
+        window(BASE_MS + i * MIN, (("n", str(k)),), values=(1.0,))
+        for i in range(20)
+        for k in range(50)
+    ]
+    writer.write(rows[:100])
+    start()
+    producer = threading.Thread(target=writer.submit, args=(rows[100:],))
+    producer.start()
+    began = time.monotonic()
+    peak = 0
+    while time.monotonic() - began < seconds:
+        peak = max(peak, writer.buffered)
+        time.sleep(0.05)
+    assert writer.buffered == 200  # full, and no larger: the producer is held back
+    assert producer.is_alive()
+    with pytest.raises(BackpressureError) as caught:
+        writer.submit([rows[0]], timeout=0.2)
+    assert caught.value.retry_after > 0
+    end()
+    producer.join(timeout=120)
+    writer.write([])
+    writer.close()
+    assert peak <= 200
+    assert seen(warehouse) == (1000, 1000.0)
+
+
+def test_an_outage_is_ridden_out_with_backpressure(outage: Any) -> None:
+    outage_run(outage, 3.0)
+
+
+@pytest.mark.soak
+def test_a_one_minute_outage_is_ridden_out(outage: Any) -> None:
+    outage_run(outage, 60.0)
+
+
+def test_bigquery_layout_is_partitioned_and_clustered(bq_emulator: Emulator) -> None:
+    warehouse = BigQueryWarehouse(bq_emulator.project, "layout", endpoint=bq_emulator.endpoint)
+    warehouse.init()
+    raw = warehouse.client.get_table(warehouse.table_id("metric_windows_raw"))
+    assert raw.time_partitioning.type_ == bigquery.TimePartitioningType.DAY
+    assert raw.time_partitioning.field == "window_start"
+    assert raw.clustering_fields == ["tenant", "metric"]
+    view = warehouse.client.get_table(warehouse.table_id("metric_windows"))
+    assert view.table_type == "VIEW"
+
+
+def test_riffle_warehouse_init_cli(warehouse_target: WarehouseTarget) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")},
+        "RIFFLE_WAREHOUSE": warehouse_target.url,
+        "RIFFLE_BIGQUERY_ENDPOINT": warehouse_target.endpoint or "",
+    }
+    if not warehouse_target.endpoint:
+        env.pop("RIFFLE_BIGQUERY_ENDPOINT")
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "riffle.cli", "warehouse", "init"],
+            env=env, capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "warehouse ready" in done.stdout
+    assert seen(warehouse_target.open()) == (0, 0.0)
