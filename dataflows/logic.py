@@ -18,7 +18,7 @@ from bytewax.operators import StatefulBatchLogic
 from config.spec import Aggregation
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import MetricPlan
-from operators.ingest import Partial, PartitionIngest
+from operators.ingest import EventCheck, Partial, PartitionIngest
 from operators.records import DeadLetter, WindowResult
 from operators.watermark import NEVER, Watermark
 from operators.windows import BucketSnapshot, BucketWindows
@@ -74,6 +74,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         tick_ms: int,
         telemetry: FlowTelemetry,
         resume: WatermarkSnapshot | None,
+        validate: EventCheck | None = None,
     ) -> None:
         watermark = Watermark(lateness_ms=lateness_ms, idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
@@ -85,6 +86,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
             default_tenant=default_tenant,
             buckets=buckets,
             watermark=watermark,
+            validate=validate,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.tick_ms = tick_ms

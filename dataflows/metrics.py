@@ -20,12 +20,14 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from config.registry import load_schemas
 from config.settings import Settings
 from config.spec import Aggregation, PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.telemetry import FlowTelemetry
 from operators.extract import compile_plans
 from operators.records import DeadLetter, WindowResult
+from operators.schemas import EventValidator
 from sources.kafka import PartitionPoll
 
 
@@ -58,6 +60,7 @@ def build_flow(
     moved past it (or is caught up and idle).
     """
     plans = compile_plans(spec)
+    validate = EventValidator(load_schemas(settings.schemas_dir)).check
     metrics: dict[str, tuple[int, Aggregation]] = {
         m.name: (m.window_ms, m.aggregation) for m in spec.metrics
     }
@@ -81,6 +84,7 @@ def build_flow(
             tick_ms=partial_ms,
             telemetry=telemetry,
             resume=resume,
+            validate=validate,
         ),
     )
     routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)

@@ -9,8 +9,9 @@ event — the lever that makes Bytewax keep up with a plain consumer loop.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from operators.aggregators import Agg, add, new_agg
 from operators.envelope import EnvelopeError, check, decode
@@ -26,6 +27,10 @@ SeriesKey = tuple[str, str, Dims]
 
 Partial = tuple[str, str, Dims, int, Agg]
 """``(tenant, metric, dims, window_start, aggregate)``: part of one window."""
+
+EventCheck = Callable[[dict[str, Any]], None]
+"""An extra check of a decoded, envelope-checked event (the schema registry's);
+raises :class:`EnvelopeError` to route the event to the dead letters."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
@@ -48,7 +53,15 @@ class BatchResult:
 class PartitionIngest:
     """Stage one for one source partition; its recoverable state is the watermark."""
 
-    __slots__ = ("_bucket_cache", "buckets", "default_tenant", "plans", "source", "watermark")
+    __slots__ = (
+        "_bucket_cache",
+        "buckets",
+        "default_tenant",
+        "plans",
+        "source",
+        "validate",
+        "watermark",
+    )
 
     def __init__(
         self,
@@ -58,8 +71,10 @@ class PartitionIngest:
         default_tenant: str,
         buckets: int,
         watermark: Watermark,
+        validate: EventCheck | None = None,
     ) -> None:
         self.plans = plans
+        self.validate = validate
         self.source = source
         self.default_tenant = default_tenant
         self.buckets = buckets
@@ -87,6 +102,8 @@ class PartitionIngest:
                     raise EnvelopeError(
                         "unknown_type", "type", f"unknown event type {event_type!r}"
                     )
+                if self.validate is not None:
+                    self.validate(event)
                 if ts < wm.value:
                     result.late += 1
                     result.dead.append(
@@ -156,4 +173,19 @@ class PartitionIngest:
             event_type=event_type,
             event_ts=ts,
             lateness_ms=lateness_ms,
+            errors=exc.issues,
+            event_id=_event_id(raw),
         )
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The event id of a dead letter's bytes, when they hold one (best effort)."""
+    marker = raw.find(b'"event_id"')
+    if marker < 0:
+        return None
+    try:
+        event = decode(raw)
+    except EnvelopeError:
+        return None
+    value = event.get("event_id") if type(event) is dict else None
+    return value if type(value) is str else None
