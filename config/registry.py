@@ -11,6 +11,7 @@ adding a required field, closing ``additionalProperties``) needs a new MODEL.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ def load_schemas(directory: Path) -> dict[str, list[SchemaEntry]]:
     return found
 
 
-def check_compatibility(old: Mapping[str, Any], new: Mapping[str, Any], where: str = "") -> list[str]:
+def check_compatibility(
+    old: Mapping[str, Any], new: Mapping[str, Any], where: str = ""
+) -> list[str]:
     """Why data valid under ``old`` may be invalid under ``new`` (empty: compatible).
 
     Checks object schemas recursively through ``properties`` and ``items``:
@@ -162,7 +165,7 @@ def check_registry(directory: Path, baseline: Path | None = None) -> list[str]:
     current = load_schemas(directory)
     problems: list[str] = []
     for event_type, entries in current.items():
-        for before, after in zip(entries, entries[1:], strict=False):
+        for before, after in itertools.pairwise(entries):
             if before.parts[0] != after.parts[0]:
                 continue
             problems += [
