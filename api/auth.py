@@ -46,7 +46,7 @@ def collect(request: Request) -> Collect:
 CollectDep = Annotated[Collect, Depends(collect)]
 
 
-class RateLimited(ApiError):
+class RateLimitedError(ApiError):
     """``429`` with the headers that say when to come back."""
 
     def __init__(self, decision: Decision, what: str) -> None:
@@ -106,7 +106,7 @@ def principal(
     )
     record_decision(request, decision)
     if not decision.allowed:
-        raise RateLimited(decision, "request")
+        raise RateLimitedError(decision, "request")
     return Principal(record)
 
 

@@ -3,7 +3,7 @@
 :meth:`EventPublisher.publish` queues every message and, with ``wait``,
 returns only when the broker has confirmed or refused each one: the result
 is one error text (or ``None`` for delivered) per message, in order. A full
-local queue raises :class:`PublishUnavailable` before anything of the batch is
+local queue raises :class:`PublishUnavailableError` before anything of the batch is
 queued to the same topic twice; a delivery that is not confirmed within the
 timeout is reported as failed, never as delivered.
 """
@@ -27,7 +27,7 @@ from sources.kafka import TENANT_HEADER
 log = structlog.get_logger(__name__)
 
 
-class PublishUnavailable(RiffleError):
+class PublishUnavailableError(RiffleError):
     """The broker cannot take messages now (queue full, producer broken); retry later."""
 
 
@@ -124,7 +124,7 @@ class KafkaPublisher:
                 )
             except BufferError:
                 if not futures:
-                    raise PublishUnavailable("the producer queue is full") from None
+                    raise PublishUnavailableError("the producer queue is full") from None
                 future.set_result("the producer queue is full")
             futures.append(future)
         if not wait:

@@ -1,4 +1,4 @@
-"""The schema registry on disk: ``<dir>/<event type>/<SchemaVer>.json``, and its compatibility rules.
+"""The schema registry on disk (``<dir>/<event type>/<SchemaVer>.json``) and its compatibility.
 
 Each file is a JSON Schema of an event type's ``props``, versioned
 SchemaVer-style ``MODEL-REVISION-ADDITION`` (``1-0-0``). Within one MODEL
@@ -120,23 +120,23 @@ def check_compatibility(
             gone = [v for v in old_enum if v not in new["enum"]]
             if gone:
                 problems.append(f"{at}: enum narrowed (removed {gone})")
-    for bound, tighter in (
-        ("minimum", lambda o, n: n > o),
-        ("maximum", lambda o, n: n < o),
-        ("minLength", lambda o, n: n > o),
-        ("maxLength", lambda o, n: n < o),
-        ("minItems", lambda o, n: n > o),
-        ("maxItems", lambda o, n: n < o),
+    for bound, lower in (
+        ("minimum", True),
+        ("maximum", False),
+        ("minLength", True),
+        ("maxLength", False),
+        ("minItems", True),
+        ("maxItems", False),
     ):
-        if bound in new and (bound not in old or tighter(old[bound], new[bound])):
+        if bound not in new:
+            continue
+        if bound not in old or (new[bound] > old[bound] if lower else new[bound] < old[bound]):
             problems.append(f"{at}: {bound} tightened to {new[bound]}")
     if "pattern" in new and new.get("pattern") != old.get("pattern"):
         problems.append(f"{at}: pattern changed")
     old_required, new_required = set(old.get("required", ())), set(new.get("required", ()))
-    for name in sorted(old_required - new_required):
-        problems.append(f"{at}.{name}: required field removed")
-    for name in sorted(new_required - old_required):
-        problems.append(f"{at}.{name}: required field added")
+    problems += [f"{at}.{n}: required field removed" for n in sorted(old_required - new_required)]
+    problems += [f"{at}.{n}: required field added" for n in sorted(new_required - old_required)]
     if old.get("additionalProperties", True) is not False and (
         new.get("additionalProperties", True) is False
     ):

@@ -166,7 +166,7 @@ class DuckDBDeadLetters:
         self._run(write, read_only=False)
 
     def query(self, query: LetterQuery) -> tuple[list[StoredLetter], str | None]:
-        sql = f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ?"
+        sql = f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ?"  # noqa: S608 - fixed columns
         params: list[Any] = [query.tenant]
         if query.failure_type is not None:
             sql += " AND failure_type = ?"
@@ -200,7 +200,7 @@ class DuckDBDeadLetters:
         if not letter_ids:
             return []
         sql = (
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ? "
+            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ? "  # noqa: S608 - fixed columns
             "AND list_contains(?::VARCHAR[], letter_id) ORDER BY received_at, letter_id"
         )
         return self._select(sql, [tenant, list(letter_ids)])

@@ -24,9 +24,10 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from sinks.errors import SinkError
 
@@ -105,7 +106,7 @@ class KeyStore:
             expires_at=expires_at,
             revoked_at=None,
         )
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "hash": self._hash(key),
             "tenant": tenant,
             "scopes": ",".join(wanted),
@@ -129,7 +130,7 @@ class KeyStore:
         if parts is None:
             return None
         try:
-            fields = self._client.hgetall(self._record(parts[0]))
+            fields = _raw(self._client.hgetall(self._record(parts[0])))
         except redis.RedisError as exc:
             raise SinkError(f"Redis: cannot read API keys: {exc}") from exc
         if not fields:
@@ -142,7 +143,7 @@ class KeyStore:
     def get(self, key_prefix: str) -> ApiKey | None:
         """A key's record by prefix."""
         try:
-            fields = self._client.hgetall(self._record(key_prefix))
+            fields = _raw(self._client.hgetall(self._record(key_prefix)))
         except redis.RedisError as exc:
             raise SinkError(f"Redis: cannot read API keys: {exc}") from exc
         return _parse(key_prefix, fields) if fields else None
@@ -150,7 +151,8 @@ class KeyStore:
     def list(self, tenant: str | None = None) -> list[ApiKey]:
         """Every key (of ``tenant``, or all), oldest first."""
         try:
-            prefixes = sorted(m.decode() for m in self._client.smembers(f"{self._prefix}:apikeys"))
+            members = self._client.smembers(f"{self._prefix}:apikeys")
+            prefixes = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
         except redis.RedisError as exc:
             raise SinkError(f"Redis: cannot list API keys: {exc}") from exc
         found = [k for k in (self.get(p) for p in prefixes) if k is not None]
@@ -172,6 +174,16 @@ class KeyStore:
                 raise SinkError(f"Redis: cannot revoke API key: {exc}") from exc
             record = self.get(key_prefix)
         return record
+
+
+def _raw(fields: Any) -> dict[bytes, bytes]:
+    """A HGETALL reply as bytes (the client is not built with decode_responses)."""
+    return {
+        (k if isinstance(k, bytes) else str(k).encode()): (
+            v if isinstance(v, bytes) else str(v).encode()
+        )
+        for k, v in dict(fields).items()
+    }
 
 
 def _parse(key_prefix: str, fields: dict[bytes, bytes]) -> ApiKey:

@@ -23,7 +23,7 @@ from api.auth import CollectDep, Principal, require_scope
 from api.deps import Spec
 from api.errors import ApiError
 from api.models import ErrorResponse
-from api.publisher import OutMessage, PublishUnavailable
+from api.publisher import OutMessage, PublishUnavailableError
 from api.routes.ingest import IssueOut, judge
 from api.times import format_instant, parse_instant
 from operators.records import FAILURE_TYPES, FailureType
@@ -269,7 +269,7 @@ async def replay_dead_letters(
         ]
         try:
             outcome = await app.publisher.publish(messages, wait=True)
-        except PublishUnavailable as exc:
+        except PublishUnavailableError as exc:
             outcome = [str(exc)] * len(messages)
         done = [s.letter_id for (s, _, _), err in zip(to_send, outcome, strict=True) if err is None]
         await run_in_threadpool(app.letters.mark_replayed, tenant, done, int(time.time() * 1000))

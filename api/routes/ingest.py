@@ -24,12 +24,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import CollectDep, Principal, RateLimited, record_decision, require_scope, tenant_rate
+from api.auth import (
+    CollectDep,
+    Principal,
+    RateLimitedError,
+    record_decision,
+    require_scope,
+    tenant_rate,
+)
 from api.collect import Collect
 from api.deps import Spec
 from api.errors import ApiError
 from api.models import ErrorResponse
-from api.publisher import OutMessage, PublishUnavailable
+from api.publisher import OutMessage, PublishUnavailableError
 from config.spec import PipelineSpec
 from operators.envelope import EnvelopeError, check
 from operators.records import DeadLetter, FailureType, FieldIssue
@@ -142,7 +149,7 @@ async def ingest_events(
     )
     record_decision(request, decision)
     if not decision.allowed:
-        raise RateLimited(decision, "event")
+        raise RateLimitedError(decision, "event")
     checked = [judge(raw, value, app.schemas.validator, spec, caller.tenant) for raw, value in raws]
     return await publish_checked(app, checked, caller.tenant, wait=wait)
 
@@ -211,12 +218,11 @@ async def publish_checked(
 ) -> JSONResponse:
     """Publish accepted events and dead letters; answer with per-event results."""
     settings = app.settings
-    messages: list[OutMessage] = []
-    for item in checked:
-        if item.value is not None and item.event_id is not None:
-            messages.append(
-                OutMessage(settings.events_topic, item.event_id.encode(), item.value, tenant)
-            )
+    messages = [
+        OutMessage(settings.events_topic, item.event_id.encode(), item.value, tenant)
+        for item in checked
+        if item.value is not None and item.event_id is not None
+    ]
     letters = [item.letter for item in checked if item.letter is not None]
     app.recorder.record(letters)
     dead_messages = [
@@ -236,7 +242,7 @@ async def publish_checked(
             outcome = await app.publisher.publish(messages, wait=wait)
         if dead_messages and app.dead_publisher is not None:
             await app.dead_publisher.publish(dead_messages, wait=wait)
-    except PublishUnavailable as exc:
+    except PublishUnavailableError as exc:
         unavailable = str(exc)
         outcome = outcome or [unavailable] * len(messages)
     results: list[EventResult] = []
