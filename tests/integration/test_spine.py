@@ -207,9 +207,9 @@ def test_events_become_windows_everywhere(
 
         # The API answers from the same data; with a tiny hot horizon it merges the warehouse.
         for horizon in (6 * 3600.0, 1.0):
-            api = TestClient(
-                create_app(settings.model_copy(update={"hot_horizon_seconds": horizon}))
-            )
+            app = create_app(settings.model_copy(update={"hot_horizon_seconds": horizon}))
+            key, _ = app.state.collect.keys.create("demo", ["read"])
+            api = TestClient(app, headers={"Authorization": f"Bearer {key}"})
             check_api(api, expected)
     finally:
         stop(flow)
