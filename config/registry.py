@@ -24,6 +24,7 @@ import orjson
 from config.errors import RiffleError
 
 SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+_NUMBERS = ("number", "integer")
 _JSON_TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
 
 
@@ -120,19 +121,24 @@ def check_compatibility(
             gone = [v for v in old_enum if v not in new["enum"]]
             if gone:
                 problems.append(f"{at}: enum narrowed (removed {gone})")
-    for bound, lower in (
-        ("minimum", True),
-        ("maximum", False),
-        ("minLength", True),
-        ("maxLength", False),
-        ("minItems", True),
-        ("maxItems", False),
+
+    def applied(kinds: tuple[str, ...]) -> bool:
+        # A keyword for strings cannot narrow a schema whose old version took no strings.
+        return old_types is None or any(k in old_types for k in kinds)
+
+    for bound, lower, kinds in (
+        ("minimum", True, _NUMBERS),
+        ("maximum", False, _NUMBERS),
+        ("minLength", True, ("string",)),
+        ("maxLength", False, ("string",)),
+        ("minItems", True, ("array",)),
+        ("maxItems", False, ("array",)),
     ):
-        if bound not in new:
+        if bound not in new or not applied(kinds):
             continue
         if bound not in old or (new[bound] > old[bound] if lower else new[bound] < old[bound]):
             problems.append(f"{at}: {bound} tightened to {new[bound]}")
-    if "pattern" in new and new.get("pattern") != old.get("pattern"):
+    if "pattern" in new and new.get("pattern") != old.get("pattern") and applied(("string",)):
         problems.append(f"{at}: pattern changed")
     old_required, new_required = set(old.get("required", ())), set(new.get("required", ()))
     problems += [f"{at}.{n}: required field removed" for n in sorted(old_required - new_required)]
