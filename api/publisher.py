@@ -141,7 +141,7 @@ class KafkaPublisher:
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._producer is not None:
-            self._producer.flush(2.0)
+            self._producer.flush(1.0)
 
 
 def _settle(future: asyncio.Future[str | None], text: str | None) -> None:

@@ -13,6 +13,7 @@ is half-accepted silently.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 import zlib
@@ -237,14 +238,16 @@ async def publish_checked(
     ]
     outcome: list[str | None] = []
     unavailable: str | None = None
+    dead_publisher = app.dead_publisher if dead_messages else None
     try:
-        if messages:
-            outcome = await app.publisher.publish(messages, wait=wait)
-        if dead_messages and app.dead_publisher is not None:
-            await app.dead_publisher.publish(dead_messages, wait=wait)
+        # Events and their batch's dead letters travel together; both are awaited.
+        outcome, _ = await asyncio.gather(
+            app.publisher.publish(messages, wait=wait) if messages else _nothing(),
+            dead_publisher.publish(dead_messages, wait=wait) if dead_publisher else _nothing(),
+        )
     except PublishUnavailableError as exc:
         unavailable = str(exc)
-        outcome = outcome or [unavailable] * len(messages)
+        outcome = [unavailable] * len(messages)
     results: list[EventResult] = []
     delivered = iter(outcome)
     accepted = failed = 0
@@ -297,6 +300,10 @@ async def publish_checked(
 
 
 _UNPARSED = object()
+
+
+async def _nothing() -> list[str | None]:
+    return []
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
