@@ -48,7 +48,7 @@ class DeadLetterRecorder:
     stored, so a reader in this process sees its own writes.
     """
 
-    def __init__(self, store: DeadLetterStore, interval_s: float = 0.2) -> None:
+    def __init__(self, store: DeadLetterStore, interval_s: float = 1.0) -> None:
         self._store = store
         self._interval = interval_s
         self._cond = threading.Condition()
@@ -57,6 +57,7 @@ class DeadLetterRecorder:
         self._written = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._flushing = 0
 
     def record(self, letters: Sequence[DeadLetter]) -> None:
         """Queue letters for the store; returns at once."""
@@ -77,12 +78,18 @@ class DeadLetterRecorder:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             target = self._queued
+            self._flushing += 1
             self._cond.notify_all()
-            while self._written < target:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SinkError("dead letters not stored in time (is the warehouse locked?)")
-                self._cond.wait(min(left, 0.05))
+            try:
+                while self._written < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise SinkError(
+                            "dead letters not stored in time (is the warehouse locked?)"
+                        )
+                    self._cond.wait(min(left, 0.05))
+            finally:
+                self._flushing -= 1
 
     def _serve(self) -> None:
         while True:
@@ -91,6 +98,10 @@ class DeadLetterRecorder:
                     self._cond.wait(self._interval)
                 if not self._pending and self._stopping:
                     return
+                # Gather for a while: one open of the warehouse file per batch, not per request.
+                due = time.monotonic() + self._interval
+                while not (self._stopping or self._flushing) and time.monotonic() < due:
+                    self._cond.wait(due - time.monotonic())
                 batch, self._pending = self._pending, []
             try:
                 self._store.write(batch)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from api.app import create_app
 from config.settings import Settings
@@ -88,3 +95,49 @@ def read_messages(
     finally:
         consumer.close()
     return out
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``RIFFLE_*`` variables a child process reads them from."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        env[f"RIFFLE_{name.upper()}"] = str(value)
+    return env
+
+
+@contextmanager
+def serve_process(settings: Settings, log_path: Path) -> Iterator[str]:
+    """``riffle api`` in its own process (its own GIL) on a free port; yields its base URL."""
+    port = free_port()
+    env = settings_env(settings) | {"RIFFLE_LOG_LEVEL": "WARNING"}
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "riffle.cli", "api", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"riffle api did not start: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
