@@ -118,7 +118,7 @@ def run_mode(
 ) -> tuple[list[float], float]:
     """One round of one mode: start uvicorn, warm up, measure, stop; (latencies, seconds)."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
