@@ -34,6 +34,11 @@ def _at(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, UTC)
 
 
+def source_name(partition: str) -> str:
+    """Where a partition's bytes come from: ``kafka:topic/0`` or ``pubsub:subscription``."""
+    return partition if partition.startswith("pubsub:") else f"kafka:{partition}"
+
+
 def bucket_key(bucket: int) -> str:
     """The key of an aggregation shard."""
     return f"b{bucket:03d}"
@@ -82,7 +87,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
             self.partition, watermark.max_ts, watermark.value, watermark.caught_up = resume
         self.ingest = PartitionIngest(
             plans,
-            source=f"kafka:{self.partition}",
+            source=source_name(self.partition),
             default_tenant=default_tenant,
             buckets=buckets,
             watermark=watermark,
@@ -102,7 +107,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, WatermarkSnapshot
         for poll in values:
             if not self.partition:
                 self.partition = poll.partition
-                self.ingest.source = f"kafka:{poll.partition}"
+                self.ingest.source = source_name(poll.partition)
             if poll.at_end:
                 wm.caught_up = True
             if not poll.messages:

@@ -28,6 +28,7 @@ from api.app import create_app
 from config.settings import Settings
 from config.spec import load_spec
 from riffle.stack import free_port
+from sinks.deadletter_store import DuckDBDeadLetters, LetterQuery
 from sinks.deadletters import read_dead_letters
 from sinks.redis_store import RedisWindowStore
 from sinks.warehouse import DuckDBWarehouse
@@ -186,6 +187,15 @@ def test_events_become_windows_everywhere(
         )
         assert sum(1 for d in late if d.raw not in invalid) == late_valid_count(sent, 10_000)
         assert late and all(d.lateness_ms and d.lateness_ms > 0 for d in late)
+
+        # ... and the same letters are rows of the warehouse's dead_letters table.
+        table = DuckDBDeadLetters(settings.duckdb_path)
+
+        def stored() -> set[str]:
+            rows, _ = table.query(LetterQuery("demo", limit=100_000))
+            return {row.letter_id for row in rows}
+
+        wait_for(lambda: stored() == {d.letter_id for d in letters}, 30, "dead_letters rows", log)
 
         # in = ok + dead + late, scraped from the running process.
         text = (
