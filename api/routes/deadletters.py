@@ -24,9 +24,9 @@ from api.deps import Spec
 from api.errors import ApiError
 from api.models import ErrorResponse
 from api.publisher import OutMessage, PublishUnavailableError
-from api.routes.ingest import IssueOut, judge
+from api.routes.ingest import UNPARSED, IssueOut, judge
 from api.times import format_instant, parse_instant
-from operators.records import FAILURE_TYPES, FailureType
+from operators.records import FailureType
 from sinks.deadletter_store import LetterQuery, StoredLetter
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
@@ -240,9 +240,7 @@ async def replay_dead_letters(
         try:
             event: Any = orjson.loads(letter.raw)
         except orjson.JSONDecodeError:
-            from api.routes.ingest import _UNPARSED
-
-            event = _UNPARSED
+            event = UNPARSED
         checked = judge(
             letter.raw, event, validator, spec, tenant, source="replay", event_id=letter.event_id
         )
@@ -303,6 +301,3 @@ async def replay_dead_letters(
         headers = {"Retry-After": str(app.settings.ingest_retry_after_seconds)}
         return JSONResponse(body, status_code=503, headers=headers)
     return JSONResponse(body)
-
-
-__all__ = ["FAILURE_TYPES", "router"]

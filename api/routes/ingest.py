@@ -23,7 +23,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import (
     CollectDep,
@@ -184,7 +183,7 @@ def judge(
     event_id: str | None = None,
 ) -> Checked:
     """Check one decoded event as the dataflow would; assign an id when it has none."""
-    if event is _UNPARSED:
+    if event is UNPARSED:
         issues: tuple[FieldIssue, ...] = (("$", "json", "not valid JSON"),)
         return Checked(None, None, _letter(tenant, raw, "parse", issues, None, None, source), None)
     if type(event) is dict and "event_id" not in event:
@@ -299,7 +298,8 @@ async def publish_checked(
     return JSONResponse(body, status_code=200 if wait else 202)
 
 
-_UNPARSED = object()
+UNPARSED = object()
+"""Stands for an NDJSON line (or dead letter) whose bytes are not JSON."""
 
 
 async def _nothing() -> list[str | None]:
@@ -335,7 +335,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
-    """``(original bytes, decoded or _UNPARSED)`` per event; ``None`` if the body is not JSON."""
+    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in NDJSON_TYPES:
         out: list[tuple[bytes, Any]] = []
@@ -346,7 +346,7 @@ def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
             try:
                 out.append((line, orjson.loads(line)))
             except orjson.JSONDecodeError:
-                out.append((line, _UNPARSED))
+                out.append((line, UNPARSED))
         return out
     try:
         decoded = orjson.loads(body)
@@ -379,6 +379,3 @@ def _letter(
         errors=issues,
         event_id=event_id,
     )
-
-
-__all__ = ["Checked", "judge", "publish_checked", "router", "run_in_threadpool"]
