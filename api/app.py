@@ -13,13 +13,16 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 import redis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.auth import operational_guard, require_scope
 from api.cache import QueryCache
+from api.collect import build_collect
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import health, metrics, query
+from api.ratelimit import RateLimitHeaders
+from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
 from api.routes import models as model_routes
 from api.telemetry import RequestTelemetry
 from config.settings import Settings, get_settings
@@ -56,22 +59,32 @@ def create_app(
         ),
     )
 
+    collect = build_collect(settings, client)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        collect.close()
         client.close()
 
     app = FastAPI(
         title="Riffle",
         version=version("riffle"),
-        description="Live windowed metrics: definitions, series, health.",
+        description="Event collection and live windowed metrics.",
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.collect = collect
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(RequestTelemetry, registry=services.registry)
-    app.include_router(metrics.router)
-    app.include_router(query.router)
-    app.include_router(health.router)
-    app.include_router(model_routes.router)
+    read = [Depends(require_scope("read"))]
+    app.include_router(metrics.router, dependencies=read)
+    app.include_router(query.router, dependencies=read)
+    app.include_router(model_routes.router, dependencies=read)
+    app.include_router(health.router, dependencies=[Depends(operational_guard)])
+    app.include_router(ingest.router)
+    app.include_router(deadletters.router)
+    app.include_router(schemas.router)
+    app.include_router(keys.router)
     return app

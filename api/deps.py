@@ -1,7 +1,8 @@
 """Dependency aliases for routes: the app's services, the spec, the stores and the tenant.
 
-Routes ask for ``Tenant`` rather than reading settings, so the API-key lookup
-of a later issue replaces :func:`tenant` alone.
+Routes ask for ``Tenant``: the tenant of the request's API key (never a
+header or payload field). ``ApiKey`` is the authenticated caller and
+``RequireScope("read")`` a dependency admitting keys with that scope.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
+from api.auth import Principal, principal, require_scope
 from api.cache import QueryCache
 from config.settings import Settings
 from config.spec import PipelineSpec
@@ -39,9 +41,9 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def tenant(app: ServicesDep) -> str:
-    """The tenant a request acts for: the default tenant until API keys arrive."""
-    return app.settings.default_tenant
+def tenant(caller: Annotated[Principal, Depends(principal)]) -> str:
+    """The tenant a request acts for: its API key's."""
+    return caller.tenant
 
 
 def spec(app: ServicesDep) -> PipelineSpec:
@@ -50,4 +52,6 @@ def spec(app: ServicesDep) -> PipelineSpec:
 
 
 Tenant = Annotated[str, Depends(tenant)]
+ApiKey = Annotated[Principal, Depends(principal)]
+RequireScope = require_scope
 Spec = Annotated[PipelineSpec, Depends(spec)]

@@ -12,10 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SPEC = Path(__file__).with_name("demo.yaml")
+SCHEMAS_DIR = Path(__file__).with_name("schemas")
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "development"})
 
 
 class Settings(BaseSettings):
@@ -116,6 +118,72 @@ class Settings(BaseSettings):
         description="Key of the HMAC that replaces client IPs when the spec's enrichment "
         "says `privacy: {ip: hash}`.",
     )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="Outside development, placeholder secrets are refused at start-up.",
+    )
+    schemas_dir: Path = Field(
+        SCHEMAS_DIR,
+        description="Schema registry: <dir>/<event type>/<SchemaVer>.json (JSON Schema of props).",
+    )
+    api_key_pepper: SecretStr = Field(
+        SecretStr("change-me"),
+        description="Secret mixed into API-key hashes (HMAC-SHA256); set it outside development.",
+    )
+    auth_open_health: bool = Field(
+        True, description="/healthz and /readyz answer without an API key."
+    )
+    auth_open_metrics: bool = Field(True, description="/metrics answers without an API key.")
+    ingest_max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest ingest body after decompression (413 above)."
+    )
+    ingest_max_events: int = Field(
+        10_000, ge=1, description="Most events in one ingest request (422 above)."
+    )
+    ingest_delivery_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long ingest waits for the broker to confirm (503 after)."
+    )
+    ingest_retry_after_seconds: int = Field(
+        5, ge=1, description="Retry-After of a 503 from ingest when the broker is unavailable."
+    )
+    ingest_broker: Literal["kafka", "pubsub"] = Field(
+        "kafka", description="Where POST /v1/events publishes: the Kafka events topic or Pub/Sub."
+    )
+    pubsub_project: str = Field("riffle-local", description="Google Cloud project of Pub/Sub.")
+    pubsub_topic: str = Field("riffle-events", description="Pub/Sub topic ingest publishes to.")
+    pubsub_subscription: str = Field(
+        "riffle-events-flow", description="Pub/Sub subscription the dataflow reads."
+    )
+    source: Literal["kafka", "pubsub"] = Field(
+        "kafka", description="What the dataflow reads: the Kafka events topic or Pub/Sub."
+    )
+    rate_key_requests: float = Field(
+        50.0, gt=0, description="Requests per second one API key may make (burst: one second)."
+    )
+    rate_tenant_requests: float = Field(
+        100.0, gt=0, description="Requests per second all keys of one tenant may make."
+    )
+    rate_key_events: float = Field(
+        20_000.0, gt=0, description="Ingested events per second one API key may send."
+    )
+    rate_tenant_events: float = Field(
+        50_000.0, gt=0, description="Ingested events per second one tenant may send."
+    )
+    rate_tenant_overrides: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-tenant limits as JSON, e.g. "
+        '{"acme": {"requests": 500, "events": 200000}} (per second).',
+    )
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        pepper = self.api_key_pepper.get_secret_value()
+        if self.environment != "development" and pepper.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "RIFFLE_API_KEY_PEPPER is a placeholder; set a real secret outside development"
+            )
+        return self
 
     @field_validator("warehouse")
     @classmethod

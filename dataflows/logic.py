@@ -18,7 +18,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows.telemetry import FlowTelemetry
 from operators.enrich import Enricher, EnrichmentPlan
 from operators.extract import MetricPlan
-from operators.ingest import Partial, PartitionIngest
+from operators.ingest import EventCheck, Partial, PartitionIngest
 from operators.records import DeadLetter, WindowResult
 from operators.watermark import NEVER, PartitionClock
 from operators.windows import BucketSnapshot, BucketWindows, WindowRule
@@ -32,6 +32,11 @@ def now_ms() -> int:
 
 def _at(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+def source_name(partition: str) -> str:
+    """Where a partition's bytes come from: ``kafka:topic/0`` or ``pubsub:subscription``."""
+    return partition if partition.startswith("pubsub:") else f"kafka:{partition}"
 
 
 def bucket_key(bucket: int) -> str:
@@ -76,6 +81,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         telemetry: FlowTelemetry,
         resume: ClockSnapshot | None,
         enrichment: EnrichmentPlan | None = None,
+        validate: EventCheck | None = None,
     ) -> None:
         clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
@@ -87,11 +93,12 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
             enricher = Enricher(enrichment).restore(enricher_state)
         self.ingest = PartitionIngest(
             plans,
-            source=f"kafka:{self.partition}",
+            source=source_name(self.partition),
             default_tenant=default_tenant,
             buckets=buckets,
             clock=clock,
             enricher=enricher,
+            validate=validate,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.lateness_ms = lateness_ms
@@ -108,7 +115,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         for poll in values:
             if not self.partition:
                 self.partition = poll.partition
-                self.ingest.source = f"kafka:{poll.partition}"
+                self.ingest.source = source_name(poll.partition)
             wm.caught_up = poll.at_end
             if not poll.messages:
                 continue

@@ -20,6 +20,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from config.registry import load_schemas
 from config.settings import Settings
 from config.spec import PipelineSpec
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
@@ -29,6 +30,7 @@ from operators.enrich import compile_enrichment
 from operators.extract import compile_plans
 from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
+from operators.schemas import EventValidator
 from operators.sketches import sketch_for
 from operators.windows import WindowRule
 from sources.kafka import PartitionPoll
@@ -65,6 +67,7 @@ def build_flow(
     moved past it (or is caught up and idle).
     """
     enrichment = compile_enrichment(spec, ip_hash_key=settings.ip_hash_key.get_secret_value())
+    validate = EventValidator(load_schemas(settings.schemas_dir)).check
     lateness_ms = int(settings.lateness_seconds * 1000)
     plans = compile_plans(spec, default_lateness_ms=lateness_ms)
     rules = window_rules(spec, default_lateness_ms=lateness_ms)
@@ -87,6 +90,7 @@ def build_flow(
             telemetry=telemetry,
             resume=resume,
             enrichment=enrichment,
+            validate=validate,
         ),
     )
     routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import structlog
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
@@ -14,12 +15,15 @@ from prometheus_client import start_http_server
 from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
+from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
-from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
+from dataflows.outputs import RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
 from sinks.warehouses import open_warehouse
-from sources.kafka import KafkaPollSource, list_partitions, partition_key
+from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
+from sources.pubsub import PubSubSource
+from sources.pubsub import partition_key as pubsub_partition
 from sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
@@ -42,19 +46,29 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         for p in list_partitions(settings.kafka_servers, settings.events_topic)
     ]
     open_warehouse(settings).init()
-    source = KafkaPollSource(
+    source: Source[tuple[str, PartitionPoll]] = KafkaPollSource(
         settings.kafka_servers,
         settings.events_topic,
         batch_size=settings.source_batch_size,
         start_from=settings.start_from,
         heartbeat_ms=int(settings.partial_interval_seconds * 1000),
     )
+    if settings.source == "pubsub":
+        source = PubSubSource(
+            settings.pubsub_project,
+            settings.pubsub_subscription,
+            batch_size=settings.source_batch_size,
+            heartbeat_ms=int(settings.partial_interval_seconds * 1000),
+        )
+        partitions = [pubsub_partition(settings.pubsub_subscription)]
     outputs = FlowOutputs(
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
         finals=WarehouseSink(settings),
-        dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
+        dead_letters=DeadLetterFanoutSink(
+            settings.kafka_servers, settings.deadletter_topic, settings.duckdb_path
+        ),
         # Model tables exist in DuckDB only so far; on BigQuery the model stage is off.
         models=ModelStoreSink(settings.duckdb_path)
         if settings.warehouse.startswith("duckdb:")

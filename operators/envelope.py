@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from config.errors import RiffleError
-from operators.records import FailureType
+from operators.records import FailureType, FieldIssue
 
 MAX_EVENT_ID = 128
 MIN_TS = 946_684_800_000  # 2000-01-01: older stamps are seconds or garbage
@@ -25,11 +25,18 @@ MAX_TS = 4_102_444_800_000  # 2100-01-01
 class EnvelopeError(RiffleError):
     """An event that cannot enter the flow; ``path`` names the offending field."""
 
-    def __init__(self, failure_type: FailureType, path: str, reason: str) -> None:
+    def __init__(
+        self,
+        failure_type: FailureType,
+        path: str,
+        reason: str,
+        issues: tuple[FieldIssue, ...] = (),
+    ) -> None:
         super().__init__(f"{path}: {reason}")
         self.failure_type: FailureType = failure_type
         self.path = path
         self.reason = reason
+        self.issues = issues or ((path, failure_type, reason),)
 
 
 def decode(raw: bytes) -> Any:

@@ -16,7 +16,7 @@ metrics that took it keep it.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,10 @@ SeriesKey = tuple[str, str, Dims]
 
 Partial = tuple[str, str, Dims, int, int, Agg]
 """``(tenant, metric, dims, window_start, window_end, aggregate)``: part of one window."""
+
+EventCheck = Callable[[dict[str, Any]], None]
+"""An extra check of a decoded, envelope-checked event (the schema registry's);
+raises :class:`EnvelopeError` to route the event to the dead letters."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
@@ -69,6 +73,7 @@ class PartitionIngest:
         "enricher",
         "plans",
         "source",
+        "validate",
     )
 
     def __init__(
@@ -80,8 +85,10 @@ class PartitionIngest:
         buckets: int,
         clock: PartitionClock,
         enricher: Enricher | None = None,
+        validate: EventCheck | None = None,
     ) -> None:
         self.plans = plans
+        self.validate = validate
         self.source = source
         self.default_tenant = default_tenant
         self.buckets = buckets
@@ -108,13 +115,15 @@ class PartitionIngest:
                 event = decode(raw)
                 ts = check(event)
                 event_type = event["type"]
-                if enricher is not None:
-                    enricher.enrich(event, ts, tenant, now, self.source)
                 plans = plans_for.get(event["type"])
                 if plans is None:
                     raise EnvelopeError(
                         "unknown_type", "type", f"unknown event type {event_type!r}"
                     )
+                if self.validate is not None:  # the producer's event, before enrichment
+                    self.validate(event)
+                if enricher is not None:
+                    enricher.enrich(event, ts, tenant, now, self.source)
                 contributions = [(plan, plan.read(event)) for plan in plans]
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
@@ -221,6 +230,8 @@ class PartitionIngest:
             event_type=event_type,
             event_ts=ts,
             lateness_ms=lateness_ms,
+            errors=exc.issues,
+            event_id=_event_id(raw),
         )
 
 
@@ -239,3 +250,16 @@ def _sessions(points: list[tuple[int, Any]], plan: MetricPlan) -> list[tuple[int
         fold(agg, value)
     out.append((start, last + gap, agg))
     return out
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The event id of a dead letter's bytes, when they hold one (best effort)."""
+    marker = raw.find(b'"event_id"')
+    if marker < 0:
+        return None
+    try:
+        event = decode(raw)
+    except EnvelopeError:
+        return None
+    value = event.get("event_id") if type(event) is dict else None
+    return value if type(value) is str else None

@@ -17,7 +17,22 @@ import orjson
 Dims = tuple[tuple[str, str], ...]
 """Dimension values of a series as sorted ``(name, value)`` pairs."""
 
-FailureType = Literal["parse", "envelope", "unknown_type", "invalid", "late", "enrichment"]
+FailureType = Literal[
+    "parse", "envelope", "unknown_type", "invalid", "schema", "size", "late", "enrichment"
+]
+FAILURE_TYPES: tuple[FailureType, ...] = (
+    "parse",
+    "envelope",
+    "unknown_type",
+    "invalid",
+    "schema",
+    "size",
+    "late",
+    "enrichment",
+)
+
+FieldIssue = tuple[str, str, str]
+"""One broken rule of an event: ``(field path, rule, message)``."""
 
 
 def series_id(metric: str, dims: Dims) -> str:
@@ -93,6 +108,9 @@ class DeadLetter:
 
     ``source`` names where the bytes came from (``kafka:topic/partition@offset``).
     ``lateness_ms`` is set for late events: how far behind the watermark.
+    ``errors`` lists every broken rule (``reason``/``path`` are the first);
+    ``event_id`` is the id the event had or was given at ingest, so a replay
+    re-injects it under the same id.
     """
 
     failure_type: FailureType
@@ -105,18 +123,38 @@ class DeadLetter:
     event_type: str | None = None
     event_ts: int | None = None
     lateness_ms: int | None = None
+    errors: tuple[FieldIssue, ...] = ()
+    event_id: str | None = None
+
+    @property
+    def letter_id(self) -> str:
+        """A deterministic id: the same bytes from the same place for the same tenant
+        are one dead letter, however often they are rejected or redelivered."""
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (self.tenant.encode(), self.source.encode(), self.raw):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return digest.hexdigest()
+
+    @property
+    def issues(self) -> tuple[FieldIssue, ...]:
+        """Every broken rule; a letter made before ``errors`` existed has its one reason."""
+        return self.errors or ((self.path, self.failure_type, self.reason),)
 
     def to_json(self) -> bytes:
         """JSON bytes; ``raw`` is base64 so any input bytes survive."""
         data: dict[str, Any] = asdict(self)
         data["raw"] = base64.b64encode(self.raw).decode("ascii")
+        data["letter_id"] = self.letter_id
         return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> DeadLetter:
         """Inverse of :meth:`to_json`."""
         data = orjson.loads(raw)
+        data.pop("letter_id", None)
         data["raw"] = base64.b64decode(data["raw"])
+        data["errors"] = tuple(tuple(issue) for issue in data.get("errors", ()))
         return cls(**data)
 
 

@@ -40,6 +40,10 @@ app.add_typer(spec_app, name="spec")
 app.add_typer(recovery_app, name="recovery")
 warehouse_app = typer.Typer(help="The warehouse (DuckDB or BigQuery).", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
+keys_app = typer.Typer(help="API keys of tenants (stored hashed in Redis).", no_args_is_help=True)
+schemas_app = typer.Typer(help="The event schema registry.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
 
 
 @app.callback()
@@ -245,6 +249,81 @@ def warehouse_init() -> None:
     with _clear_errors():
         warehouse.init()
     typer.echo(f"warehouse ready: {warehouse.url}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated scopes among ingest, read, admin.")
+    ] = "ingest,read",
+    expires: Annotated[
+        str | None,
+        typer.Option(help="Expiry: RFC 3339 instant or a duration from now (30d, 12h)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label for people.")] = "",
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from riffle.keys import create_key
+
+    with _clear_errors():
+        key, record = create_key(get_settings(), tenant, scopes, expires, name)
+    typer.echo(key)
+    typer.echo(
+        f"prefix {record.prefix}, tenant {record.tenant}, scopes {','.join(record.scopes)}"
+        + (f", expires {record.expires_at} (epoch ms)" if record.expires_at else "")
+        + ": store the key now, it is not shown again",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List keys (prefix, tenant, scopes, state); never the secrets."""
+    from riffle.keys import list_keys
+
+    with _clear_errors():
+        for line in list_keys(get_settings(), tenant):
+            typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix.")]) -> None:
+    """Revoke a key by its prefix; exit 1 if there is none."""
+    from riffle.keys import revoke_key
+
+    with _clear_errors():
+        revoke_key(get_settings(), prefix)
+    typer.echo(f"revoked {prefix}")
+
+
+@schemas_app.command("check")
+def schemas_check(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Registry directory (default RIFFLE_SCHEMAS_DIR).")
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="The published registry (e.g. main's): versions in both must agree."),
+    ] = None,
+) -> None:
+    """Refuse incompatible schema edits within a MODEL; print the problems and exit 1."""
+    from config.registry import check_registry, load_schemas
+
+    target = directory or get_settings().schemas_dir
+    with _clear_errors():
+        problems = check_registry(target, baseline)
+        count = sum(len(v) for v in load_schemas(target).values())
+    if problems:
+        for problem in problems:
+            typer.echo(f"incompatible: {problem}", err=True)
+        typer.echo(
+            "error: breaking changes need a new MODEL version (2-0-0), not an edit", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(f"{target}: ok ({count} schema versions, compatible within each MODEL)")
 
 
 @app.command()

@@ -150,6 +150,7 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
         env = dict(os.environ)
         servers = _kafka(settings, children, env, logs, echo)
         _redis(settings, children, logs, echo)
+        demo_key = _demo_key(settings)
         ensure_topics(
             servers, [settings.events_topic, settings.deadletter_topic], settings.topic_partitions
         )
@@ -166,6 +167,7 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
         if not _wait_ready(settings, children, stopping):
             return _shutdown(children, stopping, echo)
         _announce(settings, echo)
+        _announce_key(settings, demo_key, echo)
         while not stopping:
             dead = next((c for c in children if c.process.poll() is not None), None)
             if dead is not None:
@@ -295,6 +297,26 @@ def _announce(settings: Settings, echo: Callable[[str], None]) -> None:
         )
     echo(f"  logs           {DATA_DIR / 'logs'}/")
     echo("Press Ctrl-C to stop.")
+
+
+def _demo_key(settings: Settings) -> str:
+    """A fresh key of the default tenant with every scope, for trying the API."""
+    from riffle.keys import create_key
+
+    key, _ = create_key(
+        settings, settings.default_tenant, "ingest,read,admin", None, name="riffle up demo key"
+    )
+    return key
+
+
+def _announce_key(settings: Settings, key: str, echo: Callable[[str], None]) -> None:
+    base = f"http://{_url_host(settings.api_host)}:{settings.api_port}"
+    echo(f"API key of tenant {settings.default_tenant!r} (shown once): {key}")
+    echo(
+        f"  curl -H 'Authorization: Bearer {key}' -d "
+        """'{"type":"signup","ts":'$(date +%s%3N)',"props":{"channel":"ads"}}' """
+        f"{base}/v1/events"
+    )
 
 
 def _child_died(dead: Child, children: list[Child], echo: Callable[[str], None]) -> int:

@@ -92,21 +92,28 @@ METRIC_WINDOWS = TableDef(
 DEAD_LETTERS = TableDef(
     name="dead_letters",
     columns=(
+        Column("letter_id", "STRING", True),
         Column("tenant", "STRING", True),
         Column("failure_type", "STRING", True),
         Column("reason", "STRING", True),
         Column("path", "STRING", True),
+        Column("errors", "STRING", True),
         Column("raw", "BYTES", True),
         Column("source", "STRING", True),
-        Column("received_at", "TIMESTAMP", True),
         Column("event_type", "STRING"),
-        Column("event_ts", "TIMESTAMP"),
+        Column("event_id", "STRING"),
+        Column("event_ts", "INT64"),
         Column("lateness_ms", "INT64"),
+        Column("received_at", "INT64", True),
+        Column("stored_at", "INT64", True),
+        Column("replayed_at", "INT64"),
     ),
-    partition_by="received_at",
+    key=("letter_id",),
     cluster_by=("tenant", "failure_type"),
 )
-"""Rejected events (``operators.records.DeadLetter``), append-only."""
+"""Rejected events (``operators.records.DeadLetter``), one row per deterministic
+``letter_id``; times are epoch milliseconds. Written and read through
+:mod:`sinks.deadletter_store`, whose DuckDB statements follow this column order."""
 
 TABLES: tuple[TableDef, ...] = (METRIC_WINDOWS, DEAD_LETTERS)
 """Every table ``riffle warehouse init`` creates."""

@@ -77,6 +77,9 @@ def test_up_serves_live_windows_and_stops_on_ctrl_c(
         lines = _lines(process)
         _wait_for(lines, "Riffle is up.", 120, seen)
         _wait_for(lines, "Press Ctrl-C to stop.", 5, seen)
+        _wait_for(lines, "API key of tenant", 5, seen)
+        key = seen[-1].rsplit(" ", 1)[-1]
+        auth = {"Authorization": f"Bearer {key}"}
         assert f"Kafka: using {kafka_broker}" in "\n".join(seen)
         series = f"http://127.0.0.1:{api_port}/v1/metrics/page_views_10s/series"
         assert any(series in line for line in seen)
@@ -84,10 +87,18 @@ def test_up_serves_live_windows_and_stops_on_ctrl_c(
         counted = 0
         deadline = time.monotonic() + 60
         while counted == 0 and time.monotonic() < deadline:
-            body = httpx.get(series, params={"start": "-5m"}, timeout=5).json()
+            body = httpx.get(series, params={"start": "-5m"}, headers=auth, timeout=5).json()
             counted = sum(p["count"] for s in body["series"] for p in s["points"])
             time.sleep(1)
         assert counted > 0, body
+        sent = httpx.post(
+            f"http://127.0.0.1:{api_port}/v1/events",
+            json={"type": "signup", "ts": int(time.time() * 1000), "props": {"channel": "ads"}},
+            headers=auth,
+            timeout=15,
+        )
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["accepted"] == 1
         flow_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert "riffle_dataflow" in flow_metrics
         for name in ("dataflow", "api", "producer"):

@@ -18,6 +18,7 @@ from api.routes.metrics import MAX_WINDOWS
 from config.settings import Settings
 from config.spec import load_spec
 from operators.records import WindowResult
+from sinks.errors import SinkError
 from sinks.redis_store import RedisWindowStore
 from sinks.warehouse import DuckDBWarehouse
 from tests.integration.stores_support import REDIS_URL, delete_prefix, unique_prefix, window
@@ -50,7 +51,11 @@ class Stack:
         self.settings = Settings(**(values | overrides))
         self.registry = CollectorRegistry()
         self.app = create_app(self.settings, self.registry)
-        self.http = TestClient(self.app)
+        try:
+            key, _ = self.app.state.collect.keys.create(TENANT, ["read"])
+        except SinkError:  # a test of a Redis that is down: the key check answers 503
+            key = "rfl_000000000000_unreachable"
+        self.http = TestClient(self.app, headers={"Authorization": f"Bearer {key}"})
         self.hot = RedisWindowStore(client, self.prefix, 3600)
         self.cold = DuckDBWarehouse(self.settings.duckdb_path)
         self.now = int(time.time() * 1000)

@@ -15,7 +15,6 @@ import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
-from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
@@ -27,6 +26,8 @@ from operators.records import WindowResult
 from sinks.model_store import ModelStore
 from sinks.warehouse import DuckDBWarehouse
 from sources.demo import anomalies, daily_factor
+from tests.api_support import keyed_client
+from tests.conftest import RedisTarget
 
 MIN = 60_000
 SPEC = """
@@ -75,7 +76,9 @@ def _windows(n: int) -> list[WindowResult]:
     return out
 
 
-def test_model_stage_writes_scores_and_forecasts_the_api_serves(tmp_path: Path) -> None:
+def test_model_stage_writes_scores_and_forecasts_the_api_serves(
+    tmp_path: Path, redis_url: RedisTarget
+) -> None:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)
     spec = parse_spec(SPEC)
@@ -101,9 +104,13 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(tmp_path: Path) 
     assert len(forecasts) == 2
 
     settings = Settings(
-        spec=spec_path, warehouse=f"duckdb:///{db}", default_tenant="t1", redis_prefix="unused"
+        spec=spec_path,
+        warehouse=f"duckdb:///{db}",
+        default_tenant="t1",
+        redis_url=redis_url.url,
+        redis_prefix=f"{redis_url.prefix}-models",
     )
-    http = TestClient(create_app(settings, CollectorRegistry()))
+    http = keyed_client(create_app(settings, CollectorRegistry()), "t1")
     body = http.get("/v1/anomalies", params={"start": "0", "label": "anomaly"}).json()
     assert any(r["window_start"] == 695 * 5 * MIN for r in body["anomalies"])
     assert body["anomalies"][0]["dims"]["country"] in ("de", "fr")

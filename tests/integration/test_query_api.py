@@ -18,13 +18,13 @@ from typing import Any
 import duckdb
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from operators.aggregators import value_of
 from operators.records import WindowResult
 from sinks.redis_store import RedisWindowStore
+from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.warehouse_fixtures import WarehouseTarget
 
@@ -65,7 +65,7 @@ class World:
             hot_horizon_seconds=3600,
             kafka_bootstrap="127.0.0.1:1",
         )
-        self.http = TestClient(create_app(self.settings, CollectorRegistry()))
+        self.http = keyed_client(create_app(self.settings, CollectorRegistry()), TENANT)
         self.client = redis.Redis.from_url(redis_url.url)
         self.hot = RedisWindowStore(self.client, self.prefix, 2 * 86_400)
         self.cold = target.open()

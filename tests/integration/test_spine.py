@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from config.settings import Settings
 from riffle.stack import free_port
+from sinks.deadletter_store import DuckDBDeadLetters, LetterQuery
 from sinks.deadletters import read_dead_letters
 from tests.integration.flow_support import (
     Expected,
@@ -88,6 +89,15 @@ def test_events_become_windows_everywhere(
         assert sum(1 for d in late if d.raw not in invalid) == late_valid_count(sent, 10_000)
         assert late and all(d.lateness_ms and d.lateness_ms > 0 for d in late)
 
+        # ... and the same letters are rows of the warehouse's dead_letters table.
+        table = DuckDBDeadLetters(settings.duckdb_path)
+
+        def stored() -> set[str]:
+            rows, _ = table.query(LetterQuery("demo", limit=100_000))
+            return {row.letter_id for row in rows}
+
+        wait_for(lambda: stored() == {d.letter_id for d in letters}, 30, "dead_letters rows", log)
+
         # in = ok + dead + late, scraped from the running process.
         seen = scrape(settings, "riffle_dataflow_events_in_total")
         outcomes = {
@@ -99,9 +109,9 @@ def test_events_become_windows_everywhere(
 
         # The API answers from the same data; with a tiny hot horizon it merges the warehouse.
         for horizon in (6 * 3600.0, 1.0):
-            api = TestClient(
-                create_app(settings.model_copy(update={"hot_horizon_seconds": horizon}))
-            )
+            app = create_app(settings.model_copy(update={"hot_horizon_seconds": horizon}))
+            key, _ = app.state.collect.keys.create("demo", ["read"])
+            api = TestClient(app, headers={"Authorization": f"Bearer {key}"})
             check_api(api, expected)
     finally:
         kill(flow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
@@ -72,14 +73,20 @@ def _events() -> list[Sent]:
     return out
 
 
-def test_enriched_dimensions_and_enrichment_dead_letters() -> None:
+def test_enriched_dimensions_and_enrichment_dead_letters(tmp_path: Path) -> None:
     sent = _events()
     windows: list[WindowResult] = []
     dead: list[DeadLetter] = []
     registry = CollectorRegistry()
     flow = build_flow(
         SPEC,
-        Settings(lateness_seconds=10, buckets=2, partial_interval_seconds=0.05),
+        # No schemas for this spec's types: the demo's page_view schema is not this one.
+        Settings(
+            lateness_seconds=10,
+            buckets=2,
+            partial_interval_seconds=0.05,
+            schemas_dir=tmp_path,
+        ),
         source=TestingSource(polls(sent, 50)),
         partitions=["events/0", "events/1"],
         outputs=FlowOutputs(TestingSink(windows), None, TestingSink(dead)),

@@ -119,7 +119,7 @@ def test_every_event_accounted_for() -> None:
         "parse",
         "envelope",
         "unknown_type",
-        "invalid",
+        "schema",
         "late",
     }
     late_letters = [d for d in dead if d.failure_type == "late"]

@@ -1,0 +1,381 @@
+"""``POST /v1/events``: the HTTP front door for producers.
+
+A body is one JSON event, a JSON array of events, or NDJSON (one event per
+line, ``Content-Type: application/x-ndjson``), optionally gzip-compressed.
+Each event is checked like the dataflow checks it (envelope, spec event
+types, the schema registry) and answered individually: accepted events are
+handed to the broker with the caller's tenant in the ``riffle-tenant``
+header; rejected ones become dead letters with every broken rule. ``200``
+means the broker confirmed every accepted event; a failed or unconfirmed
+delivery makes the whole answer ``503`` with per-event statuses, so nothing
+is half-accepted silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import zlib
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import (
+    CollectDep,
+    Principal,
+    RateLimitedError,
+    record_decision,
+    require_scope,
+    tenant_rate,
+)
+from api.collect import Collect
+from api.deps import Spec
+from api.errors import ApiError
+from api.models import ErrorResponse
+from api.publisher import OutMessage, PublishUnavailableError
+from config.spec import PipelineSpec
+from operators.envelope import EnvelopeError, check
+from operators.records import DeadLetter, FailureType, FieldIssue
+from operators.schemas import EventValidator
+from sinks.deadletters import FAILURE_HEADER
+
+MAX_EVENT_BYTES = 1_000_000
+"""Largest single event (Kafka's default message size limit, with room for headers)."""
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+SOURCE = "http"
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+
+class IssueOut(BaseModel):
+    """One broken rule: where, which rule, and a message for people."""
+
+    path: str = Field(examples=["props.amount"])
+    rule: str = Field(examples=["type"])
+    message: str
+
+
+class EventResult(BaseModel):
+    """What happened to one event of the body."""
+
+    index: int = Field(
+        description="Position in the body (array index or NDJSON line among events)."
+    )
+    event_id: str | None = Field(description="The event's id; assigned when it had none.")
+    status: Literal["accepted", "queued", "rejected", "failed"]
+    failure_type: FailureType | None = None
+    schema_: str | None = Field(
+        None, alias="schema", description="Schema version validated against."
+    )
+    errors: list[IssueOut] = Field(default_factory=list)
+    dead_letter_id: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+class IngestResponse(BaseModel):
+    """Per-event results and their counts."""
+
+    accepted: int
+    rejected: int
+    failed: int
+    results: list[EventResult]
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": IngestResponse, "description": "`?wait=false`: queued, not yet confirmed."},
+    400: {"model": ErrorResponse, "description": "Body is not JSON/NDJSON, bad gzip, or empty."},
+    401: {"model": ErrorResponse, "description": "Missing, unknown, revoked or expired key."},
+    403: {"model": ErrorResponse, "description": "The key lacks scope `ingest`."},
+    413: {"model": ErrorResponse, "description": "Body over the limit after decompression."},
+    415: {"model": ErrorResponse, "description": "Unsupported Content-Encoding."},
+    422: {"model": ErrorResponse, "description": "More events than one request may carry."},
+    429: {"model": ErrorResponse, "description": "Rate limit of the key or tenant exceeded."},
+    503: {
+        "model": IngestResponse,
+        "description": "The broker did not confirm every accepted event (see results); retry.",
+    },
+}
+
+
+@router.post(
+    "/events",
+    operation_id="ingestEvents",
+    summary="Send events: one, a JSON array, or NDJSON; optionally gzip",
+    response_model=IngestResponse,
+    responses=_RESPONSES,
+)
+async def ingest_events(
+    request: Request,
+    app: CollectDep,
+    spec: Spec,
+    caller: Annotated[Principal, Depends(require_scope("ingest"))],
+    wait: bool = Query(True, description="Wait for broker confirmation (200) or not (202)."),
+) -> JSONResponse:
+    """Validate each event, publish the accepted ones, dead-letter the rest."""
+    settings = app.settings
+    body = await _read_body(request, settings.ingest_max_body_bytes)
+    raws = _split(body, request.headers.get("content-type", ""))
+    if raws is None:
+        letter = _letter(
+            caller.tenant, body, "parse", (("$", "json", "the body is not JSON"),), None, None
+        )
+        app.recorder.record([letter])
+        raise ApiError(400, "invalid_json", "the body is not valid JSON (or NDJSON)")
+    if not raws:
+        raise ApiError(400, "empty_body", "the body holds no events")
+    if len(raws) > settings.ingest_max_events:
+        raise ApiError(
+            422,
+            "too_many_events",
+            f"{len(raws)} events in one request; at most {settings.ingest_max_events}",
+        )
+    limiter = app.limiter
+    decision = limiter.take(
+        [
+            limiter.bucket("ev", "key", caller.key.prefix, settings.rate_key_events, len(raws)),
+            limiter.bucket(
+                "ev",
+                "tenant",
+                caller.tenant,
+                tenant_rate(app, caller.tenant, "events"),
+                len(raws),
+            ),
+        ]
+    )
+    record_decision(request, decision)
+    if not decision.allowed:
+        raise RateLimitedError(decision, "event")
+    checked = [judge(raw, value, app.schemas.validator, spec, caller.tenant) for raw, value in raws]
+    return await publish_checked(app, checked, caller.tenant, wait=wait)
+
+
+class Checked:
+    """One event after the checks: an accepted message or a dead letter."""
+
+    __slots__ = ("event_id", "letter", "schema", "value")
+
+    def __init__(
+        self,
+        event_id: str | None,
+        value: bytes | None,
+        letter: DeadLetter | None,
+        schema: str | None,
+    ) -> None:
+        self.event_id = event_id
+        self.value = value
+        self.letter = letter
+        self.schema = schema
+
+
+def judge(
+    raw: bytes,
+    event: Any,
+    validator: EventValidator,
+    spec: PipelineSpec,
+    tenant: str,
+    *,
+    source: str = SOURCE,
+    event_id: str | None = None,
+) -> Checked:
+    """Check one decoded event as the dataflow would; assign an id when it has none."""
+    if event is UNPARSED:
+        issues: tuple[FieldIssue, ...] = (("$", "json", "not valid JSON"),)
+        return Checked(None, None, _letter(tenant, raw, "parse", issues, None, None, source), None)
+    if type(event) is dict and "event_id" not in event:
+        event["event_id"] = event_id or uuid.uuid4().hex
+    given_id = event.get("event_id") if type(event) is dict else None
+    assigned = given_id if type(given_id) is str else None
+    event_type = event.get("type") if type(event) is dict else None
+    event_type = event_type if type(event_type) is str else None
+    try:
+        check(event)
+        if event_type not in spec.event_types:
+            known = ", ".join(spec.event_types)
+            raise EnvelopeError(
+                "unknown_type", "type", f"unknown event type {event_type!r} (known: {known})"
+            )
+        schema, found = validator.validate(event)
+        if found:
+            raise EnvelopeError("schema", found[0][0], found[0][2], tuple(found))
+        value = orjson.dumps(event)
+        if len(value) > MAX_EVENT_BYTES:
+            raise EnvelopeError(
+                "size", "$", f"the event is {len(value)} bytes; at most {MAX_EVENT_BYTES}"
+            )
+    except EnvelopeError as exc:
+        letter = _letter(tenant, raw, exc.failure_type, exc.issues, event_type, assigned, source)
+        return Checked(assigned, None, letter, None)
+    return Checked(assigned, value, None, schema)
+
+
+async def publish_checked(
+    app: Collect, checked: list[Checked], tenant: str, *, wait: bool
+) -> JSONResponse:
+    """Publish accepted events and dead letters; answer with per-event results."""
+    settings = app.settings
+    messages = [
+        OutMessage(settings.events_topic, item.event_id.encode(), item.value, tenant)
+        for item in checked
+        if item.value is not None and item.event_id is not None
+    ]
+    letters = [item.letter for item in checked if item.letter is not None]
+    app.recorder.record(letters)
+    dead_messages = [
+        OutMessage(
+            settings.deadletter_topic,
+            tenant.encode(),
+            letter.to_json(),
+            tenant,
+            ((FAILURE_HEADER, letter.failure_type.encode()),),
+        )
+        for letter in letters
+    ]
+    outcome: list[str | None] = []
+    unavailable: str | None = None
+    dead_publisher = app.dead_publisher if dead_messages else None
+    try:
+        # Events and their batch's dead letters travel together; both are awaited.
+        outcome, _ = await asyncio.gather(
+            app.publisher.publish(messages, wait=wait) if messages else _nothing(),
+            dead_publisher.publish(dead_messages, wait=wait) if dead_publisher else _nothing(),
+        )
+    except PublishUnavailableError as exc:
+        unavailable = str(exc)
+        outcome = [unavailable] * len(messages)
+    results: list[EventResult] = []
+    delivered = iter(outcome)
+    accepted = failed = 0
+    for index, item in enumerate(checked):
+        if item.letter is not None:
+            letter = item.letter
+            results.append(
+                EventResult(
+                    index=index,
+                    event_id=item.event_id,
+                    status="rejected",
+                    failure_type=letter.failure_type,
+                    errors=[IssueOut(path=p, rule=r, message=m) for p, r, m in letter.issues],
+                    dead_letter_id=letter.letter_id,
+                )
+            )
+            continue
+        error = next(delivered, "not published")
+        if error is None:
+            accepted += 1
+            status: Literal["accepted", "queued", "failed"] = "accepted" if wait else "queued"
+            results.append(
+                EventResult(index=index, event_id=item.event_id, status=status, schema=item.schema)
+            )
+        else:
+            failed += 1
+            results.append(
+                EventResult(
+                    index=index,
+                    event_id=item.event_id,
+                    status="failed",
+                    schema=item.schema,
+                    errors=[IssueOut(path="$", rule="delivery", message=error)],
+                )
+            )
+    body = IngestResponse(
+        accepted=accepted, rejected=len(letters), failed=failed, results=results
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    if failed or unavailable:
+        body["error"] = {
+            "code": "broker_unavailable",
+            "message": f"{failed} event(s) were not confirmed by the broker; retry them",
+        }
+        return JSONResponse(
+            body,
+            status_code=503,
+            headers={"Retry-After": str(settings.ingest_retry_after_seconds)},
+        )
+    return JSONResponse(body, status_code=200 if wait else 202)
+
+
+UNPARSED = object()
+"""Stands for an NDJSON line (or dead letter) whose bytes are not JSON."""
+
+
+async def _nothing() -> list[str | None]:
+    return []
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, decompressed, refusing more than ``limit`` bytes (413) as early as possible."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "body_too_large", f"the body is over {limit} bytes")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip"):
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}; use gzip")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            if inflate is not None:
+                chunk = inflate.decompress(chunk, limit + 1 - size)
+                if inflate.unconsumed_tail:
+                    raise ApiError(413, "body_too_large", f"the body is over {limit} bytes")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"the body is over {limit} bytes")
+            parts.append(chunk)
+        if inflate is not None and not inflate.eof:
+            raise ApiError(400, "invalid_gzip", "the gzip stream is truncated")
+    except zlib.error as exc:
+        raise ApiError(400, "invalid_gzip", f"the body is not valid gzip: {exc}") from None
+    return b"".join(parts)
+
+
+def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
+    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in NDJSON_TYPES:
+        out: list[tuple[bytes, Any]] = []
+        for line in body.split(b"\n"):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append((line, orjson.loads(line)))
+            except orjson.JSONDecodeError:
+                out.append((line, UNPARSED))
+        return out
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(decoded) is list:
+        return [(orjson.dumps(item), item) for item in decoded]
+    return [(body, decoded)]
+
+
+def _letter(
+    tenant: str,
+    raw: bytes,
+    failure_type: FailureType,
+    issues: tuple[FieldIssue, ...],
+    event_type: str | None,
+    event_id: str | None,
+    source: str = SOURCE,
+) -> DeadLetter:
+    path, _, reason = issues[0]
+    return DeadLetter(
+        failure_type=failure_type,
+        reason=reason,
+        path=path,
+        raw=raw,
+        source=source,
+        tenant=tenant,
+        received_at=int(time.time() * 1000),
+        event_type=event_type,
+        errors=issues,
+        event_id=event_id,
+    )

@@ -1,0 +1,108 @@
+"""``/v1/keys``: a tenant's API keys, managed with a key of scope ``admin``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import CollectDep, Principal, require_scope
+from api.errors import ApiError
+from api.models import ErrorResponse
+from api.times import format_instant
+from sinks.keys import ApiKey, Scope
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, unknown, revoked or expired key."},
+    403: {"model": ErrorResponse, "description": "The key lacks scope `admin`."},
+    404: {"model": ErrorResponse, "description": "No such key for this tenant."},
+}
+
+
+class KeyOut(BaseModel):
+    """A key's record; never its secret."""
+
+    prefix: str
+    tenant: str
+    scopes: list[str]
+    name: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        """The API view of a record."""
+        return cls(
+            prefix=key.prefix,
+            tenant=key.tenant,
+            scopes=list(key.scopes),
+            name=key.name,
+            created_at=format_instant(key.created_at),
+            expires_at=None if key.expires_at is None else format_instant(key.expires_at),
+            revoked_at=None if key.revoked_at is None else format_instant(key.revoked_at),
+        )
+
+
+class KeyCreate(BaseModel):
+    """A new key of the caller's tenant."""
+
+    scopes: list[Scope] = Field(min_length=1)
+    name: str = Field("", max_length=200)
+    expires_at: datetime | None = Field(None, description="RFC 3339 with an offset.")
+
+
+class KeyCreated(KeyOut):
+    """The new key: ``key`` is shown this once."""
+
+    key: str
+
+
+class KeyList(BaseModel):
+    """The tenant's keys, oldest first."""
+
+    keys: list[KeyOut]
+
+
+@router.get("", operation_id="listKeys", summary="The tenant's API keys", responses=_ERRORS)
+def list_keys(
+    app: CollectDep, caller: Annotated[Principal, Depends(require_scope("admin"))]
+) -> KeyList:
+    """Every key of the caller's tenant (active, revoked and expired)."""
+    return KeyList(keys=[KeyOut.of(k) for k in app.keys.list(caller.tenant)])
+
+
+@router.post(
+    "",
+    operation_id="createKey",
+    summary="Create a key for the tenant",
+    status_code=201,
+    responses=_ERRORS,
+)
+def create_key(
+    body: KeyCreate,
+    app: CollectDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+) -> JSONResponse:
+    """A new key of the caller's tenant; the full key is in this response only."""
+    expires = None if body.expires_at is None else int(body.expires_at.timestamp() * 1000)
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise ApiError(400, "invalid_time", "expires_at needs an offset or Z")
+    key, record = app.keys.create(caller.tenant, body.scopes, name=body.name, expires_at=expires)
+    created = KeyCreated(key=key, **KeyOut.of(record).model_dump())
+    return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+
+@router.delete("/{prefix}", operation_id="revokeKey", summary="Revoke a key", responses=_ERRORS)
+def revoke_key(
+    prefix: str, app: CollectDep, caller: Annotated[Principal, Depends(require_scope("admin"))]
+) -> KeyOut:
+    """Revoke a key of the caller's tenant; another tenant's key is ``404``."""
+    record = app.keys.revoke(prefix, caller.tenant)
+    if record is None:
+        raise ApiError(404, "key_not_found", f"no key {prefix!r}")
+    return KeyOut.of(record)

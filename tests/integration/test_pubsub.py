@@ -1,0 +1,119 @@
+"""Pub/Sub round trip with the official client: ingest publishes, the flow's source reads and acks.
+
+The server is :mod:`tests.integration.pubsub_server` (official ``google.pubsub_v1``
+messages over gRPC), reached through ``PUBSUB_EMULATOR_HOST``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import bytewax.operators as op
+import httpx
+import orjson
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, run_main
+from google.cloud import pubsub_v1
+
+from config.settings import Settings
+from sources.kafka import PartitionPoll
+from sources.pubsub import PubSubSource
+from tests.integration.ingest_support import serve
+from tests.integration.pubsub_server import PubSubServer
+
+pytestmark = pytest.mark.integration
+
+PROJECT = "riffle-test"
+
+
+@pytest.fixture
+def pubsub(monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSubServer]:
+    server = PubSubServer()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", server.start())
+    yield server
+    server.stop()
+
+
+def read(subscription: str, count: int) -> list[tuple[bytes | None, str | None, int]]:
+    polls: list[tuple[str, PartitionPoll]] = []
+    flow = Dataflow("pubsub_read")
+    stream = op.input("in", flow, PubSubSource(PROJECT, subscription, stop_after=count))
+    op.output("out", stream, TestingSink(polls))
+    run_main(flow)
+    return [m for _, poll in polls for m in poll.messages]
+
+
+def test_ingest_to_pubsub_and_back_through_the_flow_source(
+    pubsub: PubSubServer, settings_factory: Callable[..., Settings]
+) -> None:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(PROJECT, "events")
+    subscription = subscriber.subscription_path(PROJECT, "flow")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+
+    settings = settings_factory(
+        ingest_broker="pubsub", pubsub_project=PROJECT, pubsub_topic="events"
+    )
+    events = [
+        {
+            "event_id": f"ps-{i}",
+            "type": "signup",
+            "ts": int(time.time() * 1000),
+            "props": {"channel": "ads"},
+        }
+        for i in range(500)
+    ]
+    with serve(settings) as running:
+        key = running.key("acme", ["ingest"])
+        with httpx.Client(base_url=running.url, headers={"X-API-Key": key}, timeout=30) as http:
+            response = http.post("/v1/events", json=[*events, {"type": "nope"}])
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 500
+    assert pubsub.published == 500, "rejects are not published"
+
+    # A direct producer too (no tenant attribute: the flow's default tenant applies).
+    publisher.publish(topic, orjson.dumps({**events[0], "event_id": "direct"})).result(timeout=10)
+
+    messages = read("flow", 501)
+    ids = Counter(orjson.loads(value or b"")["event_id"] for value, _, _ in messages)
+    assert ids == Counter({f"ps-{i}" for i in range(500)} | {"direct"})
+    tenants = Counter(tenant for _, tenant, _ in messages)
+    assert tenants == Counter({"acme": 500, None: 1})
+    assert [offset for _, _, offset in messages] == list(range(501))
+    assert len(pubsub.acked) == 501 and len(set(pubsub.acked)) == 501
+
+    # Everything was acknowledged: nothing is delivered again.
+    assert not any(pubsub.subs[subscription].ready)
+    assert not pubsub.subs[subscription].outstanding
+
+
+def test_unacknowledged_messages_are_redelivered(pubsub: PubSubServer) -> None:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(PROJECT, "again")
+    subscription = subscriber.subscription_path(PROJECT, "again-flow")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    for i in range(20):
+        publisher.publish(topic, b"%d" % i).result(timeout=10)
+
+    # A reader that stops without finishing (no clean end) acknowledges nothing.
+    source = PubSubSource(PROJECT, "again-flow")
+    part = source.build_part("in", source.list_parts()[0], None)
+    got: list[bytes | None] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 20 and time.monotonic() < deadline:
+        for _, poll in part.next_batch():
+            got += [value for value, _, _ in poll.messages]
+    assert len(got) == 20
+    part.close()
+    assert pubsub.acked == []
+
+    again = read("again-flow", 20)
+    assert sorted(int(value or b"") for value, _, _ in again) == list(range(20))
+    assert len(pubsub.acked) == 20
