@@ -55,7 +55,14 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         ),
         finals=WarehouseSink(settings.duckdb_path),
         dead_letters=DeadLetterSink(settings.kafka_servers, settings.deadletter_topic),
-        models=ModelStoreSink(settings.duckdb_path),
+        models=ModelStoreSink(
+            settings.duckdb_path,
+            redis=(
+                settings.redis_url,
+                settings.redis_prefix,
+                int(spec.retention.hot.total_seconds()),
+            ),
+        ),
     )
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry

@@ -42,8 +42,8 @@ class SeasonalLikelihoodDetector:
     name = "riffle"
 
     __slots__ = (
-        "_ctx_hist",
         "_ctx_hi",
+        "_ctx_hist",
         "_ctx_lo",
         "_ctx_seen",
         "_dev",
@@ -68,11 +68,11 @@ class SeasonalLikelihoodDetector:
         "cap",
         "context",
         "context_weight",
-        "levels",
         "damp",
         "decay",
         "half",
         "huber",
+        "levels",
         "long_alpha",
         "period_ms",
         "point",
@@ -179,10 +179,11 @@ class SeasonalLikelihoodDetector:
             band = 1 if x == lo or math.isinf(lo) else (0 if x < lo else levels + 1)
         width = levels + 2
         seen = self._ctx_seen
-        facts = [band]
         hist = self._ctx_hist
-        for lag in range(1, len(hist) + 1):
-            facts.append(width + ((lag - 1) * width + hist[-lag]) * width + band)
+        facts = [band] + [
+            width + ((lag - 1) * width + hist[-lag]) * width + band
+            for lag in range(1, len(hist) + 1)
+        ]
         new = 0
         for fact in facts:
             if not seen[fact]:
