@@ -61,8 +61,27 @@ class ModelTelemetry:
             registry=registry,
         )
 
+        self.drifts = Counter(
+            "riffle_models_drift",
+            "ADWIN drifts of model errors, by metric and model (detector or forecaster).",
+            ["metric", "model"],
+            registry=registry,
+        )
+        self.error_level = Gauge(
+            "riffle_models_error_level",
+            "Mean error in ADWIN's current window of the last series updated (0..1):"
+            " detector surprise / 10, forecaster one-step sMAPE / 200.",
+            ["metric", "model"],
+            registry=registry,
+        )
+
     def record(self, records: list[ModelRecord]) -> None:
         for r in records:
+            model = "detector" if isinstance(r, AnomalyRecord) else "forecaster"
+            if r.drift:
+                self.drifts.labels(r.metric, model).inc()
+            if r.error_level:
+                self.error_level.labels(r.metric, model).set(r.error_level)
             if isinstance(r, AnomalyRecord):
                 self.scored.labels(r.detector).inc()
                 if r.result.label == "anomaly":

@@ -100,6 +100,12 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(tmp_path: Path) 
     top = max(rows, key=lambda r: r["score"])
     assert top["window_start"] == 695 * 5 * MIN and top["label"] == "anomaly"
     assert registry.get_sample_value("riffle_models_scored_total", {"detector": "riffle"}) == 1401
+    # ADWIN watches the errors of both models; the error level gauges are set.
+    for model in ("detector", "forecaster"):
+        level = registry.get_sample_value(
+            "riffle_models_error_level", {"metric": "views", "model": model}
+        )
+        assert level is not None and 0.0 < level < 1.0
     forecasts = store.latest_forecasts("t1", "views")
     assert len(forecasts) == 2
 
