@@ -161,6 +161,10 @@ class SeasonalLikelihoodDetector:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # Fields a snapshot from an older version lacks start at their defaults.
+        fresh = SeasonalLikelihoodDetector()
+        for key in self.__slots__:
+            setattr(self, key, getattr(fresh, key))
         for key, value in state.items():
             setattr(self, key, value)
 

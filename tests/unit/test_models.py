@@ -190,3 +190,15 @@ def test_demo_spec_models_page_views_and_api_errors() -> None:
     modelled = modelled_metrics(load_spec("config/demo.yaml"))
     assert modelled["page_views_10s"][1] is not None and modelled["page_views_10s"][2] is not None
     assert modelled["api_errors"][1] is not None
+
+
+def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
+    det = make_detector("riffle")
+    for t, v in _series(1)[:300]:
+        det.update(t, v)
+    state = det.__getstate__()  # type: ignore[attr-defined]
+    for key in ("_ctx_seen", "_ctx_hist", "_ctx_lo", "_ctx_hi", "_quiet_left", "quiet"):
+        del state[key]
+    old = type(det).__new__(type(det))
+    old.__setstate__(state)
+    assert 0.0 <= old.update(300 * STEP, 50.0).score <= 1.0
