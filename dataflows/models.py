@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import bytewax.operators as op
+import redis as redis_client
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
@@ -34,7 +35,7 @@ from operators.models.series import (
     ShardModels,
 )
 from operators.records import Dims, WindowResult
-from sinks.model_store import ModelStore
+from sinks.model_store import ModelStore, RedisModelStore
 from sinks.warehouse import DuckDBWarehouse
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
@@ -60,8 +61,27 @@ class ModelTelemetry:
             registry=registry,
         )
 
+        self.drifts = Counter(
+            "riffle_models_drift",
+            "ADWIN drifts of model errors, by metric and model (detector or forecaster).",
+            ["metric", "model"],
+            registry=registry,
+        )
+        self.error_level = Gauge(
+            "riffle_models_error_level",
+            "Mean error in ADWIN's current window of the last series updated (0..1):"
+            " detector surprise / 10, forecaster one-step sMAPE / 200.",
+            ["metric", "model"],
+            registry=registry,
+        )
+
     def record(self, records: list[ModelRecord]) -> None:
         for r in records:
+            model = "detector" if isinstance(r, AnomalyRecord) else "forecaster"
+            if r.drift:
+                self.drifts.labels(r.metric, model).inc()
+            if r.error_level:
+                self.error_level.labels(r.metric, model).set(r.error_level)
             if isinstance(r, AnomalyRecord):
                 self.scored.labels(r.detector).inc()
                 if r.result.label == "anomaly":
@@ -143,17 +163,34 @@ def model_stage(
 
 
 class ModelStoreSink(DynamicSink[ModelRecord]):
-    """Model records into the warehouse's ``anomalies`` and ``forecasts`` tables (upserts)."""
+    """Model records into the warehouse's ``anomalies`` and ``forecasts`` tables (upserts).
 
-    def __init__(self, path: Path, give_up_s: float = 300.0) -> None:
+    With ``redis`` (url, prefix, hot TTL in seconds) each batch is also
+    written to Redis by :class:`~sinks.model_store.RedisModelStore`, after
+    the warehouse; both writes are idempotent, so a retried batch is harmless.
+    """
+
+    def __init__(
+        self, path: Path, give_up_s: float = 300.0, redis: tuple[str, str, int] | None = None
+    ) -> None:
         self.path = path
         self.give_up_s = give_up_s
+        self.redis = redis
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[ModelRecord]:
         store = ModelStore(DuckDBWarehouse(self.path))
-        return _Partition("models", store.write, self.give_up_s)
+        if self.redis is None:
+            return _Partition("models", store.write, self.give_up_s)
+        url, prefix, ttl = self.redis
+        hot = RedisModelStore(redis_client.Redis.from_url(url), prefix, ttl)
+
+        def write(records: list[ModelRecord]) -> None:
+            store.write(records)
+            hot.write(records)
+
+        return _Partition("models", write, self.give_up_s)
 
 
 __all__ = ["ForecastRecord", "ModelLogic", "ModelStoreSink", "ModelTelemetry", "model_stage"]

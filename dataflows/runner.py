@@ -70,7 +70,14 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             settings.kafka_servers, settings.deadletter_topic, settings.duckdb_path
         ),
         # Model tables exist in DuckDB only so far; on BigQuery the model stage is off.
-        models=ModelStoreSink(settings.duckdb_path)
+        models=ModelStoreSink(
+            settings.duckdb_path,
+            redis=(
+                settings.redis_url,
+                settings.redis_prefix,
+                int(spec.retention.hot.total_seconds()),
+            ),
+        )
         if settings.warehouse.startswith("duckdb:")
         else None,
     )

@@ -95,6 +95,16 @@ class RedisWindowStore:
         self._prefix = prefix
         self._ttl_ms = hot_ttl_seconds * 1000
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (other hot stores, e.g. model results, share it)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The configured key prefix."""
+        return self._prefix
+
     def points_key(self, tenant: str, metric: str, series: str) -> str:
         """The ZSET holding one series' windows."""
         return f"{self._prefix}:{tenant}:w:{metric}:{series}"

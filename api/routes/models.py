@@ -6,12 +6,14 @@ import time
 from typing import Any
 
 import orjson
+import redis
 from fastapi import APIRouter, Query
 
 from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
 from api.times import parse_instant
-from sinks.model_store import ModelStore
+from config.spec import PipelineSpec
+from sinks.model_store import ModelStore, RedisModelStore
 from sinks.warehouse import DuckDBWarehouse
 
 router = APIRouter(tags=["models"])
@@ -26,6 +28,17 @@ def _store(app: ServicesDep) -> ModelStore:
             "anomalies and forecasts are not built yet",
         )
     return ModelStore(app.warehouse)
+
+
+SOURCE_HELP = (
+    "hot: Redis (recent results only); warehouse: DuckDB; auto: hot when the range "
+    "fits in the hot retention and Redis has results, else the warehouse."
+)
+
+
+def _hot(app: ServicesDep, spec: PipelineSpec) -> RedisModelStore:
+    ttl = max(1, int(spec.retention.hot.total_seconds()))
+    return RedisModelStore(app.hot.client, app.hot.prefix, ttl)
 
 
 def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -48,6 +61,7 @@ def list_anomalies(
     min_score: float = Query(0.0, ge=0, le=1, description="Only scores at least this."),
     label: str | None = Query(None, description="Only this label (anomaly, warning, normal)."),
     limit: int = Query(500, ge=1, le=10_000),
+    source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
 ) -> dict[str, Any]:
     """Anomaly scores of every modelled series in ``[start, end)``."""
     now = int(time.time() * 1000)
@@ -56,10 +70,27 @@ def list_anomalies(
         start_ms = parse_instant(start, now) if start else end_ms - 86_400_000
     except ValueError as exc:
         raise ApiError(400, "bad_time", str(exc)) from exc
-    rows = _store(app).anomalies(tenant, start_ms, end_ms, min_score=min_score, limit=limit)
+    spec = app.spec
+    rows: list[dict[str, Any]] = []
+    used = "warehouse"
+    if source == "hot" or (
+        source == "auto" and start_ms >= now - spec.retention.hot.total_seconds() * 1000
+    ):
+        metrics = [m.name for m in spec.metrics if m.anomaly is not None]
+        try:
+            rows = _hot(app, spec).anomalies(
+                tenant, metrics, start_ms, end_ms, min_score=min_score, limit=limit
+            )
+        except redis.RedisError:
+            if source == "hot":
+                raise
+        used = "hot"
+    if source == "warehouse" or (source == "auto" and not rows):
+        rows = _store(app).anomalies(tenant, start_ms, end_ms, min_score=min_score, limit=limit)
+        used = "warehouse"
     if label is not None:
         rows = [r for r in rows if r["label"] == label]
-    return {"anomalies": _dims(rows)}
+    return {"anomalies": _dims(rows), "source": used}
 
 
 @router.get(
@@ -67,14 +98,30 @@ def list_anomalies(
     operation_id="getForecasts",
     summary="The newest forecast of every series of a metric",
 )
-def get_forecasts(metric: str, app: ServicesDep, spec: Spec, tenant: Tenant) -> dict[str, Any]:
+def get_forecasts(
+    metric: str,
+    app: ServicesDep,
+    spec: Spec,
+    tenant: Tenant,
+    source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
+) -> dict[str, Any]:
     """Forecasts with intervals, and each series' running sMAPE/MAE beside seasonal-naive."""
     found = spec.metric(metric)
     if found is None:
         raise ApiError(404, "unknown_metric", f"no metric named {metric!r}")
     if found.forecast is None:
         raise ApiError(404, "not_forecast", f"metric {metric!r} has no forecast: block")
-    return {"metric": metric, "forecasts": _dims(_store(app).latest_forecasts(tenant, metric))}
+    rows: list[dict[str, Any]] = []
+    used = "warehouse"
+    if source in ("auto", "hot"):
+        try:
+            rows, used = _hot(app, spec).latest_forecasts(tenant, metric), "hot"
+        except redis.RedisError:
+            if source == "hot":
+                raise
+    if source == "warehouse" or (source == "auto" and not rows):
+        rows, used = _store(app).latest_forecasts(tenant, metric), "warehouse"
+    return {"metric": metric, "forecasts": _dims(rows), "source": used}
 
 
 @router.get("/v1/models", operation_id="listModels", summary="Health of every model")

@@ -42,6 +42,10 @@ class SeasonalLikelihoodDetector:
     name = "riffle"
 
     __slots__ = (
+        "_ctx_hi",
+        "_ctx_hist",
+        "_ctx_lo",
+        "_ctx_seen",
         "_dev",
         "_diff",
         "_last",
@@ -50,6 +54,7 @@ class SeasonalLikelihoodDetector:
         "_mu1",
         "_n",
         "_peak",
+        "_quiet_left",
         "_recent",
         "_seas",
         "_seas_dev",
@@ -61,13 +66,18 @@ class SeasonalLikelihoodDetector:
         "anomaly",
         "bins",
         "cap",
+        "context",
+        "context_weight",
         "damp",
         "decay",
         "half",
         "huber",
+        "levels",
         "long_alpha",
         "period_ms",
         "point",
+        "quiet",
+        "quiet_factor",
         "settle",
         "short",
         "use_diff",
@@ -96,7 +106,24 @@ class SeasonalLikelihoodDetector:
         cap: float = 20.0,
         warning: float = 0.33,
         anomaly: float = 0.44,
+        levels: int = 10,
+        context: int = 6,
+        context_weight: float = 0.8,
+        quiet: int = 50,
+        quiet_factor: float = 0.25,
     ) -> None:
+        self.levels = levels
+        self.context = context
+        self.context_weight = context_weight
+        self.quiet = quiet
+        self.quiet_factor = quiet_factor
+        self._quiet_left = 0
+        self._ctx_lo = math.inf
+        self._ctx_hi = -math.inf
+        self._ctx_hist: list[int] = []
+        # One "seen" flag per fact: a level, or (lag, level then, level now).
+        width = levels + 2
+        self._ctx_seen = bytearray(width + context * width * width)
         self.bins = bins
         self.period_ms = period_ms
         self.alpha = alpha
@@ -134,8 +161,44 @@ class SeasonalLikelihoodDetector:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # Fields a snapshot from an older version lacks start at their defaults.
+        fresh = SeasonalLikelihoodDetector()
+        for key in self.__slots__:
+            setattr(self, key, getattr(fresh, key))
         for key, value in state.items():
             setattr(self, key, value)
+
+    def _novelty(self, x: float) -> float:
+        """The share of ``x``'s facts never seen before, then learn them.
+
+        ``x`` is quantised to ``levels`` bands of the range seen so far (with
+        one band below and one above it); its facts are its band and, for each
+        of the last ``context`` bands, the pair (lag, that band, this band) —
+        in the spirit of CAD-OSE's contexts, in a fixed-size bitmap.
+        """
+        lo, hi, levels = self._ctx_lo, self._ctx_hi, self.levels
+        if hi > lo:
+            band = max(-1, min(levels, math.floor((x - lo) / (hi - lo) * levels))) + 1
+        else:
+            band = 1 if x == lo or math.isinf(lo) else (0 if x < lo else levels + 1)
+        width = levels + 2
+        seen = self._ctx_seen
+        hist = self._ctx_hist
+        facts = [band] + [
+            width + ((lag - 1) * width + hist[-lag]) * width + band
+            for lag in range(1, len(hist) + 1)
+        ]
+        new = 0
+        for fact in facts:
+            if not seen[fact]:
+                new += 1
+                seen[fact] = 1
+        hist.append(band)
+        if len(hist) > self.context:
+            del hist[0]
+        self._ctx_lo = min(lo, x)
+        self._ctx_hi = max(hi, x)
+        return new / len(facts)
 
     def update(self, ts: int, value: float) -> AnomalyScore:
         x = float(value)
@@ -148,6 +211,7 @@ class SeasonalLikelihoodDetector:
             self._seas[slot] = x
             self._seas_n[slot] = 1
             self._n = 1
+            self._novelty(x)
             return AnomalyScore(ts, x, 0.0, "learning", None, None, None, 0.0, "first value")
         floor = 1e-9 + 1e-6 * abs(self._level)
         # Three predictions and their typical absolute errors.
@@ -186,6 +250,16 @@ class SeasonalLikelihoodDetector:
             self._peak = max(score, peak * self.decay)
             if score <= peak:
                 score *= self.damp
+        # Contextual novelty: a level, or a level after the recent ones, never seen before.
+        novelty = self._novelty(x)
+        if n > self.warmup:
+            score = max(score, self.context_weight * novelty)
+            # After an alert the series is left alone for a while: one alert per incident.
+            if self._quiet_left > 0:
+                self._quiet_left -= 1
+                score *= self.quiet_factor
+            elif score >= self.anomaly:
+                self._quiet_left = self.quiet
         # Long-run distribution of the recent mean, once the predictions have settled.
         m = n - self.settle
         if m >= 0:

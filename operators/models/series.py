@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from config.models import AnomalySpec, ForecastSpec
 from operators.models.base import AnomalyDetector, AnomalyScore, Forecast, label_for
-from operators.models.forecast import ForecastSkill, HoltWintersForecaster
+from operators.models.drift import ErrorDrift
+from operators.models.forecast import ForecastSkill, HoltWintersForecaster, _smape
 from operators.models.registry import make_detector
 from operators.records import Dims, WindowResult
 
@@ -33,6 +34,9 @@ class AnomalyRecord:
     window_start: int
     detector: str
     result: AnomalyScore
+    drift: bool = False
+    """ADWIN found the detector's error level changed at this window."""
+    error_level: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,9 @@ class ForecastRecord:
     window_start: int
     forecast: Forecast
     skill: ForecastSkill
+    drift: bool = False
+    """ADWIN found the one-step forecast error level changed at this window."""
+    error_level: float = 0.0
 
 
 ModelRecord = AnomalyRecord | ForecastRecord
@@ -59,7 +66,15 @@ def default_season(window_ms: int) -> int:
 class SeriesModels:
     """One series' detector and forecaster, and what it said last."""
 
-    __slots__ = ("detector", "forecaster", "last_anomaly", "last_forecast", "last_start")
+    __slots__ = (
+        "detector",
+        "detector_drift",
+        "forecast_drift",
+        "forecaster",
+        "last_anomaly",
+        "last_forecast",
+        "last_start",
+    )
 
     def __init__(
         self, window_ms: int, anomaly: AnomalySpec | None, forecast: ForecastSpec | None
@@ -78,6 +93,8 @@ class SeriesModels:
             self.forecaster = HoltWintersForecaster(
                 step_ms=window_ms, season=season, level=forecast.level
             )
+        self.detector_drift = ErrorDrift() if self.detector is not None else None
+        self.forecast_drift = ErrorDrift() if self.forecaster is not None else None
         self.last_start = -1
         self.last_anomaly: AnomalyRecord | None = None
         self.last_forecast: ForecastRecord | None = None
@@ -115,6 +132,10 @@ class ShardModels:
                 label = label_for(result.score, anomaly.warning, anomaly.threshold)
                 if label != result.label:
                     result = _relabel(result, label)
+            watch = getattr(models, "detector_drift", None)
+            drifted, level = False, 0.0
+            if watch is not None and result.label != "learning":
+                drifted, level = watch.update(_surprise(result) / 10.0), watch.level
             models.last_anomaly = AnomalyRecord(
                 window.tenant,
                 window.metric,
@@ -122,9 +143,19 @@ class ShardModels:
                 window.window_start,
                 models.detector.name,
                 result,
+                drifted,
+                level,
             )
             out.append(models.last_anomaly)
         if models.forecaster is not None:
+            f_watch = getattr(models, "forecast_drift", None)
+            f_drifted, f_level = False, 0.0
+            previous = models.last_forecast
+            if f_watch is not None and previous is not None and previous.forecast.points:
+                ts, mean = previous.forecast.points[0][0], previous.forecast.points[0][1]
+                if ts == window.window_start:
+                    f_drifted = f_watch.update(_smape(window.value, mean) / 200.0)
+                    f_level = f_watch.level
             models.forecaster.learn_one(window.window_start, window.value)
             models.last_forecast = ForecastRecord(
                 window.tenant,
@@ -133,10 +164,22 @@ class ShardModels:
                 window.window_start,
                 models.forecaster.forecast(horizons.get(window.metric, 12)),
                 models.forecaster.skill,
+                f_drifted,
+                f_level,
             )
             out.append(models.last_forecast)
         models.last_start = window.window_start
         return out
+
+
+def _surprise(result: AnomalyScore) -> float:
+    """How many typical errors the value was from the expectation, capped at 10."""
+    if result.expected is None or result.expected_high is None:
+        return 0.0
+    scale = (result.expected_high - result.expected) / 3.0
+    if not scale > 0:
+        return 0.0
+    return min(10.0, abs(result.value - result.expected) / scale)
 
 
 def _relabel(result: AnomalyScore, label: str) -> AnomalyScore:

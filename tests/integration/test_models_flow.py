@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from pathlib import Path
 
 import bytewax.operators as op
 import pytest
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
@@ -23,7 +25,7 @@ from config.spec import parse_spec
 from dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
 from operators.models.registry import make_detector
 from operators.records import WindowResult
-from sinks.model_store import ModelStore
+from sinks.model_store import ModelStore, RedisModelStore
 from sinks.warehouse import DuckDBWarehouse
 from sources.demo import anomalies, daily_factor
 from tests.api_support import keyed_client
@@ -100,6 +102,12 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(
     top = max(rows, key=lambda r: r["score"])
     assert top["window_start"] == 695 * 5 * MIN and top["label"] == "anomaly"
     assert registry.get_sample_value("riffle_models_scored_total", {"detector": "riffle"}) == 1401
+    # ADWIN watches the errors of both models; the error level gauges are set.
+    for model in ("detector", "forecaster"):
+        level = registry.get_sample_value(
+            "riffle_models_error_level", {"metric": "views", "model": model}
+        )
+        assert level is not None and 0.0 < level < 1.0
     forecasts = store.latest_forecasts("t1", "views")
     assert len(forecasts) == 2
 
@@ -160,3 +168,51 @@ def test_demo_rate_anomalies_are_flagged_and_quiet_windows_are_not(seed: int) ->
     quiet = [t for t in labels if t >= warm and t not in busy]
     false_alarms = sum(labels[t] == "anomaly" for t in quiet)
     assert false_alarms / len(quiet) < 0.01
+
+
+def test_model_results_also_land_in_redis_and_the_api_reads_them_hot(
+    tmp_path: Path, redis_url: RedisTarget
+) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC + "retention: {hot: 30d}\n")
+    spec = parse_spec(spec_path.read_text())
+    db = tmp_path / "warehouse.duckdb"
+    prefix = f"{redis_url.prefix}-models-{uuid.uuid4().hex[:8]}"
+    flow = Dataflow("models_redis_test")
+    results = op.input("in", flow, TestingSource(_windows(400), batch_size=50))
+    sink = ModelStoreSink(db, redis=(redis_url.url, prefix, 30 * 86_400))
+    model_stage(results, spec, shards=2, sink=sink, telemetry=ModelTelemetry(CollectorRegistry()))
+    run_main(flow)
+
+    hot = RedisModelStore(redis.Redis.from_url(redis_url.url), prefix, 30 * 86_400)
+    warm = ModelStore(DuckDBWarehouse(db))
+    hot_rows = hot.anomalies("t1", ["views"], 0, 10**13, limit=5000)
+    warm_rows = warm.anomalies("t1", 0, 10**13, limit=5000)
+    assert len(hot_rows) == len(warm_rows) == 800
+    # Same series identity and the same numbers in both stores.
+    key = {(r["series_id"], r["window_start"]): r["score"] for r in warm_rows}
+    assert {(r["series_id"], r["window_start"]): r["score"] for r in hot_rows} == key
+    hot_fc = hot.latest_forecasts("t1", "views")
+    warm_fc = warm.latest_forecasts("t1", "views")
+    assert [r["series_id"] for r in hot_fc] == sorted(r["series_id"] for r in warm_fc)
+    assert {r["issued_after"] for r in hot_fc} == {r["issued_after"] for r in warm_fc}
+
+    settings = Settings(
+        spec=spec_path,
+        warehouse=f"duckdb:///{db}",
+        default_tenant="t1",
+        redis_url=redis_url.url,
+        redis_prefix=prefix,
+    )
+    http = keyed_client(create_app(settings, CollectorRegistry()), "t1")
+    body = http.get("/v1/anomalies", params={"start": "0", "source": "hot", "limit": 5}).json()
+    assert body["source"] == "hot" and len(body["anomalies"]) == 5
+    assert body["anomalies"][0]["window_start"] == 399 * 5 * MIN
+    assert body["anomalies"][0]["dims"]["country"] in ("de", "fr")
+    fc = http.get("/v1/forecasts/views", params={"source": "hot"}).json()
+    assert fc["source"] == "hot" and len(fc["forecasts"]) == 2
+    assert len(fc["forecasts"][0]["points"]) == 4
+    # The warehouse still answers when asked.
+    assert http.get("/v1/forecasts/views", params={"source": "warehouse"}).json()["source"] == (
+        "warehouse"
+    )

@@ -1,0 +1,44 @@
+"""Drift of a series' model errors: River's ADWIN over bounded error streams.
+
+:class:`ErrorDrift` watches one stream of errors in ``[0, 1]`` (a detector's
+normalised surprise, a forecaster's one-step sMAPE / 200) with ADWIN, which
+keeps an adaptive window of recent errors and cuts it when its two halves'
+means differ more than chance allows: the model's error level changed, so
+its calibration or its forecasts are stale. It counts detections and keeps
+the current mean error; its pickle is about a kilobyte.
+"""
+
+from __future__ import annotations
+
+from river import drift
+
+
+class ErrorDrift:
+    """ADWIN over one error stream, with the number of drifts seen."""
+
+    __slots__ = ("adwin", "detections")
+
+    def __init__(self, delta: float = 0.002) -> None:
+        self.adwin = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+        self.detections = 0
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"adwin": self.adwin, "detections": self.detections}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.adwin = state["adwin"]  # type: ignore[assignment]
+        self.detections = int(state["detections"])  # type: ignore[call-overload]
+
+    def update(self, error: float) -> bool:
+        """Learn one error (clipped to [0, 1]); ``True`` when ADWIN just detected a drift."""
+        e = min(1.0, max(0.0, error)) if error == error else 1.0
+        self.adwin.update(e)  # type: ignore[no-untyped-call]
+        found = bool(self.adwin.drift_detected)
+        if found:
+            self.detections += 1
+        return found
+
+    @property
+    def level(self) -> float:
+        """The mean error of ADWIN's current window."""
+        return float(self.adwin.estimation)
