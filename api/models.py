@@ -74,6 +74,11 @@ class PointOut(BaseModel):
     count: int = Field(description="Events in the window.")
     is_final: bool = Field(description="False while the window is open and still filling.")
     revision: int = Field(description="Grows with every update of the window.")
+    detail: dict[str, Any] | None = Field(
+        None,
+        description="Sketched metrics: quantiles ({'p50': ...}), top items "
+        "({'top': [[item, count], ...]}) or distinct-count bounds ({'lower', 'upper'}).",
+    )
 
 
 class SeriesOut(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from api.rollup import Grid, add_rows, add_windows
+from operators.sketches import SketchSpec
 from sinks.redis_store import RedisWindowStore
 from sinks.warehouse_base import Filters, Warehouse
 
@@ -34,6 +35,7 @@ def rollup_grid(
     by: Sequence[str],
     filters: Filters | None,
     hot_boundary_ms: int,
+    sketch: SketchSpec | None = None,
 ) -> Grid:
     """Buckets of windows starting in ``[start_ms, end_ms)`` per ``by`` group (see module doc)."""
     hot_from = max(start_ms, hot_boundary_ms)
@@ -41,12 +43,15 @@ def rollup_grid(
     first = min((windows[0].window_start for _, windows in recent if windows), default=None)
     split = end_ms if first is None else first
     grid: Grid = {}
-    if split > start_ms:
+    if split > start_ms and sketch is not None:  # SQL cannot merge sketches: merge here
+        older = cold.read_series(tenant, metric, start_ms, split, filters)
+        add_windows(grid, older, by, start_ms, step_ms, sketch)
+    elif split > start_ms:
         add_rows(
             grid,
             cold.rollup(
                 tenant, metric, start_ms, split, step_ms=step_ms, by=list(by), filters=filters
             ),
         )
-    add_windows(grid, recent, by, start_ms, step_ms)
+    add_windows(grid, recent, by, start_ms, step_ms, sketch)
     return grid

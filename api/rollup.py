@@ -5,12 +5,11 @@ and max merge exactly (sum of counts, sum of sums, min of mins, max of
 maxes) and the metric's value is recomputed from the merged state, so a 1 h
 average is total sum over total count, never a mean of minute means.
 
-Extension point for sketch states (distinct counts, quantiles): add a field
-to :class:`Bucket` and its merge to :func:`merge_into` (HLL union, KLL
-merge of the serialised sketches), and have the engines return the sketch
-column in :class:`~sinks.warehouse_base.RollupRow`; :func:`finish` then
-computes the metric's value from the merged sketch. Nothing else in the
-query engine depends on which states a bucket holds.
+Sketched metrics (distinct counts, quantiles, top-k) also merge the
+windows' serialised sketches into the bucket's (an HLL union, a KLL merge),
+and :func:`finish` takes the value from the merged sketch. SQL cannot merge
+DataSketches, so for those metrics the warehouse span is read as windows and
+merged here too (:func:`api.query.rollup_grid`).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from config.spec import Aggregation
 from operators.aggregators import value_of
 from operators.records import Dims, WindowResult
+from operators.sketches import Sketch, SketchSpec
 from sinks.warehouse_base import RollupRow, bucket_of
 
 
@@ -34,6 +34,8 @@ class Bucket:
     max: float | None = None
     windows: int = 0
     partial: bool = False
+    sketch: Sketch | None = None
+    """Sketched metrics: the merged sketch of the bucket's windows."""
 
 
 Grid = dict[Dims, dict[int, Bucket]]
@@ -73,6 +75,7 @@ def add_windows(
     by: Sequence[str],
     start_ms: int,
     step_ms: int | None,
+    sketch: SketchSpec | None = None,
 ) -> None:
     """Fold raw windows (from Redis) into ``grid``, grouped by ``by`` and bucketed.
 
@@ -85,8 +88,14 @@ def add_windows(
         for w in windows:
             bucket = slots.setdefault(bucket_of(w.window_start, start_ms, step_ms), Bucket())
             merge_into(bucket, w.count, w.sum, w.min, w.max, 1, partial=not w.is_final)
+            if sketch is not None and w.sketch is not None:
+                if bucket.sketch is None:
+                    bucket.sketch = Sketch(sketch)
+                bucket.sketch.merge(w.sketch)
 
 
 def finish(bucket: Bucket, aggregation: Aggregation) -> float | None:
-    """The metric's value of a merged bucket."""
+    """The metric's value of a merged bucket (from its merged sketch when it has one)."""
+    if bucket.sketch is not None:
+        return bucket.sketch.value()
     return value_of(aggregation, bucket.count, bucket.sum, bucket.min, bucket.max)

@@ -15,6 +15,7 @@ from typing import Protocol
 from config.spec import Aggregation
 from operators.aggregators import value_of
 from operators.records import Dims, WindowResult
+from operators.sketches import SketchSpec, merged
 
 Series = tuple[Dims, list[WindowResult]]
 """A series' dimensions and its windows, sorted by start."""
@@ -73,7 +74,10 @@ def merge_hot_cold(hot: Iterable[Series], cold: Iterable[Series]) -> list[Series
 
 
 def group_series(
-    series: Iterable[Series], group_by: Sequence[str], aggregation: Aggregation
+    series: Iterable[Series],
+    group_by: Sequence[str],
+    aggregation: Aggregation,
+    sketch: SketchSpec | None = None,
 ) -> list[Series]:
     """Merge the series that share their ``group_by`` dimension values, window by window.
 
@@ -89,16 +93,22 @@ def group_series(
         for window in windows:
             slots.setdefault(window.window_start, []).append(window)
     return [
-        (key, [combine(slots[start], key, aggregation) for start in sorted(slots)])
+        (key, [combine(slots[start], key, aggregation, sketch) for start in sorted(slots)])
         for key, slots in sorted(groups.items())
     ]
 
 
-def combine(parts: Sequence[WindowResult], dims: Dims, aggregation: Aggregation) -> WindowResult:
+def combine(
+    parts: Sequence[WindowResult],
+    dims: Dims,
+    aggregation: Aggregation,
+    sketch: SketchSpec | None = None,
+) -> WindowResult:
     """One window from the same window of several series.
 
     count, sum, min and max combine exactly and the value is recomputed from
-    them (an average is total sum over total count, never a mean of means).
+    them (an average is total sum over total count, never a mean of means);
+    sketched metrics merge their sketches (an HLL union, a KLL merge).
     The result is final only if every part is; its revision is the sum of the
     parts', so it grows whenever any part is re-emitted.
     """
@@ -109,6 +119,7 @@ def combine(parts: Sequence[WindowResult], dims: Dims, aggregation: Aggregation)
     highs = [p.max for p in parts if p.max is not None]
     low = min(lows) if lows else None
     high = max(highs) if highs else None
+    union = None if sketch is None else merged(sketch, (p.sketch for p in parts))
     return WindowResult(
         tenant=first.tenant,
         metric=first.metric,
@@ -119,10 +130,12 @@ def combine(parts: Sequence[WindowResult], dims: Dims, aggregation: Aggregation)
         sum=total,
         min=low,
         max=high,
-        value=value_of(aggregation, count, total, low, high),
+        value=value_of(aggregation, count, total, low, high) if union is None else union.value(),
         is_final=all(p.is_final for p in parts),
         revision=sum(p.revision for p in parts),
         emitted_at=max(p.emitted_at for p in parts),
+        sketch=None if union is None else union.to_bytes(),
+        detail=None if union is None else union.detail(),
     )
 
 

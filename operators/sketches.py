@@ -9,6 +9,7 @@ frequent-items sketches — so rollups and ``group_by`` never average averages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -123,3 +124,12 @@ def sketch_for(metric: MetricSpec) -> SketchSpec | None:
         # The map holds 2^lgK counters: comfortably more than the items reported.
         return SketchSpec("items", max(6, (metric.top * 4 - 1).bit_length()), top=metric.top)
     return None
+
+
+def merged(spec: SketchSpec, blobs: Iterable[bytes | None]) -> Sketch:
+    """One sketch from the serialised sketches of several windows or series."""
+    out = Sketch(spec)
+    for blob in blobs:
+        if blob:
+            out.merge(blob)
+    return out

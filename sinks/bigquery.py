@@ -18,6 +18,7 @@ classified (429, 5xx, connection problems and timeouts are
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -250,7 +251,7 @@ class BigQueryWarehouse:
             return []
         sql = (
             "SELECT dims, UNIX_MILLIS(window_start), UNIX_MILLIS(window_end), count, sum, "
-            "min, max, value, is_final, revision, UNIX_MILLIS(updated_at) "
+            "min, max, value, is_final, revision, UNIX_MILLIS(updated_at), sketch, detail "
             f"FROM `{self.table_id(METRIC_WINDOWS.name)}` WHERE {where} "
             "ORDER BY series_id, window_start"
         )
@@ -272,6 +273,8 @@ class BigQueryWarehouse:
                     is_final=bool(row[8]),
                     revision=int(row[9]),
                     emitted_at=int(row[10]),
+                    sketch=None if row[11] is None else bytes(row[11]),
+                    detail=None if row[12] is None else orjson.loads(row[12]),
                 )
             )
         return sorted(
@@ -420,4 +423,7 @@ def _window_row(window: WindowResult, now: str) -> dict[str, Any]:
         "revision": window.revision,
         "is_final": window.is_final,
         "updated_at": now,
+        # insertAll takes BYTES as base64 text.
+        "sketch": None if window.sketch is None else base64.b64encode(window.sketch).decode(),
+        "detail": None if window.detail is None else orjson.dumps(window.detail).decode(),
     }

@@ -82,6 +82,8 @@ METRIC_WINDOWS = TableDef(
         Column("revision", "INT64", True),
         Column("is_final", "BOOL", True),
         Column("updated_at", "TIMESTAMP", True),
+        Column("sketch", "BYTES"),
+        Column("detail", "STRING"),
     ),
     key=("tenant", "metric", "series_id", "window_start"),
     partition_by="window_start",

@@ -12,6 +12,7 @@ from api.models import ErrorResponse, MetricList, MetricOut, PointOut, SeriesOut
 from api.series import Series, group_series, read_windows
 from api.times import format_instant, parse_instant
 from config.spec import MetricSpec, PipelineSpec
+from operators.sketches import sketch_for
 
 MAX_WINDOWS = 10_000
 """Most windows one series may span in a single query."""
@@ -90,7 +91,7 @@ def get_series(
         hot_boundary_ms=now - round(app.settings.hot_horizon_seconds * 1000),
     )
     if groups is not None:
-        found = group_series(found, groups, metric.aggregation)
+        found = group_series(found, groups, metric.aggregation, sketch_for(metric))
     return SeriesResponse(
         metric=metric.name,
         aggregation=metric.aggregation,
@@ -167,6 +168,7 @@ def _series_out(series: Series) -> SeriesOut:
                 count=w.count,
                 is_final=w.is_final,
                 revision=w.revision,
+                detail=w.detail,
             )
             for w in windows
         ],

@@ -21,6 +21,7 @@ from api.rollup import Bucket, Grid, finish
 from api.routes.metrics import _known_dimension, _metric
 from api.times import format_instant, parse_instant
 from config.spec import MetricSpec
+from operators.sketches import sketch_for
 
 MAX_BY = 3
 """Most dimensions one breakdown groups by."""
@@ -256,6 +257,7 @@ def _grid(
         by=q["by"],
         filters=q["filters"] or None,
         hot_boundary_ms=int(time.time() * 1000) - round(app.settings.hot_horizon_seconds * 1000),
+        sketch=sketch_for(metric),
     )
     if len(grid) > MAX_GROUPS:
         raise ApiError(
@@ -276,6 +278,7 @@ def _point(bucket: Bucket, metric: MetricSpec) -> dict[str, Any]:
         "max": bucket.max,
         "windows": bucket.windows,
         "partial": bucket.partial,
+        "detail": None if bucket.sketch is None else bucket.sketch.detail(),
     }
 
 
