@@ -62,5 +62,7 @@ def _default(info: FieldInfo) -> str:
     if isinstance(value, SecretStr):
         return "(none)" if not value.get_secret_value() else MASK
     if isinstance(value, Path):
-        value = str(value)
+        # A bundled path reads the same on every machine: relative to the checkout.
+        root = DEMO_SPEC.parent.parent
+        value = str(value.relative_to(root)) if value.is_relative_to(root) else str(value)
     return f"`{value}`"

@@ -31,33 +31,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 from operators.records import Dims, WindowResult
 from sinks.duckdb_sql import evolve, rollup_rows, rollup_sql
 from sinks.errors import SinkError, TransientSinkError
-from sinks.tables import TABLES, TableDef
+from sinks.tables import METRIC_WINDOWS, TABLES, TableDef
 from sinks.warehouse_base import Filters, RollupRow
 
 T = TypeVar("T")
 
 _LIMIT_MS = 253_402_300_799_999
 """Bounds are clamped to the end of year 9999, well inside DuckDB's TIMESTAMP range."""
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS metric_windows (
-    tenant       VARCHAR   NOT NULL,
-    metric       VARCHAR   NOT NULL,
-    series_id    VARCHAR   NOT NULL,
-    dims         VARCHAR   NOT NULL,
-    window_start TIMESTAMP NOT NULL,
-    window_end   TIMESTAMP NOT NULL,
-    value        DOUBLE,
-    count        BIGINT    NOT NULL,
-    sum          DOUBLE    NOT NULL,
-    min          DOUBLE,
-    max          DOUBLE,
-    revision     BIGINT    NOT NULL,
-    is_final     BOOLEAN   NOT NULL,
-    updated_at   TIMESTAMP NOT NULL,
-    PRIMARY KEY (tenant, metric, series_id, window_start)
-)
-"""
 
 # Columns are named, so columns added later (schema evolution) take their defaults.
 # Rows travel as one list per column and are unnested in SQL: a single
@@ -101,6 +81,7 @@ class DuckDBWarehouse:
     def __init__(self, path: Path, lock_timeout_seconds: float = 10.0) -> None:
         self._path = path
         self._lock_timeout = lock_timeout_seconds
+        self._table_ready = False
 
     @property
     def path(self) -> Path:
@@ -116,7 +97,6 @@ class DuckDBWarehouse:
         """Create the file, missing tables and missing columns (:mod:`sinks.tables`)."""
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(_DDL)
             evolve(con, tables)
 
         self._run(create, read_only=False)
@@ -186,9 +166,11 @@ class DuckDBWarehouse:
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("BEGIN TRANSACTION")
-            con.execute(_DDL)
+            if not self._table_ready:  # the table (and its newest columns) once per instance
+                evolve(con, (METRIC_WINDOWS,))
             con.execute(_UPSERT, columns)
             con.execute("COMMIT")
+            self._table_ready = True
 
         self._run(write, read_only=False)
 
@@ -265,7 +247,7 @@ class DuckDBWarehouse:
             params.append(tenant)
 
         def purge(con: duckdb.DuckDBPyConnection) -> int:
-            con.execute(_DDL)
+            evolve(con, (METRIC_WINDOWS,))
             row = con.execute(sql, params).fetchone()
             return int(row[0]) if row else 0
 

@@ -278,7 +278,8 @@ def _point(bucket: Bucket, metric: MetricSpec) -> dict[str, Any]:
         "max": bucket.max,
         "windows": bucket.windows,
         "partial": bucket.partial,
-        "detail": None if bucket.sketch is None else bucket.sketch.detail(),
+        # Sketched metrics: quantiles, top items or distinct-count bounds.
+        **({} if bucket.sketch is None else {"detail": bucket.sketch.detail()}),
     }
 
 

@@ -122,13 +122,13 @@ def test_a_new_column_is_added_to_existing_tables(warehouse_target: WarehouseTar
     old = window(BASE_MS, values=(3.0,))
     warehouse.upsert_windows([old])
     grown = dataclasses.replace(
-        METRIC_WINDOWS, columns=(*METRIC_WINDOWS.columns, Column("sketch", "BYTES"))
+        METRIC_WINDOWS, columns=(*METRIC_WINDOWS.columns, Column("note", "STRING"))
     )
     assert isinstance(warehouse, DuckDBWarehouse | BigQueryWarehouse)
     warehouse.init([grown])
     warehouse.init([grown])
     table = "metric_windows" + (RAW_SUFFIX if isinstance(warehouse, BigQueryWarehouse) else "")
-    assert sql(warehouse, f"SELECT count(*) FROM {{t}}{table} WHERE sketch IS NULL") == [(1,)]
+    assert sql(warehouse, f"SELECT count(*) FROM {{t}}{table} WHERE note IS NULL") == [(1,)]
     assert warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + MIN)[0][1] == [old]
     warehouse.upsert_windows([old])
     assert seen(warehouse) == (1, 1.0)
