@@ -111,8 +111,11 @@ def _metric(spec: PipelineSpec, name: str) -> MetricSpec:
     return metric
 
 
-def _range(metric: MetricSpec, start: str | None, end: str | None, now: int) -> tuple[int, int]:
-    """Validated ``(aligned start, end)`` in epoch ms."""
+def requested_range(start: str | None, end: str | None, now: int) -> tuple[int, int]:
+    """``(start, end)`` in epoch ms from query strings (default: the hour before now).
+
+    A bad instant or an empty range is a 400 naming the problem.
+    """
     try:
         end_ms = now if end is None else parse_instant(end, now)
         start_ms = end_ms - DEFAULT_SPAN_MS if start is None else parse_instant(start, now)
@@ -124,6 +127,12 @@ def _range(metric: MetricSpec, start: str | None, end: str | None, now: int) -> 
             "invalid_range",
             f"start ({format_instant(start_ms)}) must be before end ({format_instant(end_ms)})",
         )
+    return start_ms, end_ms
+
+
+def _range(metric: MetricSpec, start: str | None, end: str | None, now: int) -> tuple[int, int]:
+    """Validated ``(aligned start, end)`` in epoch ms."""
+    start_ms, end_ms = requested_range(start, end, now)
     size = metric.window_ms
     aligned = start_ms - start_ms % size
     windows = -(-(end_ms - aligned) // size)

@@ -18,8 +18,8 @@ from api.errors import ApiError
 from api.models import ErrorResponse
 from api.query import STEPS, rollup_grid
 from api.rollup import Bucket, Grid, finish
-from api.routes.metrics import _known_dimension, _metric
-from api.times import format_instant, parse_instant
+from api.routes.metrics import _known_dimension, _metric, requested_range
+from api.times import format_instant
 from config.spec import MetricSpec
 from operators.sketches import sketch_for
 
@@ -31,7 +31,6 @@ MAX_GROUPS = 1_000
 """Most groups (series of a breakdown) in one answer."""
 MAX_LIMIT = 100
 """Largest ``limit`` of ``/top``."""
-DEFAULT_SPAN_MS = 3_600_000
 CACHE_HEADER = "X-Riffle-Cache"
 _RESERVED = frozenset({"start", "end", "by", "step", "compare", "limit"})
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -147,12 +146,7 @@ def _filters(metric: MetricSpec, request: Request) -> dict[str, list[str]]:
 
 def _step(metric: MetricSpec, raw: str | None, start: str | None, end: str | None) -> int:
     if raw is None:
-        now = int(time.time() * 1000)
-        try:
-            end_ms = now if end is None else parse_instant(end, now)
-            start_ms = end_ms - DEFAULT_SPAN_MS if start is None else parse_instant(start, now)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_time", str(exc)) from None
+        start_ms, end_ms = requested_range(start, end, int(time.time() * 1000))
         for size in STEPS.values():
             if size >= metric.window_ms and (end_ms - start_ms) // size <= MAX_BUCKETS:
                 return size
@@ -174,18 +168,7 @@ def _range(
     app: ServicesDep, metric: MetricSpec, start: str | None, end: str | None, align_ms: int
 ) -> tuple[int, int]:
     """``(start aligned down to align_ms, end aligned up to a window)``, validated."""
-    now = int(time.time() * 1000)
-    try:
-        end_ms = now if end is None else parse_instant(end, now)
-        start_ms = end_ms - DEFAULT_SPAN_MS if start is None else parse_instant(start, now)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_time", str(exc)) from None
-    if start_ms >= end_ms:
-        raise ApiError(
-            400,
-            "invalid_range",
-            f"start ({format_instant(start_ms)}) must be before end ({format_instant(end_ms)})",
-        )
+    start_ms, end_ms = requested_range(start, end, int(time.time() * 1000))
     longest = int(app.spec.retention.warehouse.total_seconds() * 1000)
     if end_ms - start_ms > longest:
         raise ApiError(
