@@ -26,11 +26,9 @@ from typing import Any, Protocol, TypeVar
 
 import duckdb
 import orjson
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from operators.records import DeadLetter
-from sinks.errors import SinkError
-from sinks.warehouse import _is_lock_conflict
+from sinks.duckdb_file import visit
 
 T = TypeVar("T")
 
@@ -231,26 +229,13 @@ class DuckDBDeadLetters:
         return [_stored(row) for row in self._run(read, read_only=True)]
 
     def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
-        retrying = Retrying(
-            retry=retry_if_exception(_is_lock_conflict),
-            wait=wait_random_exponential(multiplier=0.01, max=0.25),
-            stop=stop_after_delay(self._lock_timeout),
-            reraise=True,
+        return visit(
+            self._path,
+            work,
+            read_only=read_only,
+            lock_timeout=self._lock_timeout,
+            what=f"dead letters in {self._path}",
         )
-        try:
-            result: T = retrying(self._once, work, read_only)
-        except duckdb.Error as exc:
-            raise SinkError(f"dead letters in {self._path}: {exc}") from exc
-        return result
-
-    def _once(self, work: Callable[[duckdb.DuckDBPyConnection], T], read_only: bool) -> T:
-        if not read_only:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self._path), read_only=read_only)
-        try:
-            return work(con)
-        finally:
-            con.close()
 
 
 def _stored(row: tuple[Any, ...]) -> StoredLetter:

@@ -8,13 +8,10 @@ the dimension values (``json_extract_string(dims, '$.country')`` in SQL),
 Upserts are last-write-wins on the key: a replay or a correction rewrites a
 row, never adds to it.
 
-DuckDB lets one process hold a file read-write, or any number of processes
-hold it read-only, never both at once. The dataflow writes and the API reads
-from separate processes, so no connection is kept: every call opens the file,
-does its work and closes it, and a lock conflict is retried with jittered
-exponential backoff (capped at 0.25 s so a reader finds the gaps between a
-busy writer's batches) for up to ``lock_timeout_seconds`` before it becomes a
-:class:`~sinks.errors.SinkError`.
+The dataflow writes and the API reads from separate processes, so no
+connection is kept: every call is a short visit of the file
+(:func:`sinks.duckdb_file.visit`) that rides out the other process's lock for
+up to ``lock_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -26,11 +23,10 @@ from typing import Any, TypeVar
 
 import duckdb
 import orjson
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from operators.records import Dims, WindowResult
+from sinks.duckdb_file import visit
 from sinks.duckdb_sql import evolve, rollup_rows, rollup_sql
-from sinks.errors import SinkError, TransientSinkError
 from sinks.tables import METRIC_WINDOWS, TABLES, TableDef
 from sinks.warehouse_base import Filters, RollupRow
 
@@ -262,43 +258,15 @@ class DuckDBWarehouse:
             self._run(lambda con: con.execute("SELECT 1").fetchall(), read_only=True)
 
     def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
-        """Open the file, run ``work``, close; retry lock conflicts, wrap DuckDB errors."""
-        retrying = Retrying(
-            retry=retry_if_exception(_is_lock_conflict),
-            wait=wait_random_exponential(multiplier=0.01, max=0.25),
-            stop=stop_after_delay(self._lock_timeout),
-            reraise=True,
+        """Open the file, run ``work``, close (see :mod:`sinks.duckdb_file`)."""
+        return visit(
+            self._path,
+            work,
+            read_only=read_only,
+            lock_timeout=self._lock_timeout,
+            what=f"warehouse {self._path}",
         )
-        try:
-            result: T = retrying(self._once, work, read_only)
-        except duckdb.Error as exc:
-            if _is_lock_conflict(exc):
-                raise TransientSinkError(
-                    f"warehouse {self._path} stayed locked by another process for "
-                    f"{self._lock_timeout:g} s (DuckDB allows one writer or many readers): {exc}"
-                ) from exc
-            raise SinkError(f"warehouse {self._path}: {exc}") from exc
-        return result
-
-    def _once(self, work: Callable[[duckdb.DuckDBPyConnection], T], read_only: bool) -> T:
-        if not read_only:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self._path), read_only=read_only)
-        try:
-            return work(con)
-        finally:
-            con.close()
 
 
 def _clamp(epoch_ms: int) -> int:
     return max(-_LIMIT_MS, min(_LIMIT_MS, epoch_ms))
-
-
-def _is_lock_conflict(exc: BaseException) -> bool:
-    """Another process holds the file, or this one holds it in the other mode."""
-    message = str(exc)
-    if isinstance(exc, duckdb.IOException):
-        return "lock" in message.lower()
-    if isinstance(exc, duckdb.ConnectionException):
-        return "different configuration" in message
-    return False
