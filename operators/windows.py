@@ -30,7 +30,7 @@ from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, thawed
 from operators.ingest import Partial, SeriesKey
 from operators.records import Dims, WindowResult
 from operators.sketches import SketchSpec
-from operators.watermark import NEVER
+from operators.watermark import IDLE, NEVER
 
 WindowKey = tuple[str, str, Dims, int]
 """``(tenant, metric, dims, window_start)``."""
@@ -165,6 +165,8 @@ class BucketWindows:
     def close(self, now: int) -> list[WindowResult]:
         """Emit every open window its metric's watermark has passed."""
         clock = self.clock
+        if clock >= IDLE:  # every partition is empty so far: nothing has happened yet
+            return []
         self.closed_through = max(self.closed_through, clock)
         if clock >= self._next_purge:
             self._purge(clock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import bytewax.operators as op
 import httpx
@@ -21,8 +22,17 @@ from google.cloud import pubsub_v1
 from config.settings import Settings
 from sources.kafka import PartitionPoll
 from sources.pubsub import PubSubSource
+from tests.integration.flow_support import (
+    assert_matches,
+    closed_expectation,
+    kill,
+    redis_finals,
+    start_flow,
+    wait_for,
+)
 from tests.integration.ingest_support import serve
 from tests.integration.pubsub_server import PubSubServer
+from tests.scenario import closers, scenario
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +127,37 @@ def test_unacknowledged_messages_are_redelivered(pubsub: PubSubServer) -> None:
     again = read("again-flow", 20)
     assert sorted(int(value or b"") for value, _, _ in again) == list(range(20))
     assert len(pubsub.acked) == 20
+
+
+def test_the_dataflow_reads_pubsub_into_windows(
+    pubsub: PubSubServer, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`riffle run` with RIFFLE_SOURCE=pubsub: published events become the expected windows."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(PROJECT, "flow-events")
+    subscription = subscriber.subscription_path(PROJECT, "flow-windows")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    settings = settings_factory(
+        source="pubsub",
+        pubsub_project=PROJECT,
+        pubsub_subscription="flow-windows",
+        lateness_seconds=600,  # Pub/Sub does not keep order: nothing here may count as late
+        idle_seconds=1,
+        partial_interval_seconds=0.2,
+    )
+    now = int(time.time() * 1000)
+    base = now - now % 60_000 - 10 * 60_000
+    sent = scenario(seed=21, n=1500, partitions=1, base=base) + closers(base + 7_200_000, 1)
+    futures = [publisher.publish(topic, item.raw) for item in sent]
+    for future in futures:
+        future.result(timeout=30)
+    expected = closed_expectation(sent, lateness_ms=600_000)
+    log = tmp_path / "flow.log"
+    flow = start_flow(settings, log)
+    try:
+        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), 60, "finals", log)
+        assert_matches(redis_finals(settings), expected)
+    finally:
+        kill(flow)

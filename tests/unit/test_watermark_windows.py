@@ -68,6 +68,15 @@ def test_windows_close_when_every_partition_has_passed() -> None:
     assert bw.windows == {}
 
 
+def test_partitions_that_are_all_empty_close_nothing_for_later() -> None:
+    """A flow started on an empty topic must take the first events that arrive."""
+    bw = BucketWindows(RULES, ["p0", "p1"])
+    assert bw.apply("p0", IDLE, [], 1) == []
+    assert bw.apply("p1", IDLE, [], 2) == []
+    (final,) = bw.apply("p0", T0 + MIN, [("t", "views", (), T0, T0 + MIN, [1.0] * 4)], 3)
+    assert final.count == 1 and bw.dropped_after_close == 0
+
+
 def test_metric_lateness_delays_the_final() -> None:
     bw = BucketWindows(RULES, ["p0"])
     assert bw.apply("p0", T0 + MIN, [("t", "slow", (), T0, T0 + MIN, [1.0] * 4)], 1) == []
