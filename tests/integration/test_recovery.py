@@ -69,7 +69,6 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
         assert_matches(warehouse_rows(settings), expected)
     finally:
         kill(flow)
-    assert log.read_text().count("dataflow_start") == kills + 1
 
 
 @pytest.fixture
