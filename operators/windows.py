@@ -30,7 +30,7 @@ from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, thawed
 from operators.ingest import Partial, SeriesKey
 from operators.records import Dims, WindowResult
 from operators.sketches import SketchSpec
-from operators.watermark import NEVER
+from operators.watermark import IDLE, NEVER
 
 WindowKey = tuple[str, str, Dims, int]
 """``(tenant, metric, dims, window_start)``."""
@@ -165,6 +165,11 @@ class BucketWindows:
     def close(self, now: int) -> list[WindowResult]:
         """Emit every open window its metric's watermark has passed."""
         clock = self.clock
+        if clock >= IDLE:
+            # Every partition is caught up and has never delivered an event: that
+            # is no evidence of time passing. Closing "through" it would drop every
+            # window opened by the first events still to come.
+            return []
         self.closed_through = max(self.closed_through, clock)
         if clock >= self._next_purge:
             self._purge(clock)

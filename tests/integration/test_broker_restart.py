@@ -111,6 +111,11 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
         # Every event read exactly once: the restart re-delivered nothing.
         assert _events_in(durable) == len(sent) + len(tail)
         assert flow.poll() is None, "the dataflow should survive the broker restart"
+        # Snapshots kept coming (every 0.5 s) and the state gauges are served.
+        for stage in ("ingest", "windows"):
+            age = scrape(durable, f'riffle_dataflow_snapshot_age_seconds{{stage="{stage}"}}')
+            assert 0 <= age < 5, stage
+            assert scrape(durable, f'riffle_dataflow_state_bytes{{stage="{stage}"}}') > 0
     finally:
         kill(flow)
         if producer.is_alive():
