@@ -39,6 +39,15 @@ def source_name(partition: str) -> str:
     return partition if partition.startswith("pubsub:") else f"kafka:{partition}"
 
 
+def _slot(logic: object) -> str:
+    """A name for one key's logic in this process, for per-key telemetry bookkeeping.
+
+    The builders get no key, and a resumed shard learns its key only from its
+    first update: the object's identity is stable for as long as the key lives.
+    """
+    return f"{id(logic):x}"
+
+
 def bucket_key(bucket: int) -> str:
     """The key of an aggregation shard."""
     return f"b{bucket:03d}"
@@ -141,13 +150,16 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         return _at(self._next_tick)
 
     def snapshot(self) -> ClockSnapshot:
+        started = time.perf_counter()
         clock, enricher = self.ingest.clock, self.ingest.enricher
-        return (
+        snap = (
             self.partition,
             clock.max_ts,
             clock.value,
             None if enricher is None else enricher.snapshot(),
         )
+        self.telemetry.snapshotted("ingest", _slot(self), snap, time.perf_counter() - started)
+        return snap
 
     def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
         reported = self.ingest.clock.reported
@@ -207,7 +219,12 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
         return _at(self._next_partials)
 
     def snapshot(self) -> BucketSnapshot:
-        return self.windows.snapshot()
+        started = time.perf_counter()
+        snap = self.windows.snapshot()
+        elapsed = time.perf_counter() - started
+        self.telemetry.snapshotted("windows", _slot(self), snap, elapsed)
+        self.telemetry.windows_held(_slot(self), len(snap.open), len(snap.closed))
+        return snap
 
     def _account(self, out: list[WindowResult]) -> None:
         self.telemetry.emitted(out)

@@ -3,9 +3,19 @@
 Every event read is counted once in ``events_in`` and once in exactly one of
 ``ok``, ``dead`` or ``late`` (``riffle_dataflow_events_total{outcome=...}``),
 so in = ok + dead + late holds at every scrape.
+
+Recoverable state is watched per stage (``ingest``: one key per source
+partition; ``windows``: one key per aggregation shard): how long each
+``snapshot()`` takes, how long ago the stage last snapshotted, how many
+bytes its state pickles to, and how many windows the windows stage holds.
 """
 
 from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,12 +23,19 @@ from operators.ingest import BatchResult
 from operators.records import DeadLetter, WindowResult
 
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+_SNAPSHOT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
+STAGES = ("ingest", "windows")
+"""The stateful stages: ``ingest`` (per source partition) and ``windows`` (per shard)."""
 
 
 class FlowTelemetry:
     """The dataflow's metrics in one registry (the process default unless given)."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self, registry: CollectorRegistry = REGISTRY, *, size_every_s: float = 10.0
+    ) -> None:
+        self.size_every_s = size_every_s
+        """How often one key's state is pickled to measure its size (0: every snapshot)."""
         self.events_in = Counter(
             "riffle_dataflow_events_in", "Events read from the source.", registry=registry
         )
@@ -62,8 +79,59 @@ class FlowTelemetry:
             ["partition"],
             registry=registry,
         )
+        self.snapshot_duration = Histogram(
+            "riffle_dataflow_snapshot_duration_seconds",
+            "Time one snapshot() call of a stage's key took (Bytewax calls it every epoch "
+            "for every key that changed).",
+            ["stage"],
+            buckets=_SNAPSHOT_BUCKETS,
+            registry=registry,
+        )
+        self.last_snapshot = Gauge(
+            "riffle_dataflow_last_snapshot_timestamp_seconds",
+            "Unix time of the stage's latest snapshot.",
+            ["stage"],
+            registry=registry,
+        )
+        self.snapshot_age = Gauge(
+            "riffle_dataflow_snapshot_age_seconds",
+            "Seconds since the stage's latest snapshot (-1 before the first).",
+            ["stage"],
+            registry=registry,
+        )
+        self.state_bytes = Gauge(
+            "riffle_dataflow_state_bytes",
+            "Pickled size of the stage's recoverable state, summed over its keys "
+            "(each key measured at most every size_every_s).",
+            ["stage"],
+            registry=registry,
+        )
+        self.state_keys = Gauge(
+            "riffle_dataflow_state_keys",
+            "Keys of the stage that have snapshotted state in this process.",
+            ["stage"],
+            registry=registry,
+        )
+        self.state_windows = Gauge(
+            "riffle_dataflow_state_windows",
+            "Windows held by the windows stage: open, or closed and kept for corrections.",
+            ["state"],
+            registry=registry,
+        )
+        self._lock = threading.Lock()
+        self._snapshot_at: dict[str, float] = {}
+        self._bytes: dict[tuple[str, str], int] = {}
+        self._sized_at: dict[tuple[str, str], float] = {}
+        self._windows: dict[str, tuple[int, int]] = {}
         for outcome in ("ok", "dead", "late"):
             self.events.labels(outcome)
+        for stage in STAGES:
+            self.snapshot_duration.labels(stage)
+            self.state_bytes.labels(stage)
+            self.state_keys.labels(stage)
+            self.snapshot_age.labels(stage).set_function(self._age_of(stage))
+        for state in ("open", "closed_kept"):
+            self.state_windows.labels(state)
 
     def batch(self, result: BatchResult) -> None:
         """Count one ingested batch."""
@@ -85,3 +153,46 @@ class FlowTelemetry:
                 self.emit_lag.observe(max(0.0, (result.emitted_at - result.window_end) / 1000))
             else:
                 self.windows.labels("partial").inc()
+
+    def snapshotted(self, stage: str, key: str, state: object, seconds: float) -> None:
+        """Account for one ``snapshot()`` of ``key`` in ``stage`` that took ``seconds``.
+
+        The state is pickled (as recovery would) to measure it, at most every
+        ``size_every_s`` per key: pickling a big shard on every epoch would
+        double the cost being measured.
+        """
+        self.snapshot_duration.labels(stage).observe(seconds)
+        now = time.monotonic()
+        self.last_snapshot.labels(stage).set(time.time())
+        slot = (stage, key)
+        with self._lock:
+            self._snapshot_at[stage] = now
+            sized = self._sized_at.get(slot)
+            measure = sized is None or now - sized >= self.size_every_s
+            if measure:
+                self._sized_at[slot] = now
+        if not measure:
+            return
+        size = len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        with self._lock:
+            self._bytes[slot] = size
+            total = sum(v for (s, _k), v in self._bytes.items() if s == stage)
+            keys = sum(1 for (s, _k) in self._bytes if s == stage)
+        self.state_bytes.labels(stage).set(total)
+        self.state_keys.labels(stage).set(keys)
+
+    def windows_held(self, shard: str, open_windows: int, closed_kept: int) -> None:
+        """The windows one shard holds now; the gauges show the sum over shards."""
+        with self._lock:
+            self._windows[shard] = (open_windows, closed_kept)
+            opened = sum(o for o, _c in self._windows.values())
+            kept = sum(c for _o, c in self._windows.values())
+        self.state_windows.labels("open").set(opened)
+        self.state_windows.labels("closed_kept").set(kept)
+
+    def _age_of(self, stage: str) -> Callable[[], float]:
+        def age() -> float:
+            at = self._snapshot_at.get(stage)
+            return -1.0 if at is None else time.monotonic() - at
+
+        return age

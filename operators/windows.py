@@ -165,7 +165,10 @@ class BucketWindows:
     def close(self, now: int) -> list[WindowResult]:
         """Emit every open window its metric's watermark has passed."""
         clock = self.clock
-        if clock >= IDLE:  # every partition is empty so far: nothing has happened yet
+        if clock >= IDLE:
+            # Every partition is caught up and has never delivered an event: that
+            # is no evidence of time passing. Closing "through" it would drop every
+            # window opened by the first events still to come.
             return []
         self.closed_through = max(self.closed_through, clock)
         if clock >= self._next_purge:

