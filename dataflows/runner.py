@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
+from dataflows.alerts import ALERTS_TOPIC, AlertSink
 from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
@@ -38,7 +39,8 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
     spec = load_spec(settings.spec)
     ensure_topics(
         settings.kafka_servers,
-        [settings.events_topic, settings.deadletter_topic],
+        [settings.events_topic, settings.deadletter_topic]
+        + ([ALERTS_TOPIC] if spec.alerts else []),
         settings.topic_partitions,
     )
     partitions = [
@@ -79,6 +81,14 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             ),
         )
         if settings.warehouse.startswith("duckdb:")
+        else None,
+        # The alerts table, like the model tables, exists in DuckDB only so far.
+        alerts=AlertSink(
+            settings.duckdb_path if settings.warehouse.startswith("duckdb:") else None,
+            redis=(settings.redis_url, settings.redis_prefix),
+            kafka=(settings.kafka_servers, ALERTS_TOPIC),
+        )
+        if spec.alerts
         else None,
     )
     return build_flow(
