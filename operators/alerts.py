@@ -174,6 +174,8 @@ class Pending:
     sum: float
     min: float | None
     max: float | None
+    series: list[Dims] = field(default_factory=list)
+    """Series merged so far: a re-emitted final of one of them is not added twice."""
 
 
 @dataclass(slots=True)
@@ -267,8 +269,9 @@ class RuleEvaluator:
             out += self._flush(key, inst)
             p = None
         if p is None:
-            inst.merging = Pending(obs.window_end, obs.count, obs.sum, obs.min, obs.max)
-        elif obs.window_end == p.window_end:
+            inst.merging = Pending(obs.window_end, obs.count, obs.sum, obs.min, obs.max, [obs.dims])
+        elif obs.window_end == p.window_end and obs.dims not in p.series:
+            p.series.append(obs.dims)
             p.count += obs.count
             p.sum += obs.sum
             p.min = obs.min if p.min is None else p.min if obs.min is None else min(p.min, obs.min)

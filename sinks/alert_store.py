@@ -1,6 +1,7 @@
 """Alert transitions in their three homes: the warehouse, Redis and the ``riffle.alerts`` topic.
 
 * Warehouse table ``alerts``: one row per transition, keyed by ``transition_id``
+  (event time in ``ts``; ``at`` is a reserved word in DuckDB)
   (stable, see :class:`~operators.alerts.AlertTransition`), written by upserts —
   the history ``GET /v1/alerts/history`` reads.
 * Redis hash ``{prefix}:alerts:{tenant}``: per instance, its newest transition
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     transition_id VARCHAR PRIMARY KEY, tenant VARCHAR NOT NULL, rule VARCHAR NOT NULL,
     metric VARCHAR NOT NULL, instance VARCHAR NOT NULL, labels VARCHAR NOT NULL,
     severity VARCHAR NOT NULL, from_state VARCHAR NOT NULL, to_state VARCHAR NOT NULL,
-    at TIMESTAMP NOT NULL, value DOUBLE, active_at TIMESTAMP, annotations VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL, value DOUBLE, active_at TIMESTAMP, annotations VARCHAR NOT NULL,
     written_at TIMESTAMP NOT NULL
 );
 """
@@ -110,9 +111,9 @@ class DuckDBAlerts:
             return []
         sql = (
             "SELECT transition_id, rule, metric, instance, labels, severity, from_state,"
-            " to_state, epoch_ms(at) AS at, value, epoch_ms(active_at) AS active_at, annotations"
-            " FROM alerts WHERE tenant = ? AND at >= epoch_ms(?::BIGINT)"
-            " AND at < epoch_ms(?::BIGINT)"
+            " to_state, epoch_ms(ts) AS at, value, epoch_ms(active_at) AS active_at, annotations"
+            " FROM alerts WHERE tenant = ? AND ts >= epoch_ms(?::BIGINT)"
+            " AND ts < epoch_ms(?::BIGINT)"
         )
         params: list[Any] = [tenant, start_ms, end_ms]
         if rule is not None:
@@ -121,7 +122,7 @@ class DuckDBAlerts:
         if instance is not None:
             sql += " AND instance = ?"
             params.append(instance)
-        sql += " ORDER BY at DESC, transition_id LIMIT ?"
+        sql += " ORDER BY ts DESC, transition_id LIMIT ?"
         params.append(limit)
 
         def read(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
