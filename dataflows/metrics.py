@@ -51,6 +51,8 @@ class FlowOutputs:
     """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
     alerts: Sink[AlertTransition] | None = None
     """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
+    notifications: Sink[AlertTransition] | None = None
+    """Where alert notifications go (a webhook); ``None`` for none."""
 
 
 def build_flow(
@@ -123,7 +125,14 @@ def build_flow(
     if outputs.models is not None:
         scores = model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
     if outputs.alerts is not None:
-        alert_stage(results, spec, shards=settings.buckets, sink=outputs.alerts, scores=scores)
+        alert_stage(
+            results,
+            spec,
+            shards=settings.buckets,
+            sink=outputs.alerts,
+            scores=scores,
+            notify=outputs.notifications,
+        )
     return flow
 
 

@@ -1,0 +1,179 @@
+"""The webhook channel against a real HTTP receiver on a free port: signed bodies, one
+dedup key per notification, retries with backoff, then a dead letter in Redis; and the
+alert stage in a flow notifying the receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import bytewax.operators as op
+import orjson
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from config.spec import parse_spec
+from dataflows.alerts import WebhookSink, alert_stage
+from operators.alerts import AlertTransition
+from riffle.stack import free_port
+from sinks.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    RedisUndelivered,
+    WebhookChannel,
+    verify,
+)
+from tests.conftest import RedisTarget
+from tests.integration.test_alerts_flow import SPEC, _windows
+
+SECRET = b"s3cret-for-tests"
+MIN = 60_000
+
+
+class Receiver:
+    """An HTTP server that records POSTs and answers with scripted status codes."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[dict[str, Any]] = []
+        self.script: list[int] = []
+        self.default = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(
+                    {
+                        "body": body,
+                        "timestamp": self.headers[TIMESTAMP_HEADER],
+                        "signature": self.headers[SIGNATURE_HEADER],
+                        "idempotency": self.headers["Idempotency-Key"],
+                    }
+                )
+                code = receiver.script.pop(0) if receiver.script else receiver.default
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def _transition(to: str = "firing", frm: str = "pending", at: int = 5 * MIN) -> AlertTransition:
+    return AlertTransition(
+        "t1",
+        "views_high",
+        "views",
+        "0123456789abcdef",
+        (("alertname", "views_high"), ("country", "de")),
+        "critical",
+        frm,
+        to,
+        at,
+        500.0,
+        3 * MIN,
+        (("summary", "de: 500.0 views"),),
+    )
+
+
+def test_signed_body_and_stable_dedup_key(receiver: Receiver) -> None:
+    channel = WebhookChannel(receiver.url, SECRET, backoff_s=0.01)
+    items = [
+        _transition(),
+        _transition("recovering", "firing"),
+        _transition("normal", "recovering"),
+    ]
+    assert channel.notify(items) == 2  # firing and resolved; recovering is not notified
+    assert channel.notify(items[:1]) == 1  # a re-send carries the same dedup key
+    statuses = []
+    for hit in receiver.received:
+        assert verify(SECRET, hit["timestamp"], hit["body"], hit["signature"])
+        assert not verify(b"wrong", hit["timestamp"], hit["body"], hit["signature"])
+        body = orjson.loads(hit["body"])
+        assert body["dedup_key"] == hit["idempotency"] == body["alert"]["transition_id"]
+        statuses.append(body["status"])
+    assert statuses == ["firing", "resolved", "firing"]
+    keys = [orjson.loads(h["body"])["dedup_key"] for h in receiver.received]
+    assert keys[0] == keys[2] != keys[1]
+    assert orjson.loads(receiver.received[0]["body"])["alert"]["annotations"] == {
+        "summary": "de: 500.0 views"
+    }
+
+
+def test_failures_are_retried_then_dead_lettered(
+    receiver: Receiver, redis_url: RedisTarget
+) -> None:
+    dead = RedisUndelivered(redis.Redis.from_url(redis_url.url), f"{redis_url.prefix}-wh")
+    channel = WebhookChannel(receiver.url, SECRET, attempts=4, backoff_s=0.01, dead_letter=dead)
+    receiver.script = [500, 503, 429]  # three failures, then 200
+    assert channel.notify([_transition()]) == 1
+    assert len(receiver.received) == 4 and dead.all() == {}
+
+    receiver.received.clear()
+    receiver.default = 502
+    failing = _transition(at=9 * MIN)
+    assert channel.notify([failing]) == 0
+    assert len(receiver.received) == 4
+    assert list(dead.all()) == [failing.transition_id]
+    assert "answered 502" in str(dead.all()[failing.transition_id]["reason"])
+
+    receiver.received.clear()
+    receiver.default = 400  # a client error is not retried
+    assert channel.notify([_transition(at=11 * MIN)]) == 0
+    assert len(receiver.received) == 1 and len(dead.all()) == 2
+
+
+def test_unreachable_receiver_is_dead_lettered(redis_url: RedisTarget) -> None:
+    dead = RedisUndelivered(redis.Redis.from_url(redis_url.url), f"{redis_url.prefix}-wh2")
+    url = f"http://127.0.0.1:{free_port()}/nobody"
+    channel = WebhookChannel(url, SECRET, attempts=2, backoff_s=0.01, dead_letter=dead)
+    assert channel.notify([_transition()]) == 0
+    assert "unreachable" in str(next(iter(dead.all().values()))["reason"])
+    with pytest.raises(ValueError, match="http"):
+        WebhookChannel("file:///etc/passwd", SECRET)
+
+
+def test_a_spike_in_the_flow_reaches_the_receiver_signed(receiver: Receiver) -> None:
+    spec = parse_spec(SPEC)
+    flow = Dataflow("alerts_webhook_test")
+    results = op.input("in", flow, TestingSource(_windows(), batch_size=7))
+    sink = WebhookSink(receiver.url, SECRET, backoff_s=0.01, redis=None)
+    alert_stage(results, spec, shards=2, sink=TestingSink([]), notify=sink)
+    run_main(flow, epoch_interval=timedelta(0))
+    got = []
+    for hit in receiver.received:
+        assert verify(SECRET, hit["timestamp"], hit["body"], hit["signature"])
+        body = orjson.loads(hit["body"])
+        alert = body["alert"]
+        got.append((alert["rule"], alert["labels"].get("country", ""), alert["at"], body["status"]))
+    assert ("views_high", "de", 8 * MIN, "firing") in got
+    assert ("views_high", "de", 12 * MIN, "resolved") in got
+    assert ("views_total_high", "", 6 * MIN, "firing") in got
+    assert len(got) == len(set(got))
