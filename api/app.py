@@ -84,6 +84,7 @@ def create_app(
     app.include_router(query.router, dependencies=read)
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(alert_routes.router, dependencies=read)
+    app.include_router(alert_routes.silences_router)
     app.include_router(health.router, dependencies=[Depends(operational_guard)])
     app.include_router(ingest.router)
     app.include_router(deadletters.router)

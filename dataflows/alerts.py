@@ -41,6 +41,7 @@ from operators.alerts import (
 from operators.models.series import AnomalyRecord, ModelRecord
 from operators.records import WindowResult
 from sinks.alert_store import AlertProducer, DuckDBAlerts, RedisAlerts
+from sinks.silences import SilenceStore
 from sinks.webhook import RedisUndelivered, WebhookChannel
 
 ALERTS_TOPIC = "riffle.alerts"
@@ -217,9 +218,10 @@ class AlertSink(DynamicSink[AlertTransition]):
 
 class WebhookSink(DynamicSink[AlertTransition]):
     """Notifications of transitions to a webhook (:class:`~sinks.webhook.WebhookChannel`);
-    undelivered ones to Redis (:class:`~sinks.webhook.RedisUndelivered`) when ``redis``
-    (url, prefix) is given. At-least-once: a restart may re-send a notification with the
-    same ``dedup_key``."""
+    with ``redis`` (url, prefix) silences (:class:`~sinks.silences.SilenceStore`) are
+    applied before sending and undelivered ones go to
+    :class:`~sinks.webhook.RedisUndelivered`. At-least-once: a restart may re-send
+    a notification with the same ``dedup_key``."""
 
     def __init__(
         self,
@@ -241,11 +243,11 @@ class WebhookSink(DynamicSink[AlertTransition]):
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[AlertTransition]:
-        dead = (
-            None
-            if self.redis is None
-            else RedisUndelivered(redis_client.Redis.from_url(self.redis[0]), self.redis[1])
-        )
+        dead = silences = None
+        if self.redis is not None:
+            client = redis_client.Redis.from_url(self.redis[0])
+            dead = RedisUndelivered(client, self.redis[1])
+            silences = SilenceStore(client, self.redis[1]).mutes
         channel = WebhookChannel(
             self.url,
             self.secret,
@@ -253,6 +255,7 @@ class WebhookSink(DynamicSink[AlertTransition]):
             attempts=self.attempts,
             backoff_s=self.backoff_s,
             dead_letter=dead,
+            silenced=silences,
         )
 
         def write(items: list[AlertTransition]) -> None:

@@ -90,6 +90,9 @@ DeadLetterHook = Callable[[AlertTransition, str], None]
 class WebhookChannel:
     """Posts notifications to one URL; :meth:`notify` never raises for a delivery failure.
 
+    ``silenced`` (e.g. :meth:`sinks.silences.SilenceStore.mutes`) is asked before each
+    send; a muted notification is dropped, not delayed.
+
     ``attempts`` bounds tries per notification; waits grow from ``backoff_s``
     (exponential with jitter, at most ``max_wait_s``).
     """
@@ -104,6 +107,7 @@ class WebhookChannel:
         backoff_s: float = 0.5,
         max_wait_s: float = 30.0,
         dead_letter: DeadLetterHook | None = None,
+        silenced: Callable[[AlertTransition], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not url.startswith(("http://", "https://")):
@@ -115,6 +119,7 @@ class WebhookChannel:
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self.dead_letter = dead_letter
+        self.silenced = silenced
         self.clock = clock
 
     def body(self, t: AlertTransition, status: str) -> bytes:
@@ -129,6 +134,9 @@ class WebhookChannel:
         for t in items:
             status = status_of(t)
             if status is None:
+                continue
+            if self.silenced is not None and self.silenced(t):
+                log.info("webhook_silenced", dedup_key=t.transition_id)
                 continue
             try:
                 self._deliver(t, status)

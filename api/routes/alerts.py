@@ -6,15 +6,17 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from api.auth import Principal, require_scope
 from api.deps import ServicesDep, Tenant
 from api.errors import ApiError
 from api.times import parse_instant
 from config.alerts import AlertRule, AnomalyRule, rule_problems, untag
 from operators.alerts import STATES, Observation, evaluate_series
 from sinks.alert_store import DuckDBAlerts, RedisAlerts
+from sinks.silences import SilenceSpec, SilenceStore
 from sinks.warehouse import DuckDBWarehouse
 
 router = APIRouter(tags=["alerts"])
@@ -170,3 +172,60 @@ def simulate(app: ServicesDep, tenant: Tenant, body: SimulateRequest) -> dict[st
         "start": start_ms,
         "end": end_ms,
     }
+
+
+silences_router = APIRouter(tags=["silences"])
+
+
+def _silences(app: ServicesDep) -> SilenceStore:
+    return SilenceStore(app.hot.client, app.hot.prefix)
+
+
+@silences_router.post(
+    "/v1/silences",
+    operation_id="createSilence",
+    summary="Mute notifications of matching alerts for a time range",
+    status_code=201,
+)
+def create_silence(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    body: SilenceSpec,
+) -> dict[str, Any]:
+    """Matchers (``=``, ``!=``, ``=~``, ``!~`` on labels) and ``[starts_at, ends_at)`` in ms."""
+    try:
+        silence = _silences(app).create(caller.tenant, body)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_silence", str(exc)) from exc
+    return silence.model_dump()
+
+
+@silences_router.get("/v1/silences", operation_id="listSilences", summary="Every silence")
+def list_silences(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("read"))],
+    active: bool = Query(False, description="Only silences in force now."),
+) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    items = [
+        s.model_dump() | {"active": s.active(now)}
+        for s in _silences(app).list(caller.tenant)
+        if not active or s.active(now)
+    ]
+    return {"silences": items}
+
+
+@silences_router.delete(
+    "/v1/silences/{silence_id}",
+    operation_id="deleteSilence",
+    summary="Remove a silence",
+    status_code=204,
+)
+def delete_silence(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    silence_id: str,
+) -> Response:
+    if not _silences(app).delete(caller.tenant, silence_id):
+        raise ApiError(404, "not_found", f"no silence {silence_id!r}")
+    return Response(status_code=204)

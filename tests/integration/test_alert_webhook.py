@@ -5,9 +5,11 @@ alert stage in a flow notifying the receiver."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -17,10 +19,13 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from api.app import create_app
+from config.settings import Settings
 from config.spec import parse_spec
 from dataflows.alerts import WebhookSink, alert_stage
 from operators.alerts import AlertTransition
 from riffle.stack import free_port
+from sinks.silences import SilenceStore
 from sinks.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -28,6 +33,7 @@ from sinks.webhook import (
     WebhookChannel,
     verify,
 )
+from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.test_alerts_flow import SPEC, _windows
 
@@ -177,3 +183,67 @@ def test_a_spike_in_the_flow_reaches_the_receiver_signed(receiver: Receiver) -> 
     assert ("views_high", "de", 12 * MIN, "resolved") in got
     assert ("views_total_high", "", 6 * MIN, "firing") in got
     assert len(got) == len(set(got))
+
+
+def test_silences_through_the_api_mute_the_webhook(
+    receiver: Receiver, redis_url: RedisTarget, tmp_path: Path
+) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC)
+    prefix = f"{redis_url.prefix}-sil"
+    settings = Settings(
+        spec=spec_path,
+        warehouse=f"duckdb:///{tmp_path / 'w.duckdb'}",
+        default_tenant="t1",
+        redis_url=redis_url.url,
+        redis_prefix=prefix,
+    )
+    app = create_app(settings)
+    admin = keyed_client(app, "t1", ("read", "admin"))
+    reader = keyed_client(app, "t1")
+    now = int(time.time() * 1000)
+    body = {
+        "matchers": [
+            {"name": "alertname", "value": "views_high"},
+            {"name": "country", "op": "=~", "value": "d.|fr"},
+        ],
+        "ends_at": now + 3_600_000,
+        "comment": "deploy",
+    }
+    assert reader.post("/v1/silences", json=body).status_code == 403
+    made = admin.post("/v1/silences", json=body)
+    assert made.status_code == 201, made.text
+    silence_id = made.json()["id"]
+    bad = admin.post("/v1/silences", json={**body, "ends_at": now - 1000})
+    assert bad.status_code == 422
+    bad = admin.post(
+        "/v1/silences", json={**body, "matchers": [{"name": "a", "op": "=~", "value": "("}]}
+    )
+    assert bad.status_code == 422
+    listed = reader.get("/v1/silences", params={"active": "true"}).json()["silences"]
+    assert [s["id"] for s in listed] == [silence_id] and listed[0]["active"]
+    # Another tenant sees none of it.
+    assert keyed_client(app, "t2").get("/v1/silences").json()["silences"] == []
+
+    store = SilenceStore(redis.Redis.from_url(redis_url.url), prefix)
+    channel = WebhookChannel(receiver.url, SECRET, backoff_s=0.01, silenced=store.mutes)
+    other = AlertTransition(**_as_dict(_transition(), rule="x"))
+    assert channel.notify([_transition(), other]) == 1  # views_high/de is muted
+    assert [orjson.loads(h["body"])["alert"]["rule"] for h in receiver.received] == ["x"]
+    # The silence does not apply before it starts or after it ends.
+    [s] = store.list("t1")
+    assert not s.mutes({"alertname": "views_high", "country": "de"}, s.ends_at)
+    assert s.mutes({"alertname": "views_high", "country": "de"}, s.starts_at)
+
+    assert admin.delete(f"/v1/silences/{silence_id}").status_code == 204
+    assert admin.delete(f"/v1/silences/{silence_id}").status_code == 404
+    assert channel.notify([_transition()]) == 1
+
+
+def _as_dict(t: AlertTransition, **changes: Any) -> dict[str, Any]:
+    data = {name: getattr(t, name) for name in AlertTransition.__dataclass_fields__}
+    data.update(changes)
+    labels = dict(data["labels"])
+    labels["alertname"] = data["rule"]
+    data["labels"] = tuple(sorted(labels.items()))
+    return data
