@@ -1,6 +1,6 @@
-"""The webhook channel against a real HTTP receiver on a free port: signed bodies, one
-dedup key per notification, retries with backoff, then a dead letter in Redis; and the
-alert stage in a flow notifying the receiver."""
+"""The webhook and email channels against a real HTTP receiver on a free port and a real
+SMTP server (aiosmtpd): signed bodies, one dedup key per notification, retries with
+backoff, then a dead letter in Redis; silences; the alert stage notifying the receiver."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import bytewax.operators as op
 import orjson
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -25,7 +27,8 @@ from config.spec import parse_spec
 from dataflows.alerts import WebhookSink, alert_stage
 from operators.alerts import AlertTransition
 from riffle.stack import free_port
-from sinks.silences import SilenceStore
+from sinks.silences import Matcher, SilenceSpec, SilenceStore
+from sinks.smtp_channel import EmailChannel
 from sinks.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -247,3 +250,65 @@ def _as_dict(t: AlertTransition, **changes: Any) -> dict[str, Any]:
     labels["alertname"] = data["rule"]
     data["labels"] = tuple(sorted(labels.items()))
     return data
+
+
+class _Inbox:
+    """aiosmtpd handler that keeps every message and fails the first ``fail`` of them."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.messages: list[Any] = []
+        self.fail = fail
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        if self.fail:
+            self.fail -= 1
+            return "451 try again later"
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def test_email_reaches_a_real_smtp_server_and_silences_apply(redis_url: RedisTarget) -> None:
+    inbox = _Inbox(fail=1)  # the first delivery gets a 451 and is retried
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        prefix = f"{redis_url.prefix}-mail"
+        client = redis.Redis.from_url(redis_url.url)
+        silences = SilenceStore(client, prefix)
+        dead = RedisUndelivered(client, prefix)
+        channel = EmailChannel(
+            "127.0.0.1",
+            port,
+            "riffle@example.test",
+            ["oncall@example.test"],
+            backoff_s=0.01,
+            dead_letter=dead,
+            silenced=silences.mutes,
+        )
+        fired = _transition()
+        assert channel.notify([fired, _transition("recovering", "firing")]) == 1
+        [msg] = inbox.messages
+        assert msg["Subject"].startswith("[FIRING] views_high (critical)")
+        assert msg["X-Riffle-Dedup-Key"] == fired.transition_id
+        assert msg["Message-ID"] == f"<{fired.transition_id}@riffle>"
+        assert "summary: de: 500.0 views" in msg.get_payload()
+
+        silences.create(
+            "t1",
+            SilenceSpec(
+                matchers=[Matcher(name="country", value="de")],
+                ends_at=int(time.time() * 1000) + 60_000,
+            ),
+        )
+        assert channel.notify([_transition("normal", "firing", at=20 * MIN)]) == 0
+        assert len(inbox.messages) == 1 and dead.all() == {}
+    finally:
+        controller.stop()
+    # The server is gone: retried, then dead-lettered (fr is not silenced).
+    unsilenced = _as_dict(_transition(at=31 * MIN))
+    unsilenced["labels"] = (("alertname", "views_high"), ("country", "fr"))
+    assert channel.notify([AlertTransition(**unsilenced)]) == 0
+    assert any("unreachable" in str(v["reason"]) for v in dead.all().values())
