@@ -43,6 +43,7 @@ from operators.records import WindowResult
 from sinks.alert_store import AlertProducer, DuckDBAlerts, RedisAlerts
 from sinks.silences import SilenceStore
 from sinks.webhook import RedisUndelivered, WebhookChannel
+from sources.topics import ensure_topics
 
 ALERTS_TOPIC = "riffle.alerts"
 
@@ -188,11 +189,13 @@ class AlertSink(DynamicSink[AlertTransition]):
         redis: tuple[str, str] | None = None,
         kafka: tuple[str, str] | None = None,
         give_up_s: float = 300.0,
+        topic_partitions: int = 4,
     ) -> None:
         self.warehouse = warehouse
         self.redis = redis
         self.kafka = kafka
         self.give_up_s = give_up_s
+        self.topic_partitions = topic_partitions
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
@@ -203,7 +206,12 @@ class AlertSink(DynamicSink[AlertTransition]):
             if self.redis is None
             else RedisAlerts(redis_client.Redis.from_url(self.redis[0]), self.redis[1])
         )
-        producer = None if self.kafka is None else AlertProducer(*self.kafka)
+        producer = None
+        if self.kafka is not None:
+            # Created here, not before the flow starts: creating a topic can take
+            # seconds, and the flow's start-up should not wait for it.
+            ensure_topics(self.kafka[0], [self.kafka[1]], self.topic_partitions)
+            producer = AlertProducer(*self.kafka)
 
         def write(items: list[AlertTransition]) -> None:
             if producer is not None:

@@ -39,8 +39,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
     spec = load_spec(settings.spec)
     ensure_topics(
         settings.kafka_servers,
-        [settings.events_topic, settings.deadletter_topic]
-        + ([ALERTS_TOPIC] if spec.alerts else []),
+        [settings.events_topic, settings.deadletter_topic],
         settings.topic_partitions,
     )
     partitions = [
@@ -87,6 +86,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             settings.duckdb_path if settings.warehouse.startswith("duckdb:") else None,
             redis=(settings.redis_url, settings.redis_prefix),
             kafka=(settings.kafka_servers, ALERTS_TOPIC),
+            topic_partitions=settings.topic_partitions,
         )
         if spec.alerts
         else None,
