@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         description="Per-tenant limits as JSON, e.g. "
         '{"acme": {"requests": 500, "events": 200000}} (per second).',
     )
+    alert_webhook_url: str = Field(
+        "",
+        pattern=r"^(https?://.+)?$",
+        description="Where the dataflow POSTs alert notifications (docs/alerts.md); empty: none.",
+    )
+    alert_webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC-SHA256 key of the webhook's X-Riffle-Signature; needed with the URL.",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
@@ -183,6 +192,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RIFFLE_API_KEY_PEPPER is a placeholder; set a real secret outside development"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_has_a_secret(self) -> Settings:
+        if self.alert_webhook_url and not self.alert_webhook_secret.get_secret_value():
+            raise ValueError("RIFFLE_ALERT_WEBHOOK_URL needs RIFFLE_ALERT_WEBHOOK_SECRET")
         return self
 
     @field_validator("warehouse")

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from config.alerts import AlertRule, untag
+from config.alerts import rule_problems as alert_problems
 from config.durations import Duration
 from config.enrichment import EnrichmentSpec
 from config.enrichment import reference_problems as enrichment_problems
@@ -188,6 +190,8 @@ class PipelineSpec(_Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     retention: RetentionSpec = RetentionSpec()
     enrichment: EnrichmentSpec | None = None
+    alerts: list[AlertRule] = Field(default_factory=list)
+    """Alert rules (``config.alerts``), evaluated on final windows."""
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -219,7 +223,7 @@ def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        problems = [(tuple(err["loc"]), err["msg"]) for err in exc.errors()]
+        problems = [(untag(tuple(err["loc"])), err["msg"]) for err in exc.errors()]
         raise SpecError(_describe(source, lines, problems)) from exc
     problems = list(_reference_problems(spec))
     if problems:
@@ -259,6 +263,7 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
     if spec.enrichment is not None:
         yield from enrichment_problems(spec.enrichment, spec.event_types)
+    yield from alert_problems(spec.alerts, spec.metrics)
 
 
 def _describe(

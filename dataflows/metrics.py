@@ -23,9 +23,11 @@ from bytewax.outputs import Sink
 from config.registry import load_schemas
 from config.settings import Settings
 from config.spec import PipelineSpec
+from dataflows.alerts import alert_stage
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.models import model_stage
 from dataflows.telemetry import FlowTelemetry
+from operators.alerts import AlertTransition
 from operators.enrich import compile_enrichment
 from operators.extract import compile_plans
 from operators.models.series import ModelRecord
@@ -47,6 +49,10 @@ class FlowOutputs:
     dead_letters: Sink[DeadLetter]
     models: Sink[ModelRecord] | None = None
     """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
+    alerts: Sink[AlertTransition] | None = None
+    """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
+    notifications: Sink[AlertTransition] | None = None
+    """Where alert notifications go (a webhook); ``None`` for none."""
 
 
 def build_flow(
@@ -115,8 +121,18 @@ def build_flow(
     if outputs.finals is not None:
         finals = op.filter("finals_only", results, lambda r: r.is_final)
         op.output("warehouse_sink", finals, outputs.finals)
+    scores = None
     if outputs.models is not None:
-        model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
+        scores = model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
+    if outputs.alerts is not None:
+        alert_stage(
+            results,
+            spec,
+            shards=settings.buckets,
+            sink=outputs.alerts,
+            scores=scores,
+            notify=outputs.notifications,
+        )
     return flow
 
 

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
+from dataflows.alerts import ALERTS_TOPIC, AlertSink, WebhookSink
 from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
@@ -79,6 +80,22 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             ),
         )
         if settings.warehouse.startswith("duckdb:")
+        else None,
+        # The alerts table, like the model tables, exists in DuckDB only so far.
+        alerts=AlertSink(
+            settings.duckdb_path if settings.warehouse.startswith("duckdb:") else None,
+            redis=(settings.redis_url, settings.redis_prefix),
+            kafka=(settings.kafka_servers, ALERTS_TOPIC),
+            topic_partitions=settings.topic_partitions,
+        )
+        if spec.alerts
+        else None,
+        notifications=WebhookSink(
+            settings.alert_webhook_url,
+            settings.alert_webhook_secret.get_secret_value().encode(),
+            redis=(settings.redis_url, settings.redis_prefix),
+        )
+        if spec.alerts and settings.alert_webhook_url
         else None,
     )
     return build_flow(

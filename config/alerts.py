@@ -1,0 +1,229 @@
+"""Alert rules in the spec: the ``alerts:`` list of a pipeline spec.
+
+Four kinds of rule, told apart by ``kind``:
+
+``threshold``  the window's value compared with ``value`` (``gt``, ``gte``, ``lt``, ...)
+``change``     the change from the previous window of the same instance, absolute or in %
+``absence``    no final window of a series for ``after`` (in event time)
+``anomaly``    the model stage's anomaly score at or above ``above`` (needs ``anomaly:`` on
+               the metric)
+
+Every rule has ``for`` (how long the condition must hold, in event time,
+before the alert fires), ``keep_firing_for``, ``severity``, ``labels`` and
+``annotations`` — Jinja2 templates rendered in a sandbox (see
+:func:`compile_template`). Problems are reported by :func:`config.spec.parse_spec`
+with the file's line numbers like every other spec error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from config.durations import Duration
+
+if TYPE_CHECKING:
+    from config.spec import MetricSpec
+
+Comparison = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
+Severity = Literal["critical", "warning", "info"]
+_LABEL = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_LABEL_RE = re.compile(_LABEL)
+RESERVED_LABELS: frozenset[str] = frozenset({"alertname", "severity", "metric", "tenant"})
+"""Labels every alert carries; a rule's ``labels`` cannot set them."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@lru_cache(maxsize=512)
+def compile_template(source: str) -> jinja2.Template:
+    """A sandboxed Jinja2 template (no attribute access to internals, no I/O).
+
+    Raises :class:`jinja2.TemplateSyntaxError` for a template that does not parse.
+    """
+    return _environment().from_string(source)
+
+
+def render_annotations(
+    annotations: Mapping[str, str], context: Mapping[str, object]
+) -> tuple[tuple[str, str], ...]:
+    """Render every annotation; a template that fails at render time shows its error
+    instead of losing the alert."""
+    out = []
+    for name, source in sorted(annotations.items()):
+        try:
+            text = compile_template(source).render(**context)
+        except jinja2.TemplateError as exc:
+            text = f"<annotation {name!r} failed: {exc}>"
+        out.append((name, text))
+    return tuple(out)
+
+
+class _Rule(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    metric: str
+    for_: Duration = Field(timedelta(0), alias="for")
+    """How long (event time) the condition holds before Pending becomes Firing."""
+    keep_firing_for: Duration = timedelta(0)
+    """How long a Firing alert stays (Recovering) after its condition clears."""
+    no_data_after: Duration | None = None
+    """Event time without a window of the instance after which it turns NoData (off: None)."""
+    severity: Severity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    group_by: list[str] | None = None
+    """Dimensions that tell instances apart; ``None``: every series is its own instance;
+    ``[]``: one instance for the whole metric (windows of its series are merged)."""
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not _LABEL_RE.match(key):
+                raise ValueError(f"label name {key!r} must match {_LABEL}")
+            if key in RESERVED_LABELS:
+                raise ValueError(f"label {key!r} is set by Riffle; choose another name")
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _templates(cls, annotations: dict[str, str]) -> dict[str, str]:
+        for key, source in annotations.items():
+            try:
+                compile_template(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(
+                    f"annotation {key!r} is not a valid template: {exc.message}"
+                ) from exc
+        return annotations
+
+    @property
+    def for_ms(self) -> int:
+        return int(self.for_.total_seconds() * 1000)
+
+    @property
+    def keep_firing_ms(self) -> int:
+        return int(self.keep_firing_for.total_seconds() * 1000)
+
+    @property
+    def no_data_ms(self) -> int | None:
+        if self.no_data_after is None:
+            return None
+        return int(self.no_data_after.total_seconds() * 1000)
+
+
+class ThresholdRule(_Rule):
+    """Fires while the window's value compares true with ``value``."""
+
+    kind: Literal["threshold"]
+    op: Comparison = "gt"
+    value: float
+
+
+class ChangeRule(_Rule):
+    """Fires while the change from the instance's previous window compares true with
+    ``value``: ``mode: absolute`` (value - previous) or ``percent`` (100 · change / |previous|,
+    not evaluated after a previous value of 0)."""
+
+    kind: Literal["change"]
+    op: Comparison = "gt"
+    value: float
+    mode: Literal["absolute", "percent"] = "absolute"
+
+
+class AbsenceRule(_Rule):
+    """Fires once an instance that had data has had none for ``after`` of event time."""
+
+    kind: Literal["absence"]
+    after: Duration
+
+
+class AnomalyRule(_Rule):
+    """Fires while the model stage's anomaly score of the window is at least ``above``."""
+
+    kind: Literal["anomaly"]
+    above: float = Field(gt=0)
+
+
+AlertRule = Annotated[
+    ThresholdRule | ChangeRule | AbsenceRule | AnomalyRule, Field(discriminator="kind")
+]
+
+
+RULE_KINDS: frozenset[str] = frozenset({"threshold", "change", "absence", "anomaly"})
+
+
+def untag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the rule kind pydantic puts in an error's location (``alerts.0.threshold.op``),
+    so the location matches the YAML and finds its line."""
+    if len(loc) > 2 and loc[0] == "alerts" and loc[2] in RULE_KINDS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def compare(op: Comparison, left: float, right: float) -> bool:
+    """``left op right``."""
+    if op == "gt":
+        return left > right
+    if op == "gte":
+        return left >= right
+    if op == "lt":
+        return left < right
+    if op == "lte":
+        return left <= right
+    if op == "eq":
+        return left == right
+    return left != right
+
+
+def rule_problems(
+    rules: Sequence[AlertRule], metrics: Sequence[MetricSpec]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Cross-references of the ``alerts:`` list: metrics, dimensions, duplicates, models."""
+    by_name = {m.name: m for m in metrics}
+    seen: set[str] = set()
+    for i, rule in enumerate(rules):
+        where: tuple[str | int, ...] = ("alerts", i)
+        if rule.name in seen:
+            yield (*where, "name"), f"alert rule {rule.name!r} is defined twice"
+        seen.add(rule.name)
+        metric = by_name.get(rule.metric)
+        if metric is None:
+            known = ", ".join(sorted(by_name))
+            yield (*where, "metric"), f"unknown metric {rule.metric!r} (known: {known})"
+            continue
+        for j, dim in enumerate(rule.group_by or []):
+            if dim not in metric.dimensions:
+                known = ", ".join(metric.dimensions) or "none"
+                yield (
+                    (*where, "group_by", j),
+                    f"{dim!r} is not a dimension of metric {metric.name!r} (has: {known})",
+                )
+        merges = rule.group_by is not None and set(rule.group_by) != set(metric.dimensions)
+        if merges and metric.aggregation in ("distinct", "quantiles", "top_k"):
+            yield (
+                (*where, "group_by"),
+                f"a {metric.aggregation} metric's series cannot be merged by an alert;"
+                " group by all its dimensions or leave group_by out",
+            )
+        if isinstance(rule, AnomalyRule):
+            if metric.anomaly is None:
+                yield (*where, "metric"), f"metric {metric.name!r} has no anomaly: block to score"
+            if merges:
+                yield (*where, "group_by"), "anomaly rules apply per series; leave group_by out"
+        if isinstance(rule, AbsenceRule) and rule.after.total_seconds() * 1000 < metric.window_ms:
+            yield (*where, "after"), "absence 'after' must be at least the metric's window"

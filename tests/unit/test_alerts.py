@@ -1,0 +1,311 @@
+"""Alert rules in the spec, the per-instance state machine (with property tests) and
+the rule evaluator: event time only, replays give the same history."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config.alerts import ThresholdRule
+from config.errors import SpecError
+from config.spec import PipelineSpec, parse_spec
+from operators.alerts import (
+    AlertTransition,
+    Machine,
+    Observation,
+    RuleEvaluator,
+    evaluate_series,
+)
+
+BASE = """\
+version: 1
+event_types:
+  page_view: {}
+dimensions:
+  country: {path: context.country}
+  device: {path: context.device}
+metrics:
+  - name: views
+    events: [page_view]
+    aggregation: count
+    dimensions: [country, device]
+    window: 1m
+  - name: uniques
+    events: [page_view]
+    aggregation: distinct
+    value: props.user
+    dimensions: [country]
+    window: 1m
+"""
+
+RULES = """\
+alerts:
+  - name: views_high
+    kind: threshold
+    metric: views
+    op: gt
+    value: 100
+    for: 2m
+    keep_firing_for: 1m
+    severity: critical
+    labels: {team: web}
+    annotations:
+      summary: "{{ labels.country }} has {{ value }} views (> {{ threshold }})"
+    group_by: [country]
+  - name: views_jump
+    kind: change
+    metric: views
+    mode: percent
+    op: gte
+    value: 50
+  - name: views_gone
+    kind: absence
+    metric: views
+    after: 5m
+"""
+
+MIN = 60_000
+
+
+def spec_with(rules: str) -> PipelineSpec:
+    return parse_spec(BASE + rules, source="s.yaml")
+
+
+# ---- spec -------------------------------------------------------------------------------
+
+
+def test_rules_load_with_defaults() -> None:
+    spec = spec_with(RULES)
+    assert [r.name for r in spec.alerts] == ["views_high", "views_jump", "views_gone"]
+    high = spec.alerts[0]
+    assert isinstance(high, ThresholdRule)
+    assert (high.for_ms, high.keep_firing_ms, high.group_by) == (120_000, 60_000, ["country"])
+    assert spec.alerts[1].for_ms == 0 and spec.alerts[1].severity == "warning"
+    assert parse_spec(BASE).alerts == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "metric: views\n    op",
+            "metric: nope\n    op",
+            "s.yaml:22: alerts[0].metric: unknown metric",
+        ),
+        ("group_by: [country]", "group_by: [page]", "alerts[0].group_by[0]: 'page' is not a dim"),
+        ("op: gt", "op: bigger", "s.yaml:23: alerts[0].op"),
+        ("for: 2m", "for: soon", "s.yaml:25: alerts[0].for"),
+        ("{team: web}", "{severity: x}", "label 'severity' is set by Riffle"),
+        ("{{ value }} views", "{{ value views", "annotation 'summary' is not a valid template"),
+        ("after: 5m", "after: 10s", "alerts[2].after: absence 'after' must be at least"),
+        ("name: views_gone", "name: views_high", "alerts[2].name: alert rule 'views_high' is"),
+        ("kind: change", "kind: wobble", "alerts[1]: Input tag 'wobble'"),
+    ],
+)
+def test_bad_rules_name_line_and_field(old: str, new: str, expected: str) -> None:
+    assert old in RULES
+    with pytest.raises(SpecError) as info:
+        spec_with(RULES.replace(old, new, 1))
+    assert expected in str(info.value)
+
+
+def test_sketched_metrics_cannot_be_merged_and_anomaly_needs_a_model() -> None:
+    rules = """\
+alerts:
+  - {name: u, kind: threshold, metric: uniques, value: 3, group_by: []}
+  - {name: a, kind: anomaly, metric: views, above: 3}
+"""
+    with pytest.raises(SpecError) as info:
+        spec_with(rules)
+    text = str(info.value)
+    assert "alerts[0].group_by: a distinct metric's series cannot be merged" in text
+    assert "alerts[1].metric: metric 'views' has no anomaly: block" in text
+
+
+def test_annotations_render_in_a_sandbox() -> None:
+    rules = """\
+alerts:
+  - name: evil
+    kind: threshold
+    metric: views
+    value: 0
+    annotations:
+      x: "{{ labels.__class__.__mro__[1].__subclasses__() }}"
+"""
+    rule = spec_with(rules).alerts[0]
+    [t] = evaluate_series(rule, "count", False, [obs(1, 5.0)])
+    assert dict(t.annotations)["x"].startswith("<annotation 'x' failed:")
+
+
+# ---- state machine ----------------------------------------------------------------------
+
+
+def obs(minute: int, value: float | None, dims: tuple[tuple[str, str], ...] = ()) -> Observation:
+    return Observation("t1", "views", dims, minute * MIN, value, count=int(value or 0))
+
+
+def threshold(for_: str = "0s", keep: str = "0s", no_data: str | None = None) -> ThresholdRule:
+    data = {"name": "r", "kind": "threshold", "metric": "views", "value": 10, "for": for_}
+    data |= {"keep_firing_for": keep}
+    if no_data is not None:
+        data["no_data_after"] = no_data
+    return ThresholdRule.model_validate(data)
+
+
+def states(transitions: list[AlertTransition]) -> list[tuple[int, str]]:
+    return [(t.at // MIN, t.to_state) for t in transitions]
+
+
+def test_the_whole_life_of_an_alert() -> None:
+    rule = threshold(for_="2m", keep="2m")
+    values = [1, 20, 20, 20, 1, 20, 1, 1, 1, 1]
+    out = evaluate_series(rule, "count", False, [obs(i, v) for i, v in enumerate(values)])
+    assert states(out) == [
+        (1, "pending"),
+        (3, "firing"),
+        (4, "recovering"),
+        (5, "firing"),
+        (6, "recovering"),
+        (8, "normal"),
+    ]
+    firing = out[1]
+    assert firing.active_at == MIN and firing.from_state == "pending"
+    assert dict(firing.labels)["alertname"] == "r"
+
+
+def test_nodata_when_the_series_stops_and_back_when_it_returns() -> None:
+    rule = threshold(no_data="3m")
+    ev = RuleEvaluator(rule, "count", False)
+    out = ev.observe(obs(1, 50))
+    out += ev.advance(3 * MIN)
+    assert states(out) == [(1, "firing")]
+    out += ev.advance(4 * MIN)
+    out += ev.observe(obs(5, 1))
+    assert states(out) == [(1, "firing"), (4, "nodata"), (5, "normal")]
+
+
+def test_absence_fires_after_the_gap_and_clears_on_data() -> None:
+    spec = spec_with(RULES)
+    rule = spec.alerts[2]
+    ev = RuleEvaluator(rule, "count", False)
+    out = ev.observe(obs(1, 3))
+    for m in range(2, 8):
+        out += ev.advance(m * MIN)
+    out += ev.observe(obs(8, 3))
+    assert states(out) == [(6, "firing"), (8, "normal")]
+
+
+def test_change_rule_in_percent() -> None:
+    rule = spec_with(RULES).alerts[1]
+    out = evaluate_series(rule, "count", False, [obs(1, 10), obs(2, 14), obs(3, 21), obs(4, 20)])
+    assert states(out) == [(3, "firing"), (4, "normal")]
+    assert out[0].value == pytest.approx(50.0)
+
+
+def test_grouped_instances_merge_series_and_keep_groups_apart() -> None:
+    rule = spec_with(RULES).alerts[0]  # views > 100 for 2m, group_by country
+    data = []
+    for m in range(1, 6):
+        data += [
+            obs(m, 60, (("country", "de"), ("device", "mobile"))),
+            obs(m, 60, (("country", "de"), ("device", "desktop"))),
+            obs(m, 60, (("country", "fr"), ("device", "mobile"))),
+        ]
+    out = evaluate_series(rule, "count", True, data)
+    assert {dict(t.labels)["country"] for t in out} == {"de"}
+    assert states(out) == [(1, "pending"), (3, "firing")]
+    assert out[0].value == 120.0
+    assert dict(out[0].annotations)["summary"] == "de has 120.0 views (> 100.0)"
+
+
+def test_replayed_windows_cause_no_second_transition_and_state_pickles() -> None:
+    rule = threshold()
+    ev = RuleEvaluator(rule, "count", False)
+    first = ev.observe(obs(1, 50))
+    assert ev.observe(obs(1, 50)) == [] and ev.observe(obs(0, 1)) == []
+    copy = RuleEvaluator(rule, "count", False, pickle.loads(pickle.dumps(ev.instances)))
+    assert copy.observe(obs(2, 1)) == ev.observe(obs(2, 1))
+    assert (
+        first[0].transition_id
+        == evaluate_series(rule, "count", False, [obs(1, 50)])[0].transition_id
+    )
+    assert AlertTransition.from_json(first[0].to_json()) == first[0]
+
+
+# ---- properties -------------------------------------------------------------------------
+
+breaches = st.lists(st.booleans(), min_size=1, max_size=60)
+minutes = st.integers(min_value=0, max_value=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(breaches, minutes, minutes)
+def test_no_firing_before_for_elapsed(seq: list[bool], for_m: int, keep_m: int) -> None:
+    m = Machine()
+    run_start: int | None = None
+    for i, breached in enumerate(seq):
+        at = (i + 1) * MIN
+        if breached and run_start is None:
+            run_start = at
+        change = m.step(at, breached, for_m * MIN, keep_m * MIN)
+        if change is not None and change[1] == "firing" and change[0] != "recovering":
+            assert run_start is not None and at - run_start >= for_m * MIN
+            assert all(seq[(run_start // MIN) - 1 : i + 1])
+        if not breached and m.state != "recovering" and m.state != "firing":
+            run_start = None
+
+
+@settings(max_examples=300, deadline=None)
+@given(breaches, minutes, minutes)
+def test_recovering_honours_keep_firing_for(seq: list[bool], for_m: int, keep_m: int) -> None:
+    m = Machine()
+    clear_since: int | None = None
+    for i, breached in enumerate(seq):
+        at = (i + 1) * MIN
+        before = m.state
+        change = m.step(at, breached, for_m * MIN, keep_m * MIN)
+        if before in ("firing", "recovering") and not breached and clear_since is None:
+            clear_since = at
+        if breached:
+            clear_since = None
+        if change is not None and before in ("firing", "recovering") and change[1] == "normal":
+            assert clear_since is not None and at - clear_since >= keep_m * MIN
+            clear_since = None
+        if before == "firing" and not breached:
+            assert m.state == ("recovering" if keep_m else "normal")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(0, 30)), min_size=1, max_size=40),
+    st.integers(1, 5),
+)
+def test_nodata_when_a_series_stops(values: list[int | None], gap_m: int) -> None:
+    """A missing window is ``None``: after ``gap`` minutes without one the instance is NoData."""
+    rule = threshold(no_data=f"{gap_m}m")
+    ev = RuleEvaluator(rule, "count", False)
+    last_seen: int | None = None
+    for i, v in enumerate(values):
+        at = (i + 1) * MIN
+        ev.advance(at)
+        [inst] = ev.instances.values() if ev.instances else [None]
+        if inst is not None and last_seen is not None and at - last_seen >= gap_m * MIN:
+            assert inst.machine.state == "nodata"
+        if v is not None:
+            ev.observe(obs(i + 1, float(v)))
+            last_seen = at
+            [inst] = ev.instances.values()
+            assert inst.machine.state != "nodata"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=30), minutes, minutes)
+def test_replay_gives_the_same_history(values: list[int], for_m: int, keep_m: int) -> None:
+    rule = threshold(for_=f"{for_m}m", keep=f"{keep_m}m")
+    data = [obs(i + 1, float(v)) for i, v in enumerate(values)]
+    once = evaluate_series(rule, "count", False, data)
+    twice = evaluate_series(rule, "count", False, data + data[: len(data) // 2])
+    assert once == twice
