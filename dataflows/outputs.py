@@ -37,7 +37,7 @@ class _Partition(StatelessSinkPartition[X]):
         self._write = write
         self._retrying = Retrying(
             retry=retry_if_exception_type(RETRYABLE),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
             stop=stop_after_delay(give_up_s),
             reraise=True,
         )

@@ -124,7 +124,7 @@ class AlertmanagerChannel:
         body = orjson.dumps(alerts)
         for attempt in Retrying(
             retry=retry_if_exception_type(RetryableWebhookError),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=30),
+            wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
         ):

@@ -162,7 +162,7 @@ class BatchWriter(Generic[T]):
     def _run(self) -> None:
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             stop=stop_after_delay(self._give_up),
             reraise=True,
         )

@@ -90,7 +90,7 @@ class EmailChannel:
             try:
                 for attempt in Retrying(
                     retry=retry_if_exception_type(RetryableSmtpError),
-                    wait=wait_exponential_jitter(initial=self.backoff_s, max=30),
+                    wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30),
                     stop=stop_after_attempt(self.attempts),
                     reraise=True,
                 ):

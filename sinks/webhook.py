@@ -151,7 +151,7 @@ class WebhookChannel:
         body = self.body(t, status)
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableWebhookError),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=self.max_wait_s),
+            wait=wait_exponential_jitter(multiplier=self.backoff_s, max=self.max_wait_s),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
         )

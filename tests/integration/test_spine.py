@@ -187,7 +187,9 @@ def test_two_processes_give_the_same_windows(
             )
             for i in range(2)
         ]
-        assert sum(per_process) == len(sent) and all(per_process)
+        # Every event read once in the cluster (which process reads a partition
+        # follows Bytewax's key routing, so one may read them all).
+        assert sum(per_process) == len(sent)
     finally:
         for flow in flows:
             kill(flow)
