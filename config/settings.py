@@ -222,8 +222,13 @@ class Settings(BaseSettings):
         """The DuckDB file named by ``warehouse``.
 
         As in SQLAlchemy URLs, ``duckdb:///rel/file.duckdb`` is relative to the
-        working directory and ``duckdb:////abs/file.duckdb`` is absolute.
+        working directory and ``duckdb:////abs/file.duckdb`` is absolute. With
+        a BigQuery warehouse this is ``.riffle/local.duckdb``: the tables
+        BigQuery does not hold yet (dead letters, model results, alerts) stay
+        there.
         """
+        if self.warehouse_engine == "bigquery":
+            return Path(".riffle/local.duckdb")
         return Path(self.warehouse.removeprefix("duckdb:///"))
 
     @property
