@@ -20,6 +20,7 @@ from bytewax.testing import TestingSink, run_main
 from google.cloud import pubsub_v1
 
 from config.settings import Settings
+from riffle.stack import free_port
 from sources.kafka import PartitionPoll
 from sources.pubsub import PubSubSource
 from tests.integration.flow_support import (
@@ -27,6 +28,7 @@ from tests.integration.flow_support import (
     closed_expectation,
     kill,
     redis_finals,
+    scrape,
     start_flow,
     wait_for,
 )
@@ -146,18 +148,29 @@ def test_the_dataflow_reads_pubsub_into_windows(
         lateness_seconds=600,  # Pub/Sub does not keep order: nothing here may count as late
         idle_seconds=1,
         partial_interval_seconds=0.2,
+        metrics_port=free_port(),
     )
     now = int(time.time() * 1000)
     base = now - now % 60_000 - 10 * 60_000
-    sent = scenario(seed=21, n=1500, partitions=1, base=base) + closers(base + 7_200_000, 1)
-    futures = [publisher.publish(topic, item.raw) for item in sent]
-    for future in futures:
+    events = scenario(seed=21, n=1500, partitions=1, base=base)
+    tail = closers(base + 7_200_000, 1)
+    for future in [publisher.publish(topic, item.raw) for item in events]:
         future.result(timeout=30)
-    expected = closed_expectation(sent, lateness_ms=600_000)
+    expected = closed_expectation(events + tail, lateness_ms=600_000)
     log = tmp_path / "flow.log"
     flow = start_flow(settings, log)
     try:
+        # Pub/Sub keeps no order: the closer goes out only once every event was read.
+        wait_for(lambda: _read(settings) == len(events), 60, "every event read", log)
+        publisher.publish(topic, tail[0].raw).result(timeout=30)
         wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), 60, "finals", log)
         assert_matches(redis_finals(settings), expected)
     finally:
         kill(flow)
+
+
+def _read(settings: Settings) -> float:
+    try:
+        return scrape(settings, "riffle_dataflow_events_in_total")
+    except OSError:  # not serving yet
+        return -1.0
