@@ -29,28 +29,10 @@ import orjson
 
 from operators.records import DeadLetter
 from sinks.duckdb_file import visit
+from sinks.duckdb_sql import evolve
+from sinks.tables import DEAD_LETTERS
 
 T = TypeVar("T")
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS dead_letters (
-    letter_id    VARCHAR   PRIMARY KEY,
-    tenant       VARCHAR   NOT NULL,
-    failure_type VARCHAR   NOT NULL,
-    reason       VARCHAR   NOT NULL,
-    path         VARCHAR   NOT NULL,
-    errors       VARCHAR   NOT NULL,
-    raw          BLOB      NOT NULL,
-    source       VARCHAR   NOT NULL,
-    event_type   VARCHAR,
-    event_id     VARCHAR,
-    event_ts     BIGINT,
-    lateness_ms  BIGINT,
-    received_at  BIGINT    NOT NULL,
-    stored_at    BIGINT    NOT NULL,
-    replayed_at  BIGINT
-)
-"""
 
 _INSERT = """
 INSERT INTO dead_letters
@@ -157,7 +139,7 @@ class DuckDBDeadLetters:
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("BEGIN TRANSACTION")
-            con.execute(_DDL)
+            evolve(con, (DEAD_LETTERS,))
             con.execute(_INSERT, columns)
             con.execute("COMMIT")
 
@@ -212,7 +194,7 @@ class DuckDBDeadLetters:
         )
 
         def update(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(_DDL)
+            evolve(con, (DEAD_LETTERS,))
             con.execute(sql, [at_ms, tenant, list(letter_ids)])
 
         self._run(update, read_only=False)
