@@ -1,0 +1,124 @@
+"""The notifier's durable state in Redis: groups, transitions seen, input offsets, the outbox
+and the delivery log — written together so a restart resumes exactly where it stopped.
+
+* ``{prefix}:notify:groups`` (hash): group key → :class:`~operators.notify.Group` JSON
+* ``{prefix}:notify:seen`` (hash): instance → ``[at, transition_id]`` of its newest transition
+* ``{prefix}:notify:offsets:{topic}`` (hash): partition → next offset to read
+* ``{prefix}:notify:outbox`` (hash): ``{dedup_key}:{channel}`` → notification JSON, queued
+* ``{prefix}:notify:delivered`` (sorted set): ``{dedup_key}:{channel}``, score: ms delivered
+* ``{prefix}:notify:lease`` (string): the running notifier's id (expires unless renewed)
+
+:meth:`NotifyState.commit` writes changed groups, offsets and new outbox entries
+in one ``MULTI``/``EXEC``: either the input was consumed *and* its notifications
+queued, or neither. :meth:`NotifyState.done` removes an outbox entry and logs
+its delivery in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import orjson
+import redis
+
+from operators.notify import Group, Notification
+
+DELIVERED_KEEP_MS = 7 * 86_400_000
+"""How long the delivery log remembers a delivery."""
+
+# KEYS[1] = lease; ARGV = owner, ttl ms. Extend the lease if we hold it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class NotifyState:
+    """Load and save a notifier's state under ``prefix``."""
+
+    def __init__(self, client: redis.Redis, prefix: str, topic: str) -> None:
+        self.client = client
+        base = f"{prefix}:notify"
+        self.groups_key = f"{base}:groups"
+        self.seen_key = f"{base}:seen"
+        self.offsets_key = f"{base}:offsets:{topic}"
+        self.outbox_key = f"{base}:outbox"
+        self.delivered_key = f"{base}:delivered"
+        self.lease_key = f"{base}:lease"
+        self._renew = client.register_script(_RENEW)
+
+    def load(self) -> tuple[dict[str, Group], dict[str, tuple[int, str]], dict[int, int]]:
+        """Groups, seen transitions and offsets as last committed."""
+        groups = {
+            g.key: g for g in (Group.from_json(v) for v in self.client.hvals(self.groups_key))
+        }
+        seen = {}
+        for k, v in self.client.hgetall(self.seen_key).items():
+            at, tid = orjson.loads(v)
+            seen[k.decode() if isinstance(k, bytes) else k] = (int(at), str(tid))
+        offsets = {int(k): int(v) for k, v in self.client.hgetall(self.offsets_key).items()}
+        return groups, seen, offsets
+
+    def outbox(self) -> dict[str, Notification]:
+        """Queued deliveries by ``{dedup_key}:{channel}``."""
+        return {
+            (k.decode() if isinstance(k, bytes) else k): Notification.from_dict(orjson.loads(v))
+            for k, v in self.client.hgetall(self.outbox_key).items()
+        }
+
+    def commit(
+        self,
+        groups: Iterable[Group],
+        removed: Iterable[str],
+        seen: Mapping[str, tuple[int, str]],
+        offsets: Mapping[int, int],
+        queued: Mapping[str, Notification],
+    ) -> None:
+        """Write the changes of one step atomically."""
+        pipe = self.client.pipeline(transaction=True)
+        changed = {g.key: g.to_json() for g in groups}
+        if changed:
+            pipe.hset(self.groups_key, mapping=changed)  # type: ignore[arg-type]
+        gone = list(removed)
+        if gone:
+            pipe.hdel(self.groups_key, *gone)
+        if seen:
+            pipe.hset(
+                self.seen_key,
+                mapping={k: orjson.dumps(list(v)) for k, v in seen.items()},
+            )
+        if offsets:
+            pipe.hset(self.offsets_key, mapping=dict(offsets))  # type: ignore[arg-type]
+        if queued:
+            pipe.hset(
+                self.outbox_key,
+                mapping={k: orjson.dumps(n.to_dict()) for k, n in queued.items()},
+            )
+        pipe.execute()
+
+    def done(self, item: str, now_ms: int | None = None) -> None:
+        """``item`` was delivered or dead-lettered: out of the outbox, into the log."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.outbox_key, item)
+        pipe.zadd(self.delivered_key, {item: now})
+        pipe.zremrangebyscore(self.delivered_key, 0, now - DELIVERED_KEEP_MS)
+        pipe.execute()
+
+    def delivered(self, item: str) -> bool:
+        return self.client.zscore(self.delivered_key, item) is not None
+
+    def acquire(self, owner: str, ttl_ms: int) -> bool:
+        """Take the lease (one notifier runs at a time); False while another holds it."""
+        return bool(self.client.set(self.lease_key, owner, nx=True, px=ttl_ms))
+
+    def renew(self, owner: str, ttl_ms: int) -> bool:
+        """Extend our lease; False when it was lost (expired and taken)."""
+        return bool(self._renew(keys=[self.lease_key], args=[owner, ttl_ms]))
+
+    def release(self, owner: str) -> None:
+        if self.client.get(self.lease_key) == owner.encode():
+            self.client.delete(self.lease_key)
