@@ -1,0 +1,245 @@
+"""The pure dispatcher with a hand-moved clock: group_wait, group_interval, repeat_interval,
+routing with continue, inhibition, mute intervals, silences and acks; and the spec's
+``notifications:`` validation with file:line errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config.errors import SpecError
+from config.notifications import NotificationsSpec, TimeInterval
+from config.spec import parse_spec
+from operators.alerts import AlertTransition
+from operators.notify import Dispatcher, GroupAlert, Group, Notification
+
+S = 1000
+BASE_SPEC = """
+version: 1
+event_types: {view: {}}
+dimensions: {country: {path: props.country}}
+metrics:
+  - {name: views, events: [view], aggregation: count, dimensions: [country], window: 1m}
+"""
+
+
+def _spec(**route: Any) -> NotificationsSpec:
+    data: dict[str, Any] = {
+        "receivers": [{"name": "default"}, {"name": "pager"}, {"name": "web"}],
+        "route": {
+            "receiver": "default",
+            "group_by": ["alertname"],
+            "group_wait": "10s",
+            "group_interval": "1m",
+            "repeat_interval": "5m",
+            **route,
+        },
+        "inhibit_rules": [
+            {
+                "source_matchers": ["severity=critical"],
+                "target_matchers": ["severity=warning"],
+                "equal": ["country"],
+            }
+        ],
+        "time_intervals": [{"name": "weekends", "weekdays": ["saturday:sunday"]}],
+    }
+    return NotificationsSpec.model_validate(data)
+
+
+def _t(
+    instance: str,
+    to: str = "firing",
+    frm: str = "pending",
+    at: int = 60_000,
+    rule: str = "views_high",
+    severity: str = "warning",
+    **labels: str,
+) -> AlertTransition:
+    shown = {"alertname": rule, "severity": severity, "tenant": "t1", **labels}
+    return AlertTransition(
+        "t1",
+        rule,
+        "views",
+        instance,
+        tuple(sorted(shown.items())),
+        severity,
+        frm,
+        to,
+        at,
+        1.0,
+        at,
+        (),
+    )
+
+
+def _statuses(note: Notification) -> list[tuple[str, str]]:
+    return [(a.instance, a.status) for a in note.alerts]
+
+
+def test_group_wait_batches_then_interval_then_repeat() -> None:
+    d = Dispatcher(_spec())
+    d.ingest(_t("a"), 0)
+    d.ingest(_t("b"), 5 * S)
+    assert d.due(9 * S) == []
+    [first] = d.due(10 * S)
+    assert _statuses(first) == [("a", "firing"), ("b", "firing")] and not first.repeat
+    d.ingest(_t("c"), 20 * S)
+    assert d.due(69 * S) == []  # a new alert waits for the group_interval tick
+    [second] = d.due(70 * S)
+    assert [i for i, _ in _statuses(second)] == ["a", "b", "c"]
+    assert second.dedup_key != first.dedup_key
+    assert d.due(130 * S) == []  # nothing new, repeat not yet due
+    assert d.due(310 * S) == []
+    [repeat] = d.due(370 * S)  # 5 min after the last one, on a tick
+    assert repeat.repeat and len(repeat.alerts) == 3
+    d.ingest(_t("a", "normal", "firing", at=120_000), 380 * S)
+    [resolved] = d.due(430 * S)
+    assert ("a", "resolved") in _statuses(resolved)
+    assert "a" not in d.groups[resolved.group_key].alerts
+
+
+def test_replayed_and_older_transitions_change_nothing() -> None:
+    d = Dispatcher(_spec())
+    t = _t("a", at=120_000)
+    assert d.ingest(t, 0) and not d.ingest(t, 1)
+    assert not d.ingest(_t("a", at=60_000), 2)
+    assert len(d.due(10 * S)) == 1
+
+
+def test_resolved_before_first_flush_is_not_notified() -> None:
+    d = Dispatcher(_spec())
+    d.ingest(_t("a"), 0)
+    d.ingest(_t("a", "normal", "firing", at=120_000), 1 * S)
+    assert d.due(10 * S) == [] and d.groups == {}
+
+
+def test_routes_continue_and_default() -> None:
+    spec = _spec(
+        routes=[
+            {"matchers": ['severity="critical"'], "receiver": "pager", "continue": True},
+            {"matchers": ["team=~web|shop"], "receiver": "web"},
+            {"matchers": ["team=web"], "receiver": "pager"},
+        ]
+    )
+    d = Dispatcher(spec)
+    d.ingest(_t("crit", severity="critical", team="web", country="de"), 0)
+    d.ingest(_t("plain", rule="other"), 0)
+    d.ingest(_t("shop", rule="shop_rule", team="shop"), 0)
+    got = sorted((n.receiver, tuple(a.instance for a in n.alerts)) for n in d.due(10 * S))
+    assert got == [
+        ("default", ("plain",)),
+        ("pager", ("crit",)),
+        ("web", ("crit",)),
+        ("web", ("shop",)),
+    ]
+
+
+def test_inhibition_needs_equal_labels_and_a_firing_source() -> None:
+    d = Dispatcher(_spec(group_by=["..."]))
+    d.ingest(_t("crit", severity="critical", rule="down", country="de"), 0)
+    d.ingest(_t("warn_de", country="de"), 0)
+    d.ingest(_t("warn_fr", country="fr"), 0)
+    sent = {a.instance for n in d.due(10 * S) for a in n.alerts}
+    assert sent == {"crit", "warn_fr"}
+    d.ingest(
+        _t("crit", "normal", "firing", at=120_000, severity="critical", rule="down", country="de"),
+        20 * S,
+    )
+    sent = {(a.instance, a.status) for n in d.due(70 * S) for a in n.alerts}
+    assert sent == {("crit", "resolved"), ("warn_de", "firing")}
+
+
+def test_mute_interval_holds_notifications_back() -> None:
+    spec = _spec(mute_time_intervals=["weekends"])
+    saturday = 1_767_398_400_000  # 2026-01-03T00:00:00Z, a Saturday
+    d = Dispatcher(spec)
+    d.ingest(_t("a"), saturday)
+    assert d.due(saturday + 10 * S) == []
+    monday = saturday + 2 * 86_400_000
+    [note] = d.due(monday)
+    assert _statuses(note) == [("a", "firing")]
+
+
+def test_time_interval_in_a_time_zone() -> None:
+    iv = TimeInterval.model_validate(
+        {
+            "name": "nights",
+            "time_zone": "Europe/Berlin",
+            "times": [{"start": "22:00", "end": "24:00"}],
+        }
+    )
+    assert iv.contains(1_767_222_000_000 - 3_600_000)  # 2025-12-31T22:00Z is 23:00 in Berlin
+    assert not iv.contains(1_767_222_000_000 - 4 * 3_600_000)
+
+
+def test_silences_drop_alerts_and_acks_stop_only_repeats() -> None:
+    muted = {"b"}
+    acked: set[str] = set()
+    d = Dispatcher(
+        _spec(),
+        silenced=lambda tenant, labels, now: labels.get("country") in muted,
+        acked=lambda tenant, a, now: a.instance in acked,
+    )
+    d.ingest(_t("a", country="a"), 0)
+    d.ingest(_t("b", country="b"), 0)
+    [note] = d.due(10 * S)
+    assert _statuses(note) == [("a", "firing")]
+    acked.add("a")
+    assert d.due(370 * S) == []  # the repeat is held back
+    d.ingest(_t("c", country="c"), 380 * S)
+    [change] = d.due(430 * S)  # a change is still told, with the acked alert in it
+    assert [i for i, _ in _statuses(change)] == ["a", "c"]
+
+
+def test_group_state_round_trips_and_dedup_key_is_stable() -> None:
+    d = Dispatcher(_spec())
+    d.ingest(_t("a"), 0)
+    copy = Dispatcher(
+        _spec(), groups={k: Group.from_json(g.to_json()) for k, g in d.groups.items()}
+    )
+    [n1] = d.due(10 * S)
+    [n2] = copy.due(11 * S)
+    assert n1.dedup_key == n2.dedup_key
+    assert Notification.from_dict(n1.to_dict()) == n1
+    assert isinstance(n1.alerts[0], GroupAlert)
+
+
+def test_notification_problems_name_file_and_line() -> None:
+    text = (
+        BASE_SPEC
+        + """
+notifications:
+  receivers:
+    - name: ops
+      webhook: {url: "https://x.example/h", secret: inline}
+    - name: ops
+  route:
+    receiver: nobody
+    routes:
+      - matchers: ["team~~x"]
+      - receiver: ops
+        mute_time_intervals: [never]
+  time_intervals:
+    - {name: bad, time_zone: Mars/Olympus}
+"""
+    )
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, source="s.yaml")
+    message = str(err.value)
+    assert "s.yaml:11: notifications.receivers[0].webhook.secret: Extra inputs" in message
+    assert "s.yaml:11: notifications.receivers[0].webhook.secret_env: Field required" in message
+    assert "routes[0].matchers[0]" in message and "s.yaml:16" in message
+    assert "s.yaml:20: notifications.time_intervals[0].time_zone" in message
+    fixed = text.replace("secret: inline", "secret_env: OPS_SECRET").replace(
+        '"team~~x"', '"team=x"'
+    )
+    fixed = fixed.replace("Mars/Olympus", "UTC")
+    with pytest.raises(SpecError) as err:
+        parse_spec(fixed, source="s.yaml")
+    message = str(err.value)
+    assert "s.yaml:12: notifications.receivers[1].name: receiver 'ops' is defined twice" in message
+    assert "s.yaml:14: notifications.route.receiver: unknown receiver 'nobody'" in message
+    assert (
+        "s.yaml:18: notifications.route.routes[1].mute_time_intervals[0]: unknown time" in message
+    )
