@@ -12,7 +12,7 @@ from config.errors import SpecError
 from config.notifications import NotificationsSpec, TimeInterval
 from config.spec import parse_spec
 from operators.alerts import AlertTransition
-from operators.notify import Dispatcher, GroupAlert, Group, Notification
+from operators.notify import Dispatcher, Group, GroupAlert, Notification
 
 S = 1000
 BASE_SPEC = """
