@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     deadletter_topic: str = Field(
         "riffle.deadletter", description="Topic rejected and late events are written to."
     )
+    alerts_topic: str = Field(
+        "riffle.alerts", description="Topic alert transitions go to; the notifier reads it."
+    )
     topic_partitions: int = Field(
         4, ge=1, description="Partitions of topics Riffle creates itself (demo, local stack)."
     )

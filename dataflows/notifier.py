@@ -446,6 +446,7 @@ def run_notifier(settings: Settings, stop: threading.Event | None = None) -> Non
         servers=settings.kafka_servers,
         redis_url=settings.redis_url,
         prefix=settings.redis_prefix,
+        topic=settings.alerts_topic,
         topic_partitions=settings.topic_partitions,
         lease_s=settings.notify_lease_seconds,
         workers=settings.notify_workers,
