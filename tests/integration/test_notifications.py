@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from config.notifications import NotificationsSpec
 from config.settings import Settings
+from dataflows.notifier import Notifier, NotifierError
 from sinks.alert_store import RedisAlerts
 from sinks.channels import RedisUndelivered
 from sinks.notify_state import NotifyState
@@ -332,3 +334,25 @@ def test_failing_webhook_is_retried_then_dead_lettered_and_email_goes_through(
         state = NotifyState(client, prefix, topic)
         assert state.outbox() == {}
         assert state.delivered(f"{dedup}:email") and state.delivered(f"{dedup}:webhook")
+
+
+def test_a_second_notifier_waits_for_the_lease(
+    redis_url: RedisTarget, kafka_broker: str, topic_factory: Callable[..., str]
+) -> None:
+    spec = _spec({"receivers": [{"name": "x"}], "route": {"receiver": "x"}})
+    prefix = f"{redis_url.prefix}-lease"
+    topic = topic_factory(partitions=1, prefix="alerts")
+    with running_notifier(
+        spec, servers=kafka_broker, topic=topic, redis_url=redis_url.url, prefix=prefix
+    ):
+        standby = Notifier(
+            spec,
+            {},
+            servers=kafka_broker,
+            redis_url=redis_url.url,
+            prefix=prefix,
+            topic=topic,
+            registry=CollectorRegistry(),
+        )
+        with pytest.raises(NotifierError, match="lease"):
+            standby.start(wait_s=0.5)

@@ -243,3 +243,22 @@ notifications:
     assert (
         "s.yaml:18: notifications.route.routes[1].mute_time_intervals[0]: unknown time" in message
     )
+
+
+def test_legacy_webhook_setting_becomes_a_receiver_and_secrets_come_from_the_environment(
+    tmp_path: Any,
+) -> None:
+    from config.notifications import NotificationConfigError
+    from config.settings import Settings
+    from dataflows.notifier import LEGACY_SECRET_ENV, build_channels, notifications_for
+    from sinks.webhook import WebhookChannel
+
+    spec = parse_spec(BASE_SPEC)
+    settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", alert_webhook_secret="k")
+    legacy = notifications_for(spec, settings)
+    assert legacy is not None and legacy.route.group_by == ["..."]
+    [channel] = build_channels(legacy, {LEGACY_SECRET_ENV: "k"})["webhook"]
+    assert isinstance(channel, WebhookChannel) and channel.secret == b"k"
+    assert notifications_for(spec, Settings()) is None
+    with pytest.raises(NotificationConfigError, match=LEGACY_SECRET_ENV):
+        build_channels(legacy, {})
