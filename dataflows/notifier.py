@@ -394,6 +394,10 @@ class Notifier:
             except redis_client.RedisError as exc:
                 # Still in the outbox: the next start delivers it.
                 log.warning("notifier_state_error", item=item.key, error=str(exc))
+            except Exception:
+                # A bug in a channel must not end this thread; the item stays in the
+                # outbox and is delivered by the next start.
+                log.exception("notifier_delivery_bug", item=item.key)
             finally:
                 with self._lock:
                     self._in_flight.discard(item.key)

@@ -9,6 +9,7 @@ retries with exponential backoff and jitter, then records a dead letter.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +60,8 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: floa
         raise ChannelError(f"{url} answered {exc.code}", retry) from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise ChannelError(f"{url} unreachable: {exc}", True) from exc
+    except http.client.HTTPException as exc:  # a broken answer (bad status line, cut body)
+        raise ChannelError(f"{url} answered badly: {exc!r}", True) from exc
 
 
 def check_url(url: str, what: str) -> str:

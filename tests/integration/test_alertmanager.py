@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from operators.notify import Dispatcher, Notification
 from riffle.stack import free_port
 from sinks.alertmanager import AlertmanagerChannel
 from sinks.channels import deliver
-from tests.integration.notify_support import transition
+from tests.conftest import RedisTarget
+from tests.integration.notify_support import running_notifier, transition, wait_until
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(
@@ -129,3 +130,37 @@ def test_unreachable_alertmanager_is_given_up() -> None:
     channel = AlertmanagerChannel(f"http://127.0.0.1:{free_port()}", attempts=2, backoff_s=0.01)
     reason = deliver(channel, _note(transition("i1")))
     assert reason is not None and "unreachable" in reason
+
+
+def test_the_notifier_pushes_to_an_alertmanager_receiver(
+    alertmanager: str,
+    redis_url: RedisTarget,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+) -> None:
+    spec = NotificationsSpec.model_validate(
+        {
+            "receivers": [{"name": "am", "alertmanager": {"url": alertmanager, "backoff": "10ms"}}],
+            "route": {
+                "receiver": "am",
+                "group_by": ["..."],
+                "group_wait": "0s",
+                "group_interval": "1s",
+            },
+        }
+    )
+    topic = topic_factory(partitions=1, prefix="alerts")
+    with running_notifier(
+        spec,
+        servers=kafka_broker,
+        topic=topic,
+        redis_url=redis_url.url,
+        prefix=f"{redis_url.prefix}-am",
+    ) as run:
+        run.send(transition("i1", severity="critical", country="de"))
+        wait_until(lambda: len(_alerts(alertmanager)) == 1, 20, "the alert in Alertmanager")
+        assert _alerts(alertmanager)[0]["labels"]["country"] == "de"
+        run.send(
+            transition("i1", "normal", "firing", at=900_000, severity="critical", country="de")
+        )
+        wait_until(lambda: _alerts(alertmanager) == [], 20, "the alert to resolve")
