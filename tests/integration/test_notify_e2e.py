@@ -18,10 +18,11 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from config.settings import Settings
 from dataflows.runner import init_recovery
+from operators.alerts import AlertTransition
 from riffle.stack import free_port
 from sinks.alert_store import AlertProducer
 from sinks.notify_state import NotifyState
@@ -137,7 +138,9 @@ def test_spike_to_signed_webhook_and_email_across_kill_9(
             lateness_seconds=0,
             idle_seconds=1,
             partial_interval_seconds=0.2,
-            snapshot_seconds=0.5,
+            # No snapshot between the firing transition and the kill: the restarted flow
+            # replays and re-produces it, which the notifier must recognise.
+            snapshot_seconds=60,
             recovery_dir=tmp_path / "recovery",
             metrics_port=free_port(),
             notify_metrics_port=0,
@@ -187,7 +190,31 @@ def test_spike_to_signed_webhook_and_email_across_kill_9(
     mails = [m["X-Riffle-Dedup-Key"] for m in inbox.messages]
     assert mails == keys and len(set(keys)) == 2
     assert inbox.messages[0]["Subject"].startswith("[FIRING:1]")
+    firing = hooks[0]["alerts"][0]["transition_id"]
+    copies = [t for t in _transitions(settings) if t.transition_id == firing]
+    assert len(copies) >= 2, "the restarted flow did not re-produce the firing transition"
     assert inbox.messages[1]["Subject"].startswith("[RESOLVED:1]")
+
+
+def _transitions(settings: Settings) -> list[AlertTransition]:
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_servers, "group.id": "t", "enable.partition.eof": True}
+    )
+    topic = settings.alerts_topic
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    out, pending = [], set(parts)
+    try:
+        while pending:
+            msg = consumer.poll(10)
+            assert msg is not None, "the alerts topic did not answer"
+            if msg.error():
+                pending.discard(msg.partition())
+                continue
+            out.append(AlertTransition.from_json(msg.value() or b""))
+    finally:
+        consumer.close()
+    return out
 
 
 def test_kill_9_of_the_notifier_mid_delivery_neither_duplicates_nor_drops(
