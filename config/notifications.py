@@ -178,6 +178,8 @@ class AlertmanagerConfig(_Delivery):
     url: str = Field(pattern=r"^https?://.+")
     hold: Duration = timedelta(minutes=15)
     """``endsAt`` of a firing alert lies this far ahead; Riffle re-pushes before it passes."""
+    generator_url: str = Field("", pattern=r"^(https?://.+)?$")
+    """Where Alertmanager's UI links an alert back to (e.g. Riffle's dashboard)."""
 
 
 class ReceiverSpec(_Strict):

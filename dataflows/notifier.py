@@ -161,6 +161,7 @@ def build_channels(
                 AlertmanagerChannel(
                     a.url,
                     hold_s=a.hold.total_seconds(),
+                    generator_url=a.generator_url,
                     timeout_s=a.timeout.total_seconds(),
                     attempts=a.max_attempts,
                     backoff_s=a.backoff.total_seconds(),

@@ -256,6 +256,8 @@ def dedup_key(group: Group, alerts: Iterable[GroupAlert]) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+Seen = tuple[int, list[str]]
+"""An instance's newest event time and the ids of its transitions at that time."""
 Silenced = Callable[[str, dict[str, str], int], bool]
 """(tenant, labels, now ms) → muted by a silence."""
 Acked = Callable[[str, GroupAlert, int], bool]
@@ -282,8 +284,9 @@ class Dispatcher:
 
     ``groups`` and ``seen`` are the whole state; ``dirty``/``removed`` name the groups
     changed since :meth:`take_changes` was last called, so a caller persists only those.
-    ``seen`` (instance → event time and id of its newest transition) makes a re-produced
-    or older transition a no-op: the dataflow delivers transitions at least once.
+    ``seen`` (instance → event time of its newest transitions and their ids: two can share
+    one event time) makes a re-produced or older transition a no-op: the dataflow delivers
+    transitions at least once.
     """
 
     def __init__(
@@ -291,14 +294,14 @@ class Dispatcher:
         spec: NotificationsSpec,
         *,
         groups: dict[str, Group] | None = None,
-        seen: dict[str, tuple[int, str]] | None = None,
+        seen: dict[str, Seen] | None = None,
         silenced: Silenced | None = None,
         acked: Acked | None = None,
     ) -> None:
         self.spec = spec
         self.routes = compile_routes(spec)
         self.groups: dict[str, Group] = groups if groups is not None else {}
-        self.seen: dict[str, tuple[int, str]] = seen if seen is not None else {}
+        self.seen: dict[str, Seen] = seen if seen is not None else {}
         self.silenced = silenced
         self.acked = acked
         self.dirty: set[str] = set()
@@ -308,9 +311,12 @@ class Dispatcher:
     def ingest(self, t: AlertTransition, now: int) -> bool:
         """Apply one transition; False when it was seen before or is older than one seen."""
         last = self.seen.get(t.instance)
-        if last is not None and (t.at < last[0] or t.transition_id == last[1]):
+        if last is not None and (
+            t.at < last[0] or (t.at == last[0] and t.transition_id in last[1])
+        ):
             return False
-        self.seen[t.instance] = (t.at, t.transition_id)
+        ids = last[1] if last is not None and t.at == last[0] else []
+        self.seen[t.instance] = (t.at, [*ids, t.transition_id])
         self.dirty_seen.add(t.instance)
         if t.to_state in ("firing", "nodata") and t.from_state != "recovering":
             status = t.to_state
@@ -438,7 +444,7 @@ class Dispatcher:
                 found.update({a.instance: a for a in g.alerts.values() if a.active})
         return list(found.values())
 
-    def take_changes(self) -> tuple[list[Group], list[str], dict[str, tuple[int, str]]]:
+    def take_changes(self) -> tuple[list[Group], list[str], dict[str, Seen]]:
         """Groups changed, groups removed and ``seen`` entries changed since the last call."""
         changed = [self.groups[k] for k in sorted(self.dirty) if k in self.groups]
         removed = sorted(self.removed)

@@ -2,7 +2,7 @@
 and the delivery log — written together so a restart resumes exactly where it stopped.
 
 * ``{prefix}:notify:groups`` (hash): group key → :class:`~operators.notify.Group` JSON
-* ``{prefix}:notify:seen`` (hash): instance → ``[at, transition_id]`` of its newest transition
+* ``{prefix}:notify:seen`` (hash): instance → ``[at, [transition ids at at]]``
 * ``{prefix}:notify:offsets:{topic}`` (hash): partition → next offset to read
 * ``{prefix}:notify:outbox`` (hash): ``{dedup_key}:{channel}`` → notification JSON, queued
 * ``{prefix}:notify:delivered`` (sorted set): ``{dedup_key}:{channel}``, score: ms delivered
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 import orjson
 import redis
 
-from operators.notify import Group, Notification
+from operators.notify import Group, Notification, Seen
 
 DELIVERED_KEEP_MS = 7 * 86_400_000
 """How long the delivery log remembers a delivery."""
@@ -50,15 +50,15 @@ class NotifyState:
         self.lease_key = f"{base}:lease"
         self._renew = client.register_script(_RENEW)
 
-    def load(self) -> tuple[dict[str, Group], dict[str, tuple[int, str]], dict[int, int]]:
+    def load(self) -> tuple[dict[str, Group], dict[str, Seen], dict[int, int]]:
         """Groups, seen transitions and offsets as last committed."""
         groups = {
             g.key: g for g in (Group.from_json(v) for v in self.client.hvals(self.groups_key))
         }
         seen = {}
         for k, v in self.client.hgetall(self.seen_key).items():
-            at, tid = orjson.loads(v)
-            seen[k.decode() if isinstance(k, bytes) else k] = (int(at), str(tid))
+            at, ids = orjson.loads(v)
+            seen[k.decode() if isinstance(k, bytes) else k] = (int(at), [str(i) for i in ids])
         offsets = {int(k): int(v) for k, v in self.client.hgetall(self.offsets_key).items()}
         return groups, seen, offsets
 
@@ -73,7 +73,7 @@ class NotifyState:
         self,
         groups: Iterable[Group],
         removed: Iterable[str],
-        seen: Mapping[str, tuple[int, str]],
+        seen: Mapping[str, Seen],
         offsets: Mapping[int, int],
         queued: Mapping[str, Notification],
     ) -> None:
@@ -88,7 +88,7 @@ class NotifyState:
         if seen:
             pipe.hset(
                 self.seen_key,
-                mapping={k: orjson.dumps(list(v)) for k, v in seen.items()},
+                mapping={k: orjson.dumps([v[0], v[1]]) for k, v in seen.items()},
             )
         if offsets:
             pipe.hset(self.offsets_key, mapping=dict(offsets))  # type: ignore[arg-type]

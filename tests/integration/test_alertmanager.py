@@ -96,7 +96,16 @@ def _note(*items: AlertTransition, now: int = 0) -> Notification:
 def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str) -> None:
     spec = NotificationsSpec.model_validate(
         {
-            "receivers": [{"name": "am", "alertmanager": {"url": alertmanager, "backoff": "10ms"}}],
+            "receivers": [
+                {
+                    "name": "am",
+                    "alertmanager": {
+                        "url": alertmanager,
+                        "backoff": "10ms",
+                        "generator_url": "http://riffle.example/dashboard",
+                    },
+                }
+            ],
             "route": {"receiver": "am", "group_by": ["..."], "group_wait": "0s"},
         }
     )
@@ -117,6 +126,7 @@ def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str) -> None:
     assert alert["annotations"] == {"summary": "i1: 500 views"}
     assert alert["startsAt"].startswith("1970-01-01T00:03:00")
     assert alert["status"]["state"] == "active"
+    assert alert["generatorURL"] == "http://riffle.example/dashboard"
     # Re-pushing what is still active keeps one alert (de-duplicated by label set).
     assert channel.resend(d.active_alerts("am")) == 1
     assert len(_alerts(alertmanager)) == 1

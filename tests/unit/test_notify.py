@@ -262,3 +262,12 @@ def test_legacy_webhook_setting_becomes_a_receiver_and_secrets_come_from_the_env
     assert notifications_for(spec, Settings()) is None
     with pytest.raises(NotificationConfigError, match=LEGACY_SECRET_ENV):
         build_channels(legacy, {})
+
+
+def test_two_transitions_at_one_event_time_replay_as_no_ops() -> None:
+    d = Dispatcher(_spec())
+    nodata = _t("a", "nodata", "firing", at=120_000)
+    back = _t("a", "normal", "nodata", at=120_000)
+    assert d.ingest(nodata, 0) and d.ingest(back, 0)
+    assert not d.ingest(nodata, 1) and not d.ingest(back, 1)
+    assert d.seen["a"] == (120_000, [nodata.transition_id, back.transition_id])
