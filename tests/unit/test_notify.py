@@ -271,3 +271,27 @@ def test_two_transitions_at_one_event_time_replay_as_no_ops() -> None:
     assert d.ingest(nodata, 0) and d.ingest(back, 0)
     assert not d.ingest(nodata, 1) and not d.ingest(back, 1)
     assert d.seen["a"] == (120_000, [nodata.transition_id, back.transition_id])
+
+
+def test_slack_and_email_layouts() -> None:
+    from sinks.slack import MAX_ALERTS, payload
+    from sinks.smtp_channel import render
+
+    d = Dispatcher(_spec(group_wait="0s"))
+    for i in range(MAX_ALERTS + 3):
+        d.ingest(_t(f"i{i:02d}", country=f"c{i}"), 0)
+    [note] = d.due(0)
+    body = payload(note, "#ops")
+    assert body["channel"] == "#ops" and body["text"].startswith("[FIRING:13] alertname=views_high")
+    sections = [b for b in body["blocks"] if b["type"] == "section"]
+    assert len(sections) == MAX_ALERTS + 1 and sections[-1]["text"]["text"] == "and 3 more"
+    assert note.dedup_key in body["blocks"][-1]["elements"][0]["text"]
+    msg = render(note, "riffle@example.test", ["a@example.test"])
+    assert msg["Subject"] == "[FIRING:13] alertname=views_high"
+    assert msg["Message-ID"] == f"<{note.dedup_key}@riffle>"
+    for i in range(MAX_ALERTS + 3):
+        d.ingest(_t(f"i{i:02d}", "normal", "firing", at=120_000, country=f"c{i}"), 1)
+    [gone] = d.due(600_000)
+    assert gone.status == "resolved"
+    assert render(gone, "r@x.test", ["a@x.test"])["Subject"].startswith("[RESOLVED:13]")
+    assert payload(gone)["text"].startswith("[RESOLVED:13]")
