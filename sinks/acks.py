@@ -92,6 +92,9 @@ class AckStore:
         raw = self.client.hget(self.key(tenant), instance)
         return None if raw is None else Ack.model_validate(orjson.loads(raw))
 
+    def delete(self, tenant: str, instance: str) -> bool:
+        return bool(self.client.hdel(self.key(tenant), instance))
+
     def acked(self, tenant: str, alert: GroupAlert, now_ms: int) -> bool:
         """The dispatcher's question: is this alert's current episode acknowledged now?"""
         ack = self.get(tenant, alert.instance)

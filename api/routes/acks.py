@@ -1,11 +1,12 @@
-"""``POST /v1/alerts/{instance}/ack``: acknowledge a firing alert so it stops repeating."""
+"""``POST``/``DELETE /v1/alerts/{instance}/ack``: acknowledge a firing alert so it stops
+repeating, or withdraw the acknowledgement."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from api.auth import Principal, require_scope
 from api.deps import ServicesDep
@@ -64,3 +65,19 @@ def ack_alert(
     except ValueError as exc:
         raise ApiError(422, "invalid_ack", str(exc)) from exc
     return ack.model_dump()
+
+
+@router.delete(
+    "/v1/alerts/{instance}/ack",
+    operation_id="unackAlert",
+    summary="Withdraw an acknowledgement: repeats resume",
+    status_code=204,
+)
+def unack_alert(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    instance: str,
+) -> Response:
+    if not acks(app).delete(caller.tenant, instance):
+        raise ApiError(404, "not_found", f"alert {instance!r} has no acknowledgement")
+    return Response(status_code=204)

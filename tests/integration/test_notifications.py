@@ -149,6 +149,11 @@ def test_group_wait_interval_repeat_and_ack_through_the_api(
         wait_until(lambda: len(receiver.received) > count, 20, "the resolved notification")
         last = receiver.received[-1].json
         assert ("b", "resolved") in [(a["instance"], a["status"]) for a in last["alerts"]]
+        # Withdrawn, an ack no longer shows (and repeats would resume).
+        assert admin.delete("/v1/alerts/a/ack").status_code == 204
+        assert admin.delete("/v1/alerts/a/ack").status_code == 404
+        listed = {a["instance"]: a["ack"] for a in reader.get("/v1/alerts").json()["alerts"]}
+        assert listed["a"] is None and listed["c"] is not None
         # A pending instance cannot be acked.
         RedisAlerts(client, prefix).write([transition("p", "pending", "normal", at=700_000)])
         assert admin.post("/v1/alerts/p/ack", json=ack).status_code == 409
