@@ -15,7 +15,7 @@ Modelled on Alertmanager's configuration::
         group_wait: 30s
         group_interval: 5m
         repeat_interval: 4h
-        routes:
+        routes:                       # a tree: each route may have routes
           - matchers: ['severity="critical"']
             receiver: pager
             continue: true
@@ -203,7 +203,8 @@ class ReceiverSpec(_Strict):
 
 
 class ChildRoute(_Strict):
-    """A route below the default one; unset timings and ``group_by`` are inherited."""
+    """A route below another; unset ``receiver``, ``group_by`` and timings are inherited
+    from its parent (mute intervals are not, as in Alertmanager)."""
 
     matchers: list[SpecMatcher] = Field(default_factory=list)
     receiver: str | None = None
@@ -214,6 +215,8 @@ class ChildRoute(_Strict):
     group_interval: Duration | None = None
     repeat_interval: Duration | None = None
     mute_time_intervals: list[str] = Field(default_factory=list)
+    routes: list[ChildRoute] = Field(default_factory=list)
+    """Tried in order once this route matches; when none matches, this route takes it."""
 
 
 class RootRoute(_Strict):
@@ -351,9 +354,11 @@ def notification_problems(
     routes: list[tuple[tuple[str | int, ...], str | None, list[str], list[str] | None]] = [
         ((*where, "route"), None, spec.route.mute_time_intervals, spec.route.group_by)
     ]
-    for i, child in enumerate(spec.route.routes):
-        loc = (*where, "route", "routes", i)
+    pending = [((*where, "route", "routes", i), c) for i, c in enumerate(spec.route.routes)]
+    while pending:
+        loc, child = pending.pop(0)
         routes.append((loc, child.receiver, child.mute_time_intervals, child.group_by))
+        pending += [((*loc, "routes", i), c) for i, c in enumerate(child.routes)]
     for loc, receiver, mutes, group_by in routes:
         if receiver is not None and receiver not in names:
             yield (*loc, "receiver"), f"unknown receiver {receiver!r} (known: {known})"

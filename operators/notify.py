@@ -28,28 +28,32 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
 from config.notifications import (
+    ChildRoute,
     InhibitRule,
     Matcher,
     NotificationsSpec,
+    RootRoute,
     TimeInterval,
     matches_all,
 )
 from operators.alerts import AlertTransition
 
 
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+def _ms_of(duration: timedelta) -> int:
+    return int(duration.total_seconds() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One route, its inherited settings filled in; ``index`` 0 is the default route."""
+    """One node of the routing tree, inherited settings filled in; ``index`` is its place in
+    a pre-order walk (0: the default route), ``children`` the indexes of its routes."""
 
     index: int
     receiver: str
@@ -60,56 +64,75 @@ class Route:
     group_interval_ms: int
     repeat_ms: int
     mute: tuple[TimeInterval, ...]
+    children: tuple[int, ...] = ()
 
 
 def compile_routes(spec: NotificationsSpec) -> list[Route]:
-    """The default route, then its children in order (unset fields inherited)."""
+    """The routing tree in pre-order: the default route first, every child after its
+    parent; unset receiver, ``group_by`` and timings come from the parent."""
     root = spec.route
 
     def intervals(names: list[str]) -> tuple[TimeInterval, ...]:
         found = [spec.interval(n) for n in names]
         return tuple(t for t in found if t is not None)
 
-    out = [
-        Route(
-            0,
-            root.receiver,
-            (),
-            False,
-            tuple(root.group_by),
-            _ms(root.group_wait.total_seconds()),
-            _ms(root.group_interval.total_seconds()),
-            _ms(root.repeat_interval.total_seconds()),
-            intervals(root.mute_time_intervals),
-        )
-    ]
-    for i, child in enumerate(root.routes, start=1):
-        out.append(
-            Route(
-                i,
-                child.receiver or root.receiver,
-                tuple(child.matchers),
-                child.continue_,
-                tuple(child.group_by if child.group_by is not None else root.group_by),
-                _ms((child.group_wait or root.group_wait).total_seconds()),
-                _ms((child.group_interval or root.group_interval).total_seconds()),
-                _ms((child.repeat_interval or root.repeat_interval).total_seconds()),
-                intervals(child.mute_time_intervals),
+    out: list[Route] = []
+
+    def add(node: RootRoute | ChildRoute, parent: Route | None) -> int:
+        index = len(out)
+        if parent is None:
+            assert isinstance(node, RootRoute)
+            route = Route(
+                index,
+                node.receiver,
+                (),
+                False,
+                tuple(node.group_by),
+                _ms_of(node.group_wait),
+                _ms_of(node.group_interval),
+                _ms_of(node.repeat_interval),
+                intervals(node.mute_time_intervals),
             )
-        )
+        else:
+            assert isinstance(node, ChildRoute)
+            route = Route(
+                index,
+                node.receiver or parent.receiver,
+                tuple(node.matchers),
+                node.continue_,
+                tuple(node.group_by) if node.group_by is not None else parent.group_by,
+                parent.group_wait_ms if node.group_wait is None else _ms_of(node.group_wait),
+                parent.group_interval_ms
+                if node.group_interval is None
+                else _ms_of(node.group_interval),
+                parent.repeat_ms if node.repeat_interval is None else _ms_of(node.repeat_interval),
+                intervals(node.mute_time_intervals),
+            )
+        out.append(route)
+        children = tuple(add(child, route) for child in node.routes)
+        out[index] = replace(route, children=children)
+        return index
+
+    add(root, None)
     return out
 
 
 def routes_for(routes: list[Route], labels: dict[str, str]) -> list[Route]:
-    """The child routes an alert takes (the first match, and the next ones while the
-    matching route says ``continue``); the default route when none matches."""
-    out = []
-    for route in routes[1:]:
-        if matches_all(route.matchers, labels):
-            out.append(route)
-            if not route.continue_:
-                break
-    return out or routes[:1]
+    """The routes an alert takes, as in Alertmanager: from the default route down, the
+    first matching child (and the next matching ones while a match says ``continue``) is
+    followed; a route none of whose children matches takes the alert itself."""
+
+    def walk(node: Route) -> list[Route]:
+        taken: list[Route] = []
+        for i in node.children:
+            child = routes[i]
+            if matches_all(child.matchers, labels):
+                taken += walk(child)
+                if not child.continue_:
+                    break
+        return taken or [node]
+
+    return walk(routes[0])
 
 
 def group_of(route: Route, tenant: str, labels: dict[str, str]) -> tuple[str, dict[str, str]]:

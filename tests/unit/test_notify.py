@@ -295,3 +295,44 @@ def test_slack_and_email_layouts() -> None:
     assert gone.status == "resolved"
     assert render(gone, "r@x.test", ["a@x.test"])["Subject"].startswith("[RESOLVED:13]")
     assert payload(gone)["text"].startswith("[RESOLVED:13]")
+
+
+def test_a_routing_tree_inherits_from_parents_and_falls_back_to_them() -> None:
+    spec = _spec(
+        routes=[
+            {
+                "matchers": ["team=web"],
+                "receiver": "web",
+                "group_wait": "0s",
+                "routes": [{"matchers": ["severity=critical"], "receiver": "pager"}],
+            }
+        ]
+    )
+    d = Dispatcher(spec)
+    assert [r.group_wait_ms for r in d.routes] == [10_000, 0, 0]  # 0s is inherited as 0s
+    d.ingest(_t("page", severity="critical", team="web", country="de"), 0)
+    d.ingest(_t("chat", rule="slow", team="web", country="fr"), 0)
+    d.ingest(_t("rest", rule="other", country="it"), 0)
+    got = sorted((n.receiver, n.alerts[0].instance) for n in d.due(0))
+    assert got == [("pager", "page"), ("web", "chat")]  # the default route waits 10s
+    assert [(n.receiver, n.alerts[0].instance) for n in d.due(10 * S)] == [("default", "rest")]
+
+
+def test_problems_in_a_nested_route_name_their_line() -> None:
+    text = (
+        BASE_SPEC
+        + """
+notifications:
+  receivers: [{name: ops}]
+  route:
+    receiver: ops
+    routes:
+      - matchers: [team=web]
+        routes:
+          - receiver: nobody
+"""
+    )
+    with pytest.raises(
+        SpecError, match=r"s.yaml:15: notifications.route.routes\[0\].routes\[0\].receiver: unknown"
+    ):
+        parse_spec(text, source="s.yaml")
