@@ -336,3 +336,11 @@ notifications:
         SpecError, match=r"s.yaml:15: notifications.route.routes\[0\].routes\[0\].receiver: unknown"
     ):
         parse_spec(text, source="s.yaml")
+
+
+def test_the_notifier_refuses_to_run_without_receivers() -> None:
+    from config.settings import Settings
+    from dataflows.notifier import NotifierError, run_notifier
+
+    with pytest.raises(NotifierError, match="no notifications: section"):
+        run_notifier(Settings())
