@@ -215,6 +215,9 @@ class ChildRoute(_Strict):
     group_interval: Duration | None = None
     repeat_interval: Duration | None = None
     mute_time_intervals: list[str] = Field(default_factory=list)
+    """While the wall clock is in one of these, the route's groups do not notify."""
+    active_time_intervals: list[str] = Field(default_factory=list)
+    """When given, the route's groups notify only while the clock is in one of these."""
     routes: list[ChildRoute] = Field(default_factory=list)
     """Tried in order once this route matches; when none matches, this route takes it."""
 
@@ -229,6 +232,9 @@ class RootRoute(_Strict):
     group_interval: Duration = timedelta(minutes=5)
     repeat_interval: Duration = timedelta(hours=4)
     mute_time_intervals: list[str] = Field(default_factory=list)
+    """While the wall clock is in one of these, the route's groups do not notify."""
+    active_time_intervals: list[str] = Field(default_factory=list)
+    """When given, the route's groups notify only while the clock is in one of these."""
     routes: list[ChildRoute] = Field(default_factory=list)
 
 
@@ -351,23 +357,26 @@ def notification_problems(
             (*where, "route", "receiver"),
             f"unknown receiver {spec.route.receiver!r} (known: {known})",
         )
-    routes: list[tuple[tuple[str | int, ...], str | None, list[str], list[str] | None]] = [
-        ((*where, "route"), None, spec.route.mute_time_intervals, spec.route.group_by)
+    nodes: list[tuple[tuple[str | int, ...], RootRoute | ChildRoute]] = [
+        ((*where, "route"), spec.route)
     ]
     pending = [((*where, "route", "routes", i), c) for i, c in enumerate(spec.route.routes)]
     while pending:
         loc, child = pending.pop(0)
-        routes.append((loc, child.receiver, child.mute_time_intervals, child.group_by))
+        nodes.append((loc, child))
         pending += [((*loc, "routes", i), c) for i, c in enumerate(child.routes)]
-    for loc, receiver, mutes, group_by in routes:
+    for loc, node in nodes:
+        receiver = node.receiver if isinstance(node, ChildRoute) else None
+        group_by = node.group_by
         if receiver is not None and receiver not in names:
             yield (*loc, "receiver"), f"unknown receiver {receiver!r} (known: {known})"
-        for j, name in enumerate(mutes):
-            if name not in intervals:
-                yield (
-                    (*loc, "mute_time_intervals", j),
-                    f"unknown time interval {name!r} (known: {', '.join(intervals) or 'none'})",
-                )
+        for field_name in ("mute_time_intervals", "active_time_intervals"):
+            for j, name in enumerate(getattr(node, field_name)):
+                if name not in intervals:
+                    yield (
+                        (*loc, field_name, j),
+                        f"unknown time interval {name!r} (known: {', '.join(intervals) or 'none'})",
+                    )
         if group_by is not None and "..." in group_by and len(group_by) > 1:
             yield (*loc, "group_by"), "'...' (every label) stands alone in group_by"
 

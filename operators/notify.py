@@ -64,6 +64,8 @@ class Route:
     group_interval_ms: int
     repeat_ms: int
     mute: tuple[TimeInterval, ...]
+    active: tuple[TimeInterval, ...] = ()
+    """Empty: always active."""
     children: tuple[int, ...] = ()
 
 
@@ -92,6 +94,7 @@ def compile_routes(spec: NotificationsSpec) -> list[Route]:
                 _ms_of(node.group_interval),
                 _ms_of(node.repeat_interval),
                 intervals(node.mute_time_intervals),
+                intervals(node.active_time_intervals),
             )
         else:
             assert isinstance(node, ChildRoute)
@@ -107,6 +110,7 @@ def compile_routes(spec: NotificationsSpec) -> list[Route]:
                 else _ms_of(node.group_interval),
                 parent.repeat_ms if node.repeat_interval is None else _ms_of(node.repeat_interval),
                 intervals(node.mute_time_intervals),
+                intervals(node.active_time_intervals),
             )
         out.append(route)
         children = tuple(add(child, route) for child in node.routes)
@@ -408,7 +412,9 @@ class Dispatcher:
         route = self.routes[group.route] if group.route < len(self.routes) else self.routes[0]
         group.next_flush = now + route.group_interval_ms
         self.dirty.add(group.key)
-        if any(interval.contains(now) for interval in route.mute):
+        if any(iv.contains(now) for iv in route.mute) or (
+            route.active and not any(iv.contains(now) for iv in route.active)
+        ):
             return None
         firing = [
             a

@@ -344,3 +344,19 @@ def test_the_notifier_refuses_to_run_without_receivers() -> None:
 
     with pytest.raises(NotifierError, match="no notifications: section"):
         run_notifier(Settings())
+
+
+def test_active_time_intervals_hold_notifications_outside_them() -> None:
+    spec = _spec(active_time_intervals=["weekends"])
+    friday = 1_767_398_400_000 - 86_400_000  # 2026-01-02T00:00:00Z
+    d = Dispatcher(spec)
+    d.ingest(_t("a"), friday)
+    assert d.due(friday + 10 * S) == []
+    [note] = d.due(friday + 86_400_000)  # Saturday
+    assert _statuses(note) == [("a", "firing")]
+    with pytest.raises(SpecError, match=r"active_time_intervals\[0\]: unknown time interval"):
+        parse_spec(
+            BASE_SPEC
+            + "notifications:\n  receivers: [{name: x}]\n"
+            + "  route: {receiver: x, active_time_intervals: [never]}\n"
+        )
