@@ -217,11 +217,14 @@ def _transitions(settings: Settings) -> list[AlertTransition]:
     return out
 
 
-def test_kill_9_of_the_notifier_mid_delivery_neither_duplicates_nor_drops(
+def _kill_the_notifier(
     settings_factory: Callable[..., Settings],
     topic_factory: Callable[..., str],
     receiver: Receiver,
     tmp_path: Path,
+    *,
+    total: int,
+    kills: int,
 ) -> None:
     spec = tmp_path / "spec.yaml"
     text = SPEC.replace("HOOK_URL", receiver.url()).replace("SMTP_PORT", "25")
@@ -235,22 +238,21 @@ def test_kill_9_of_the_notifier_mid_delivery_neither_duplicates_nor_drops(
         notify_lease_seconds=2,
         notify_workers=4,
     )
-    tenant = "t1"
     producer = AlertProducer(settings.kafka_servers, settings.alerts_topic)
-    total = 60
     log = tmp_path / "notify.log"
+    step = total // (kills + 1)
 
     def produce() -> None:
         for i in range(total):
-            producer.send([transition(f"{tenant}-{i}", tenant=tenant, endpoint=f"/e{i}")])
+            producer.send([transition(f"i{i}", endpoint=f"/e{i}")])
             time.sleep(0.1)
 
     notifier = start_notifier(settings, log)
     feeder = threading.Thread(target=produce)
     feeder.start()
     try:
-        for k in range(1, 4):  # kill it three times, each while notifications are flowing
-            wait_until(lambda k=k: len(receiver.received) >= 10 * k, 60, f"delivery {10 * k}")
+        for k in range(1, kills + 1):  # each kill while notifications are flowing
+            wait_until(lambda k=k: len(receiver.received) >= step * k, 60, f"delivery {step * k}")
             kill(notifier)
             notifier = start_notifier(settings, log)
         feeder.join()
@@ -270,5 +272,24 @@ def test_kill_9_of_the_notifier_mid_delivery_neither_duplicates_nor_drops(
     duplicates = sum(keys.values()) - total
     # A re-send happens only if a kill lands between the receiver's 200 and the Redis write
     # that records it: at most one per delivery thread per kill.
-    assert duplicates <= 3 * settings.notify_workers, keys.most_common(5)
+    assert duplicates <= kills * settings.notify_workers, keys.most_common(5)
     print(f"deliveries {sum(keys.values())} for {total} notifications ({duplicates} re-sent)")
+
+
+def test_kill_9_of_the_notifier_mid_delivery_neither_duplicates_nor_drops(
+    settings_factory: Callable[..., Settings],
+    topic_factory: Callable[..., str],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    _kill_the_notifier(settings_factory, topic_factory, receiver, tmp_path, total=60, kills=3)
+
+
+@pytest.mark.soak
+def test_kill_9_of_the_notifier_soak(
+    settings_factory: Callable[..., Settings],
+    topic_factory: Callable[..., str],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    _kill_the_notifier(settings_factory, topic_factory, receiver, tmp_path, total=600, kills=15)
