@@ -139,6 +139,8 @@ class WebhookConfig(_Delivery):
     url_env: str | None = Field(None, pattern=_ENV)
     secret_env: str = Field(pattern=_ENV)
     """Variable holding the HMAC-SHA256 key."""
+    max_alerts: int = Field(0, ge=0)
+    """Most alerts in one body (0: all); the rest are counted in ``truncated_alerts``."""
 
     @model_validator(mode="after")
     def _url(self) -> WebhookConfig:

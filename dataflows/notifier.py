@@ -121,6 +121,7 @@ def build_channels(
                 WebhookChannel(
                     c.url or resolve_env(c.url_env or "", environ),
                     resolve_env(c.secret_env, environ).encode(),
+                    max_alerts=c.max_alerts,
                     timeout_s=c.timeout.total_seconds(),
                     attempts=c.max_attempts,
                     backoff_s=c.backoff.total_seconds(),

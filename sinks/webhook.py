@@ -11,6 +11,7 @@ Request::
     {"version": 2, "dedup_key": "...", "receiver": "...", "status": "firing" | "resolved",
      "tenant": "...", "group_key": "...", "group_labels": {...}, "common_labels": {...},
      "common_annotations": {...}, "seq": 0, "made_at": <ms>, "repeat": false,
+     "truncated_alerts": 0,
      "alerts": [{"instance", "rule", "severity", "labels", "annotations",
                  "status": "firing" | "nodata" | "resolved", "starts_at", "at", "ends_at",
                  "value", "transition_id"}, ...]}
@@ -49,9 +50,15 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def body(note: Notification) -> bytes:
-    """The JSON the webhook posts."""
-    return orjson.dumps({"version": 2, **note.to_dict()})
+def body(note: Notification, max_alerts: int = 0) -> bytes:
+    """The JSON the webhook posts; with ``max_alerts``, at most that many alerts (active
+    ones first) and ``truncated_alerts``: how many were left out."""
+    data = note.to_dict()
+    alerts = data["alerts"]
+    data["truncated_alerts"] = max(0, len(alerts) - max_alerts) if max_alerts else 0
+    if max_alerts:
+        data["alerts"] = alerts[:max_alerts]
+    return orjson.dumps({"version": 2, **data})
 
 
 class WebhookChannel:
@@ -67,9 +74,11 @@ class WebhookChannel:
         timeout_s: float = 5.0,
         attempts: int = 5,
         backoff_s: float = 0.5,
+        max_alerts: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = check_url(url, "webhook")
+        self.max_alerts = max_alerts
         if not secret:
             raise ValueError("a webhook needs a signing secret")
         self.secret = secret
@@ -79,7 +88,7 @@ class WebhookChannel:
         self.clock = clock
 
     def send(self, note: Notification) -> None:
-        payload = body(note)
+        payload = body(note, self.max_alerts)
         timestamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",

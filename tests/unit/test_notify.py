@@ -360,3 +360,19 @@ def test_active_time_intervals_hold_notifications_outside_them() -> None:
             + "notifications:\n  receivers: [{name: x}]\n"
             + "  route: {receiver: x, active_time_intervals: [never]}\n"
         )
+
+
+def test_webhook_body_truncates_to_max_alerts() -> None:
+    import orjson
+
+    from sinks.webhook import body
+
+    d = Dispatcher(_spec(group_wait="0s"))
+    for i in range(5):
+        d.ingest(_t(f"i{i}", country=f"c{i}"), 0)
+    [note] = d.due(0)
+    full = orjson.loads(body(note))
+    assert len(full["alerts"]) == 5 and full["truncated_alerts"] == 0
+    cut = orjson.loads(body(note, 2))
+    assert [a["instance"] for a in cut["alerts"]] == ["i0", "i1"] and cut["truncated_alerts"] == 3
+    assert cut["dedup_key"] == note.dedup_key
