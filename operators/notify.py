@@ -1,11 +1,12 @@
-"""Alertmanager-style dispatch of alert transitions: routing, grouping, inhibition, mute
-time intervals, silences and acknowledgements. Pure: the wall clock is an argument.
+"""Alertmanager-style dispatch of alert transitions: routing, grouping, inhibition, mute and
+active time intervals, silences and acknowledgements. Pure: the wall clock is an argument.
 
 ```
-transition ─▶ routes (ordered, matchers, continue) ─▶ group (tenant, route, group_by values)
+transition ─▶ routing tree (matchers, continue) ─▶ group (tenant, route, group_by values)
                                                             │ group_wait, then every group_interval
                                                             ▼
-                         flush: drop silenced and inhibited alerts; muted route: skip
+                         flush: drop silenced and inhibited alerts; muted (or not
+                                 active) route: skip
                                  send when an alert is new or resolved, or repeat_interval passed
                                  (repeats only while some firing alert is not acknowledged)
                                                             ▼
