@@ -157,6 +157,7 @@ class RunningNotifier:
     stop: threading.Event
     thread: threading.Thread
     errors: list[BaseException]
+    registry: CollectorRegistry
 
     def send(self, *items: AlertTransition) -> None:
         self.producer.send(list(items))
@@ -173,6 +174,7 @@ def running_notifier(
     environ: dict[str, str] | None = None,
 ) -> Iterator[RunningNotifier]:
     """A notifier over ``topic`` stepping in a thread until the block ends."""
+    registry = CollectorRegistry()
     notifier = Notifier(
         spec,
         build_channels(spec, environ or {}),
@@ -181,7 +183,7 @@ def running_notifier(
         prefix=prefix,
         topic=topic,
         lease_s=5,
-        registry=CollectorRegistry(),
+        registry=registry,
     )
     notifier.start()
     stop = threading.Event()
@@ -197,7 +199,9 @@ def running_notifier(
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield RunningNotifier(notifier, AlertProducer(servers, topic), stop, thread, errors)
+        yield RunningNotifier(
+            notifier, AlertProducer(servers, topic), stop, thread, errors, registry
+        )
     finally:
         stop.set()
         thread.join(10)

@@ -327,6 +327,12 @@ def test_failing_webhook_is_retried_then_dead_lettered_and_email_goes_through(
             wait_until(lambda: len(dead.all()) == 1, 30, "the dead letter")
             wait_until(lambda: len(inbox.messages) == 1, 30, "the email")
             wait_until(run.notifier.idle, 10, "deliveries to finish")
+            sample = run.registry.get_sample_value
+            deliveries = "riffle_notify_deliveries_total"
+            labels = {"receiver": "ops", "channel": "webhook", "outcome": "dead"}
+            assert sample(deliveries, labels) == 1
+            assert sample(deliveries, labels | {"channel": "email", "outcome": "delivered"}) == 1
+            assert sample("riffle_notify_transitions_total", {"outcome": "applied"}) == 1
         assert len(receiver.received) == 3  # three attempts, all 503
         [(key, record)] = dead.all().items()
         assert key.endswith(":webhook") and "answered 503" in str(record["reason"])
