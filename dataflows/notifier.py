@@ -69,7 +69,7 @@ from operators.notify import Dispatcher, Notification
 from sinks.acks import AckStore
 from sinks.alertmanager import AlertmanagerChannel
 from sinks.channels import Channel, ChannelError, RedisUndelivered, deliver
-from sinks.notify_state import NotifyState
+from sinks.notify_state import LeaseLostError, NotifyState
 from sinks.silences import Silence, SilenceStore
 from sinks.slack import SlackChannel
 from sinks.smtp_channel import EmailChannel
@@ -338,9 +338,17 @@ class Notifier:
         }
         groups, removed, seen = self.dispatcher.take_changes()
         if groups or removed or seen or self.dirty_offsets or queued:
-            self.state.commit(
-                groups, removed, seen, self.dirty_offsets, {k: i.note for k, i in queued.items()}
-            )
+            try:
+                self.state.commit(
+                    self.owner,
+                    groups,
+                    removed,
+                    seen,
+                    self.dirty_offsets,
+                    {k: i.note for k, i in queued.items()},
+                )
+            except LeaseLostError as exc:
+                raise NotifierError(f"stopping: {exc}") from exc
             self.dirty_offsets = {}
         for item in queued.values():
             self._put(item)
@@ -405,6 +413,8 @@ class Notifier:
                     self._in_flight.discard(item.key)
 
     def _deliver(self, item: _Item) -> None:
+        if not self.state.holds(self.owner):  # the new owner delivers it from the outbox
+            return
         if self.state.delivered(item.key):
             self.state.done(item.key)
             return

@@ -23,9 +23,15 @@ import orjson
 import redis
 
 from operators.notify import Group, Notification, Seen
+from sinks.errors import SinkError
 
 DELIVERED_KEEP_MS = 7 * 86_400_000
 """How long the delivery log remembers a delivery."""
+
+
+class LeaseLostError(SinkError):
+    """Another notifier holds the lease: this one must stop."""
+
 
 # KEYS[1] = lease; ARGV = owner, ttl ms. Extend the lease if we hold it.
 _RENEW = """
@@ -71,14 +77,41 @@ class NotifyState:
 
     def commit(
         self,
+        owner: str,
         groups: Iterable[Group],
         removed: Iterable[str],
         seen: Mapping[str, Seen],
         offsets: Mapping[int, int],
         queued: Mapping[str, Notification],
     ) -> None:
-        """Write the changes of one step atomically."""
-        pipe = self.client.pipeline(transaction=True)
+        """Write the changes of one step atomically, only while ``owner`` holds the lease
+        (:class:`LeaseLostError` otherwise: a notifier that lost it never overwrites the state
+        of the one that took over)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.lease_key)  # type: ignore[no-untyped-call]
+                if not self.holds(owner, pipe):
+                    raise LeaseLostError("the notifier's lease is held by another")
+                pipe.multi()
+                self._writes(pipe, groups, removed, seen, offsets, queued)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise LeaseLostError("the notifier's lease changed during a commit") from exc
+
+    def holds(self, owner: str, client: redis.Redis | None = None) -> bool:
+        """Whether ``owner`` holds the lease now."""
+        held = (client or self.client).get(self.lease_key)
+        return held is not None and held == owner.encode()
+
+    def _writes(
+        self,
+        pipe: redis.client.Pipeline,
+        groups: Iterable[Group],
+        removed: Iterable[str],
+        seen: Mapping[str, Seen],
+        offsets: Mapping[int, int],
+        queued: Mapping[str, Notification],
+    ) -> None:
         changed = {g.key: g.to_json() for g in groups}
         if changed:
             pipe.hset(self.groups_key, mapping=changed)  # type: ignore[arg-type]
@@ -97,7 +130,6 @@ class NotifyState:
                 self.outbox_key,
                 mapping={k: orjson.dumps(n.to_dict()) for k, n in queued.items()},
             )
-        pipe.execute()
 
     def done(self, item: str, now_ms: int | None = None) -> None:
         """``item`` was delivered or dead-lettered: out of the outbox, into the log."""
@@ -120,5 +152,5 @@ class NotifyState:
         return bool(self._renew(keys=[self.lease_key], args=[owner, ttl_ms]))
 
     def release(self, owner: str) -> None:
-        if self.client.get(self.lease_key) == owner.encode():
+        if self.holds(owner):
             self.client.delete(self.lease_key)

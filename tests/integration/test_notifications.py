@@ -23,7 +23,7 @@ from config.settings import Settings
 from dataflows.notifier import Notifier, NotifierError
 from sinks.alert_store import RedisAlerts
 from sinks.channels import RedisUndelivered
-from sinks.notify_state import NotifyState
+from sinks.notify_state import LeaseLostError, NotifyState
 from sinks.silences import Matcher, SilenceSpec, SilenceStore
 from sinks.webhook import verify
 from tests.api_support import keyed_client
@@ -367,3 +367,10 @@ def test_a_second_notifier_waits_for_the_lease(
         )
         with pytest.raises(NotifierError, match="lease"):
             standby.start(wait_s=0.5)
+        # Fenced: a notifier without the lease cannot commit state.
+        with pytest.raises(LeaseLostError):
+            standby.state.commit(standby.owner, [], [], {}, {0: 99}, {})
+        assert standby.state.load()[2] == {}
+    # The running one stopped cleanly and gave the lease up: the standby can start now.
+    standby.start(wait_s=5)
+    standby.close()
