@@ -263,14 +263,21 @@ class Notifier:
             found = self._silence_cache[tenant] = self.silences.list(tenant)
         return any(s.mutes(labels, now) for s in found)
 
-    def start(self, wait_s: float = 120.0) -> None:
-        """Take the lease (waiting up to ``wait_s`` for another notifier's to expire), load
-        the committed state, re-queue the outbox and start reading."""
-        deadline = time.monotonic() + wait_s
+    def start(self, wait_s: float | None = 120.0, stop: threading.Event | None = None) -> bool:
+        """Take the lease, load the committed state, re-queue the outbox and start reading.
+
+        Waits for another notifier's lease up to ``wait_s`` (``None``: as long as it takes,
+        a standby) and raises :class:`NotifierError` after; returns False when ``stop`` is
+        set while waiting.
+        """
+        deadline = None if wait_s is None else time.monotonic() + wait_s
         while not self.state.acquire(self.owner, self.lease_ms):
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise NotifierError("another notifier holds the lease")
-            time.sleep(min(1.0, self.lease_ms / 4000))
+            if stop is not None and stop.wait(min(1.0, self.lease_ms / 4000)):
+                return False
+            if stop is None:
+                time.sleep(min(1.0, self.lease_ms / 4000))
         groups, seen, self.offsets = self.state.load()
         self.dispatcher.groups.update(groups)
         self.dispatcher.seen.update(seen)
@@ -295,6 +302,7 @@ class Notifier:
             self._threads.append(thread)
         self._enqueue(self.state.outbox())
         log.info("notifier_start", owner=self.owner, groups=len(groups), partitions=len(parts))
+        return True
 
     def step(self, max_wait_s: float = 0.2) -> int:
         """Read what arrived (waiting at most until the next group is due), flush due
@@ -471,7 +479,9 @@ def run_notifier(settings: Settings, stop: threading.Event | None = None) -> Non
     if settings.notify_metrics_port:
         start_http_server(settings.notify_metrics_port, addr=settings.api_host)
     stop = stop or threading.Event()
-    notifier.start()
+    log.info("notifier_starting", lease_s=settings.notify_lease_seconds)
+    if not notifier.start(wait_s=None, stop=stop):
+        return
     try:
         notifier.run(stop)
     finally:
