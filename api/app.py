@@ -22,6 +22,7 @@ from api.collect import build_collect
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.ratelimit import RateLimitHeaders
+from api.routes import acks as ack_routes
 from api.routes import alerts as alert_routes
 from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
 from api.routes import models as model_routes
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(alert_routes.router, dependencies=read)
     app.include_router(alert_routes.silences_router)
+    app.include_router(ack_routes.router)
     app.include_router(health.router, dependencies=[Depends(operational_guard)])
     app.include_router(ingest.router)
     app.include_router(deadletters.router)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     deadletter_topic: str = Field(
         "riffle.deadletter", description="Topic rejected and late events are written to."
     )
+    alerts_topic: str = Field(
+        "riffle.alerts", description="Topic alert transitions go to; the notifier reads it."
+    )
     topic_partitions: int = Field(
         4, ge=1, description="Partitions of topics Riffle creates itself (demo, local stack)."
     )
@@ -178,11 +181,30 @@ class Settings(BaseSettings):
     alert_webhook_url: str = Field(
         "",
         pattern=r"^(https?://.+)?$",
-        description="Where the dataflow POSTs alert notifications (docs/alerts.md); empty: none.",
+        description="Deprecated (use the spec's notifications:): a webhook receiver for every "
+        "alert, one notification per alert; empty: none.",
     )
     alert_webhook_secret: SecretStr = Field(
         SecretStr(""),
         description="HMAC-SHA256 key of the webhook's X-Riffle-Signature; needed with the URL.",
+    )
+
+    notify_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="The running notifier's lease in Redis; a standby takes over after this.",
+    )
+    notify_workers: int = Field(
+        4, ge=1, description="Notifier threads delivering notifications in parallel."
+    )
+    notify_resend_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the notifier re-pushes active alerts to Alertmanager receivers "
+        "(keep it below their hold).",
+    )
+    notify_metrics_port: int = Field(
+        9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
 
     @model_validator(mode="after")

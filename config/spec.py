@@ -31,6 +31,7 @@ from config.enrichment import EnrichmentSpec
 from config.enrichment import reference_problems as enrichment_problems
 from config.errors import SpecError
 from config.models import AnomalySpec, ForecastSpec
+from config.notifications import NotificationsSpec, notification_problems
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
@@ -192,6 +193,8 @@ class PipelineSpec(_Strict):
     enrichment: EnrichmentSpec | None = None
     alerts: list[AlertRule] = Field(default_factory=list)
     """Alert rules (``config.alerts``), evaluated on final windows."""
+    notifications: NotificationsSpec | None = None
+    """Receivers, routing, grouping, inhibition and mute intervals (``config.notifications``)."""
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -264,6 +267,7 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
     if spec.enrichment is not None:
         yield from enrichment_problems(spec.enrichment, spec.event_types)
     yield from alert_problems(spec.alerts, spec.metrics)
+    yield from notification_problems(spec.notifications)
 
 
 def _describe(

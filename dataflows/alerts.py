@@ -41,8 +41,6 @@ from operators.alerts import (
 from operators.models.series import AnomalyRecord, ModelRecord
 from operators.records import WindowResult
 from sinks.alert_store import AlertProducer, DuckDBAlerts, RedisAlerts
-from sinks.silences import SilenceStore
-from sinks.webhook import RedisUndelivered, WebhookChannel
 from sources.topics import ensure_topics
 
 ALERTS_TOPIC = "riffle.alerts"
@@ -125,11 +123,10 @@ def alert_stage(
     shards: int,
     sink: Sink[AlertTransition],
     scores: Stream[ModelRecord] | None = None,
-    notify: Sink[AlertTransition] | None = None,
 ) -> Stream[AlertTransition] | None:
     """Attach the alert stage to a flow's window results (and the model stage's
-    records, for anomaly rules); ``None`` when the spec has no rules. ``notify``
-    (e.g. :class:`WebhookSink`) gets every transition too, after the stage."""
+    records, for anomaly rules); ``None`` when the spec has no rules. Notifications
+    are made by the notifier (``dataflows.notifier``) from the ``riffle.alerts`` topic."""
     rules = compile_rules(spec)
     if not rules:
         return None
@@ -172,8 +169,6 @@ def alert_stage(
         op.stateful_batch("alerts", keyed, lambda resume: AlertLogic(rules, resume)),
     )
     op.output("alert_sink", transitions, sink)
-    if notify is not None:
-        op.output("alert_notify", transitions, notify)
     return transitions
 
 
@@ -224,52 +219,4 @@ class AlertSink(DynamicSink[AlertTransition]):
         return _Partition("alerts", write, self.give_up_s)
 
 
-class WebhookSink(DynamicSink[AlertTransition]):
-    """Notifications of transitions to a webhook (:class:`~sinks.webhook.WebhookChannel`);
-    with ``redis`` (url, prefix) silences (:class:`~sinks.silences.SilenceStore`) are
-    applied before sending and undelivered ones go to
-    :class:`~sinks.webhook.RedisUndelivered`. At-least-once: a restart may re-send
-    a notification with the same ``dedup_key``."""
-
-    def __init__(
-        self,
-        url: str,
-        secret: bytes,
-        *,
-        redis: tuple[str, str] | None = None,
-        timeout_s: float = 5.0,
-        attempts: int = 5,
-        backoff_s: float = 0.5,
-    ) -> None:
-        self.url = url
-        self.secret = secret
-        self.redis = redis
-        self.timeout_s = timeout_s
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[AlertTransition]:
-        dead = silences = None
-        if self.redis is not None:
-            client = redis_client.Redis.from_url(self.redis[0])
-            dead = RedisUndelivered(client, self.redis[1])
-            silences = SilenceStore(client, self.redis[1]).mutes
-        channel = WebhookChannel(
-            self.url,
-            self.secret,
-            timeout_s=self.timeout_s,
-            attempts=self.attempts,
-            backoff_s=self.backoff_s,
-            dead_letter=dead,
-            silenced=silences,
-        )
-
-        def write(items: list[AlertTransition]) -> None:
-            channel.notify(items)
-
-        return _Partition("webhook", write, give_up_s=0.0)
-
-
-__all__ = ["ALERTS_TOPIC", "AlertLogic", "AlertSink", "WebhookSink", "alert_stage", "compile_rules"]
+__all__ = ["ALERTS_TOPIC", "AlertLogic", "AlertSink", "alert_stage", "compile_rules"]

@@ -51,8 +51,6 @@ class FlowOutputs:
     """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
     alerts: Sink[AlertTransition] | None = None
     """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
-    notifications: Sink[AlertTransition] | None = None
-    """Where alert notifications go (a webhook); ``None`` for none."""
 
 
 def build_flow(
@@ -131,7 +129,6 @@ def build_flow(
             shards=settings.buckets,
             sink=outputs.alerts,
             scores=scores,
-            notify=outputs.notifications,
         )
     return flow
 

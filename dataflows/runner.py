@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from config.errors import RiffleError
 from config.settings import Settings
 from config.spec import load_spec
-from dataflows.alerts import ALERTS_TOPIC, AlertSink, WebhookSink
+from dataflows.alerts import AlertSink
 from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
@@ -85,17 +85,10 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         alerts=AlertSink(
             settings.duckdb_path if settings.warehouse.startswith("duckdb:") else None,
             redis=(settings.redis_url, settings.redis_prefix),
-            kafka=(settings.kafka_servers, ALERTS_TOPIC),
+            kafka=(settings.kafka_servers, settings.alerts_topic),
             topic_partitions=settings.topic_partitions,
         )
         if spec.alerts
-        else None,
-        notifications=WebhookSink(
-            settings.alert_webhook_url,
-            settings.alert_webhook_secret.get_secret_value().encode(),
-            redis=(settings.redis_url, settings.redis_prefix),
-        )
-        if spec.alerts and settings.alert_webhook_url
         else None,
     )
     return build_flow(

@@ -165,6 +165,22 @@ def api(
     )
 
 
+@app.command()
+def notify() -> None:
+    """Deliver alert notifications: read riffle.alerts, route, group, send (docs/alerts.md)."""
+    from dataflows.notifier import run_notifier
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with _clear_errors():
+        run_notifier(get_settings(), stop)
+
+
 @app.command("demo-produce")
 def demo_produce(
     rate: Annotated[float, typer.Option(min=0.001, help="Mean events per second.")] = 200.0,

@@ -31,6 +31,7 @@ import structlog
 
 from config.errors import RiffleError
 from config.settings import Settings
+from config.spec import load_spec
 from riffle.docs import masked_url
 from sources.topics import ensure_topics
 
@@ -184,6 +185,8 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
             "api": ["api"],
             "producer": ["demo-produce", "--rate", f"{rate:g}"],
         }
+        if load_spec(settings.spec).notifications is not None or settings.alert_webhook_url:
+            commands["notifier"] = ["notify"]  # delivers alert notifications (docs/alerts.md)
         for name, args in commands.items():
             path = logs / f"{name}.log"
             process = _spawn([sys.executable, "-m", "riffle.cli", *args], path, env)

@@ -10,46 +10,18 @@ both ends). Expired silences are kept until deleted, so they stay visible.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from operators.alerts import AlertTransition
+from config.notifications import Matcher
 
-MatchOp = Literal["=", "!=", "=~", "!~"]
-
-
-class Matcher(BaseModel):
-    """One condition on one label."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1, max_length=128)
-    value: str = Field(max_length=1024)
-    op: MatchOp = "="
-
-    @model_validator(mode="after")
-    def _regex_compiles(self) -> Matcher:
-        if self.op in ("=~", "!~"):
-            try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"matcher {self.name!r}: not a regular expression: {exc}") from exc
-        return self
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        actual = labels.get(self.name, "")
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        found = re.fullmatch(self.value, actual) is not None
-        return found if self.op == "=~" else not found
+__all__ = ["Matcher", "Silence", "SilenceSpec", "SilenceStore"]
 
 
 class SilenceSpec(BaseModel):
@@ -128,8 +100,7 @@ class SilenceStore:
     def delete(self, tenant: str, silence_id: str) -> bool:
         return bool(self.client.hdel(self.key(tenant), silence_id))
 
-    def mutes(self, t: AlertTransition, now_ms: int | None = None) -> bool:
-        """Whether an active silence of ``t``'s tenant mutes it now."""
+    def mutes(self, tenant: str, labels: Mapping[str, str], now_ms: int | None = None) -> bool:
+        """Whether an active silence of ``tenant`` mutes an alert with ``labels`` now."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
-        labels = dict(t.labels)
-        return any(s.mutes(labels, now) for s in self.list(t.tenant))
+        return any(s.mutes(labels, now) for s in self.list(tenant))

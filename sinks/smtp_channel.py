@@ -1,52 +1,50 @@
 """The email channel: one plain-text message per notification over SMTP.
 
-Notifications are the same as the webhook's (:func:`sinks.webhook.status_of`):
-firing, nodata and resolved. Each message's ``Message-ID`` is made of the
-transition's dedup key (``<transition_id@riffle>``) and the key is repeated in
-``X-Riffle-Dedup-Key``, so a re-sent notification is recognisable. Connection
-errors, timeouts and 4xx SMTP replies are retried with exponential backoff;
-then the notification goes to the dead-letter hook. Silences are asked first.
+Subject ``[FIRING:2] group labels`` (``[RESOLVED:1] ...``); the body lists each
+alert's status, annotations, value, start and labels. ``Message-ID`` is made of
+the dedup key (``<dedup_key@riffle>``) and the key is repeated in
+``X-Riffle-Dedup-Key``, so a re-sent notification is recognisable (mail clients
+thread or drop a repeated Message-ID). Connection errors, timeouts and 4xx SMTP
+replies are retryable; 5xx replies are not.
 """
 
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from email.message import EmailMessage
 
-import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
-from operators.alerts import AlertTransition
-from sinks.webhook import DeadLetterHook, status_of
-
-log = structlog.get_logger(__name__)
+from operators.notify import Notification
+from sinks.channels import ChannelError
 
 
-class RetryableSmtpError(Exception):
-    """An SMTP failure worth another attempt."""
-
-
-def render(t: AlertTransition, status: str, sender: str, recipients: Sequence[str]) -> EmailMessage:
+def render(note: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
     """The message for one notification."""
-    labels = dict(t.labels)
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname",))
+    firing = sum(1 for a in note.alerts if a.active)
+    count = firing or len(note.alerts)
+    group = ", ".join(f"{k}={v}" for k, v in sorted(note.group_labels.items())) or "all alerts"
     msg = EmailMessage()
-    msg["Subject"] = f"[{status.upper()}] {t.rule} ({t.severity}) {shown}"[:900]
+    msg["Subject"] = f"[{note.status.upper()}:{count}] {group}"[:900]
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    msg["Message-ID"] = f"<{t.transition_id}@riffle>"
-    msg["X-Riffle-Dedup-Key"] = t.transition_id
-    lines = [f"{t.rule} is {status} ({t.from_state} -> {t.to_state})", ""]
-    lines += [f"{name}: {text}" for name, text in t.annotations]
-    lines += ["", f"value: {t.value}", f"event time (ms): {t.at}", "", "labels:"]
-    lines += [f"  {k}={v}" for k, v in sorted(labels.items())]
+    msg["Message-ID"] = f"<{note.dedup_key}@riffle>"
+    msg["X-Riffle-Dedup-Key"] = note.dedup_key
+    lines = [f"{firing} firing, {len(note.alerts) - firing} resolved (receiver {note.receiver})"]
+    if note.repeat:
+        lines.append("A repeat: nothing changed since the last notification.")
+    for a in note.alerts:
+        lines += ["", f"{a.rule} is {a.status} ({a.severity})"]
+        lines += [f"  {name}: {text}" for name, text in sorted(a.annotations.items())]
+        lines += [f"  value: {a.value}", f"  since (event time, ms): {a.starts_at}", "  labels:"]
+        lines += [f"    {k}={v}" for k, v in sorted(a.labels.items())]
     msg.set_content("\n".join(lines) + "\n")
     return msg
 
 
 class EmailChannel:
     """Sends notifications to fixed recipients through one SMTP server."""
+
+    kind = "email"
 
     def __init__(
         self,
@@ -61,8 +59,6 @@ class EmailChannel:
         timeout_s: float = 10.0,
         attempts: int = 4,
         backoff_s: float = 0.5,
-        dead_letter: DeadLetterHook | None = None,
-        silenced: Callable[[AlertTransition], bool] | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("an email channel needs at least one recipient")
@@ -76,34 +72,9 @@ class EmailChannel:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
-        self.dead_letter = dead_letter
-        self.silenced = silenced
 
-    def notify(self, items: Sequence[AlertTransition]) -> int:
-        """Send each notifiable, unsilenced transition; returns how many were accepted."""
-        sent = 0
-        for t in items:
-            status = status_of(t)
-            if status is None or (self.silenced is not None and self.silenced(t)):
-                continue
-            msg = render(t, status, self.sender, self.recipients)
-            try:
-                for attempt in Retrying(
-                    retry=retry_if_exception_type(RetryableSmtpError),
-                    wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30),
-                    stop=stop_after_attempt(self.attempts),
-                    reraise=True,
-                ):
-                    with attempt:
-                        self._send(msg)
-                sent += 1
-            except (RetryableSmtpError, smtplib.SMTPException) as exc:
-                log.warning("email_dead_letter", dedup_key=t.transition_id, reason=str(exc))
-                if self.dead_letter is not None:
-                    self.dead_letter(t, f"smtp: {exc}")
-        return sent
-
-    def _send(self, msg: EmailMessage) -> None:
+    def send(self, note: Notification) -> None:
+        msg = render(note, self.sender, self.recipients)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 if self.starttls:
@@ -112,8 +83,9 @@ class EmailChannel:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(msg)
         except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                raise RetryableSmtpError(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
-            raise
+            retry = 400 <= exc.smtp_code < 500
+            raise ChannelError(f"smtp {exc.smtp_code} {exc.smtp_error!r}", retry) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise RetryableSmtpError(f"{self.host}:{self.port} unreachable: {exc}") from exc
+            raise ChannelError(f"smtp {self.host}:{self.port} unreachable: {exc}", True) from exc
+        except smtplib.SMTPException as exc:
+            raise ChannelError(f"smtp: {exc}", False) from exc

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from api.auth import Principal, require_scope
 from api.deps import ServicesDep, Tenant
 from api.errors import ApiError
+from api.routes.acks import with_acks
 from api.times import parse_instant
 from config.alerts import AlertRule, AnomalyRule, rule_problems, untag
 from operators.alerts import STATES, Observation, evaluate_series
@@ -56,7 +57,8 @@ def list_alerts(
         list[str] | None, Query(description="name=value; every one must match.")
     ] = None,
 ) -> dict[str, Any]:
-    """The newest transition of every instance that is not Normal (or in ``state``)."""
+    """The newest transition of every instance that is not Normal (or in ``state``), each
+    with its ``ack`` (``POST /v1/alerts/{instance}/ack``) or ``null``."""
     state = state or []
     severity = severity or []
     for s in state:
@@ -73,6 +75,7 @@ def list_alerts(
         and all(r["labels"].get(k) == v for k, v in wanted.items())
     ]
     out.sort(key=lambda r: (-r["at"], r["rule"], r["instance"]))
+    out = with_acks(app, tenant, out)
     return {"alerts": out, "count": len(out)}
 
 

@@ -1,6 +1,7 @@
-"""The push to a real Alertmanager (Debian's prometheus-alertmanager 0.25) on a free port:
-a firing notification shows up as an active alert with our labels, a resolved one
-resolves it, and an unreachable Alertmanager dead-letters."""
+"""The push to a real Alertmanager (Debian's prometheus-alertmanager 0.25) on a free port,
+built from a receiver of the spec: a firing notification shows up as an active alert with
+our labels, a re-push keeps one alert, a resolved one resolves it, and an unreachable
+Alertmanager is given up after its retries."""
 
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from config.notifications import NotificationsSpec
+from dataflows.notifier import build_channels
 from operators.alerts import AlertTransition
+from operators.notify import Dispatcher, Notification
 from riffle.stack import free_port
 from sinks.alertmanager import AlertmanagerChannel
+from sinks.channels import deliver
+from tests.conftest import RedisTarget
+from tests.integration.notify_support import running_notifier, transition, wait_until
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(
@@ -72,45 +79,98 @@ def _alerts(url: str) -> list[dict[str, Any]]:
     return found
 
 
-def _t(to: str, frm: str, at: int) -> AlertTransition:
-    return AlertTransition(
-        "t1",
-        "views_high",
-        "views",
-        "0123456789abcdef",
-        (("alertname", "views_high"), ("country", "de"), ("severity", "critical")),
-        "critical",
-        frm,
-        to,
-        at,
-        500.0,
-        3 * MIN,
-        (("summary", "de: 500.0 views"),),
+def _note(*items: AlertTransition, now: int = 0) -> Notification:
+    spec = NotificationsSpec.model_validate(
+        {
+            "receivers": [{"name": "am", "alertmanager": {"url": "http://127.0.0.1:1"}}],
+            "route": {"receiver": "am", "group_by": ["..."], "group_wait": "0s"},
+        }
     )
+    d = Dispatcher(spec)
+    for t in items:
+        d.ingest(t, now)
+    [note] = d.due(now)
+    return note
 
 
 def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str) -> None:
-    channel = AlertmanagerChannel(alertmanager, backoff_s=0.01)
-    assert channel.notify([_t("firing", "pending", 5 * MIN), _t("pending", "normal", 3 * MIN)]) == 1
+    spec = NotificationsSpec.model_validate(
+        {
+            "receivers": [
+                {
+                    "name": "am",
+                    "alertmanager": {
+                        "url": alertmanager,
+                        "backoff": "10ms",
+                        "generator_url": "http://riffle.example/dashboard",
+                    },
+                }
+            ],
+            "route": {"receiver": "am", "group_by": ["..."], "group_wait": "0s"},
+        }
+    )
+    [channel] = build_channels(spec, {})["am"]
+    assert isinstance(channel, AlertmanagerChannel)
+    d = Dispatcher(spec)
+    d.ingest(transition("i1", at=5 * MIN, severity="critical", country="de"), 0)
+    [note] = d.due(0)
+    assert deliver(channel, note) is None
     [alert] = _alerts(alertmanager)
-    assert alert["labels"] == {"alertname": "views_high", "country": "de", "severity": "critical"}
-    assert alert["annotations"] == {"summary": "de: 500.0 views"}
+    assert alert["labels"] == {
+        "alertname": "views_high",
+        "country": "de",
+        "severity": "critical",
+        "metric": "views",
+        "tenant": "t1",
+    }
+    assert alert["annotations"] == {"summary": "i1: 500 views"}
     assert alert["startsAt"].startswith("1970-01-01T00:03:00")
     assert alert["status"]["state"] == "active"
-    # Re-sending keeps one alert (Alertmanager de-duplicates by label set).
-    assert channel.resend([orjson.loads(_t("firing", "pending", 5 * MIN).to_json())]) == 1
+    assert alert["generatorURL"] == "http://riffle.example/dashboard"
+    # Re-pushing what is still active keeps one alert (de-duplicated by label set).
+    assert channel.resend(d.active_alerts("am")) == 1
     assert len(_alerts(alertmanager)) == 1
-    assert channel.notify([_t("normal", "firing", 9 * MIN)]) == 1
+    d.ingest(transition("i1", "normal", "firing", at=9 * MIN, severity="critical", country="de"), 1)
+    [resolved] = d.due(600_000)  # the next group_interval tick
+    assert deliver(channel, resolved) is None
     assert _alerts(alertmanager) == []
 
 
-def test_unreachable_alertmanager_dead_letters() -> None:
-    dead: list[tuple[str, str]] = []
-    channel = AlertmanagerChannel(
-        f"http://127.0.0.1:{free_port()}",
-        attempts=2,
-        backoff_s=0.01,
-        dead_letter=lambda t, why: dead.append((t.transition_id, why)),
+def test_unreachable_alertmanager_is_given_up() -> None:
+    channel = AlertmanagerChannel(f"http://127.0.0.1:{free_port()}", attempts=2, backoff_s=0.01)
+    reason = deliver(channel, _note(transition("i1")))
+    assert reason is not None and "unreachable" in reason
+
+
+def test_the_notifier_pushes_to_an_alertmanager_receiver(
+    alertmanager: str,
+    redis_url: RedisTarget,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+) -> None:
+    spec = NotificationsSpec.model_validate(
+        {
+            "receivers": [{"name": "am", "alertmanager": {"url": alertmanager, "backoff": "10ms"}}],
+            "route": {
+                "receiver": "am",
+                "group_by": ["..."],
+                "group_wait": "0s",
+                "group_interval": "1s",
+            },
+        }
     )
-    assert channel.notify([_t("firing", "pending", 5 * MIN)]) == 0
-    assert len(dead) == 1 and "unreachable" in dead[0][1]
+    topic = topic_factory(partitions=1, prefix="alerts")
+    with running_notifier(
+        spec,
+        servers=kafka_broker,
+        topic=topic,
+        redis_url=redis_url.url,
+        prefix=f"{redis_url.prefix}-am",
+    ) as run:
+        run.send(transition("i1", severity="critical", country="de"))
+        wait_until(lambda: len(_alerts(alertmanager)) == 1, 20, "the alert in Alertmanager")
+        assert _alerts(alertmanager)[0]["labels"]["country"] == "de"
+        run.send(
+            transition("i1", "normal", "firing", at=900_000, severity="critical", country="de")
+        )
+        wait_until(lambda: _alerts(alertmanager) == [], 20, "the alert to resolve")

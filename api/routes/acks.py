@@ -1,0 +1,83 @@
+"""``POST``/``DELETE /v1/alerts/{instance}/ack``: acknowledge a firing alert so it stops
+repeating, or withdraw the acknowledgement."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+
+from api.auth import Principal, require_scope
+from api.deps import ServicesDep
+from api.errors import ApiError
+from sinks.acks import AckSpec, AckStore, episode_start
+from sinks.alert_store import RedisAlerts
+
+router = APIRouter(tags=["alerts"])
+ACKABLE = frozenset({"firing", "recovering", "nodata"})
+"""States an instance can be acknowledged in."""
+
+
+def acks(app: ServicesDep) -> AckStore:
+    return AckStore(app.hot.client, app.hot.prefix)
+
+
+def with_acks(app: ServicesDep, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (active alert rows) with ``ack``: the ack holding for the row's episode, or
+    None."""
+    found = acks(app).all(tenant)
+    now = int(time.time() * 1000)
+    out = []
+    for row in rows:
+        ack = found.get(row["instance"])
+        shown = ack.model_dump() if ack is not None and ack.holds(episode_start(row), now) else None
+        out.append(row | {"ack": shown})
+    return out
+
+
+@router.post(
+    "/v1/alerts/{instance}/ack",
+    operation_id="ackAlert",
+    summary="Acknowledge a firing alert: no more repeat notifications for this episode",
+    status_code=201,
+)
+def ack_alert(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    instance: str,
+    body: AckSpec,
+) -> dict[str, Any]:
+    """``instance`` is the alert's id in ``GET /v1/alerts``. The ack covers the current
+    episode (until the alert resolves) or ends at ``until`` (ms since the epoch)."""
+    store = RedisAlerts(app.hot.client, app.hot.prefix)
+    row = next((r for r in store.instances(caller.tenant) if r["instance"] == instance), None)
+    if row is None:
+        raise ApiError(404, "not_found", f"no alert instance {instance!r}")
+    if row["to_state"] not in ACKABLE:
+        raise ApiError(
+            409,
+            "not_firing",
+            f"alert {instance!r} is {row['to_state']}; only firing ones are acked",
+        )
+    try:
+        ack = acks(app).ack(caller.tenant, instance, episode_start(row), body)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_ack", str(exc)) from exc
+    return ack.model_dump()
+
+
+@router.delete(
+    "/v1/alerts/{instance}/ack",
+    operation_id="unackAlert",
+    summary="Withdraw an acknowledgement: repeats resume",
+    status_code=204,
+)
+def unack_alert(
+    app: ServicesDep,
+    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    instance: str,
+) -> Response:
+    if not acks(app).delete(caller.tenant, instance):
+        raise ApiError(404, "not_found", f"alert {instance!r} has no acknowledgement")
+    return Response(status_code=204)

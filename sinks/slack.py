@@ -1,0 +1,110 @@
+"""The Slack channel: a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat).
+
+One message per notification: ``text`` (the fallback every client shows) and
+Block Kit ``blocks`` — a header with the status and group, one section per alert
+(at most :data:`MAX_ALERTS`, then a "and N more" line) and a context line with
+the dedup key. Slack has no idempotency header: the dedup key is in the
+message so a person can tell a re-send apart. 429 and 5xx are retryable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from operators.notify import GroupAlert, Notification
+from sinks.channels import check_url, http_post
+
+MAX_ALERTS = 10
+"""Sections per message (Slack allows 50 blocks; long messages are unreadable)."""
+_EMOJI = {
+    "firing": ":rotating_light:",
+    "nodata": ":grey_question:",
+    "resolved": ":white_check_mark:",
+}
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _alert_text(a: GroupAlert) -> str:
+    summary = a.annotations.get("summary") or a.annotations.get("description") or ""
+    shown = ", ".join(
+        f"{k}={v}" for k, v in sorted(a.labels.items()) if k not in ("alertname", "tenant")
+    )
+    head = f"{_EMOJI.get(a.status, '')} *{a.rule}* {a.status} ({a.severity})"
+    lines = [head, summary, f"`{shown}`", f"since {_when(a.starts_at)}, value {a.value}"]
+    return "\n".join(line for line in lines if line)[:2900]
+
+
+def payload(note: Notification, channel: str | None = None) -> dict[str, Any]:
+    """The message body for one notification."""
+    firing = sum(1 for a in note.alerts if a.active)
+    resolved = len(note.alerts) - firing
+    group = ", ".join(f"{k}={v}" for k, v in sorted(note.group_labels.items())) or "all"
+    title = f"[{note.status.upper()}:{firing or resolved}] {group}"
+    if note.repeat:
+        title += " (repeat)"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+    ]
+    blocks += [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _alert_text(a)}}
+        for a in note.alerts[:MAX_ALERTS]
+    ]
+    if len(note.alerts) > MAX_ALERTS:
+        more = len(note.alerts) - MAX_ALERTS
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"and {more} more"}})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"tenant {note.tenant} · receiver {note.receiver}"
+                    f" · {firing} firing, {resolved} resolved · dedup {note.dedup_key}",
+                }
+            ],
+        }
+    )
+    body: dict[str, Any] = {
+        "text": f"{title}: " + "; ".join(f"{a.rule} {a.status}" for a in note.alerts[:20]),
+        "blocks": blocks,
+    }
+    if channel:
+        body["channel"] = channel
+    return body
+
+
+class SlackChannel:
+    """Posts notifications to one incoming-webhook URL."""
+
+    kind = "slack"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str | None = None,
+        timeout_s: float = 5.0,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.url = check_url(url, "Slack webhook")
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+
+    def send(self, note: Notification) -> None:
+        http_post(
+            self.url,
+            orjson.dumps(payload(note, self.channel)),
+            {"Content-Type": "application/json"},
+            self.timeout_s,
+        )
