@@ -8,12 +8,15 @@ deduplicating view in BigQuery — queried with each engine's own SQL.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from sinks.warehouse_base import Warehouse
 from sinks.warehouse_query import expiry_cutoff_ms
 from sinks.warehouses import open_warehouse
 from tests.bq_support import Emulator
+from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.stores_support import BASE_MS, window
 from tests.warehouse_fixtures import WarehouseTarget
 
@@ -498,3 +502,56 @@ def test_riffle_warehouse_compact_cli(warehouse_target: WarehouseTarget, tmp_pat
         assert "warehouse compacted" in done.stdout
     assert raw_rows(warehouse, "metric_windows") == seen(warehouse)[0] == 1
     assert warehouse.read_series("t1", "page_views", recent, recent + MIN)[0][1][0].revision == 2
+
+
+@pytest.fixture
+def faulty(bq_emulator: Emulator) -> Iterator[tuple[FaultProxy, BigQueryWarehouse]]:
+    """A fresh dataset of the emulator, reached through a fault-injecting proxy."""
+    proxy = start_proxy(bq_emulator.endpoint)
+    warehouse = BigQueryWarehouse(
+        bq_emulator.project, f"f_{uuid.uuid4().hex[:12]}", endpoint=proxy.endpoint, timeout_s=5.0
+    )
+    warehouse.init()
+    try:
+        yield proxy, warehouse
+    finally:
+        proxy.stop()
+
+
+def test_429_and_503_are_retried_with_backoff_and_nothing_is_lost_or_doubled(
+    faulty: tuple[FaultProxy, BigQueryWarehouse],
+) -> None:
+    """BigQuery only: HTTP faults are what the emulator's clients see (DuckDB's
+    equivalent, a held lock, is the outage test above)."""
+    proxy, warehouse = faulty
+    writer: BatchWriter[Any] = BatchWriter(
+        warehouse.upsert_windows, max_rows=50, max_delay_s=0.05, max_buffer=200, give_up_s=600
+    )
+    rows = [window(BASE_MS + i * MIN, (("n", str(k)),), values=(1.0,)) for i in range(20)
+            for k in range(50)]  # fmt: skip
+    writer.write(rows[:100])
+    proxy.arm("reject", 429, path="/insertAll", seconds=4.0)  # throttled: nothing lands
+    producer = threading.Thread(target=writer.submit, args=(rows[100:],))
+    producer.start()
+    time.sleep(3.0)
+    assert writer.buffered == 200  # full, and no larger: the producer is held back
+    assert producer.is_alive()
+    while proxy.armed():
+        time.sleep(0.05)
+    throttled = [at for at, _, status in proxy.faulted if status == 429]
+    assert 3 <= len(throttled) <= 12  # retried, and not hammered: backoff between attempts
+    gaps = [b - a for a, b in itertools.pairwise(throttled)]
+    assert max(gaps) >= 0.4
+    # Lost answers: the rows land, the client hears 503 and writes them again.
+    proxy.arm("lose", 503, path="/insertAll", count=3)
+    producer.join(timeout=120)
+    writer.write([])
+    writer.close()
+    assert [s for _, _, s in proxy.faulted].count(503) == 3
+    assert seen(warehouse) == (1000, 1000.0)
+    assert stored(warehouse) > 1000  # duplicates in the raw table, none in the view
+    per_window = sql(
+        warehouse,
+        "SELECT count(*), sum(count) FROM {t}metric_windows GROUP BY window_start",
+    )
+    assert per_window == [(50, 50)] * 20
