@@ -9,7 +9,10 @@ fault, as a real service shows them:
   server (throttling, an overloaded front end);
 * ``lose``: forward the request (the server applies it), then answer the
   status instead of the server's reply (the answer was lost: a retry
-  writes the same rows again).
+  writes the same rows again);
+* ``hold``: keep the request for ``delay`` seconds, then forward it and
+  relay the reply (a slow write: the client can die while it is in flight,
+  and the write still lands). :attr:`FaultProxy.holding` is set meanwhile.
 
 Error bodies are shaped like BigQuery's (``error.errors[].reason``), so the
 official client classifies them as it would in production.
@@ -36,11 +39,12 @@ class Fault:
     """An armed fault: ``kind`` with ``status`` for requests whose path contains ``path``,
     until ``until`` (monotonic seconds) or for ``count`` more requests, whichever ends first."""
 
-    kind: Literal["reject", "lose"]
+    kind: Literal["reject", "lose", "hold"]
     status: int
     path: str
     until: float
     count: int | None
+    delay: float = 0.0
 
 
 @dataclass
@@ -54,6 +58,8 @@ class FaultProxy:
     """(monotonic time, path, status) of every request that got a fault."""
     forwarded: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    holding: threading.Event = field(default_factory=threading.Event)
+    """Set while a ``hold`` fault keeps a request."""
 
     @property
     def endpoint(self) -> str:
@@ -63,16 +69,18 @@ class FaultProxy:
 
     def arm(
         self,
-        kind: Literal["reject", "lose"],
-        status: int,
+        kind: Literal["reject", "lose", "hold"],
+        status: int = 200,
         *,
         path: str = "",
         seconds: float = 3600.0,
         count: int | None = None,
+        delay: float = 0.0,
     ) -> None:
-        """Fail matching requests with ``status`` for ``seconds`` or ``count`` requests."""
+        """Fail (or, ``hold``, delay by ``delay``) matching requests with ``status`` for
+        ``seconds`` or ``count`` requests."""
         with self.lock:
-            self.faults.append(Fault(kind, status, path, time.monotonic() + seconds, count))
+            self.faults.append(Fault(kind, status, path, time.monotonic() + seconds, count, delay))
 
     def disarm(self) -> None:
         """Forward everything again."""
@@ -121,6 +129,11 @@ def start_proxy(target: str) -> FaultProxy:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             fault = proxy.take(self.path)
+            if fault is not None and fault.kind == "hold":
+                proxy.holding.set()
+                time.sleep(fault.delay)
+                proxy.holding.clear()
+                fault = None
             if fault is None or fault.kind == "lose":
                 conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -144,13 +157,16 @@ def start_proxy(target: str) -> FaultProxy:
                         }
                     }
                 )
-            self.send_response(status)
-            for name, value in reply_headers:
-                if name.lower() not in _HOP:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                for name, value in reply_headers:
+                    if name.lower() not in _HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client died meanwhile (a kill -9 test)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay  # noqa: N815 - http.server names
 
