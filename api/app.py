@@ -54,14 +54,14 @@ def create_app(
         hot=RedisWindowStore(
             client, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        warehouse=open_warehouse(settings),
+        warehouse=open_warehouse(settings, spec.retention.warehouse),
         registry=registry,
         query_cache=QueryCache(
             client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
         ),
     )
 
-    collect = build_collect(settings, client)
+    collect = build_collect(settings, client, services.warehouse)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -20,9 +20,10 @@ from config.registry import load_schemas
 from config.settings import Settings
 from operators.records import DeadLetter
 from operators.schemas import EventValidator
-from sinks.deadletter_store import DeadLetterStore, DuckDBDeadLetters
+from sinks.deadletter_store import DeadLetterStore, WarehouseDeadLetters
 from sinks.errors import SinkError
 from sinks.keys import KeyStore
+from sinks.warehouse_base import Warehouse
 
 log = structlog.get_logger(__name__)
 
@@ -146,8 +147,8 @@ class Collect:
             self.dead_publisher.close()
 
 
-def build_collect(settings: Settings, client: redis.Redis) -> Collect:
-    """Collection services over the settings' Redis, broker and warehouse."""
+def build_collect(settings: Settings, client: redis.Redis, warehouse: Warehouse) -> Collect:
+    """Collection services over the settings' Redis and broker, and ``warehouse``."""
     timeout = settings.ingest_delivery_timeout_seconds
     kafka = KafkaPublisher(settings.kafka_servers, timeout_s=timeout)
     publisher: EventPublisher = kafka
@@ -157,7 +158,7 @@ def build_collect(settings: Settings, client: redis.Redis) -> Collect:
             settings.pubsub_project, settings.pubsub_topic, timeout_s=timeout
         )
         dead_publisher = None
-    letters = DuckDBDeadLetters(settings.duckdb_path)
+    letters = WarehouseDeadLetters(warehouse)
     return Collect(
         settings=settings,
         keys=KeyStore(client, settings.redis_prefix, settings.api_key_pepper.get_secret_value()),

@@ -1,10 +1,14 @@
 """Warehouse write throughput and query latency, DuckDB and the BigQuery emulator side by side.
 
-    python -m benchmarks.warehouse [--rows 20000] [--requests 60] [--rate 20]
+    python -m benchmarks.warehouse [--rows 20000] [--table-rows 5000] [--requests 60] [--rate 20]
 
 Writes: ``--rows`` final windows through :class:`sinks.batching.BatchWriter`
 (500 rows per write) into a DuckDB file (upsert) and into the emulator
-(streaming inserts into ``metric_windows_raw``, read through the dedup view).
+(streaming inserts into ``metric_windows_raw``, read through the dedup view);
+then ``--table-rows`` rows of every other table (dead letters, anomalies,
+forecasts, alerts) the same way through the generic
+:meth:`~sinks.warehouse_base.Warehouse.upsert`, and the ratio of the
+speedier engine.
 
 Queries, at a steady ``--rate`` per second, each with the cache off (cold)
 and on (warm, after one priming request): a 24 h series at 1-minute
@@ -32,7 +36,9 @@ from config.settings import Settings
 from operators.records import WindowResult
 from sinks.batching import BatchWriter
 from sinks.redis_store import RedisWindowStore
+from sinks.tables import TABLES, TableDef
 from sinks.warehouses import open_warehouse
+from tests.api_support import keyed_client
 from tests.bq_support import start_emulator
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -58,6 +64,38 @@ def write_rate(settings: Settings, rows: int) -> float:
     warehouse.init()
     batch = [win("bench", i * MIN, COUNTRIES[i % 12], float(i)) for i in range(rows)]
     writer: BatchWriter[WindowResult] = BatchWriter(warehouse.upsert_windows, max_rows=500)
+    began = time.perf_counter()
+    for start in range(0, rows, 5000):
+        writer.write(batch[start : start + 5000])
+    elapsed = time.perf_counter() - began
+    writer.close()
+    return rows / elapsed
+
+
+def synthetic_rows(table: TableDef, n: int) -> list[dict[str, Any]]:
+    """``n`` rows of ``table`` with distinct keys, every column filled by its type."""
+    now = int(time.time() * 1000)
+    values: dict[str, Any] = {"STRING": "x" * 12, "INT64": 7, "FLOAT64": 1.5, "BOOL": True,
+                              "BYTES": b"raw event bytes " * 8}  # fmt: skip
+    rows = []
+    for i in range(n):
+        row = {c.name: now - i * MIN if c.type == "TIMESTAMP" else values[c.type]
+               for c in table.columns}  # fmt: skip
+        for column in table.key:
+            if table.types[column] == "STRING":
+                row[column] = f"{column}-{i}"
+        rows.append(row)
+    return rows
+
+
+def table_rate(settings: Settings, table: TableDef, rows: int) -> float:
+    """Rows/s of ``table`` through a BatchWriter over the generic upsert."""
+    warehouse = open_warehouse(settings)
+    warehouse.init([table])
+    batch = synthetic_rows(table, rows)
+    writer: BatchWriter[dict[str, Any]] = BatchWriter(
+        lambda items: warehouse.upsert(table, items), max_rows=500
+    )
     began = time.perf_counter()
     for start in range(0, rows, 5000):
         writer.write(batch[start : start + 5000])
@@ -116,6 +154,7 @@ SHAPES: list[tuple[str, str, dict[str, str]]] = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--table-rows", type=int, default=5_000)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--rate", type=float, default=20.0)
     args = parser.parse_args()
@@ -134,13 +173,18 @@ def main() -> None:
                 "redis_url": REDIS, "redis_prefix": prefix, "default_tenant": "demo",
                 "hot_horizon_seconds": 25 * 3600, "kafka_bootstrap": "127.0.0.1:1",
             }  # fmt: skip
-            row: dict[str, Any] = {"write rows/s": write_rate(Settings(**base), args.rows)}
+            row: dict[str, Any] = {
+                "write rows/s metric_windows": write_rate(Settings(**base), args.rows)
+            }
+            for table in TABLES[1:]:
+                rate = table_rate(Settings(**base), table, args.table_rows)
+                row[f"write rows/s {table.name}"] = rate
             now = int(time.time() * 1000)
             seed(Settings(**base), now)
             for warm in (False, True):
                 ttl = 60.0 if warm else 0.0
                 app = create_app(Settings(**base, query_cache_ttl_seconds=ttl), CollectorRegistry())
-                http = TestClient(app)
+                http = keyed_client(app, "demo")  # the API wants a key (scope read)
                 for label, path, params in SHAPES:
                     ms = latencies(http, path, params, args.requests, args.rate, warm)
                     state = "warm" if warm else "cold"
@@ -152,13 +196,14 @@ def main() -> None:
                 client.delete(key)
     finally:
         emulator.stop()
-    print(f"\nwarehouse benchmark: {args.rows} rows written, {args.requests} requests per cell "
+    print(f"\nwarehouse benchmark: {args.rows} windows and {args.table_rows} rows per other "
+          f"table written, {args.requests} requests per cell "
           f"at {args.rate:g}/s, latencies in ms (in-process ASGI client)\n")  # fmt: skip
-    print(f"| {'measure':<36} | {'DuckDB':>10} | {'BigQuery emulator':>17} |")
-    print(f"| {'-' * 36} | {'-' * 10}: | {'-' * 17}: |")
+    print(f"| {'measure':<36} | {'DuckDB':>10} | {'BigQuery emulator':>17} | {'ratio':>6} |")
+    print(f"| {'-' * 36} | {'-' * 10}: | {'-' * 17}: | {'-' * 6}: |")
     for key in results["duckdb"]:
         d, b = results["duckdb"][key], results["bigquery"][key]
-        print(f"| {key:<36} | {d:>10,.1f} | {b:>17,.1f} |")
+        print(f"| {key:<36} | {d:>10,.1f} | {b:>17,.1f} | {d / b if b else 0:>6.2f} |")
 
 
 if __name__ == "__main__":

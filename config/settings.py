@@ -244,13 +244,11 @@ class Settings(BaseSettings):
         """The DuckDB file named by ``warehouse``.
 
         As in SQLAlchemy URLs, ``duckdb:///rel/file.duckdb`` is relative to the
-        working directory and ``duckdb:////abs/file.duckdb`` is absolute. With
-        a BigQuery warehouse this is ``.riffle/local.duckdb``: the tables
-        BigQuery does not hold yet (dead letters, model results, alerts) stay
-        there.
+        working directory and ``duckdb:////abs/file.duckdb`` is absolute. A
+        BigQuery warehouse has no file: asking for one is a ``ValueError``.
         """
         if self.warehouse_engine == "bigquery":
-            return Path(".riffle/local.duckdb")
+            raise ValueError(f"the warehouse {self.warehouse} is not a DuckDB file")
         return Path(self.warehouse.removeprefix("duckdb:///"))
 
     @property

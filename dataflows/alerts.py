@@ -28,8 +28,9 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from config.alerts import AlertRule, AnomalyRule
+from config.settings import Settings
 from config.spec import PipelineSpec
-from dataflows.outputs import _Partition
+from dataflows.outputs import _Partition, warehouse_settings
 from operators.alerts import (
     AlertTransition,
     Instance,
@@ -40,7 +41,8 @@ from operators.alerts import (
 )
 from operators.models.series import AnomalyRecord, ModelRecord
 from operators.records import WindowResult
-from sinks.alert_store import AlertProducer, DuckDBAlerts, RedisAlerts
+from sinks.alert_store import AlertProducer, RedisAlerts, WarehouseAlerts
+from sinks.warehouses import open_warehouse
 from sources.topics import ensure_topics
 
 ALERTS_TOPIC = "riffle.alerts"
@@ -173,20 +175,21 @@ def alert_stage(
 
 
 class AlertSink(DynamicSink[AlertTransition]):
-    """Transitions to the ``alerts`` table, Redis (active alerts) and, with ``kafka``
+    """Transitions to the ``alerts`` table of ``warehouse`` (settings naming either engine,
+    or a DuckDB file), Redis (active alerts) and, with ``kafka``
     (servers, topic), the ``riffle.alerts`` topic. Every write is idempotent (keyed by
     ``transition_id``, or guarded by event time in Redis), so a retried batch or a
     replay after recovery leaves the same rows."""
 
     def __init__(
         self,
-        warehouse: Path | None,
+        warehouse: Settings | Path | None,
         redis: tuple[str, str] | None = None,
         kafka: tuple[str, str] | None = None,
         give_up_s: float = 300.0,
         topic_partitions: int = 4,
     ) -> None:
-        self.warehouse = warehouse
+        self.warehouse = None if warehouse is None else warehouse_settings(warehouse)
         self.redis = redis
         self.kafka = kafka
         self.give_up_s = give_up_s
@@ -195,7 +198,7 @@ class AlertSink(DynamicSink[AlertTransition]):
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[AlertTransition]:
-        table = None if self.warehouse is None else DuckDBAlerts(self.warehouse)
+        table = None if self.warehouse is None else WarehouseAlerts(open_warehouse(self.warehouse))
         hot = (
             None
             if self.redis is None

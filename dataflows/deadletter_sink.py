@@ -13,28 +13,33 @@ from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from dataflows.outputs import _Partition
+from config.settings import Settings
+from dataflows.outputs import _Partition, warehouse_settings
 from operators.records import DeadLetter
-from sinks.deadletter_store import DuckDBDeadLetters
+from sinks.deadletter_store import WarehouseDeadLetters
 from sinks.deadletters import DeadLetterProducer
+from sinks.warehouses import open_warehouse
 
 
 class DeadLetterFanoutSink(DynamicSink[DeadLetter]):
-    """Dead letters to the topic (confirmed by the broker) and to the warehouse table."""
+    """Dead letters to the topic (confirmed by the broker) and to the warehouse table
+    (of ``warehouse``: settings naming either engine, or a DuckDB file)."""
 
     def __init__(
-        self, servers: str, topic: str, warehouse: Path | None, give_up_s: float = 300.0
+        self, servers: str, topic: str, warehouse: Settings | Path | None, give_up_s: float = 300.0
     ) -> None:
         self.servers = servers
         self.topic = topic
-        self.warehouse = warehouse
+        self.warehouse = None if warehouse is None else warehouse_settings(warehouse)
         self.give_up_s = give_up_s
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[DeadLetter]:
         producer = DeadLetterProducer(self.servers, self.topic)
-        table = None if self.warehouse is None else DuckDBDeadLetters(self.warehouse)
+        table = (
+            None if self.warehouse is None else WarehouseDeadLetters(open_warehouse(self.warehouse))
+        )
 
         def write(letters: list[DeadLetter]) -> None:
             producer.send(letters)

@@ -25,8 +25,9 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from config.models import AnomalySpec, ForecastSpec
+from config.settings import Settings
 from config.spec import PipelineSpec
-from dataflows.outputs import _Partition
+from dataflows.outputs import _Partition, warehouse_settings
 from operators.models.series import (
     AnomalyRecord,
     ForecastRecord,
@@ -36,7 +37,7 @@ from operators.models.series import (
 )
 from operators.records import Dims, WindowResult
 from sinks.model_store import ModelStore, RedisModelStore
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
 
@@ -163,7 +164,8 @@ def model_stage(
 
 
 class ModelStoreSink(DynamicSink[ModelRecord]):
-    """Model records into the warehouse's ``anomalies`` and ``forecasts`` tables (upserts).
+    """Model records into the warehouse's ``anomalies`` and ``forecasts`` tables (upserts);
+    ``warehouse`` is settings naming either engine, or a DuckDB file.
 
     With ``redis`` (url, prefix, hot TTL in seconds) each batch is also
     written to Redis by :class:`~sinks.model_store.RedisModelStore`, after
@@ -171,16 +173,19 @@ class ModelStoreSink(DynamicSink[ModelRecord]):
     """
 
     def __init__(
-        self, path: Path, give_up_s: float = 300.0, redis: tuple[str, str, int] | None = None
+        self,
+        warehouse: Settings | Path,
+        give_up_s: float = 300.0,
+        redis: tuple[str, str, int] | None = None,
     ) -> None:
-        self.path = path
+        self.warehouse = warehouse_settings(warehouse)
         self.give_up_s = give_up_s
         self.redis = redis
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[ModelRecord]:
-        store = ModelStore(DuckDBWarehouse(self.path))
+        store = ModelStore(open_warehouse(self.warehouse))
         if self.redis is None:
             return _Partition("models", store.write, self.give_up_s)
         url, prefix, ttl = self.redis

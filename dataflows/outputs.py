@@ -9,7 +9,9 @@ last snapshot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,11 +26,19 @@ from sinks.batching import BatchWriter
 from sinks.deadletters import DeadLetterError, DeadLetterProducer
 from sinks.errors import SinkError
 from sinks.redis_store import RedisWindowStore
+from sinks.warehouse_base import Warehouse
 from sinks.warehouses import open_warehouse
 
 X = TypeVar("X")
 log = structlog.get_logger(__name__)
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, SinkError, DeadLetterError)
+EXPIRE_EVERY_S = 3600.0
+"""How often a warehouse sink applies the retention (DuckDB; BigQuery expires by itself)."""
+
+
+def warehouse_settings(target: Settings | Path) -> Settings:
+    """The settings of a warehouse target: settings as they are, a path as a DuckDB file."""
+    return target if isinstance(target, Settings) else Settings(warehouse=f"duckdb:///{target}")
 
 
 class _Partition(StatelessSinkPartition[X]):
@@ -79,19 +89,25 @@ class WarehouseSink(DynamicSink[WindowResult]):
     (batches by size and time, retries, bounded buffer) and returns from a
     batch only once its windows are written, so Bytewax never completes an
     epoch (or a recovery snapshot) ahead of the warehouse. Takes the settings,
-    or a DuckDB file path for callers that have no settings.
+    or a DuckDB file path for callers that have no settings. With a
+    ``retention``, worker 0 applies it on start and every hour
+    (:meth:`~sinks.warehouse_base.Warehouse.expire`).
     """
 
-    def __init__(self, target: Settings | Path, give_up_s: float = 300.0) -> None:
-        self.settings = (
-            target if isinstance(target, Settings) else Settings(warehouse=f"duckdb:///{target}")
-        )
+    def __init__(
+        self,
+        target: Settings | Path,
+        give_up_s: float = 300.0,
+        retention: timedelta | None = None,
+    ) -> None:
+        self.settings = warehouse_settings(target)
         self.give_up_s = give_up_s
+        self.retention = retention
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[WindowResult]:
-        warehouse = open_warehouse(self.settings)
+        warehouse = open_warehouse(self.settings, self.retention)
         writer: BatchWriter[WindowResult] = BatchWriter(
             warehouse.upsert_windows,
             max_rows=self.settings.warehouse_batch_rows,
@@ -100,15 +116,27 @@ class WarehouseSink(DynamicSink[WindowResult]):
             give_up_s=self.give_up_s,
             name=f"warehouse-{worker_index}",
         )
-        return _WarehousePartition(writer)
+        expires = worker_index == 0 and self.retention is not None
+        return _WarehousePartition(writer, warehouse if expires else None)
 
 
 class _WarehousePartition(StatelessSinkPartition[WindowResult]):
-    def __init__(self, writer: BatchWriter[WindowResult]) -> None:
+    def __init__(self, writer: BatchWriter[WindowResult], expiring: Warehouse | None) -> None:
         self._writer = writer
+        self._expiring = expiring
+        self._next_expiry = time.monotonic()
 
     def write_batch(self, items: list[WindowResult]) -> None:
         self._writer.write(latest_per_window(items))
+        if self._expiring is not None and time.monotonic() >= self._next_expiry:
+            self._next_expiry = time.monotonic() + EXPIRE_EVERY_S
+            try:
+                removed = self._expiring.expire(int(time.time() * 1000))
+            except SinkError as exc:  # retention is housekeeping: the next hour tries again
+                log.warning("warehouse_expire_failed", error=str(exc))
+            else:
+                if any(removed.values()):
+                    log.info("warehouse_expired", removed=removed)
 
     def close(self) -> None:
         self._writer.close()

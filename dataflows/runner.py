@@ -46,7 +46,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         partition_key(settings.events_topic, p)
         for p in list_partitions(settings.kafka_servers, settings.events_topic)
     ]
-    open_warehouse(settings).init()
+    open_warehouse(settings, spec.retention.warehouse).init()
     source: Source[tuple[str, PartitionPoll]] = KafkaPollSource(
         settings.kafka_servers,
         settings.events_topic,
@@ -66,24 +66,20 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        finals=WarehouseSink(settings),
+        finals=WarehouseSink(settings, retention=spec.retention.warehouse),
         dead_letters=DeadLetterFanoutSink(
-            settings.kafka_servers, settings.deadletter_topic, settings.duckdb_path
+            settings.kafka_servers, settings.deadletter_topic, settings
         ),
-        # Model tables exist in DuckDB only so far; on BigQuery the model stage is off.
         models=ModelStoreSink(
-            settings.duckdb_path,
+            settings,
             redis=(
                 settings.redis_url,
                 settings.redis_prefix,
                 int(spec.retention.hot.total_seconds()),
             ),
-        )
-        if settings.warehouse.startswith("duckdb:")
-        else None,
-        # The alerts table, like the model tables, exists in DuckDB only so far.
+        ),
         alerts=AlertSink(
-            settings.duckdb_path if settings.warehouse.startswith("duckdb:") else None,
+            settings,
             redis=(settings.redis_url, settings.redis_prefix),
             kafka=(settings.kafka_servers, settings.alerts_topic),
             topic_partitions=settings.topic_partitions,

@@ -165,7 +165,8 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
     """
     logs = DATA_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.warehouse_engine == "duckdb":
+        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     _check_api_ports(settings)
     stopping: list[str] = []
     previous = {

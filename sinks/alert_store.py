@@ -1,9 +1,10 @@
 """Alert transitions in their three homes: the warehouse, Redis and the ``riffle.alerts`` topic.
 
-* Warehouse table ``alerts``: one row per transition, keyed by ``transition_id``
-  (event time in ``ts``; ``at`` is a reserved word in DuckDB)
-  (stable, see :class:`~operators.alerts.AlertTransition`), written by upserts —
-  the history ``GET /v1/alerts/history`` reads.
+* Warehouse table ``alerts`` (:data:`sinks.tables.ALERTS`, either engine): one
+  row per transition, keyed by ``transition_id`` (stable, see
+  :class:`~operators.alerts.AlertTransition`; event time in ``ts``, ``at`` is a
+  reserved word in DuckDB), written by upserts — the history
+  ``GET /v1/alerts/history`` reads.
 * Redis hash ``{prefix}:alerts:{tenant}``: per instance, its newest transition
   as JSON — what ``GET /v1/alerts`` reads. A Lua script keeps the newer event
   time, so a replayed older transition never overwrites a newer one (no
@@ -16,39 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import redis
 from confluent_kafka import KafkaError, Message, Producer
 
 from operators.alerts import ACTIVE, AlertTransition
 from sinks.errors import SinkError
-from sinks.warehouse import DuckDBWarehouse
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS alerts (
-    transition_id VARCHAR PRIMARY KEY, tenant VARCHAR NOT NULL, rule VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL, instance VARCHAR NOT NULL, labels VARCHAR NOT NULL,
-    severity VARCHAR NOT NULL, from_state VARCHAR NOT NULL, to_state VARCHAR NOT NULL,
-    ts TIMESTAMP NOT NULL, value DOUBLE, active_at TIMESTAMP, annotations VARCHAR NOT NULL,
-    written_at TIMESTAMP NOT NULL
-);
-"""
-
-_UPSERT = """
-INSERT OR REPLACE INTO alerts
-SELECT i, t, r, m, n, l, s, f, o, epoch_ms(a), v,
-       CASE WHEN aa IS NULL THEN NULL ELSE epoch_ms(aa) END, an, epoch_ms(w) FROM (
-    SELECT unnest(?::VARCHAR[]) AS i, unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS r,
-           unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS n, unnest(?::VARCHAR[]) AS l,
-           unnest(?::VARCHAR[]) AS s, unnest(?::VARCHAR[]) AS f, unnest(?::VARCHAR[]) AS o,
-           unnest(?::BIGINT[]) AS a, unnest(?::DOUBLE[]) AS v, unnest(?::BIGINT[]) AS aa,
-           unnest(?::VARCHAR[]) AS an, unnest(?::BIGINT[]) AS w
-)
-"""
+from sinks.tables import ALERTS
+from sinks.warehouse_base import Warehouse
+from sinks.warehouse_query import Cmp, Pred, Select
 
 
 class AlertSinkError(SinkError):
@@ -59,42 +38,37 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or x != x or x in (float("inf"), float("-inf")) else x
 
 
-class DuckDBAlerts:
-    """The warehouse's ``alerts`` table (history of every transition)."""
+class WarehouseAlerts:
+    """The warehouse's ``alerts`` table (history of every transition), on either engine."""
 
-    def __init__(self, path: Path) -> None:
-        self.warehouse = DuckDBWarehouse(path)
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
 
     def write(self, items: Sequence[AlertTransition]) -> None:
         """Upsert transitions by ``transition_id``."""
-        rows = list({t.transition_id: t for t in items}.items())
-        if not rows:
+        if not items:
             return
         now = int(time.time() * 1000)
-        cols: list[list[Any]] = [
-            [k for k, _ in rows],
-            [t.tenant for _, t in rows],
-            [t.rule for _, t in rows],
-            [t.metric for _, t in rows],
-            [t.instance for _, t in rows],
-            [orjson.dumps(dict(t.labels)).decode() for _, t in rows],
-            [t.severity for _, t in rows],
-            [t.from_state for _, t in rows],
-            [t.to_state for _, t in rows],
-            [t.at for _, t in rows],
-            [_finite(t.value) for _, t in rows],
-            [t.active_at for _, t in rows],
-            [orjson.dumps(dict(t.annotations)).decode() for _, t in rows],
-            [now] * len(rows),
+        rows = [
+            {
+                "transition_id": t.transition_id,
+                "tenant": t.tenant,
+                "rule": t.rule,
+                "metric": t.metric,
+                "instance": t.instance,
+                "labels": orjson.dumps(dict(t.labels)).decode(),
+                "severity": t.severity,
+                "from_state": t.from_state,
+                "to_state": t.to_state,
+                "ts": t.at,
+                "value": _finite(t.value),
+                "active_at": t.active_at,
+                "annotations": orjson.dumps(dict(t.annotations)).decode(),
+                "written_at": now,
+            }
+            for t in items
         ]
-
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(_DDL)
-            con.execute(_UPSERT, cols)
-            con.execute("COMMIT")
-
-        self.warehouse._run(write, read_only=False)
+        self.warehouse.upsert(ALERTS, rows)
 
     def history(
         self,
@@ -107,41 +81,33 @@ class DuckDBAlerts:
         limit: int = 500,
     ) -> list[dict[str, Any]]:
         """Transitions of ``tenant`` with event time in ``[start_ms, end_ms)``, newest first."""
-        if not self.warehouse.path.exists():
-            return []
-        sql = (
-            "SELECT transition_id, rule, metric, instance, labels, severity, from_state,"
-            " to_state, epoch_ms(ts) AS at, value, epoch_ms(active_at) AS active_at, annotations"
-            " FROM alerts WHERE tenant = ? AND ts >= epoch_ms(?::BIGINT)"
-            " AND ts < epoch_ms(?::BIGINT)"
-        )
-        params: list[Any] = [tenant, start_ms, end_ms]
+        where: list[Pred] = [
+            Cmp("tenant", "=", tenant),
+            Cmp("ts", ">=", start_ms),
+            Cmp("ts", "<", end_ms),
+        ]
         if rule is not None:
-            sql += " AND rule = ?"
-            params.append(rule)
+            where.append(Cmp("rule", "=", rule))
         if instance is not None:
-            sql += " AND instance = ?"
-            params.append(instance)
-        sql += " ORDER BY ts DESC, transition_id LIMIT ?"
-        params.append(limit)
-
-        def read(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-            found = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"
-            ).fetchone()
-            if not found or not found[0]:
-                return []
-            cursor = con.execute(sql, params)
-            names = [d[0] for d in cursor.description or []]
-            out = []
-            for row in cursor.fetchall():
-                item = dict(zip(names, row, strict=True))
-                item["labels"] = orjson.loads(item["labels"])
-                item["annotations"] = orjson.loads(item["annotations"])
-                out.append(item)
-            return out
-
-        return self.warehouse._run(read, read_only=True)
+            where.append(Cmp("instance", "=", instance))
+        columns = ("transition_id", "rule", "metric", "instance", "labels", "severity",
+                   "from_state", "to_state", "ts", "value", "active_at", "annotations")  # fmt: skip
+        rows = self.warehouse.select(
+            Select(
+                ALERTS,
+                columns=columns,
+                where=tuple(where),
+                order_by=("ts DESC", "transition_id ASC"),
+                limit=limit,
+            )
+        )
+        out = []
+        for row in rows:
+            item = {("at" if k == "ts" else k): v for k, v in row.items()}
+            item["labels"] = orjson.loads(item["labels"])
+            item["annotations"] = orjson.loads(item["annotations"])
+            out.append(item)
+        return out
 
 
 # KEYS[1] = hash; ARGV = field, at, json. Keep the transition with the newer event time.

@@ -1,14 +1,16 @@
 """The BigQuery engine: streaming inserts with deterministic row ids, read through dedup views.
 
-Write path (see ``docs/warehouse.md`` for the choice): keyed tables are
-written with ``tabledata.insertAll`` into ``<name>_raw`` (partitioned by day
-on ``window_start``, clustered by tenant and metric). Every row carries
-``updated_at`` (the time of the write) and is sent with a row id derived from
-its key and content, so BigQuery's best-effort ``insertId`` dedup absorbs
-retried requests. Correctness does not rest on that: ``<name>`` is a view
-keeping, per key, the row with the newest ``updated_at`` — a replay, a retry
-after a lost answer, a second run of the same batch all leave one row per key
-in what readers (and users' own SQL) see.
+Write path (see ``docs/warehouse.md`` for the choice): every table of
+:mod:`sinks.tables` is written with ``tabledata.insertAll`` into
+``<name>_raw`` (partitioned by day, clustered, partitions expiring after the
+retention). Every row carries its write time (the table's ``stamp``) and is
+sent with a row id derived from its other columns, so BigQuery's best-effort
+``insertId`` dedup absorbs retried requests. Correctness does not rest on
+that: ``<name>`` is a view keeping, per key, the row the table's ``keep``
+order prefers — a replay, a retry after a lost answer, a second run of the
+same batch all leave one row per key in what readers (and users' own SQL)
+see. :meth:`BigQueryWarehouse.compact` deletes the superseded raw rows once
+they are out of the streaming buffer.
 
 Retries: the client's own retry is switched off for inserts; failures are
 classified (429, 5xx, connection problems and timeouts are
@@ -36,7 +38,8 @@ from operators.records import Dims, WindowResult
 from sinks.duckdb_sql import rollup_rows
 from sinks.errors import SinkError, TransientSinkError
 from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
-from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
+from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path, window_rows
+from sinks.warehouse_query import BigQueryDialect, Select, prefer_sql, render
 
 INSERT_CHUNK_ROWS = 1_000
 """Rows per insertAll request (BigQuery recommends at most 500-1,000 and 10 MB)."""
@@ -56,22 +59,11 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (*_TRANSIENT_HTTP, *_TRANSIENT_IO, TransientSinkError))
 
 
-def row_id(window: WindowResult) -> str:
-    """Deterministic insert id: the same window with the same content gets the same id."""
-    canonical = orjson.dumps(
-        [
-            window.tenant,
-            window.metric,
-            window.series,
-            window.window_start,
-            window.count,
-            window.sum,
-            window.min,
-            window.max,
-            window.is_final,
-        ]
-    )
-    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+def row_id(table: TableDef, row: Mapping[str, Any]) -> str:
+    """Deterministic insert id of a row as sent (:func:`_json_row`): the same content, its
+    write time (``table.stamp``) aside, gets the same id whenever it is written."""
+    content = [row.get(c) for c in table.column_names if c != table.stamp]
+    return hashlib.blake2b(orjson.dumps([table.name, *content]), digest_size=16).hexdigest()
 
 
 def _ts(epoch_ms: int) -> str:
@@ -96,16 +88,16 @@ class BigQueryWarehouse:
         endpoint: str | None = None,
         location: str | None = None,
         timeout_s: float = 30.0,
-        partition_expiration_days: int | None = None,
+        retention_ms: int | None = None,
     ) -> None:
         self.project = project
         self.dataset = dataset
         self.endpoint = endpoint
         self._location = location
         self._timeout = timeout_s
-        self._expiration_days = partition_expiration_days
+        self._retention_ms = retention_ms
         self._client: bigquery.Client | None = None
-        self._raw_columns: list[str] | None = None
+        self._raw_columns: dict[str, list[str]] = {}
 
     @property
     def url(self) -> str:
@@ -135,7 +127,8 @@ class BigQueryWarehouse:
     # -- schema ---------------------------------------------------------------
 
     def init(self, tables: Sequence[TableDef] = TABLES) -> None:
-        """Create the dataset, the tables and the dedup views; add missing columns."""
+        """Create the dataset, the tables and the dedup views; add missing columns; set
+        (or update) every partitioned table's partition expiration to the retention."""
         with self._errors("init"):
             self.client.create_dataset(
                 bigquery.Dataset(f"{self.project}.{self.dataset}"),
@@ -146,24 +139,32 @@ class BigQueryWarehouse:
                 self._ensure_table(table)
 
     def _ensure_table(self, table: TableDef) -> None:
-        physical = table.name + RAW_SUFFIX if table.key else table.name
+        physical = raw_name(table)
         wanted = [
             bigquery.SchemaField(c.name, c.type, mode="REQUIRED" if c.required else "NULLABLE")
             for c in table.columns
         ]
         spec = bigquery.Table(self.table_id(physical), schema=wanted)
+        partitioning = None
         if table.partition_by:
-            spec.time_partitioning = bigquery.TimePartitioning(
+            partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY,
                 field=table.partition_by,
-                expiration_ms=(
-                    self._expiration_days * 86_400_000 if self._expiration_days else None
-                ),
+                expiration_ms=self._retention_ms,
             )
+            spec.time_partitioning = partitioning
         if table.cluster_by:
             spec.clustering_fields = list(table.cluster_by)
         self.client.create_table(spec, exists_ok=True, timeout=self._timeout)
         current = self.client.get_table(self.table_id(physical), timeout=self._timeout)
+        if partitioning is not None and (
+            current.time_partitioning is None
+            or current.time_partitioning.expiration_ms != self._retention_ms
+        ):  # the spec's retention changed: partitions expire by the new one
+            current.time_partitioning = partitioning
+            current = self.client.update_table(
+                current, ["time_partitioning"], timeout=self._timeout
+            )
         present = {f.name for f in current.schema}
         missing = [f for f in wanted if f.name not in present]
         if missing:  # schema evolution: add nullable columns, never drop or retype
@@ -185,7 +186,7 @@ class BigQueryWarehouse:
             if added:
                 current.schema = [*current.schema, *added]
                 self.client.update_table(current, ["schema"], timeout=self._timeout)
-        self._raw_columns = None
+        self._raw_columns.pop(table.name, None)
         if table.key:
             self._query(
                 f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS "
@@ -203,37 +204,94 @@ class BigQueryWarehouse:
         :class:`SinkError`; throttling, 5xx and I/O failures a
         :class:`TransientSinkError`.
         """
-        latest: dict[tuple[str, str, str, int], WindowResult] = {}
-        for result in finals:
-            if not result.is_final:
-                raise ValueError(
-                    f"the warehouse keeps finals only; got a partial of {result.metric} "
-                    f"at {result.window_start}"
-                )
-            latest[result.tenant, result.metric, result.series, result.window_start] = result
-        if not latest:
+        now = int(datetime.now(tz=UTC).timestamp() * 1000)
+        self.upsert(METRIC_WINDOWS, window_rows(finals, now))
+
+    def upsert(self, table: TableDef, rows: Sequence[Mapping[str, Any]]) -> None:
+        """See :meth:`sinks.warehouse_base.Warehouse.upsert`: insertAll into ``<name>_raw``.
+
+        Sent in requests of at most :data:`INSERT_CHUNK_ROWS`; a failed
+        request may have landed (its answer lost), so the caller's retry
+        writes it again and the view shows one row per key either way.
+        """
+        batch = table.best_per_key(rows)
+        if not batch:
             return
-        now = _ts(int(datetime.now(tz=UTC).timestamp() * 1000))
-        rows = list(latest.values())
-        target = self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)
-        if self._raw_columns is None:
+        target = self.table_id(raw_name(table))
+        columns = self._raw_columns.get(table.name)
+        if columns is None:
             with self._errors("schema read"):
-                schema = self.client.get_table(target, timeout=self._timeout).schema
-            self._raw_columns = [field.name for field in schema]
+                try:
+                    schema = self.client.get_table(target, timeout=self._timeout).schema
+                except gexc.NotFound:
+                    self.init([table])
+                    schema = self.client.get_table(target, timeout=self._timeout).schema
+            columns = self._raw_columns[table.name] = [field.name for field in schema]
         # Columns added later are sent as null: the emulator's insertAll wants every column.
-        blank = dict.fromkeys(self._raw_columns)
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            chunk = rows[start : start + INSERT_CHUNK_ROWS]
-            with self._errors(f"insert of {len(chunk)} windows"):
+        blank = dict.fromkeys(columns)
+        types = table.types
+        sent = [blank | _json_row(row, types) for row in batch]
+        for start in range(0, len(sent), INSERT_CHUNK_ROWS):
+            chunk = sent[start : start + INSERT_CHUNK_ROWS]
+            with self._errors(f"insert of {len(chunk)} rows into {table.name}"):
                 problems = self.client.insert_rows_json(
                     target,
-                    [blank | _window_row(w, now) for w in chunk],
-                    row_ids=[row_id(w) for w in chunk],
+                    chunk,
+                    row_ids=[row_id(table, row) for row in chunk],
                     retry=None,  # type: ignore[arg-type]
                     timeout=self._timeout,
                 )
             if problems:
                 raise SinkError(f"bigquery refused rows of {target}: {problems[:3]}")
+
+    def select(self, query: Select) -> list[dict[str, Any]]:
+        """See :meth:`sinks.warehouse_base.Warehouse.select`; a missing table reads as empty."""
+        dialect = BigQueryDialect(prefix=f"{self.project}.{self.dataset}.")
+        sql = render(query, dialect)
+        try:
+            rows = self._query(sql, dialect.params)
+        except SinkError as exc:
+            if isinstance(exc.__cause__, gexc.NotFound):
+                return []
+            raise
+        return [dict(row.items()) for row in rows]
+
+    def compact(self, min_age_ms: int) -> dict[str, int]:
+        """Delete raw rows a better row of the same key supersedes, written ``min_age_ms`` ago.
+
+        One ``DELETE … WHERE EXISTS (a better row)`` per table. Only
+        superseded rows go, so what the views show is unchanged, while writers
+        run too (they only add rows). Rows younger than ``min_age_ms`` stay:
+        BigQuery refuses DML on rows still in the streaming buffer (up to
+        ~30 minutes, sometimes longer; use at least 90 minutes).
+        """
+        cutoff = int(datetime.now(tz=UTC).timestamp() * 1000) - min_age_ms
+        removed = {}
+        for table in TABLES:
+            if not table.key or table.stamp is None:
+                continue
+            raw = self.table_id(raw_name(table))
+            same = " AND ".join(f"n.{c} = o.{c}" for c in table.key)
+            better = prefer_sql(table, "n", "o", strict=True)
+            sql = (
+                f"DELETE FROM `{raw}` AS o WHERE o.{table.stamp} < TIMESTAMP_MILLIS(@cutoff) "
+                f"AND EXISTS (SELECT 1 FROM `{raw}` AS n WHERE {same} AND {better})"
+            )
+            params = [bigquery.ScalarQueryParameter("cutoff", "INT64", cutoff)]
+            with self._errors(f"compaction of {table.name}"):
+                try:
+                    job = self.client.query(
+                        sql, job_config=bigquery.QueryJobConfig(query_parameters=params)
+                    )
+                    job.result(timeout=self._timeout)
+                except gexc.NotFound:
+                    continue  # never written
+            removed[table.name] = int(job.num_dml_affected_rows or 0)
+        return removed
+
+    def expire(self, now_ms: int) -> dict[str, int]:
+        """Nothing to do: partitions expire by themselves (the option :meth:`init` sets)."""
+        return {}
 
     # -- reads ----------------------------------------------------------------
 
@@ -317,7 +375,7 @@ class BigQueryWarehouse:
         ~30 minutes of inserts); retention purges are far older than that.
         """
         sql = (
-            f"DELETE FROM `{self.table_id(METRIC_WINDOWS.name + RAW_SUFFIX)}` "
+            f"DELETE FROM `{self.table_id(raw_name(METRIC_WINDOWS))}` "
             "WHERE window_start < TIMESTAMP_MILLIS(@before)"
         )
         params: list[Any] = [bigquery.ScalarQueryParameter("before", "INT64", clamp_ms(before_ms))]
@@ -391,15 +449,23 @@ def _error_scope(what: str) -> Iterator[None]:
         raise
 
 
+def raw_name(table: TableDef) -> str:
+    """The physical table behind a logical one: ``<name>_raw`` for keyed tables."""
+    return table.name + RAW_SUFFIX if table.key else table.name
+
+
 def dedup_view_sql(warehouse: BigQueryWarehouse, table: TableDef) -> str:
-    """The view over ``<name>_raw`` keeping, per key, the most recently written row.
+    """The view over ``<name>_raw`` keeping, per key, the row ``table.keep`` prefers.
 
     Filters on key columns (tenant, metric, window_start) pass through the
     window function, so partition pruning and clustering still apply.
     """
-    raw = warehouse.table_id(table.name + RAW_SUFFIX)
+    raw = warehouse.table_id(raw_name(table))
     columns = ", ".join(table.column_names)
-    order = "updated_at DESC, revision DESC" if table is METRIC_WINDOWS else "1"
+    order = (
+        ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, desc in table.keep_terms)
+        or "1"
+    )
     return (
         f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER ("
         f"PARTITION BY {', '.join(table.key)} ORDER BY {order}) AS _rn FROM `{raw}`) "
@@ -407,23 +473,17 @@ def dedup_view_sql(warehouse: BigQueryWarehouse, table: TableDef) -> str:
     )
 
 
-def _window_row(window: WindowResult, now: str) -> dict[str, Any]:
-    return {
-        "tenant": window.tenant,
-        "metric": window.metric,
-        "series_id": window.series,
-        "dims": orjson.dumps(dict(window.dims)).decode(),
-        "window_start": _ts(window.window_start),
-        "window_end": _ts(window.window_end),
-        "value": window.value,
-        "count": window.count,
-        "sum": window.sum,
-        "min": window.min,
-        "max": window.max,
-        "revision": window.revision,
-        "is_final": window.is_final,
-        "updated_at": now,
-        # insertAll takes BYTES as base64 text.
-        "sketch": None if window.sketch is None else base64.b64encode(window.sketch).decode(),
-        "detail": None if window.detail is None else orjson.dumps(window.detail).decode(),
-    }
+def _json_row(row: Mapping[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
+    """A row as insertAll takes it: TIMESTAMPs as RFC 3339 text, BYTES as base64."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        kind = types[name]
+        if value is None:
+            out[name] = None
+        elif kind == "TIMESTAMP":
+            out[name] = _ts(value)
+        elif kind == "BYTES":
+            out[name] = base64.b64encode(value).decode()
+        else:
+            out[name] = value
+    return out

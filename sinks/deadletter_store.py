@@ -1,55 +1,37 @@
 """The warehouse table ``dead_letters``: every rejected or failed event, queryable and replayable.
 
-One row per dead letter, primary key ``letter_id`` (:attr:`DeadLetter.letter_id`,
-a hash of tenant, source and original bytes), so writing the same letter
-twice — a redelivered message, a retried request — leaves one row. Columns:
-``tenant``, ``failure_type``, ``reason``/``path`` (the first broken rule),
-``errors`` (JSON ``[[path, rule, message], ...]``), ``raw`` (the original
-bytes), ``source``, ``event_type``, ``event_id``, ``event_ts``,
-``lateness_ms``, ``received_at``, ``stored_at`` and ``replayed_at`` (set once
+One row per dead letter, key ``letter_id`` (:attr:`DeadLetter.letter_id`, a
+hash of tenant, source and original bytes), so writing the same letter twice
+— a redelivered message, a retried request — leaves one row readers see.
+Columns (:data:`sinks.tables.DEAD_LETTERS`): ``tenant``, ``failure_type``,
+``reason``/``path`` (the first broken rule), ``errors`` (JSON
+``[[path, rule, message], ...]``), ``raw`` (the original bytes), ``source``,
+``event_type``, ``event_id``, ``event_ts``, ``lateness_ms``,
+``received_at``, ``stored_at`` (first written) and ``replayed_at`` (set once
 a replay re-injected it).
 
-:class:`DeadLetterStore` is the interface the API uses; :class:`DuckDBDeadLetters`
-implements it over the DuckDB file of :mod:`sinks.warehouse` with the same
-discipline: no connection is kept, each call opens the file briefly and lock
-conflicts are retried with backoff.
+:class:`WarehouseDeadLetters` implements :class:`DeadLetterStore` over any
+:class:`~sinks.warehouse_base.Warehouse` (DuckDB or BigQuery) with the
+generic ``upsert``/``select``. Marking a letter replayed writes its row again
+with ``replayed_at`` set; the table's ``keep`` order (first replay mark,
+else first write) makes that the row readers see, without an ``UPDATE`` —
+BigQuery refuses DML on rows still in its streaming buffer.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-import duckdb
 import orjson
 
 from operators.records import DeadLetter
-from sinks.duckdb_file import visit
-from sinks.duckdb_sql import evolve
 from sinks.tables import DEAD_LETTERS
-
-T = TypeVar("T")
-
-_INSERT = """
-INSERT INTO dead_letters
-SELECT * FROM (
-    SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
-           unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
-           unnest(?::BLOB[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
-           unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]),
-           unnest(?::BIGINT[]), unnest(?::BIGINT[]), NULL::BIGINT
-)
-ON CONFLICT DO NOTHING
-"""
-
-_COLUMNS = (
-    "letter_id, tenant, failure_type, reason, path, errors, raw, source, event_type, event_id,"
-    " event_ts, lateness_ms, received_at, stored_at, replayed_at"
-)
+from sinks.warehouse_base import Warehouse
+from sinks.warehouse_query import AllOf, AnyOf, Cmp, In, Null, Pred, Select
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +59,7 @@ class LetterQuery:
 
 
 class DeadLetterStore(Protocol):
-    """What the API needs of a dead-letter table (DuckDB here; BigQuery later)."""
+    """What the API needs of a dead-letter table."""
 
     def write(self, letters: Sequence[DeadLetter]) -> None:
         """Store letters; one row per ``letter_id`` however often it is written."""
@@ -107,68 +89,34 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise ValueError(f"malformed cursor {cursor!r}") from exc
 
 
-class DuckDBDeadLetters:
-    """``dead_letters`` in the DuckDB warehouse file at ``path``; holds no connection."""
+class WarehouseDeadLetters:
+    """``dead_letters`` in ``warehouse`` (either engine); holds no connection of its own."""
 
-    def __init__(self, path: Path, lock_timeout_seconds: float = 10.0) -> None:
-        self._path = path
-        self._lock_timeout = lock_timeout_seconds
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
 
     def write(self, letters: Sequence[DeadLetter]) -> None:
-        if not letters:
-            return
-        now = int(time.time() * 1000)
-        unique = {letter.letter_id: letter for letter in letters}
-        rows = list(unique.items())
-        columns: list[list[Any]] = [
-            [i for i, _ in rows],
-            [d.tenant for _, d in rows],
-            [d.failure_type for _, d in rows],
-            [d.reason for _, d in rows],
-            [d.path for _, d in rows],
-            [orjson.dumps(d.issues).decode() for _, d in rows],
-            [d.raw for _, d in rows],
-            [d.source for _, d in rows],
-            [d.event_type for _, d in rows],
-            [d.event_id for _, d in rows],
-            [d.event_ts for _, d in rows],
-            [d.lateness_ms for _, d in rows],
-            [d.received_at for _, d in rows],
-            [now] * len(rows),
-        ]
-
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute("BEGIN TRANSACTION")
-            evolve(con, (DEAD_LETTERS,))
-            con.execute(_INSERT, columns)
-            con.execute("COMMIT")
-
-        self._run(write, read_only=False)
+        if letters:
+            now = int(time.time() * 1000)
+            self.warehouse.upsert(DEAD_LETTERS, [_row(d, now, None) for d in letters])
 
     def query(self, query: LetterQuery) -> tuple[list[StoredLetter], str | None]:
-        sql = f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ?"  # noqa: S608 - fixed columns
-        params: list[Any] = [query.tenant]
+        where: list[Pred] = [Cmp("tenant", "=", query.tenant)]
         if query.failure_type is not None:
-            sql += " AND failure_type = ?"
-            params.append(query.failure_type)
+            where.append(Cmp("failure_type", "=", query.failure_type))
         if query.event_type is not None:
-            sql += " AND event_type = ?"
-            params.append(query.event_type)
+            where.append(Cmp("event_type", "=", query.event_type))
         if query.since_ms is not None:
-            sql += " AND received_at >= ?"
-            params.append(query.since_ms)
+            where.append(Cmp("received_at", ">=", query.since_ms))
         if query.until_ms is not None:
-            sql += " AND received_at < ?"
-            params.append(query.until_ms)
+            where.append(Cmp("received_at", "<", query.until_ms))
         if query.replayed is not None:
-            sql += " AND replayed_at IS NOT NULL" if query.replayed else " AND replayed_at IS NULL"
+            where.append(Null("replayed_at", null=not query.replayed))
         if query.cursor is not None:
             at, letter_id = decode_cursor(query.cursor)
-            sql += " AND (received_at < ? OR (received_at = ? AND letter_id > ?))"
-            params += [at, at, letter_id]
-        sql += " ORDER BY received_at DESC, letter_id LIMIT ?"
-        params.append(query.limit + 1)
-        rows = self._select(sql, params)
+            after = AllOf((Cmp("received_at", "=", at), Cmp("letter_id", ">", letter_id)))
+            where.append(AnyOf((Cmp("received_at", "<", at), after)))
+        rows = self._select(where, ("received_at DESC", "letter_id ASC"), limit=query.limit + 1)
         page = rows[: query.limit]
         cursor = None
         if len(rows) > query.limit:
@@ -179,77 +127,61 @@ class DuckDBDeadLetters:
     def get(self, tenant: str, letter_ids: Sequence[str]) -> list[StoredLetter]:
         if not letter_ids:
             return []
-        sql = (
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = ? "  # noqa: S608 - fixed columns
-            "AND list_contains(?::VARCHAR[], letter_id) ORDER BY received_at, letter_id"
-        )
-        return self._select(sql, [tenant, list(letter_ids)])
+        where: list[Pred] = [Cmp("tenant", "=", tenant), In("letter_id", tuple(letter_ids))]
+        return self._select(where, ("received_at ASC", "letter_id ASC"))
 
     def mark_replayed(self, tenant: str, letter_ids: Sequence[str], at_ms: int) -> None:
-        if not letter_ids:
-            return
-        sql = (
-            "UPDATE dead_letters SET replayed_at = ? WHERE tenant = ? "
-            "AND list_contains(?::VARCHAR[], letter_id) AND replayed_at IS NULL"
-        )
+        """Write the letters again with ``replayed_at``; a letter already marked keeps its mark."""
+        fresh = [s for s in self.get(tenant, letter_ids) if s.replayed_at is None]
+        if fresh:
+            now = int(time.time() * 1000)
+            self.warehouse.upsert(
+                DEAD_LETTERS, [_row(s.letter, s.stored_at, at_ms, now) for s in fresh]
+            )
 
-        def update(con: duckdb.DuckDBPyConnection) -> None:
-            evolve(con, (DEAD_LETTERS,))
-            con.execute(sql, [at_ms, tenant, list(letter_ids)])
-
-        self._run(update, read_only=False)
-
-    def _select(self, sql: str, params: list[Any]) -> list[StoredLetter]:
-        def read(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
-            try:
-                return con.execute(sql, params).fetchall()
-            except duckdb.CatalogException:
-                return []  # nothing written yet
-
-        if not self._path.exists():
-            return []
-        return [_stored(row) for row in self._run(read, read_only=True)]
-
-    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
-        return visit(
-            self._path,
-            work,
-            read_only=read_only,
-            lock_timeout=self._lock_timeout,
-            what=f"dead letters in {self._path}",
-        )
+    def _select(
+        self, where: list[Pred], order: tuple[str, ...], limit: int | None = None
+    ) -> list[StoredLetter]:
+        query = Select(DEAD_LETTERS, where=tuple(where), order_by=order, limit=limit)
+        return [_stored(row) for row in self.warehouse.select(query)]
 
 
-def _stored(row: tuple[Any, ...]) -> StoredLetter:
-    (
-        letter_id,
-        tenant,
-        failure_type,
-        reason,
-        path,
-        errors,
-        raw,
-        source,
-        event_type,
-        event_id,
-        event_ts,
-        lateness_ms,
-        received_at,
-        stored_at,
-        replayed_at,
-    ) = row
+def _row(
+    d: DeadLetter, stored_at: int, replayed_at: int | None, written_at: int | None = None
+) -> dict[str, Any]:
+    return {
+        "letter_id": d.letter_id,
+        "tenant": d.tenant,
+        "failure_type": d.failure_type,
+        "reason": d.reason,
+        "path": d.path,
+        "errors": orjson.dumps(d.issues).decode(),
+        "raw": d.raw,
+        "source": d.source,
+        "event_type": d.event_type,
+        "event_id": d.event_id,
+        "event_ts": d.event_ts,
+        "lateness_ms": d.lateness_ms,
+        "received_at": d.received_at,
+        "stored_at": stored_at,
+        "replayed_at": replayed_at,
+        "written_at": stored_at if written_at is None else written_at,
+    }
+
+
+def _stored(row: dict[str, Any]) -> StoredLetter:
     letter = DeadLetter(
-        failure_type=failure_type,
-        reason=reason,
-        path=path,
-        raw=bytes(raw),
-        source=source,
-        tenant=tenant,
-        received_at=received_at,
-        event_type=event_type,
-        event_ts=event_ts,
-        lateness_ms=lateness_ms,
-        errors=tuple(tuple(issue) for issue in orjson.loads(errors)),
-        event_id=event_id,
+        failure_type=row["failure_type"],
+        reason=row["reason"],
+        path=row["path"],
+        raw=bytes(row["raw"]),
+        source=row["source"],
+        tenant=row["tenant"],
+        received_at=row["received_at"],
+        event_type=row["event_type"],
+        event_ts=row["event_ts"],
+        lateness_ms=row["lateness_ms"],
+        errors=tuple(tuple(issue) for issue in orjson.loads(row["errors"])),
+        event_id=row["event_id"],
     )
-    return StoredLetter(letter_id, letter, stored_at, replayed_at)
+    return StoredLetter(row["letter_id"], letter, row["stored_at"], row["replayed_at"])

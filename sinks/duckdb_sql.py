@@ -1,4 +1,4 @@
-"""SQL the DuckDB engine generates from :mod:`sinks.tables`: DDL, schema evolution, rollups."""
+"""SQL the DuckDB engine generates from :mod:`sinks.tables`: DDL, evolution, upserts, rollups."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 import duckdb
 
+from sinks.errors import SinkError
 from sinks.tables import DUCKDB_TYPES, TABLES, TableDef
 from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
+from sinks.warehouse_query import prefer_sql
 
 
 def create_table_sql(table: TableDef) -> str:
@@ -25,25 +27,61 @@ def evolve(con: duckdb.DuckDBPyConnection, tables: Sequence[TableDef] = TABLES) 
     """Create missing tables and add missing (nullable) columns; returns what was added.
 
     Columns are only ever added: a column that disappeared from the
-    definition stays in the table, and a type change is not attempted.
+    definition stays in the table. A column whose type differs from the
+    definition is a :class:`SinkError` naming it (a file written by an older
+    layout); it is never retyped in place.
     """
     added: list[str] = []
     for table in tables:
         con.execute(create_table_sql(table))
-        present = {
-            row[0]
-            for row in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+        present = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = ?",
                 [table.name],
             ).fetchall()
-        }
+        )
         for column in table.columns:
-            if column.name not in present:
+            found = present.get(column.name)
+            if found is not None and found != DUCKDB_TYPES[column.type]:
+                raise SinkError(
+                    f"{table.name}.{column.name} is {found} in this file, {column.type} in "
+                    f"sinks/tables.py: export the table, drop it and let `riffle warehouse "
+                    f"init` recreate it"
+                )
+            if found is None:
                 con.execute(
                     f"ALTER TABLE {table.name} ADD COLUMN {column.name} {DUCKDB_TYPES[column.type]}"
                 )
                 added.append(f"{table.name}.{column.name}")
     return added
+
+
+def upsert_sql(table: TableDef) -> str:
+    """One statement writing a batch to ``table``: one list parameter per column, in order.
+
+    TIMESTAMP columns travel as epoch milliseconds. A row replaces the stored
+    row of its key only when it ranks at or before it in ``table.keep``
+    (:meth:`~sinks.tables.TableDef.prefers`), as BigQuery's dedup view would
+    choose. The batch must hold one row per key.
+    """
+    wire = {
+        c.name: "BIGINT" if c.type == "TIMESTAMP" else DUCKDB_TYPES[c.type] for c in table.columns
+    }
+    names = table.column_names
+    inner = ", ".join(f"unnest(?::{wire[n]}[]) AS {n}" for n in names)
+    outer = ", ".join(
+        f"epoch_ms({c.name})" if c.type == "TIMESTAMP" else c.name for c in table.columns
+    )
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {outer} FROM (SELECT {inner})"
+    rest = [n for n in names if n not in table.key]
+    if not table.key:
+        return sql
+    if not rest:
+        return sql + " ON CONFLICT DO NOTHING"
+    sets = ", ".join(f"{n} = excluded.{n}" for n in rest)
+    where = prefer_sql(table, "excluded", table.name, strict=False)
+    return f"{sql} ON CONFLICT DO UPDATE SET {sets} WHERE {where}"
 
 
 def rollup_sql(

@@ -4,7 +4,9 @@ Both are keyed like ``metric_windows`` — ``(tenant, metric, series_id,
 window_start)``, the window a detector scored or after which a forecast was
 issued — and written by last-write-wins upserts, so a replayed window
 rewrites its row. ``dims`` is JSON text; ``points`` of a forecast is a JSON
-list of ``[ts_ms, mean, low, high]``.
+list of ``[ts_ms, mean, low, high]``. The columns are defined once in
+:mod:`sinks.tables` (``ANOMALIES``, ``FORECASTS``); :class:`ModelStore` works
+on either warehouse engine through the generic ``upsert``/``select``.
 """
 
 from __future__ import annotations
@@ -13,183 +15,128 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
 import orjson
 
 from operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
 from operators.records import series_id
-from sinks.warehouse import DuckDBWarehouse
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS anomalies (
-    tenant VARCHAR NOT NULL, metric VARCHAR NOT NULL, series_id VARCHAR NOT NULL,
-    dims VARCHAR NOT NULL, window_start TIMESTAMP NOT NULL, detector VARCHAR NOT NULL,
-    value DOUBLE, score DOUBLE NOT NULL, label VARCHAR NOT NULL, expected DOUBLE,
-    expected_low DOUBLE, expected_high DOUBLE, deviation DOUBLE NOT NULL,
-    explanation VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (tenant, metric, series_id, window_start)
-);
-CREATE TABLE IF NOT EXISTS forecasts (
-    tenant VARCHAR NOT NULL, metric VARCHAR NOT NULL, series_id VARCHAR NOT NULL,
-    dims VARCHAR NOT NULL, window_start TIMESTAMP NOT NULL, level DOUBLE NOT NULL,
-    points VARCHAR NOT NULL, n BIGINT NOT NULL, mae DOUBLE NOT NULL, smape DOUBLE NOT NULL,
-    naive_mae DOUBLE NOT NULL, naive_smape DOUBLE NOT NULL, coverage DOUBLE NOT NULL,
-    updated_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (tenant, metric, series_id, window_start)
-);
-"""
-
-_UPSERT_ANOMALIES = """
-INSERT OR REPLACE INTO anomalies
-SELECT t, m, s, d, epoch_ms(w), det, v, sc, l, e, lo, hi, dev, ex, epoch_ms(u) FROM (
-    SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS s,
-           unnest(?::VARCHAR[]) AS d, unnest(?::BIGINT[]) AS w, unnest(?::VARCHAR[]) AS det,
-           unnest(?::DOUBLE[]) AS v, unnest(?::DOUBLE[]) AS sc, unnest(?::VARCHAR[]) AS l,
-           unnest(?::DOUBLE[]) AS e, unnest(?::DOUBLE[]) AS lo, unnest(?::DOUBLE[]) AS hi,
-           unnest(?::DOUBLE[]) AS dev, unnest(?::VARCHAR[]) AS ex, unnest(?::BIGINT[]) AS u
-)
-"""
-
-_UPSERT_FORECASTS = """
-INSERT OR REPLACE INTO forecasts
-SELECT t, m, s, d, epoch_ms(w), lv, p, n, mae, smape, nmae, nsmape, cov, epoch_ms(u) FROM (
-    SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) AS s,
-           unnest(?::VARCHAR[]) AS d, unnest(?::BIGINT[]) AS w, unnest(?::DOUBLE[]) AS lv,
-           unnest(?::VARCHAR[]) AS p, unnest(?::BIGINT[]) AS n, unnest(?::DOUBLE[]) AS mae,
-           unnest(?::DOUBLE[]) AS smape, unnest(?::DOUBLE[]) AS nmae,
-           unnest(?::DOUBLE[]) AS nsmape, unnest(?::DOUBLE[]) AS cov, unnest(?::BIGINT[]) AS u
-)
-"""
+from sinks.tables import ANOMALIES, FORECASTS
+from sinks.warehouse_base import Warehouse
+from sinks.warehouse_query import Agg, Cmp, Select
 
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or x != x or x in (float("inf"), float("-inf")) else x
 
 
-class ModelStore:
-    """Reads and writes of the model tables through a :class:`DuckDBWarehouse`'s file."""
+_ANOMALY_COLUMNS = (
+    "metric", "series_id", "dims", "window_start", "detector", "value", "score", "label",
+    "expected", "expected_low", "expected_high", "deviation", "explanation",
+)  # fmt: skip
+_FORECAST_COLUMNS = (
+    "series_id", "dims", "window_start", "level", "points", "n", "mae", "smape", "naive_mae",
+    "naive_smape", "coverage",
+)  # fmt: skip
 
-    def __init__(self, warehouse: DuckDBWarehouse) -> None:
+
+class ModelStore:
+    """Reads and writes of the model tables in a warehouse (either engine)."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
 
     def write(self, records: Sequence[ModelRecord]) -> None:
         """Upsert a batch of records (the last one per key wins)."""
-        anomalies: dict[tuple[str, str, str, int], AnomalyRecord] = {}
-        forecasts: dict[tuple[str, str, str, int], ForecastRecord] = {}
-        for r in records:
-            key = (r.tenant, r.metric, series_id(r.metric, r.dims), r.window_start)
-            if isinstance(r, AnomalyRecord):
-                anomalies[key] = r
-            else:
-                forecasts[key] = r
         now = int(time.time() * 1000)
-        a_rows = list(anomalies.items())
-        f_rows = list(forecasts.items())
-        a_cols: list[list[Any]] = [
-            [k[0] for k, _ in a_rows],
-            [k[1] for k, _ in a_rows],
-            [k[2] for k, _ in a_rows],
-            [orjson.dumps(dict(r.dims)).decode() for _, r in a_rows],
-            [k[3] for k, _ in a_rows],
-            [r.detector for _, r in a_rows],
-            [_finite(r.result.value) for _, r in a_rows],
-            [r.result.score for _, r in a_rows],
-            [r.result.label for _, r in a_rows],
-            [_finite(r.result.expected) for _, r in a_rows],
-            [_finite(r.result.expected_low) for _, r in a_rows],
-            [_finite(r.result.expected_high) for _, r in a_rows],
-            [r.result.deviation for _, r in a_rows],
-            [r.result.explanation for _, r in a_rows],
-            [now] * len(a_rows),
-        ]
-        f_cols: list[list[Any]] = [
-            [k[0] for k, _ in f_rows],
-            [k[1] for k, _ in f_rows],
-            [k[2] for k, _ in f_rows],
-            [orjson.dumps(dict(r.dims)).decode() for _, r in f_rows],
-            [k[3] for k, _ in f_rows],
-            [r.forecast.level for _, r in f_rows],
-            [orjson.dumps([list(p) for p in r.forecast.points]).decode() for _, r in f_rows],
-            [r.skill.n for _, r in f_rows],
-            [r.skill.mae for _, r in f_rows],
-            [r.skill.smape for _, r in f_rows],
-            [r.skill.naive_mae for _, r in f_rows],
-            [r.skill.naive_smape for _, r in f_rows],
-            [r.skill.coverage for _, r in f_rows],
-            [now] * len(f_rows),
-        ]
-
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(_DDL)
-            if a_rows:
-                con.execute(_UPSERT_ANOMALIES, a_cols)
-            if f_rows:
-                con.execute(_UPSERT_FORECASTS, f_cols)
-            con.execute("COMMIT")
-
-        if a_rows or f_rows:
-            self.warehouse._run(write, read_only=False)
-
-    def _read(self, table: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        if not self.warehouse.path.exists():
-            return []
-
-        def read(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-            found = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()
-            if not found or not found[0]:
-                return []
-            cursor = con.execute(sql, params)
-            names = [d[0] for d in cursor.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-        return self.warehouse._run(read, read_only=True)
+        anomalies: list[dict[str, Any]] = []
+        forecasts: list[dict[str, Any]] = []
+        for r in records:
+            sid = series_id(r.metric, r.dims)
+            if isinstance(r, AnomalyRecord):
+                row = anomaly_row(r, sid)
+                anomalies.append({**row, "tenant": r.tenant, "updated_at": now})
+            else:
+                row = forecast_row(r, sid)
+                row["window_start"] = row.pop("issued_after")
+                row["level"] = _finite(row["level"])
+                forecasts.append({**row, "tenant": r.tenant, "metric": r.metric, "updated_at": now})
+        if anomalies:
+            self.warehouse.upsert(ANOMALIES, anomalies)
+        if forecasts:
+            self.warehouse.upsert(FORECASTS, forecasts)
 
     def anomalies(
         self, tenant: str, start_ms: int, end_ms: int, *, min_score: float = 0.0, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Scored windows of ``tenant`` in ``[start_ms, end_ms)`` with at least ``min_score``."""
-        return self._read(
-            "anomalies",
-            "SELECT metric, series_id, dims, epoch_ms(window_start) AS window_start, detector,"
-            " value, score, label, expected, expected_low, expected_high, deviation, explanation"
-            " FROM anomalies WHERE tenant = ? AND score >= ?"
-            " AND window_start >= epoch_ms(?::BIGINT) AND window_start < epoch_ms(?::BIGINT)"
-            " ORDER BY window_start DESC, score DESC LIMIT ?",
-            [tenant, min_score, start_ms, end_ms, limit],
+        return self.warehouse.select(
+            Select(
+                ANOMALIES,
+                columns=_ANOMALY_COLUMNS,
+                where=(
+                    Cmp("tenant", "=", tenant),
+                    Cmp("score", ">=", min_score),
+                    Cmp("window_start", ">=", start_ms),
+                    Cmp("window_start", "<", end_ms),
+                ),
+                order_by=("window_start DESC", "score DESC"),
+                limit=limit,
+            )
         )
 
     def latest_forecasts(self, tenant: str, metric: str) -> list[dict[str, Any]]:
         """The newest forecast of every series of ``metric``."""
-        return self._read(
-            "forecasts",
-            "SELECT series_id, dims, epoch_ms(window_start) AS issued_after, level, points, n,"
-            " mae, smape, naive_mae, naive_smape, coverage FROM forecasts"
-            " WHERE tenant = ? AND metric = ?"
-            " QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY window_start DESC) = 1",
-            [tenant, metric],
+        rows = self.warehouse.select(
+            Select(
+                FORECASTS,
+                columns=_FORECAST_COLUMNS,
+                where=(Cmp("tenant", "=", tenant), Cmp("metric", "=", metric)),
+                latest_per=("series_id",),
+                latest_by=("window_start DESC",),
+                order_by=("series_id ASC",),
+            )
         )
+        for row in rows:
+            row["issued_after"] = row.pop("window_start")
+        return [{k: row[k] for k in ("series_id", "dims", "issued_after", *_FORECAST_COLUMNS[3:])}
+                for row in rows]  # fmt: skip
 
     def health(self, tenant: str) -> list[dict[str, Any]]:
         """Per metric: series scored, alert rate, and mean forecast skill figures."""
-        anomalies = self._read(
-            "anomalies",
-            "SELECT metric, any_value(detector) AS detector, count(DISTINCT series_id) AS series,"
-            " count(*) AS scored, avg(CASE WHEN label = 'anomaly' THEN 1 ELSE 0 END)"
-            " AS alert_rate, epoch_ms(max(window_start)) AS last_window"
-            " FROM anomalies WHERE tenant = ? GROUP BY metric ORDER BY metric",
-            [tenant],
+        anomalies = self.warehouse.select(
+            Select(
+                ANOMALIES,
+                columns=(
+                    "metric",
+                    Agg("any_value", "detector", "detector"),
+                    Agg("count_distinct", "series_id", "series"),
+                    Agg("count", None, "scored"),
+                    Agg("share", "label", "alert_rate", "anomaly"),
+                    Agg("max", "window_start", "last_window"),
+                ),
+                where=(Cmp("tenant", "=", tenant),),
+                group_by=("metric",),
+                order_by=("metric ASC",),
+            )
         )
-        forecasts = self._read(
-            "forecasts",
-            "SELECT metric, count(*) AS series, avg(smape) AS smape,"
-            " avg(naive_smape) AS naive_smape, avg(mae) AS mae, avg(naive_mae) AS naive_mae,"
-            " avg(coverage) AS coverage FROM (SELECT * FROM forecasts WHERE tenant = ?"
-            " QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY window_start DESC) = 1)"
-            " GROUP BY metric ORDER BY metric",
-            [tenant],
+        latest = Select(
+            FORECASTS,
+            where=(Cmp("tenant", "=", tenant),),
+            latest_per=("series_id",),
+            latest_by=("window_start DESC",),
+        )
+        forecasts = self.warehouse.select(
+            Select(
+                FORECASTS,
+                columns=(
+                    "metric",
+                    Agg("count", None, "series"),
+                    *(Agg("avg", c, c) for c in ("smape", "naive_smape", "mae", "naive_mae")),
+                    Agg("avg", "coverage", "coverage"),
+                ),
+                source=latest,
+                group_by=("metric",),
+                order_by=("metric ASC",),
+            )
         )
         return [{"kind": "anomaly", **row} for row in anomalies] + [
             {"kind": "forecast", **row} for row in forecasts

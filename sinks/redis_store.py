@@ -15,6 +15,10 @@ Key layout (the only place it is defined; ``P`` is the configured prefix,
 ``P:T:updated:M``
     STRING: the newest ``window_end`` written for the metric; a cheap "has
     anything changed" probe for caches.
+``P:T:written:M``
+    STRING: Redis's clock (``TIME``, ``seconds.microseconds``) at the last
+    write of any window of the metric, partial or final: what lets a cache
+    notice that the open window's value moved (:mod:`api.cache`).
 
 Writes are full-value upserts, never increments, so writing the same results
 twice leaves the same state as writing them once, and a replay rewrites
@@ -46,7 +50,7 @@ from redis.typing import EncodableT, FieldT
 from operators.records import Dims, WindowResult
 from sinks.errors import SinkError
 
-# KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key.
+# KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key, KEYS[3] its "written" stamp.
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
 # one (window_start, kind, member, window_end) group per window; kind is 1 for a
 # final, 0 for a partial, 2 for a retraction (delete the window unless final).
@@ -76,6 +80,8 @@ if newest_end > current then
 else
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
+local now = redis.call('TIME')
+redis.call('SET', KEYS[3], now[1] .. '.' .. string.format('%06d', now[2]), 'PX', ttl)
 return 0
 """
 _UPSERT_SHA = hashlib.sha1(_UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
@@ -116,6 +122,10 @@ class RedisWindowStore:
     def updated_key(self, tenant: str, metric: str) -> str:
         """The STRING holding the newest ``window_end`` written for a metric."""
         return f"{self._prefix}:{tenant}:updated:{metric}"
+
+    def written_key(self, tenant: str, metric: str) -> str:
+        """The STRING stamped with Redis's clock at every write of a metric's windows."""
+        return f"{self._prefix}:{tenant}:written:{metric}"
 
     def write(self, results: Sequence[WindowResult]) -> None:
         """Upsert ``results`` in one pipelined round trip; idempotent, safe to retry.
@@ -158,7 +168,11 @@ class RedisWindowStore:
                     window.to_json(),
                     window.window_end,
                 ]
-            keys = [self.points_key(tenant, metric, series), self.updated_key(tenant, metric)]
+            keys = [
+                self.points_key(tenant, metric, series),
+                self.updated_key(tenant, metric),
+                self.written_key(tenant, metric),
+            ]
             pipe.evalsha(_UPSERT_SHA, len(keys), *keys, *args)
         for (tenant, metric), entries in index.items():
             key = self.index_key(tenant, metric)

@@ -12,14 +12,20 @@ which reads as ``NULL``). Queries reach a dimension with
 ``json_extract_string(dims, '$.country')`` (DuckDB) or
 ``JSON_VALUE(dims, '$.country')`` (BigQuery).
 
-Later issues add their tables (``alerts``, ``anomalies``, ``forecasts``,
-``events``) to :data:`TABLES`; both engines then create them on ``init``.
+Every table is keyed, and which of several rows of a key readers see is part
+of the definition (``keep``): DuckDB upserts in place under that rule, BigQuery
+appends to ``<name>_raw`` and reads through a view that applies it. Writing
+and reading go through :meth:`sinks.warehouse_base.Warehouse.upsert` and
+:meth:`~sinks.warehouse_base.Warehouse.select`, so a store (dead letters,
+model results, alerts) is written once for both engines. A later table (raw
+``events``) is one more :class:`TableDef` in :data:`TABLES`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ColumnType = Literal["STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "BYTES"]
 
@@ -44,13 +50,19 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class TableDef:
-    """A logical table: its columns, its key, and how BigQuery lays it out.
+    """A logical table: its columns, its key, which row of a key wins, its layout.
 
     ``key`` identifies a row: DuckDB makes it the primary key (upserts);
     BigQuery cannot enforce it, so keyed tables are written to
     ``<name>_raw`` and read through a deduplicating view named ``<name>``.
-    ``partition_by`` is a TIMESTAMP column BigQuery partitions by day;
-    ``cluster_by`` are BigQuery's clustering columns.
+    ``keep`` orders the rows of one key, best first (``"col DESC"`` or
+    ``"col ASC"`` terms, NULLs always last): the best row is the one readers
+    see, in both engines; a write that ranks below the stored row changes
+    nothing (on a full tie the later write wins in DuckDB, either one in
+    BigQuery). ``stamp`` is the column writers fill with the time of the
+    write; row ids (BigQuery's ``insertId``) hash every other column.
+    ``partition_by`` is a TIMESTAMP column BigQuery partitions by day (and
+    retention expires by); ``cluster_by`` are BigQuery's clustering columns.
     """
 
     name: str
@@ -58,11 +70,62 @@ class TableDef:
     key: tuple[str, ...] = ()
     partition_by: str | None = None
     cluster_by: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    stamp: str | None = None
+
+    def __post_init__(self) -> None:
+        names = set(self.column_names)
+        used = [*self.key, *self.cluster_by, *(c for c, _ in self.keep_terms)]
+        used += [c for c in (self.partition_by, self.stamp) if c is not None]
+        unknown = [c for c in used if c not in names]
+        if unknown:
+            raise ValueError(f"table {self.name} names unknown columns {unknown}")
 
     @property
     def column_names(self) -> list[str]:
         """Column names in table order."""
         return [c.name for c in self.columns]
+
+    @property
+    def types(self) -> dict[str, ColumnType]:
+        """Column name -> portable type."""
+        return {c.name: c.type for c in self.columns}
+
+    @property
+    def keep_terms(self) -> list[tuple[str, bool]]:
+        """``keep`` as ``(column, descending)`` pairs."""
+        terms = []
+        for term in self.keep:
+            column, _, direction = term.partition(" ")
+            if direction not in ("ASC", "DESC"):
+                raise ValueError(f"keep term {term!r} of {self.name} is not 'col ASC|DESC'")
+            terms.append((column, direction == "DESC"))
+        return terms
+
+    def prefers(self, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+        """Whether row ``new`` wins over ``old`` of the same key (ties go to ``new``)."""
+        for column, descending in self.keep_terms:
+            a, b = new.get(column), old.get(column)
+            if a == b:
+                continue
+            if a is None or b is None:
+                return b is None  # NULLs rank last
+            return bool(a > b) if descending else bool(a < b)
+        return True
+
+    def row_key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The values of ``key`` in ``row``."""
+        return tuple(row[c] for c in self.key)
+
+    def best_per_key(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """One row per key, the one :meth:`prefers` keeps (later rows win ties)."""
+        best: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        for row in rows:
+            key = self.row_key(row)
+            old = best.get(key)
+            if old is None or self.prefers(row, old):
+                best[key] = row
+        return list(best.values())
 
 
 METRIC_WINDOWS = TableDef(
@@ -88,6 +151,8 @@ METRIC_WINDOWS = TableDef(
     key=("tenant", "metric", "series_id", "window_start"),
     partition_by="window_start",
     cluster_by=("tenant", "metric"),
+    keep=("updated_at DESC", "revision DESC"),
+    stamp="updated_at",
 )
 """One row per final window of a series; see ``docs/warehouse.md``."""
 
@@ -106,18 +171,105 @@ DEAD_LETTERS = TableDef(
         Column("event_id", "STRING"),
         Column("event_ts", "INT64"),
         Column("lateness_ms", "INT64"),
-        Column("received_at", "INT64", True),
-        Column("stored_at", "INT64", True),
-        Column("replayed_at", "INT64"),
+        Column("received_at", "TIMESTAMP", True),
+        Column("stored_at", "TIMESTAMP", True),
+        Column("replayed_at", "TIMESTAMP"),
+        Column("written_at", "TIMESTAMP", True),
     ),
     key=("letter_id",),
+    partition_by="received_at",
     cluster_by=("tenant", "failure_type"),
+    # The first replay mark wins; without one, the first write (a redelivered
+    # letter never un-replays it nor moves its stored_at).
+    keep=("replayed_at ASC", "stored_at ASC"),
+    stamp="written_at",
 )
 """Rejected events (``operators.records.DeadLetter``), one row per deterministic
-``letter_id``; times are epoch milliseconds. Written and read through
-:mod:`sinks.deadletter_store`, whose DuckDB statements follow this column order."""
+``letter_id``; ``event_ts`` is the event's own time in epoch ms (as sent).
+Written and read through :mod:`sinks.deadletter_store`."""
 
-TABLES: tuple[TableDef, ...] = (METRIC_WINDOWS, DEAD_LETTERS)
+_SERIES = (
+    Column("tenant", "STRING", True),
+    Column("metric", "STRING", True),
+    Column("series_id", "STRING", True),
+    Column("dims", "STRING", True),
+    Column("window_start", "TIMESTAMP", True),
+)
+
+ANOMALIES = TableDef(
+    name="anomalies",
+    columns=(
+        *_SERIES,
+        Column("detector", "STRING", True),
+        Column("value", "FLOAT64"),
+        Column("score", "FLOAT64", True),
+        Column("label", "STRING", True),
+        Column("expected", "FLOAT64"),
+        Column("expected_low", "FLOAT64"),
+        Column("expected_high", "FLOAT64"),
+        Column("deviation", "FLOAT64", True),
+        Column("explanation", "STRING", True),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "metric", "series_id", "window_start"),
+    partition_by="window_start",
+    cluster_by=("tenant", "metric"),
+    keep=("updated_at DESC",),
+    stamp="updated_at",
+)
+"""One anomaly score per scored window of a series (:mod:`sinks.model_store`)."""
+
+FORECASTS = TableDef(
+    name="forecasts",
+    columns=(
+        *_SERIES,
+        Column("level", "FLOAT64"),
+        Column("points", "STRING", True),
+        Column("n", "INT64", True),
+        Column("mae", "FLOAT64"),
+        Column("smape", "FLOAT64"),
+        Column("naive_mae", "FLOAT64"),
+        Column("naive_smape", "FLOAT64"),
+        Column("coverage", "FLOAT64"),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "metric", "series_id", "window_start"),
+    partition_by="window_start",
+    cluster_by=("tenant", "metric"),
+    keep=("updated_at DESC",),
+    stamp="updated_at",
+)
+"""The forecast issued after each window of a series; ``points`` is JSON
+``[[ts_ms, mean, low, high], ...]``; NaN and infinities are stored as NULL."""
+
+ALERTS = TableDef(
+    name="alerts",
+    columns=(
+        Column("transition_id", "STRING", True),
+        Column("tenant", "STRING", True),
+        Column("rule", "STRING", True),
+        Column("metric", "STRING", True),
+        Column("instance", "STRING", True),
+        Column("labels", "STRING", True),
+        Column("severity", "STRING", True),
+        Column("from_state", "STRING", True),
+        Column("to_state", "STRING", True),
+        Column("ts", "TIMESTAMP", True),
+        Column("value", "FLOAT64"),
+        Column("active_at", "TIMESTAMP"),
+        Column("annotations", "STRING", True),
+        Column("written_at", "TIMESTAMP", True),
+    ),
+    key=("transition_id",),
+    partition_by="ts",
+    cluster_by=("tenant", "rule"),
+    keep=("written_at DESC",),
+    stamp="written_at",
+)
+"""One row per alert transition (:class:`operators.alerts.AlertTransition`);
+``ts`` is its event time (``at`` is a reserved word in DuckDB)."""
+
+TABLES: tuple[TableDef, ...] = (METRIC_WINDOWS, DEAD_LETTERS, ANOMALIES, FORECASTS, ALERTS)
 """Every table ``riffle warehouse init`` creates."""
 
 RAW_SUFFIX = "_raw"

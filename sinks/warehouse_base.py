@@ -5,8 +5,11 @@ the default) and :class:`sinks.bigquery.BigQueryWarehouse`;
 :func:`sinks.warehouses.open_warehouse` picks one from the settings. Callers
 (the dataflow's sink, the API) hold a ``Warehouse`` and never ask which.
 
-Every read takes the tenant and puts it in the query's ``WHERE`` clause: no
-engine method returns rows of another tenant.
+Every read of windows takes the tenant and puts it in the query's ``WHERE``
+clause: no engine method returns rows of another tenant. The generic
+:meth:`Warehouse.upsert` and :meth:`Warehouse.select` serve the other tables
+(:mod:`sinks.tables`); their callers (the stores) put the tenant in
+:attr:`~sinks.warehouse_query.Select.where` the same way.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from operators.records import Dims, WindowResult
+from sinks.tables import TableDef
+from sinks.warehouse_query import Select
 
 Filters = Mapping[str, Collection[str]]
 """Dimension -> allowed values: OR within a dimension, AND across dimensions."""
@@ -72,7 +79,39 @@ class Warehouse(Protocol):
         ...
 
     def init(self) -> None:
-        """Create missing tables and views, add missing columns; idempotent."""
+        """Create missing tables and views, add missing columns, set partition
+        expiration to the retention; idempotent."""
+        ...
+
+    def upsert(self, table: TableDef, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write rows of ``table`` (TIMESTAMPs as epoch ms); readers see per key the row
+        ``table.keep`` prefers, however often each was written.
+
+        Creates the table if needed. Throttling, 5xx and I/O failures are a
+        :class:`~sinks.errors.TransientSinkError` (retry the same rows);
+        anything else a :class:`~sinks.errors.SinkError`.
+        """
+        ...
+
+    def select(self, query: Select) -> list[dict[str, Any]]:
+        """Rows of ``query`` as dicts (TIMESTAMPs as epoch ms); a table never written is empty."""
+        ...
+
+    def compact(self, min_age_ms: int) -> dict[str, int]:
+        """Delete stored rows that readers can no longer see (a better row of the same key
+        exists) and that were written at least ``min_age_ms`` ago; rows removed per table.
+
+        Safe while writers run and idempotent: what readers see does not change.
+        """
+        ...
+
+    def expire(self, now_ms: int) -> dict[str, int]:
+        """Apply the retention to engines that do not expire partitions themselves.
+
+        Deletes rows whose partition column is before
+        :func:`~sinks.warehouse_query.expiry_cutoff_ms` (BigQuery's partition
+        expiration rule); rows removed per table. Without a retention, nothing.
+        """
         ...
 
     def upsert_windows(self, finals: Sequence[WindowResult]) -> None:
@@ -127,3 +166,35 @@ def bucket_of(window_start: int, start_ms: int, step_ms: int | None) -> int:
     if step_ms is None:
         return start_ms
     return window_start - window_start % step_ms
+
+
+def window_rows(finals: Sequence[WindowResult], now_ms: int) -> list[dict[str, Any]]:
+    """Final windows as rows of ``metric_windows`` written at ``now_ms`` (the last per key).
+
+    A partial is a ``ValueError``: the warehouse keeps finals only.
+    """
+    rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for r in finals:
+        if not r.is_final:
+            raise ValueError(
+                f"the warehouse keeps finals only; got a partial of {r.metric} at {r.window_start}"
+            )
+        rows[r.tenant, r.metric, r.series, r.window_start] = {
+            "tenant": r.tenant,
+            "metric": r.metric,
+            "series_id": r.series,
+            "dims": orjson.dumps(dict(r.dims)).decode(),
+            "window_start": r.window_start,
+            "window_end": r.window_end,
+            "value": r.value,
+            "count": r.count,
+            "sum": r.sum,
+            "min": r.min,
+            "max": r.max,
+            "revision": r.revision,
+            "is_final": True,
+            "updated_at": now_ms,
+            "sketch": r.sketch,
+            "detail": None if r.detail is None else orjson.dumps(r.detail).decode(),
+        }
+    return list(rows.values())

@@ -16,9 +16,8 @@ from api.routes.acks import with_acks
 from api.times import parse_instant
 from config.alerts import AlertRule, AnomalyRule, rule_problems, untag
 from operators.alerts import STATES, Observation, evaluate_series
-from sinks.alert_store import DuckDBAlerts, RedisAlerts
+from sinks.alert_store import RedisAlerts, WarehouseAlerts
 from sinks.silences import SilenceSpec, SilenceStore
-from sinks.warehouse import DuckDBWarehouse
 
 router = APIRouter(tags=["alerts"])
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
@@ -79,12 +78,8 @@ def list_alerts(
     return {"alerts": out, "count": len(out)}
 
 
-def _table(app: ServicesDep) -> DuckDBAlerts:
-    if not isinstance(app.warehouse, DuckDBWarehouse):
-        raise ApiError(
-            501, "not_implemented", "alert history is kept in the DuckDB warehouse only so far"
-        )
-    return DuckDBAlerts(app.warehouse.path)
+def _table(app: ServicesDep) -> WarehouseAlerts:
+    return WarehouseAlerts(app.warehouse)
 
 
 @router.get(

@@ -14,24 +14,17 @@ from api.errors import ApiError
 from api.times import parse_instant
 from config.spec import PipelineSpec
 from sinks.model_store import ModelStore, RedisModelStore
-from sinks.warehouse import DuckDBWarehouse
 
 router = APIRouter(tags=["models"])
 
 
 def _store(app: ServicesDep) -> ModelStore:
-    if not isinstance(app.warehouse, DuckDBWarehouse):
-        raise ApiError(
-            501,
-            "not_implemented",
-            "model results are kept in the DuckDB warehouse only; BigQuery tables for "
-            "anomalies and forecasts are not built yet",
-        )
     return ModelStore(app.warehouse)
 
 
 SOURCE_HELP = (
-    "hot: Redis (recent results only); warehouse: DuckDB; auto: hot when the range "
+    "hot: Redis (recent results only); warehouse: the warehouse (DuckDB or BigQuery); "
+    "auto: hot when the range "
     "fits in the hot retention and Redis has results, else the warehouse."
 )
 

@@ -206,6 +206,29 @@ def _normalised(
     }
 
 
+def covers_live(
+    metric: MetricSpec, end_ms: int, newest_end_ms: int | None, lateness_ms: int, body: Any
+) -> bool:
+    """Whether a result reaches windows that may still change, so any write must invalidate it.
+
+    True when the result holds a partial bucket, when the range ends after
+    ``newest end - (window + lateness)`` (the newest window, and the ones
+    still inside their lateness, are open), for session metrics (a session
+    stays open as long as it is active), and before the metric was written.
+    """
+    if newest_end_ms is None or metric.window.kind == "session" or _has_partial(body):
+        return True
+    return end_ms > newest_end_ms - metric.window_ms - lateness_ms
+
+
+def _has_partial(body: Any) -> bool:
+    if isinstance(body, dict):
+        return body.get("partial") is True or any(_has_partial(v) for v in body.values())
+    if isinstance(body, list):
+        return any(_has_partial(v) for v in body)
+    return False
+
+
 def _cached(
     app: ServicesDep,
     tenant: str,
@@ -216,8 +239,14 @@ def _cached(
     body, version = app.query_cache.get(tenant, metric.name, query)
     if body is not None:
         return Response(body, media_type="application/json", headers={CACHE_HEADER: "hit"})
-    fresh: bytes = orjson.dumps(compute())
-    app.query_cache.put(tenant, metric.name, query, version, fresh)
+    result = compute()
+    fresh: bytes = orjson.dumps(result)
+    lateness = metric.lateness
+    lateness_ms = int(
+        (app.settings.lateness_seconds if lateness is None else lateness.total_seconds()) * 1000
+    )
+    live = covers_live(metric, query["end"], version.newest_end_ms, lateness_ms, result)
+    app.query_cache.put(tenant, metric.name, query, version, fresh, live=live)
     return Response(fresh, media_type="application/json", headers={CACHE_HEADER: "miss"})
 
 

@@ -19,7 +19,7 @@ from config.settings import Settings
 from config.spec import PipelineSpec, load_spec
 from operators.records import Dims, WindowResult
 from sinks.redis_store import RedisWindowStore
-from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouses import open_warehouse
 from tests.scenario import Sent, expected_windows
 
 SPEC = load_spec("config/demo.yaml")
@@ -96,7 +96,7 @@ def redis_finals(settings: Settings, spec: PipelineSpec = SPEC) -> dict[WindowKe
 
 def warehouse_rows(settings: Settings, spec: PipelineSpec = SPEC) -> dict[WindowKey, WindowResult]:
     """Every window of the default tenant in the warehouse."""
-    warehouse = DuckDBWarehouse(settings.duckdb_path)
+    warehouse = open_warehouse(settings)
     rows: dict[WindowKey, WindowResult] = {}
     for metric in spec.metrics:
         for _dims, points in warehouse.read_series(settings.default_tenant, metric.name, 0, 2**62):

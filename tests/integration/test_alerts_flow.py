@@ -18,15 +18,14 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from api.app import create_app
-from config.settings import Settings
 from config.spec import parse_spec
 from dataflows.alerts import AlertSink, alert_stage, compile_rules
 from operators.alerts import AlertTransition, Observation, RuleEvaluator
 from operators.records import WindowResult
 from riffle.stack import free_port
-from sinks.warehouse import DuckDBWarehouse
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
+from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000
 SPEC = """
@@ -177,12 +176,17 @@ def test_transitions_reach_the_table_redis_topic_and_api(
     redis_url: RedisTarget,
     kafka_broker: str,
     topic_factory: Callable[..., str],
+    warehouse_target: WarehouseTarget,
 ) -> None:
-    db = tmp_path / "warehouse.duckdb"
-    DuckDBWarehouse(db).init()
+    warehouse_target.open().init()
     prefix = f"{redis_url.prefix}-alerts"
     topic = topic_factory(partitions=2, prefix="alerts")
-    sink = AlertSink(db, redis=(redis_url.url, prefix), kafka=(kafka_broker, topic), give_up_s=20)
+    sink = AlertSink(
+        warehouse_target.settings(),
+        redis=(redis_url.url, prefix),
+        kafka=(kafka_broker, topic),
+        give_up_s=20,
+    )
     got = _run(1, sink)
     got += _run(1, sink)  # a full replay writes the same rows again
 
@@ -191,9 +195,8 @@ def test_transitions_reach_the_table_redis_topic_and_api(
 
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)
-    settings = Settings(
+    settings = warehouse_target.settings(
         spec=spec_path,
-        warehouse=f"duckdb:///{db}",
         default_tenant="t1",
         redis_url=redis_url.url,
         redis_prefix=prefix,
@@ -225,16 +228,16 @@ def test_transitions_reach_the_table_redis_topic_and_api(
     assert rules[0]["for"] == "2m"
 
 
-def test_simulate_runs_a_rule_over_stored_windows(tmp_path: Path, redis_url: RedisTarget) -> None:
-    db = tmp_path / "warehouse.duckdb"
-    warehouse = DuckDBWarehouse(db)
+def test_simulate_runs_a_rule_over_stored_windows(
+    tmp_path: Path, redis_url: RedisTarget, warehouse_target: WarehouseTarget
+) -> None:
+    warehouse = warehouse_target.open()
     warehouse.init()
     warehouse.upsert_windows([w for w in _windows()])
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)
-    settings = Settings(
+    settings = warehouse_target.settings(
         spec=spec_path,
-        warehouse=f"duckdb:///{db}",
         default_tenant="t1",
         redis_url=redis_url.url,
         redis_prefix=f"{redis_url.prefix}-sim",

@@ -22,6 +22,7 @@ from riffle.stack import free_port, start_tansu
 from sources.demo import generate
 from sources.topics import ensure_topics
 from tests.integration.ingest_support import Served, read_messages, serve
+from tests.warehouse_fixtures import WarehouseTarget
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,22 @@ def served(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterato
     schemas = tmp_path / "schemas"
     shutil.copytree(SCHEMAS_DIR, schemas)
     with serve(settings_factory(schemas_dir=schemas)) as running:
+        yield running
+
+
+@pytest.fixture
+def served_on(
+    settings_factory: Callable[..., Settings], tmp_path: Path, warehouse_target: WarehouseTarget
+) -> Iterator[Served]:
+    """Like ``served``, once per warehouse engine (the dead letters live there)."""
+    schemas = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS_DIR, schemas)
+    settings = settings_factory(
+        schemas_dir=schemas,
+        warehouse=warehouse_target.url,
+        bigquery_endpoint=warehouse_target.endpoint,
+    )
+    with serve(settings) as running:
         yield running
 
 
@@ -81,7 +98,8 @@ def test_accepted_events_arrive_exactly_once_with_the_keys_tenant(served: Served
     assert {headers["riffle-tenant"] for _, _, headers in messages} == {b"acme"}
 
 
-def test_rejects_carry_reasons_and_land_as_dead_letters(served: Served) -> None:
+def test_rejects_carry_reasons_and_land_as_dead_letters(served_on: Served) -> None:
+    served = served_on
     key = served.key("acme", ["ingest", "read"])
     good = purchase(event_id="fine")
     body = [
@@ -136,7 +154,8 @@ def test_rejects_carry_reasons_and_land_as_dead_letters(served: Served) -> None:
     assert {h["riffle-tenant"] for _, _, h in topic} == {b"acme"}
 
 
-def test_replay_after_a_schema_fix(served: Served) -> None:
+def test_replay_after_a_schema_fix(served_on: Served) -> None:
+    served = served_on
     key = served.key("acme", ["ingest", "read"])
     with httpx.Client(base_url=served.url, headers=auth(key), timeout=30) as http:
         sent = http.post("/v1/events", json=[purchase(amount="12.50"), purchase(amount=[1])])

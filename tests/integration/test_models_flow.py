@@ -30,6 +30,7 @@ from sinks.warehouse import DuckDBWarehouse
 from sources.demo import anomalies, daily_factor
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
+from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000
 SPEC = """
@@ -79,12 +80,11 @@ def _windows(n: int) -> list[WindowResult]:
 
 
 def test_model_stage_writes_scores_and_forecasts_the_api_serves(
-    tmp_path: Path, redis_url: RedisTarget
+    tmp_path: Path, redis_url: RedisTarget, warehouse_target: WarehouseTarget
 ) -> None:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)
     spec = parse_spec(SPEC)
-    db = tmp_path / "warehouse.duckdb"
     windows = _windows(700)
     # A replayed window must not be learned twice nor change its row.
     windows.append(windows[-1])
@@ -92,11 +92,15 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(
     results = op.input("in", flow, TestingSource(windows, batch_size=50))
     registry = CollectorRegistry()
     model_stage(
-        results, spec, shards=4, sink=ModelStoreSink(db), telemetry=ModelTelemetry(registry)
+        results,
+        spec,
+        shards=4,
+        sink=ModelStoreSink(warehouse_target.settings()),
+        telemetry=ModelTelemetry(registry),
     )
     run_main(flow)
 
-    store = ModelStore(DuckDBWarehouse(db))
+    store = ModelStore(warehouse_target.open())
     rows = store.anomalies("t1", 0, 10**13, limit=5000)
     assert len(rows) == 1400
     top = max(rows, key=lambda r: r["score"])
@@ -111,9 +115,8 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(
     forecasts = store.latest_forecasts("t1", "views")
     assert len(forecasts) == 2
 
-    settings = Settings(
+    settings = warehouse_target.settings(
         spec=spec_path,
-        warehouse=f"duckdb:///{db}",
         default_tenant="t1",
         redis_url=redis_url.url,
         redis_prefix=f"{redis_url.prefix}-models",

@@ -8,6 +8,7 @@ a DuckDB query over the raw events themselves — no Riffle code involved.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -21,6 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
+from api.times import format_instant
 from operators.aggregators import value_of
 from operators.records import WindowResult
 from sinks.redis_store import RedisWindowStore
@@ -225,6 +227,38 @@ def test_cache_hit_then_invalidated_by_a_newer_window(world: World) -> None:
     total = sum(p["sum"] for g in fresh.json()["groups"] for p in g["points"])
     assert total == sum(p["sum"] for g in first.json()["groups"] for p in g["points"]) + 1000.0
     assert world.get("query", **params).headers["X-Riffle-Cache"] == "hit"
+
+
+def test_partial_writes_of_the_open_window_invalidate_what_covers_it(world: World) -> None:
+    open_start = world.last_minute + MIN
+    live = {"start": iso(world.t0), "end": iso(open_start + MIN), "step": "1m"}
+    old = {"start": iso(world.t0), "end": iso(world.t0 + HOUR), "step": "1h"}
+
+    def write_open(amount: float, final: bool, revision: int) -> None:
+        (w,) = World.windows(TENANT, [(open_start + 1, "de", "mobile", "eur", amount)])
+        world.hot.write([dataclasses.replace(w, is_final=final, revision=revision)])
+
+    def open_point(response: Any) -> tuple[float, bool]:
+        start = format_instant(open_start)
+        (point,) = [
+            p for g in response.json()["groups"] for p in g["points"] if p["start"] == start
+        ]
+        return point["sum"], point["partial"]
+
+    write_open(5.0, final=False, revision=1)
+    assert open_point(world.get("query", **live)) == (5.0, True)
+    assert world.get("query", **live).headers["X-Riffle-Cache"] == "hit"
+    history = world.get("query", **old).json()
+    write_open(12.0, final=False, revision=2)  # the same window grows: "updated" does not move
+    grown = world.get("query", **live)
+    assert grown.headers["X-Riffle-Cache"] == "miss"
+    assert open_point(grown) == (12.0, True)
+    assert world.get("query", **live).headers["X-Riffle-Cache"] == "hit"
+    write_open(20.0, final=True, revision=3)
+    assert open_point(world.get("query", **live)) == (20.0, False)
+    # A range that ends before the open windows is not touched by their writes.
+    cached = world.get("query", **old)
+    assert cached.headers["X-Riffle-Cache"] == "hit" and cached.json() == history
 
 
 def test_other_tenants_never_show(world: World) -> None:

@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from config.settings import Settings
 from riffle.stack import free_port
-from sinks.deadletter_store import DuckDBDeadLetters, LetterQuery
+from sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
 from sinks.deadletters import read_dead_letters
+from sinks.warehouses import open_warehouse
 from tests.integration.flow_support import (
     Expected,
     assert_matches,
@@ -90,7 +91,7 @@ def test_events_become_windows_everywhere(
         assert late and all(d.lateness_ms and d.lateness_ms > 0 for d in late)
 
         # ... and the same letters are rows of the warehouse's dead_letters table.
-        table = DuckDBDeadLetters(settings.duckdb_path)
+        table = WarehouseDeadLetters(open_warehouse(settings))
 
         def stored() -> set[str]:
             rows, _ = table.query(LetterQuery("demo", limit=100_000))

@@ -6,11 +6,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from dataflows.outputs import WarehouseSink
 from sinks.errors import SinkError
 from sinks.warehouse import DuckDBWarehouse
 from tests.integration.stores_support import BASE_MS, window
@@ -194,3 +196,34 @@ def test_a_lock_held_too_long_is_a_sink_error(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert DuckDBWarehouse(path).read_series("t1", "page_views", 0, 2**50) == []
+
+
+def test_a_column_of_an_older_type_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:  # dead_letters as an older layout wrote it
+        con.execute("CREATE TABLE dead_letters (letter_id VARCHAR PRIMARY KEY, received_at BIGINT)")
+    with pytest.raises(SinkError, match=r"dead_letters\.received_at is BIGINT"):
+        DuckDBWarehouse(path).init()
+
+
+def test_the_warehouse_sink_applies_the_retention(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    now = int(time.time() * 1000)
+    recent = now - now % MIN - 10 * MIN
+    old = recent - 3 * 86_400_000
+    DuckDBWarehouse(path).upsert_windows([window(old), window(old, (("country", "fr"),))])
+    sink = WarehouseSink(path, retention=timedelta(days=2))
+    part = sink.build("warehouse_sink", 0, 1)
+    try:
+        part.write_batch([window(recent)])
+    finally:
+        part.close()
+    left = DuckDBWarehouse(path).read_series("t1", "page_views", 0, 2**50)
+    assert [p.window_start for _, points in left for p in points] == [recent]
+    other = WarehouseSink(path, retention=timedelta(days=2)).build("warehouse_sink", 1, 2)
+    try:  # only worker 0 expires: the others write and nothing else
+        DuckDBWarehouse(path).upsert_windows([window(old)])
+        other.write_batch([window(recent + MIN)])
+    finally:
+        other.close()
+    assert len(DuckDBWarehouse(path).read_series("t1", "page_views", 0, 2**50)[0][1]) == 3

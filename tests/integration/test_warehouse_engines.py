@@ -8,12 +8,16 @@ deduplicating view in BigQuery — queried with each engine's own SQL.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +25,17 @@ import duckdb
 import pytest
 from google.cloud import bigquery
 
+from operators.records import DeadLetter
 from sinks.batching import BackpressureError, BatchWriter
 from sinks.bigquery import BigQueryWarehouse
-from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, Column
+from sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
+from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
 from sinks.warehouse import DuckDBWarehouse
 from sinks.warehouse_base import Warehouse
+from sinks.warehouse_query import expiry_cutoff_ms
+from sinks.warehouses import open_warehouse
 from tests.bq_support import Emulator
+from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.stores_support import BASE_MS, window
 from tests.warehouse_fixtures import WarehouseTarget
 
@@ -353,3 +362,196 @@ def test_riffle_warehouse_init_cli(warehouse_target: WarehouseTarget) -> None:
         assert done.returncode == 0, done.stderr
         assert "warehouse ready" in done.stdout
     assert seen(warehouse_target.open()) == (0, 0.0)
+
+
+def letter(n: int, tenant: str = "t1") -> DeadLetter:
+    return DeadLetter(
+        failure_type="schema",
+        reason="bad",
+        path="props.x",
+        raw=f"raw-{n}".encode() + b"\xff",
+        source=f"kafka:events/0@{n}",
+        tenant=tenant,
+        received_at=BASE_MS + n,
+        event_type="purchase",
+    )
+
+
+def test_dead_letters_keep_the_first_write_and_the_first_replay_mark(
+    warehouse_target: WarehouseTarget,
+) -> None:
+    store = WarehouseDeadLetters(warehouse_target.open())
+    store.write([letter(1), letter(2), letter(3, tenant="t2")])
+    (first,) = store.get("t1", [letter(1).letter_id])
+    time.sleep(0.01)
+    store.write([letter(1)])  # redelivered: the first write stays
+    other = letter(3, tenant="t2").letter_id
+    store.mark_replayed("t1", [letter(1).letter_id, other], BASE_MS + 100)
+    store.mark_replayed("t1", [letter(1).letter_id], BASE_MS + 200)  # a second replay: no-op
+    store.write([letter(1)])  # redelivered after the replay: it stays replayed
+    (again,) = store.get("t1", [letter(1).letter_id])
+    assert again.letter == first.letter and again.letter.raw.endswith(b"\xff")
+    assert (again.stored_at, again.replayed_at) == (first.stored_at, BASE_MS + 100)
+    assert store.get("t2", [other])[0].replayed_at is None  # t1 cannot mark t2's letters
+    replayed, _ = store.query(LetterQuery("t1", replayed=True))
+    assert [s.letter_id for s in replayed] == [letter(1).letter_id]
+    page, cursor = store.query(LetterQuery("t1", limit=1))
+    rest, end = store.query(LetterQuery("t1", limit=5, cursor=cursor))
+    assert [s.letter_id for s in page + rest] == [letter(2).letter_id, letter(1).letter_id]
+    assert end is None
+    assert sql(store.warehouse, "SELECT count(*) FROM {t}dead_letters") == [(3,)]
+
+
+def raw_rows(warehouse: Warehouse, table: str) -> int:
+    """Stored rows of ``table``, duplicates included."""
+    suffix = RAW_SUFFIX if isinstance(warehouse, BigQueryWarehouse) else ""
+    return int(sql(warehouse, f"SELECT count(*) FROM {{t}}{table}{suffix}")[0][0])
+
+
+def test_compaction_removes_superseded_rows_only_and_is_idempotent(
+    warehouse_target: WarehouseTarget,
+) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    batch = [window(BASE_MS + i * MIN, (("n", str(k)),), values=(1.0,)) for i in range(5)
+             for k in range(4)]  # fmt: skip
+    for revision in (1, 2, 3):  # a replay and a correction: superseded rows pile up in raw
+        warehouse.upsert_windows([dataclasses.replace(w, revision=revision) for w in batch])
+        time.sleep(0.005)
+    store = WarehouseDeadLetters(warehouse)
+    store.write([letter(1), letter(2)])
+    store.write([letter(1)])
+    before = warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + 5 * MIN)
+    duplicates = 3 if isinstance(warehouse, BigQueryWarehouse) else 1
+    assert raw_rows(warehouse, "metric_windows") == len(batch) * duplicates
+    assert warehouse.compact(3_600_000) in ({}, {t.name: 0 for t in TABLES})  # too young
+    done = threading.Event()
+
+    def keep_writing() -> None:  # compaction must be safe while writers run
+        i = 5
+        while not done.is_set():
+            warehouse.upsert_windows([window(BASE_MS + i * MIN, values=(2.0,))])
+            i += 1
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        removed = warehouse.compact(0)
+    finally:
+        done.set()
+        writer.join()
+    if isinstance(warehouse, BigQueryWarehouse):
+        assert removed["metric_windows"] == len(batch) * 2
+        assert removed["dead_letters"] == 1
+    else:
+        assert removed == {}
+    assert raw_rows(warehouse, "metric_windows") == seen(warehouse)[0]
+    assert raw_rows(warehouse, "dead_letters") == 2
+    assert warehouse.read_series("t1", "page_views", BASE_MS, BASE_MS + 5 * MIN) == before
+    assert [p.revision for _, points in before for p in points] == [3] * len(batch)
+    assert not any(warehouse.compact(0).values())  # idempotent
+
+
+def test_retention_expires_partitions_by_one_rule(warehouse_target: WarehouseTarget) -> None:
+    day = 86_400_000
+    now = BASE_MS + 40 * day
+    settings = warehouse_target.settings()
+    warehouse = open_warehouse(settings, timedelta(days=30))
+    warehouse.init()
+    cutoff = expiry_cutoff_ms(now, 30 * day)
+    assert cutoff % day == 0 and now - 31 * day < cutoff <= now - 30 * day + day
+    starts = [cutoff - day, cutoff - 1, cutoff, cutoff + day]
+    warehouse.upsert_windows([window(s - s % MIN) for s in starts])
+    warehouse.upsert_windows([window(cutoff - 1 - (cutoff - 1) % MIN, (("country", "fr"),))])
+    if isinstance(warehouse, BigQueryWarehouse):
+        for table in TABLES:  # BigQuery drops expired partitions by itself
+            raw = warehouse.client.get_table(warehouse.table_id(table.name + RAW_SUFFIX))
+            assert raw.time_partitioning.expiration_ms == 30 * day
+        shorter = open_warehouse(settings, timedelta(days=7))
+        shorter.init()  # the spec's retention changed: init updates the option
+        raw = warehouse.client.get_table(warehouse.table_id("metric_windows_raw"))
+        assert raw.time_partitioning.expiration_ms == 7 * day
+        assert warehouse.expire(now) == {}
+        return
+    assert warehouse.expire(now)["metric_windows"] == 3
+    left = [p.window_start for _, points in warehouse.read_series("t1", "page_views", 0, 2**50)
+            for p in points]  # fmt: skip
+    assert left == [cutoff, cutoff + day]
+    assert warehouse.expire(now)["metric_windows"] == 0
+
+
+def test_riffle_warehouse_compact_cli(warehouse_target: WarehouseTarget, tmp_path: Path) -> None:
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    recent = int(time.time() * 1000) // MIN * MIN - 60 * MIN  # inside the spec's retention
+    old = window(recent)
+    warehouse.upsert_windows([old])
+    warehouse.upsert_windows([dataclasses.replace(old, revision=2)])
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")},
+        "RIFFLE_WAREHOUSE": warehouse_target.url,
+        **({"RIFFLE_BIGQUERY_ENDPOINT": warehouse_target.endpoint} if warehouse_target.endpoint
+           else {}),
+    }  # fmt: skip
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "riffle.cli", "warehouse", "compact", "--min-age-minutes", "0"],
+            env=env, capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "warehouse compacted" in done.stdout
+    assert raw_rows(warehouse, "metric_windows") == seen(warehouse)[0] == 1
+    assert warehouse.read_series("t1", "page_views", recent, recent + MIN)[0][1][0].revision == 2
+
+
+@pytest.fixture
+def faulty(bq_emulator: Emulator) -> Iterator[tuple[FaultProxy, BigQueryWarehouse]]:
+    """A fresh dataset of the emulator, reached through a fault-injecting proxy."""
+    proxy = start_proxy(bq_emulator.endpoint)
+    warehouse = BigQueryWarehouse(
+        bq_emulator.project, f"f_{uuid.uuid4().hex[:12]}", endpoint=proxy.endpoint, timeout_s=5.0
+    )
+    warehouse.init()
+    try:
+        yield proxy, warehouse
+    finally:
+        proxy.stop()
+
+
+def test_429_and_503_are_retried_with_backoff_and_nothing_is_lost_or_doubled(
+    faulty: tuple[FaultProxy, BigQueryWarehouse],
+) -> None:
+    """BigQuery only: HTTP faults are what the emulator's clients see (DuckDB's
+    equivalent, a held lock, is the outage test above)."""
+    proxy, warehouse = faulty
+    writer: BatchWriter[Any] = BatchWriter(
+        warehouse.upsert_windows, max_rows=50, max_delay_s=0.05, max_buffer=200, give_up_s=600
+    )
+    rows = [window(BASE_MS + i * MIN, (("n", str(k)),), values=(1.0,)) for i in range(20)
+            for k in range(50)]  # fmt: skip
+    writer.write(rows[:100])
+    proxy.arm("reject", 429, path="/insertAll", seconds=4.0)  # throttled: nothing lands
+    producer = threading.Thread(target=writer.submit, args=(rows[100:],))
+    producer.start()
+    time.sleep(3.0)
+    assert writer.buffered == 200  # full, and no larger: the producer is held back
+    assert producer.is_alive()
+    while proxy.armed():
+        time.sleep(0.05)
+    throttled = [at for at, _, status in proxy.faulted if status == 429]
+    assert 3 <= len(throttled) <= 12  # retried, and not hammered: backoff between attempts
+    gaps = [b - a for a, b in itertools.pairwise(throttled)]
+    assert max(gaps) >= 0.4
+    # Lost answers: the rows land, the client hears 503 and writes them again.
+    proxy.arm("lose", 503, path="/insertAll", count=3)
+    producer.join(timeout=120)
+    writer.write([])
+    writer.close()
+    assert [s for _, _, s in proxy.faulted].count(503) == 3
+    assert seen(warehouse) == (1000, 1000.0)
+    assert stored(warehouse) > 1000  # duplicates in the raw table, none in the view
+    per_window = sql(
+        warehouse,
+        "SELECT count(*), sum(count) FROM {t}metric_windows GROUP BY window_start",
+    )
+    assert per_window == [(50, 50)] * 20

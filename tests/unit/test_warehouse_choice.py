@@ -12,7 +12,9 @@ from config.settings import Settings
 from operators.records import WindowResult
 from sinks.bigquery import BigQueryWarehouse, is_transient, row_id
 from sinks.errors import TransientSinkError
+from sinks.tables import METRIC_WINDOWS
 from sinks.warehouse import DuckDBWarehouse
+from sinks.warehouse_base import window_rows
 from sinks.warehouses import open_warehouse
 
 
@@ -50,10 +52,13 @@ def w(start: int, value: float, final: bool = True) -> WindowResult:
                         value, value, final, 1)  # fmt: skip
 
 
-def test_row_ids_follow_key_and_content() -> None:
-    assert row_id(w(0, 1.0)) == row_id(w(0, 1.0))
-    assert row_id(w(0, 1.0)) != row_id(w(0, 2.0))
-    assert row_id(w(0, 1.0)) != row_id(w(60_000, 1.0))
+def test_row_ids_follow_key_and_content_not_the_write_time() -> None:
+    def rid(window: WindowResult, now: int = 5) -> str:
+        return row_id(METRIC_WINDOWS, window_rows([window], now)[0])
+
+    assert rid(w(0, 1.0)) == rid(w(0, 1.0), now=6)
+    assert rid(w(0, 1.0)) != rid(w(0, 2.0))
+    assert rid(w(0, 1.0)) != rid(w(60_000, 1.0))
 
 
 def test_rollup_merges_exactly_and_recomputes_the_value() -> None:
