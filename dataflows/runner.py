@@ -20,6 +20,7 @@ from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
 from dataflows.outputs import RedisWindowsSink, WarehouseSink
+from dataflows.predictions import PredictionStoreSink
 from dataflows.telemetry import FlowTelemetry
 from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
@@ -96,6 +97,17 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             redis=(settings.redis_url, settings.redis_prefix),
         )
         if spec.alerts and settings.alert_webhook_url
+        else None,
+        # Like the model tables, the prediction tables exist in DuckDB only so far.
+        predictions=PredictionStoreSink(
+            settings.duckdb_path,
+            redis=(
+                settings.redis_url,
+                settings.redis_prefix,
+                int(spec.retention.hot.total_seconds()),
+            ),
+        )
+        if spec.predictions and settings.warehouse.startswith("duckdb:")
         else None,
     )
     return build_flow(
