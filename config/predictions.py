@@ -75,7 +75,7 @@ class PredictionSpec(_Strict):
     """An entity without its outcome this long after its first event is a negative."""
     features: list[FeatureSpec] = Field(default_factory=list, max_length=32)
     model: Literal["logistic", "forest"] = "logistic"
-    """``logistic``: standard-scaled logistic regression; ``forest``: adaptive random forest."""
+    """``logistic``: logistic regression (SGD); ``forest``: adaptive random forest (seeded)."""
     threshold: float = Field(0.5, gt=0, lt=1, description="Probability from which it says yes.")
     window: int = Field(1000, ge=10, le=100_000, description="Examples in the rolling metrics.")
     max_entities: int = Field(100_000, ge=10, le=10_000_000)

@@ -154,6 +154,12 @@ class PredictionLogic(StatefulBatchLogic[PredictionInput, PredictionOut, Predict
             out.extend(records)
         return out, self.RETAIN
 
+    def on_eof(self) -> tuple[list[PredictionOut], bool]:
+        # Only bounded inputs (files, tests) end: release what they held back.
+        if self.tracker is None:
+            return [], self.RETAIN
+        return self.tracker.flush(), self.RETAIN
+
     def snapshot(self) -> PredictionSnapshot:
         assert self.tracker is not None  # a key's logic exists only once an item came
         return self.name, self.tracker.snapshot()

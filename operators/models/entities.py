@@ -50,7 +50,7 @@ from typing import Any, Literal
 from config.predictions import PredictionSpec
 from operators.extract import getter, predicate
 from operators.models.classifier import ClassifierStats, OnlineClassifier
-from operators.watermark import NEVER
+from operators.watermark import IDLE, NEVER
 
 Update = tuple[str, str, Any]
 """``(op, name, value)``: ``count`` name (+1), ``cat`` field value, ``last``/``sum``/``max``."""
@@ -249,13 +249,24 @@ class EntityTracker:
         """
         if clock > self.clocks.get(partition, NEVER):
             self.clocks[partition] = clock
-        pending = self.pending
         for obs in observations:
-            pending.append((obs[3], partition, obs[4], obs))
+            self.pending.append((obs[3], partition, obs[4], obs))
         low = min(self.clocks.values(), default=NEVER)
-        watermark = low - self.lateness_ms if low != NEVER else NEVER
+        return self._release(low - self.lateness_ms if low != NEVER else NEVER)
+
+    def flush(self) -> list[PredictionOut]:
+        """At the end of a bounded input: release everything up to the newest clock.
+
+        Entities whose horizon the newest clock has not passed stay open.
+        """
+        newest = max((c for c in self.clocks.values() if c < IDLE), default=NEVER)
+        newest = max([newest, *(item[0] + 1 for item in self.pending)])
+        return self._release(newest)
+
+    def _release(self, watermark: int) -> list[PredictionOut]:
         if watermark <= self.watermark:
             return []
+        pending = self.pending
         self.watermark = watermark
         pending.sort(key=_order)
         cut = bisect.bisect_left(pending, watermark, key=lambda item: item[0])

@@ -306,10 +306,10 @@ def test_demo_purchase_propensity_beats_the_base_rate() -> None:
             elif r.status != "open":
                 resolved += 1
     assert stats is not None and resolved == stats.learned > 5000
-    # Measured (seed 4): log-loss 0.16 vs 0.21, ROC AUC 0.84, accuracy 0.95 vs 0.95.
-    assert stats.logloss < 0.9 * stats.base_logloss
-    assert stats.roc_auc > 0.75
-    assert stats.accuracy >= stats.base_accuracy
+    # Measured (seed 4): log-loss 0.066 vs 0.156, ROC AUC 0.985, accuracy 0.970 vs 0.964.
+    assert stats.logloss < 0.7 * stats.base_logloss
+    assert stats.roc_auc > 0.9
+    assert stats.accuracy > stats.base_accuracy
     assert 0.02 < stats.base_rate < 0.2
     # The demo's event bytes say which sessions bought: the tracker agrees.
     bought = {
