@@ -232,3 +232,15 @@ def test_series_models_of_a_snapshot_without_input_drift_still_apply() -> None:
     window = WindowResult("t", "m", (), 0, STEP, 1, 5.0, None, None, 5.0, True, 1)
     [record] = shard.apply(window, {})
     assert record.input_drifts == 0 and record.input_level == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 120), st.sampled_from([0, 7, 48]))
+def test_forecast_steps_equal_the_per_step_prediction(seed: int, horizon: int, season: int) -> None:
+    rng = random.Random(seed)
+    model = HoltWintersForecaster(step_ms=60_000, season=season)
+    for i in range(300):
+        model.learn_one(i * 60_000, 100 + 30 * math.sin(i / 7.6) + rng.gauss(0, 5))
+    for h, (ts, mean, low, high) in enumerate(model.forecast(horizon).points, 1):
+        expected, half = model._predict(h, ts)
+        assert (mean, low, high) == (expected, expected - half, expected + half)
