@@ -35,7 +35,7 @@ STEP = 300_000
 def _series(n: int, season: int, seed: int) -> list[tuple[int, float]]:
     rng = random.Random(seed)
     return [
-        (i * STEP, 100 + 30 * math.sin(2 * math.pi * i / season) + 0.01 * i + rng.gauss(0, 4))
+        (i * STEP, 100 + 30 * math.sin(2 * math.pi * i / season) + rng.gauss(0, 4))
         for i in range(n)
     ]
 
