@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import statistics
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from operators.models import insights
 
 BASE = 1_700_000_000_000
@@ -94,3 +97,24 @@ def test_the_feed_is_ordered_by_kind_then_strength() -> None:
     c = insights.Insight("unusual", "z", "u", 0.1)
     assert insights.ranked([a, b, c], 10) == [c, b, a]
     assert insights.ranked([a, b, c], 1) == [c]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(-1000, 1000), min_size=8, max_size=60),
+    st.integers(1, 100),
+    st.integers(-1000, 1000),
+)
+def test_trend_is_invariant_to_scale_and_offset_and_flips_when_reversed(
+    values: list[int], scale: int, offset: int
+) -> None:
+    base = insights.trend("m", _points([float(v) for v in values]), MIN)
+    moved = insights.trend("m", _points([float(v * scale + offset) for v in values]), MIN)
+    back = insights.trend("m", _points([float(v) for v in values[::-1]]), MIN)
+    assert (base is None) == (moved is None) == (back is None)
+    if base is not None and moved is not None and back is not None:
+        assert abs(base.numbers["tau"] - moved.numbers["tau"]) < 1e-9
+        assert abs(base.numbers["tau"] + back.numbers["tau"]) < 1e-9
+        assert (
+            abs(moved.numbers["slope_per_window"] - scale * base.numbers["slope_per_window"]) < 1e-6
+        )
