@@ -234,7 +234,8 @@ class EntityTracker:
         """Resume from a :meth:`snapshot` (``None``: start empty); returns ``self``."""
         if snapshot is not None:
             clocks, self.pending, self.tenants, self.watermark = pickle.loads(snapshot)  # noqa: S301 - our own snapshot
-            self.clocks.update(clocks)
+            # Partitions that no longer exist must not hold the watermark back.
+            self.clocks.update({p: c for p, c in clocks.items() if p in self.clocks})
         return self
 
     def apply(

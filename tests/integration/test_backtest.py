@@ -28,6 +28,7 @@ from operators.records import WindowResult
 from riffle.cli import app
 from sinks.model_store import ModelStore
 from sinks.warehouse import DuckDBWarehouse
+from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000
 START = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
@@ -167,3 +168,28 @@ def test_backtest_says_what_the_stream_said(stored: Path, tmp_path: Path) -> Non
         forecast=None,
     )
     assert gaussian.detector == "windowed_gaussian" and len(gaussian.flags) == 1400
+
+
+def test_backtest_reads_either_warehouse_engine(
+    warehouse_target: WarehouseTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    warehouse = warehouse_target.open()
+    warehouse.init()
+    windows = [w for w in _windows() if w.window_start < START + 300 * 5 * MIN]
+    warehouse.upsert_windows(windows)
+    monkeypatch.setenv("RIFFLE_SPEC", str(spec))
+    monkeypatch.setenv("RIFFLE_WAREHOUSE", warehouse_target.url)
+    if warehouse_target.endpoint is not None:
+        monkeypatch.setenv("RIFFLE_BIGQUERY_ENDPOINT", warehouse_target.endpoint)
+    monkeypatch.setenv("RIFFLE_DEFAULT_TENANT", "t1")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app, ["models", "backtest", "--metric", "views", "--start", str(START)]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("total: 2 series, 600 windows")
