@@ -101,6 +101,16 @@ def test_up_serves_live_windows_and_stops_on_ctrl_c(
         assert sent.json()["accepted"] == 1
         flow_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert "riffle_dataflow" in flow_metrics
+        # The prediction stage sees the demo's sessions live.
+        assert 'riffle_predictions_observations_total{prediction="purchase_propensity"}' in (
+            flow_metrics
+        )
+        base = f"http://127.0.0.1:{api_port}"
+        models = httpx.get(f"{base}/v1/models", headers=auth, timeout=15)
+        assert models.status_code == 200, models.text
+        assert models.json()["predictions"][0]["prediction"] == "purchase_propensity"
+        insights = httpx.get(f"{base}/v1/insights", headers=auth, timeout=30)
+        assert insights.status_code == 200, insights.text
         for name in ("dataflow", "api", "producer"):
             assert (tmp_path / ".riffle" / "logs" / f"{name}.log").stat().st_size > 0
 
