@@ -137,7 +137,8 @@ class EntityExtractor:
                 continue
             if plan.filter is not None and not plan.filter(event):
                 continue
-            updates: list[Update] = [("count", "events", 1), ("count", f"n_{kind}", 1)]
+            # Interned names: a snapshot's pickle then holds each name once.
+            updates: list[Update] = [("count", "events", 1), ("count", sys.intern(f"n_{kind}"), 1)]
             for get, path, feature_kind, agg in plan.features:
                 value = get(event)
                 if value is None or isinstance(value, dict | list):
@@ -145,7 +146,7 @@ class EntityExtractor:
                 if feature_kind == "category":
                     text = str(value).lower() if isinstance(value, bool) else str(value)
                     if agg == "count":
-                        updates.append(("count", f"{path}={text}", 1))
+                        updates.append(("count", sys.intern(f"{path}={text}"), 1))
                     else:
                         updates.append(("cat", path, text))
                 elif isinstance(value, int | float) and not isinstance(value, bool):
