@@ -249,12 +249,17 @@ class EntityTracker:
         per tenant touched. Records of entities depend on the events only;
         the stats are those after the whole release.
         """
-        if clock > self.clocks.get(partition, NEVER):
-            self.clocks[partition] = clock
+        # A partition's updates come in order: its newest clock is its clock (it
+        # moves back only from IDLE, when a partition that had nothing delivers).
+        self.clocks[partition] = clock
         for obs in observations:
             self.pending.append((obs[3], partition, obs[4], obs))
         low = min(self.clocks.values(), default=NEVER)
-        return self._release(low - self.lateness_ms if low != NEVER else NEVER)
+        if low == NEVER or low >= IDLE:
+            # Some partition has not reported, or none ever delivered: no evidence
+            # of time passing (as in the windows stage).
+            return []
+        return self._release(low - self.lateness_ms)
 
     def flush(self) -> list[PredictionOut]:
         """At the end of a bounded input: release everything up to the newest clock.

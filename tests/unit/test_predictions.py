@@ -313,3 +313,18 @@ def test_demo_purchase_propensity_beats_the_base_rate() -> None:
     assert stats.roc_auc > 0.9
     assert stats.accuracy >= stats.base_accuracy
     assert 0.02 < stats.base_rate < 0.2
+
+
+def test_idle_partitions_hold_nothing_back_and_all_idle_releases_nothing() -> None:
+    from operators.watermark import IDLE
+
+    tracker = _tracker(("p0", "p1"))
+    obs = _observe([_event("view", "s1", BASE)])
+    assert tracker.apply("p1", IDLE, []) == []
+    out = tracker.apply("p0", BASE + 5_000, obs)
+    assert [r.entity_id for r in out if isinstance(r, PredictionRecord)] == ["s1"]
+    # The idle partition now delivers: its clock counts again.
+    assert tracker.apply("p1", BASE + 2_000, []) == []
+    assert tracker.clocks["p1"] == BASE + 2_000
+    alone = _tracker(("p0",))
+    assert alone.apply("p0", IDLE, []) == []
