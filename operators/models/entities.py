@@ -281,18 +281,24 @@ class EntityTracker:
         out: dict[tuple[str, str], PredictionRecord] = {}
         resolved: list[PredictionRecord] = []
         touched: set[str] = set()
+
+        def settle(record: PredictionRecord) -> None:
+            # A resolution replaces the episode's open record; a new episode of
+            # the same id after it in this release adds a new one.
+            resolved.append(record)
+            out.pop((record.tenant, record.entity_id), None)
+
         for ts, _, _, (tenant, _, entity_id, _, _, outcome, updates) in released:
             state = self.tenants.get(tenant)
             if state is None:
                 state = self.tenants[tenant] = _Tenant(self.spec)
             touched.add(tenant)
-            self._expire(tenant, state, ts, resolved.append)
+            self._expire(tenant, state, ts, settle)
             entity = state.entities.get(entity_id)
             if outcome:
                 if entity is not None:
                     del state.entities[entity_id]
-                    resolved.append(self._resolve(tenant, state, entity_id, entity, ts, True))
-                    out.pop((tenant, entity_id), None)
+                    settle(self._resolve(tenant, state, entity_id, entity, ts, True))
                 continue
             if entity is None:
                 entity = state.entities[entity_id] = _Entity(ts)
@@ -304,11 +310,9 @@ class EntityTracker:
             out[(tenant, entity_id)] = self._record(tenant, state, entity_id, entity)
         for tenant, state in self.tenants.items():
             before = len(resolved)
-            self._expire(tenant, state, watermark, resolved.append)
+            self._expire(tenant, state, watermark, settle)
             if len(resolved) > before:
                 touched.add(tenant)
-        for record in resolved:
-            out.pop((record.tenant, record.entity_id), None)
         stats = [
             ModelStatsRecord(
                 tenant,

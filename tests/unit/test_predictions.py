@@ -328,3 +328,14 @@ def test_idle_partitions_hold_nothing_back_and_all_idle_releases_nothing() -> No
     assert tracker.clocks["p1"] == BASE + 2_000
     alone = _tracker(("p0",))
     assert alone.apply("p0", IDLE, []) == []
+
+
+def test_a_new_episode_after_a_resolution_in_the_same_release_stays_open() -> None:
+    events = [
+        _event("view", "s1", BASE),
+        _event("view", "s1", BASE + 61_000),  # past the horizon: s1 expired, a new episode
+    ]
+    out = _tracker().apply("p0", BASE + 70_000, _observe(events))
+    rows = [(r.entity_id, r.status, r.ts) for r in out if isinstance(r, PredictionRecord)]
+    # In this order, so the sinks' last write is the open episode.
+    assert rows == [("s1", "negative", BASE + 60_000), ("s1", "open", BASE + 61_000)]
