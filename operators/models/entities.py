@@ -97,7 +97,7 @@ PredictionOut = PredictionRecord | ModelStatsRecord
 
 
 class _Compiled:
-    __slots__ = ("events", "features", "filter", "key", "outcome", "outcome_filter")
+    __slots__ = ("events", "features", "filter", "key", "names", "outcome", "outcome_filter")
 
     def __init__(self, spec: PredictionSpec) -> None:
         self.key = getter(spec.key)
@@ -105,11 +105,29 @@ class _Compiled:
         self.filter = predicate(spec.filter)
         self.outcome = spec.outcome.event
         self.outcome_filter = predicate(spec.outcome.filter)
-        self.features = tuple((getter(f.path), f.path, f.kind, f.agg) for f in spec.features)
+        self.features = tuple(
+            (getter(f.path), f.path, f.kind, f.agg, f.path + "=") for f in spec.features
+        )
+        self.names: dict[tuple[str, str], str] = {}
+        """Feature names built from event values, interned once (bounded)."""
+
+    def name(self, prefix: str, value: str) -> str:
+        """``prefix + value``, interned: a snapshot's pickle then holds each name once."""
+        key = (prefix, value)
+        found = self.names.get(key)
+        if found is None:
+            if len(self.names) >= 10_000:
+                self.names.clear()
+            found = self.names[key] = sys.intern(prefix + value)
+        return found
 
 
 class EntityExtractor:
-    """Observations of every prediction from one enriched event (stateless, shared)."""
+    """Observations of every prediction from one enriched event.
+
+    Shared by a process's partitions; holds no recoverable state, only a
+    bounded cache of interned feature names.
+    """
 
     __slots__ = ("_plans", "lateness_ms")
 
@@ -137,16 +155,18 @@ class EntityExtractor:
                 continue
             if plan.filter is not None and not plan.filter(event):
                 continue
-            # Interned names: a snapshot's pickle then holds each name once.
-            updates: list[Update] = [("count", "events", 1), ("count", sys.intern(f"n_{kind}"), 1)]
-            for get, path, feature_kind, agg in plan.features:
+            updates: list[Update] = [
+                ("count", "events", 1),
+                ("count", plan.name("n_", str(kind)), 1),
+            ]
+            for get, path, feature_kind, agg, prefix in plan.features:
                 value = get(event)
                 if value is None or isinstance(value, dict | list):
                     continue
                 if feature_kind == "category":
                     text = str(value).lower() if isinstance(value, bool) else str(value)
                     if agg == "count":
-                        updates.append(("count", sys.intern(f"{path}={text}"), 1))
+                        updates.append(("count", plan.name(prefix, text), 1))
                     else:
                         updates.append(("cat", path, text))
                 elif isinstance(value, int | float) and not isinstance(value, bool):
