@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from riffle.stack import free_port
 from tests.conftest import RedisTarget
@@ -111,6 +112,20 @@ def test_up_serves_live_windows_and_stops_on_ctrl_c(
         assert models.json()["predictions"][0]["prediction"] == "purchase_propensity"
         insights = httpx.get(f"{base}/v1/insights", headers=auth, timeout=30)
         assert insights.status_code == 200, insights.text
+        # A live session's purchase propensity, served from Redis.
+        hot = redis.Redis.from_url(redis_url.url)
+        pattern = f"{redis_url.prefix}-up:*:prediction:session:*"
+        entity = None
+        deadline = time.monotonic() + 60
+        while entity is None and time.monotonic() < deadline:
+            entity = next(hot.scan_iter(match=pattern, count=1000), None)
+            time.sleep(0.5)
+        assert entity is not None, "no prediction reached Redis"
+        session = entity.decode().rsplit(":", 1)[-1]
+        got = httpx.get(f"{base}/v1/predictions/session/{session}", headers=auth, timeout=15)
+        assert got.status_code == 200, got.text
+        [prediction] = got.json()["predictions"]
+        assert 0 < prediction["probability"] < 1
         for name in ("dataflow", "api", "producer"):
             assert (tmp_path / ".riffle" / "logs" / f"{name}.log").stat().st_size > 0
 
