@@ -244,3 +244,20 @@ def test_forecast_steps_equal_the_per_step_prediction(seed: int, horizon: int, s
     for h, (ts, mean, low, high) in enumerate(model.forecast(horizon).points, 1):
         expected, half = model._predict(h, ts)
         assert (mean, low, high) == (expected, expected - half, expected + half)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e12, 1e12), st.sampled_from([math.nan, math.inf, -math.inf])),
+        max_size=200,
+    )
+)
+def test_input_drift_takes_any_floats_and_counts_what_it_reports(values: list[float]) -> None:
+    from operators.models.drift import InputDrift
+
+    watch = InputDrift()
+    found = sum(watch.update(v) for v in values)
+    assert found == watch.detections
+    finite = [v for v in values if math.isfinite(v)]
+    assert math.isfinite(watch.level) or not finite
