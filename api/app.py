@@ -25,7 +25,9 @@ from api.ratelimit import RateLimitHeaders
 from api.routes import acks as ack_routes
 from api.routes import alerts as alert_routes
 from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from api.routes import insights as insight_routes
 from api.routes import models as model_routes
+from api.routes import predictions as prediction_routes
 from api.telemetry import RequestTelemetry
 from config.settings import Settings, get_settings
 from config.spec import load_spec
@@ -84,6 +86,8 @@ def create_app(
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
     app.include_router(model_routes.router, dependencies=read)
+    app.include_router(prediction_routes.router, dependencies=read)
+    app.include_router(insight_routes.router, dependencies=read)
     app.include_router(alert_routes.router, dependencies=read)
     app.include_router(alert_routes.silences_router)
     app.include_router(ack_routes.router)

@@ -32,6 +32,8 @@ from config.enrichment import reference_problems as enrichment_problems
 from config.errors import SpecError
 from config.models import AnomalySpec, ForecastSpec
 from config.notifications import NotificationsSpec, notification_problems
+from config.predictions import OutcomeSpec, PredictionSpec
+from config.predictions import problems as prediction_problems
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
@@ -175,6 +177,10 @@ class MetricSpec(_Strict):
         return self.window.size_ms
 
 
+OutcomeSpec.model_rebuild(_types_namespace={"Condition": Condition})
+PredictionSpec.model_rebuild(_types_namespace={"Condition": Condition})
+
+
 class RetentionSpec(_Strict):
     """How long windows are kept: ``hot`` in Redis, ``warehouse`` in the warehouse."""
 
@@ -195,6 +201,8 @@ class PipelineSpec(_Strict):
     """Alert rules (``config.alerts``), evaluated on final windows."""
     notifications: NotificationsSpec | None = None
     """Receivers, routing, grouping, inhibition and mute intervals (``config.notifications``)."""
+    predictions: list[PredictionSpec] = Field(default_factory=list)
+    """Online classifiers of entities (``config.predictions``)."""
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -268,6 +276,7 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
         yield from enrichment_problems(spec.enrichment, spec.event_types)
     yield from alert_problems(spec.alerts, spec.metrics)
     yield from notification_problems(spec.notifications)
+    yield from prediction_problems(spec.predictions, spec.event_types)
 
 
 def _describe(

@@ -19,6 +19,7 @@ from dataflows.telemetry import FlowTelemetry
 from operators.enrich import Enricher, EnrichmentPlan
 from operators.extract import MetricPlan
 from operators.ingest import EventCheck, Partial, PartitionIngest
+from operators.models.entities import EntityExtractor, Observation
 from operators.records import DeadLetter, WindowResult
 from operators.watermark import NEVER, PartitionClock
 from operators.windows import BucketSnapshot, BucketWindows, WindowRule
@@ -63,7 +64,18 @@ class BucketUpdate:
     partials: list[Partial]
 
 
-IngestOut = BucketUpdate | list[DeadLetter]
+@dataclass(frozen=True, slots=True)
+class EntityUpdate:
+    """One partition's news for the prediction stage: its clock and observations."""
+
+    partition: str
+    clock: int
+    observations: list[Observation]
+    late: int = 0
+    """Events of this batch too late for the predictions."""
+
+
+IngestOut = BucketUpdate | list[DeadLetter] | EntityUpdate
 ClockSnapshot = tuple[str, int, int, bytes | None]
 """``(partition, max_ts, clock, enricher state)``; whether the reader is caught
 up is not state: after a restart the source says so again."""
@@ -91,6 +103,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         resume: ClockSnapshot | None,
         enrichment: EnrichmentPlan | None = None,
         validate: EventCheck | None = None,
+        observer: EntityExtractor | None = None,
     ) -> None:
         clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
@@ -108,6 +121,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
             clock=clock,
             enricher=enricher,
             validate=validate,
+            observer=observer,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.lateness_ms = lateness_ms
@@ -121,6 +135,8 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         wm = self.ingest.clock
         out: list[IngestOut] = []
         partials: dict[int, list[Partial]] = {}
+        observations: list[Observation] = []
+        late = 0
         for poll in values:
             if not self.partition:
                 self.partition = poll.partition
@@ -135,7 +151,9 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
                 out.append(result.dead)
             for bucket, items in result.partials.items():
                 partials.setdefault(bucket, []).extend(items)
-        self._updates(out, partials, now)
+            observations.extend(result.observations)
+            late += result.unobserved_late
+        self._updates(out, partials, now, observations, late)
         return out, self.RETAIN
 
     def on_notify(self) -> tuple[list[IngestOut], bool]:
@@ -161,9 +179,18 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         self.telemetry.snapshotted("ingest", _slot(self), snap, time.perf_counter() - started)
         return snap
 
-    def _updates(self, out: list[IngestOut], partials: dict[int, list[Partial]], now: int) -> None:
+    def _updates(
+        self,
+        out: list[IngestOut],
+        partials: dict[int, list[Partial]],
+        now: int,
+        observations: list[Observation] | None = None,
+        late: int = 0,
+    ) -> None:
         reported = self.ingest.clock.reported
         moved = reported != self._reported
+        if self.ingest.observer is not None and (observations or moved or late):
+            out.append(EntityUpdate(self.partition, reported, observations or [], late))
         self._reported = reported
         if moved and reported != NEVER:
             self.telemetry.watermark_lag.labels(self.partition).set(

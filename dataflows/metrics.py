@@ -26,10 +26,12 @@ from config.spec import PipelineSpec
 from dataflows.alerts import alert_stage
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
 from dataflows.models import model_stage
+from dataflows.predictions import prediction_stage
 from dataflows.telemetry import FlowTelemetry
 from operators.alerts import AlertTransition
 from operators.enrich import compile_enrichment
 from operators.extract import compile_plans
+from operators.models.entities import EntityExtractor, PredictionOut
 from operators.models.series import ModelRecord
 from operators.records import DeadLetter, WindowResult
 from operators.schemas import EventValidator
@@ -51,6 +53,8 @@ class FlowOutputs:
     """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
     alerts: Sink[AlertTransition] | None = None
     """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
+    predictions: Sink[PredictionOut] | None = None
+    """Per-entity predictions of the spec's ``predictions:``; ``None`` to skip that stage."""
 
 
 def build_flow(
@@ -78,6 +82,8 @@ def build_flow(
     idle_ms = int(settings.idle_seconds * 1000)
     partial_ms = int(settings.partial_interval_seconds * 1000)
     parts = list(partitions)
+    predict = outputs.predictions is not None and bool(spec.predictions)
+    observer = EntityExtractor(spec.predictions, lateness_ms) if predict else None
 
     flow = Dataflow(flow_id)
     polls = op.input("source", flow, source)
@@ -95,9 +101,15 @@ def build_flow(
             resume=resume,
             enrichment=enrichment,
             validate=validate,
+            observer=observer,
         ),
     )
-    routed = op.branch("route", op.key_rm("drop_partition_key", ingested), _is_update)
+    items = op.key_rm("drop_partition_key", ingested)
+    if predict and outputs.predictions is not None:
+        items = prediction_stage(
+            items, spec, partitions=parts, lateness_ms=lateness_ms, sink=outputs.predictions
+        )
+    routed = op.branch("route", items, _is_update)
     dead: Stream[DeadLetter] = op.flat_map("dead_letters", routed.falses, _letters)
     op.output("dead_letter_sink", dead, outputs.dead_letters)
     updates = op.map("key_by_bucket", routed.trues, _by_bucket)

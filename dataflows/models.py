@@ -36,6 +36,7 @@ from operators.models.series import (
     ShardModels,
 )
 from operators.records import Dims, WindowResult
+from sinks.model_health_store import ModelHealthStore
 from sinks.model_store import ModelStore, RedisModelStore
 from sinks.warehouses import open_warehouse
 
@@ -76,6 +77,34 @@ class ModelTelemetry:
             registry=registry,
         )
 
+        self.input_drifts = Counter(
+            "riffle_models_input_drift",
+            "ADWIN drifts of the modelled series' input values, by metric.",
+            ["metric"],
+            registry=registry,
+        )
+        self.input_level = Gauge(
+            "riffle_models_input_level",
+            "Mean input value in ADWIN's current window of the last series updated, by metric.",
+            ["metric"],
+            registry=registry,
+        )
+        self.alert_rate = Gauge(
+            "riffle_models_alert_rate",
+            "Share of scored windows labelled anomaly since the process started,"
+            " by detector and metric.",
+            ["detector", "metric"],
+            registry=registry,
+        )
+        self.skill = Gauge(
+            "riffle_models_forecast_skill",
+            "1 - MAE / seasonal-naive MAE of the last forecast series updated (> 0: better"
+            " than seasonal-naive), by metric.",
+            ["metric"],
+            registry=registry,
+        )
+        self._counts: dict[tuple[str, str], list[int]] = {}
+
     def record(self, records: list[ModelRecord]) -> None:
         for r in records:
             model = "detector" if isinstance(r, AnomalyRecord) else "forecaster"
@@ -83,13 +112,22 @@ class ModelTelemetry:
                 self.drifts.labels(r.metric, model).inc()
             if r.error_level:
                 self.error_level.labels(r.metric, model).set(r.error_level)
+            if r.input_drift:
+                self.input_drifts.labels(r.metric).inc()
+            if r.input_level:
+                self.input_level.labels(r.metric).set(r.input_level)
             if isinstance(r, AnomalyRecord):
                 self.scored.labels(r.detector).inc()
+                counts = self._counts.setdefault((r.detector, r.metric), [0, 0])
+                counts[0] += 1
                 if r.result.label == "anomaly":
                     self.alerts.labels(r.detector, r.metric).inc()
+                    counts[1] += 1
+                self.alert_rate.labels(r.detector, r.metric).set(counts[1] / counts[0])
             elif r.skill.n:
                 self.smape.labels(r.metric, "holt_winters").set(r.skill.smape)
                 self.smape.labels(r.metric, "seasonal_naive").set(r.skill.naive_smape)
+                self.skill.labels(r.metric).set(r.skill.skill)
 
 
 @lru_cache(maxsize=1)
@@ -164,7 +202,7 @@ def model_stage(
 
 
 class ModelStoreSink(DynamicSink[ModelRecord]):
-    """Model records into the warehouse's ``anomalies`` and ``forecasts`` tables (upserts);
+    """Model records into the warehouse's ``anomalies``, ``forecasts`` and ``model_health``.
     ``warehouse`` is settings naming either engine, or a DuckDB file.
 
     With ``redis`` (url, prefix, hot TTL in seconds) each batch is also
@@ -185,15 +223,18 @@ class ModelStoreSink(DynamicSink[ModelRecord]):
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[ModelRecord]:
-        store = ModelStore(open_warehouse(self.warehouse))
-        if self.redis is None:
-            return _Partition("models", store.write, self.give_up_s)
-        url, prefix, ttl = self.redis
-        hot = RedisModelStore(redis_client.Redis.from_url(url), prefix, ttl)
+        warehouse = open_warehouse(self.warehouse)
+        store, health = ModelStore(warehouse), ModelHealthStore(warehouse)
+        hot = None
+        if self.redis is not None:
+            url, prefix, ttl = self.redis
+            hot = RedisModelStore(redis_client.Redis.from_url(url), prefix, ttl)
 
         def write(records: list[ModelRecord]) -> None:
             store.write(records)
-            hot.write(records)
+            health.write(records)
+            if hot is not None:
+                hot.write(records)
 
         return _Partition("models", write, self.give_up_s)
 

@@ -20,6 +20,7 @@ from dataflows.deadletter_sink import DeadLetterFanoutSink
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
 from dataflows.outputs import RedisWindowsSink, WarehouseSink
+from dataflows.predictions import PredictionStoreSink
 from dataflows.telemetry import FlowTelemetry
 from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
@@ -85,6 +86,16 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             topic_partitions=settings.topic_partitions,
         )
         if spec.alerts
+        else None,
+        predictions=PredictionStoreSink(
+            settings,
+            redis=(
+                settings.redis_url,
+                settings.redis_prefix,
+                int(spec.retention.hot.total_seconds()),
+            ),
+        )
+        if spec.predictions
         else None,
     )
     return build_flow(

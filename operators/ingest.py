@@ -24,6 +24,7 @@ from operators.aggregators import Agg, add, add_item, frozen, new_agg
 from operators.enrich import Enricher
 from operators.envelope import EnvelopeError, check, decode
 from operators.extract import MetricPlan
+from operators.models.entities import EntityExtractor, Observation
 from operators.records import DeadLetter, Dims
 from operators.watermark import PartitionClock
 
@@ -60,6 +61,10 @@ class BatchResult:
     """Late events each metric dropped."""
     corrected: dict[str, int] = field(default_factory=dict)
     """Late events each metric folded into a correction."""
+    observations: list[Observation] = field(default_factory=list)
+    """What the events told the spec's predictions (with an ``observer``)."""
+    unobserved_late: int = 0
+    """Events too late for the predictions (behind the clock less the observer's lateness)."""
 
 
 class PartitionIngest:
@@ -71,6 +76,7 @@ class PartitionIngest:
         "clock",
         "default_tenant",
         "enricher",
+        "observer",
         "plans",
         "source",
         "validate",
@@ -86,8 +92,10 @@ class PartitionIngest:
         clock: PartitionClock,
         enricher: Enricher | None = None,
         validate: EventCheck | None = None,
+        observer: EntityExtractor | None = None,
     ) -> None:
         self.plans = plans
+        self.observer = observer
         self.validate = validate
         self.source = source
         self.default_tenant = default_tenant
@@ -129,6 +137,12 @@ class PartitionIngest:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
             now_clock = clock.value
+            observer = self.observer
+            if observer is not None:
+                if ts >= now_clock - observer.lateness_ms:
+                    result.observations.extend(observer.observe(event, tenant, ts, offset))
+                else:
+                    result.unobserved_late += 1
             dropped_by: list[str] = []
             behind = 0
             for plan, read in contributions:

@@ -269,7 +269,92 @@ ALERTS = TableDef(
 """One row per alert transition (:class:`operators.alerts.AlertTransition`);
 ``ts`` is its event time (``at`` is a reserved word in DuckDB)."""
 
-TABLES: tuple[TableDef, ...] = (METRIC_WINDOWS, DEAD_LETTERS, ANOMALIES, FORECASTS, ALERTS)
+MODEL_HEALTH = TableDef(
+    name="model_health",
+    columns=(
+        Column("tenant", "STRING", True),
+        Column("metric", "STRING", True),
+        Column("series_id", "STRING", True),
+        Column("model", "STRING", True),
+        Column("dims", "STRING", True),
+        Column("window_start", "TIMESTAMP", True),
+        Column("drifts", "INT64", True),
+        Column("error_level", "FLOAT64", True),
+        Column("input_drifts", "INT64", True),
+        Column("input_level", "FLOAT64", True),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "metric", "series_id", "model"),
+    partition_by="window_start",
+    cluster_by=("tenant", "metric"),
+    keep=("window_start DESC", "updated_at DESC"),
+    stamp="updated_at",
+)
+"""The newest cumulative health figures of each series' model (``detector`` or
+``forecaster``): ADWIN drifts and level of its errors and of the series' input
+(:mod:`sinks.model_health_store`)."""
+
+PREDICTIONS = TableDef(
+    name="predictions",
+    columns=(
+        Column("tenant", "STRING", True),
+        Column("entity_type", "STRING", True),
+        Column("entity_id", "STRING", True),
+        Column("prediction", "STRING", True),
+        Column("ts", "TIMESTAMP", True),
+        Column("probability", "FLOAT64", True),
+        Column("status", "STRING", True),
+        Column("events", "INT64", True),
+        Column("learned", "INT64", True),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "entity_type", "entity_id", "prediction"),
+    partition_by="ts",
+    cluster_by=("tenant", "entity_type"),
+    keep=("updated_at DESC",),
+    stamp="updated_at",
+)
+"""The newest probability of each entity per prediction, with its status
+(``open``, ``positive``, ``negative``) and the event time it refers to
+(:mod:`sinks.prediction_store`)."""
+
+PREDICTION_MODELS = TableDef(
+    name="prediction_models",
+    columns=(
+        Column("tenant", "STRING", True),
+        Column("prediction", "STRING", True),
+        Column("entity_type", "STRING", True),
+        Column("watermark", "TIMESTAMP", True),
+        Column("learned", "INT64", True),
+        Column("positives", "INT64", True),
+        Column("logloss", "FLOAT64", True),
+        Column("base_logloss", "FLOAT64", True),
+        Column("roc_auc", "FLOAT64", True),
+        Column("accuracy", "FLOAT64", True),
+        Column("base_accuracy", "FLOAT64", True),
+        Column("open_entities", "INT64", True),
+        Column("dropped", "INT64", True),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "prediction"),
+    partition_by="watermark",
+    cluster_by=("tenant",),
+    keep=("updated_at DESC",),
+    stamp="updated_at",
+)
+"""Each prediction model's rolling accuracy beside the base-rate baseline, as of
+the watermark of its latest release (:mod:`sinks.prediction_store`)."""
+
+TABLES: tuple[TableDef, ...] = (
+    METRIC_WINDOWS,
+    DEAD_LETTERS,
+    ANOMALIES,
+    FORECASTS,
+    ALERTS,
+    MODEL_HEALTH,
+    PREDICTIONS,
+    PREDICTION_MODELS,
+)
 """Every table ``riffle warehouse init`` creates."""
 
 RAW_SUFFIX = "_raw"

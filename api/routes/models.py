@@ -11,9 +11,12 @@ from fastapi import APIRouter, Query
 
 from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
+from api.routes.predictions import model_summary
 from api.times import parse_instant
 from config.spec import PipelineSpec
+from sinks.model_health_store import ModelHealthStore
 from sinks.model_store import ModelStore, RedisModelStore
+from sinks.prediction_store import PredictionStore
 
 router = APIRouter(tags=["models"])
 
@@ -119,7 +122,14 @@ def get_forecasts(
 
 @router.get("/v1/models", operation_id="listModels", summary="Health of every model")
 def list_models(app: ServicesDep, spec: Spec, tenant: Tenant) -> dict[str, Any]:
-    """Configured models per metric, with alert rate and forecast skill measured so far."""
+    """Configured models per metric and their health: alert rate, forecast skill, drifts.
+
+    ``health`` holds per metric the anomaly rows (series, alert rate) and the
+    forecast rows (mean sMAPE/MAE beside seasonal-naive, ``skill`` = 1 - MAE /
+    naive MAE); ``monitoring`` the ADWIN drifts of each model's errors and of
+    the series' inputs; ``predictions`` each per-entity model's rolling
+    accuracy beside its base-rate baseline.
+    """
     configured = [
         {
             "metric": m.name,
@@ -129,4 +139,26 @@ def list_models(app: ServicesDep, spec: Spec, tenant: Tenant) -> dict[str, Any]:
         for m in spec.metrics
         if m.anomaly is not None or m.forecast is not None
     ]
-    return {"configured": configured, "health": _store(app).health(tenant)}
+    health = _store(app).health(tenant)
+    for row in health:
+        if row["kind"] == "forecast":
+            naive = row["naive_mae"]
+            row["skill"] = 1.0 - row["mae"] / naive if naive else None
+    monitoring = ModelHealthStore(app.warehouse).summary(tenant)
+    learned = {m["prediction"]: m for m in PredictionStore(app.warehouse).models(tenant)}
+    predictions = [
+        {
+            "prediction": p.name,
+            "entity_type": p.entity,
+            "model": p.model,
+            "horizon": p.model_dump(mode="json")["horizon"],
+            "stats": model_summary(learned[p.name]) if p.name in learned else None,
+        }
+        for p in spec.predictions
+    ]
+    return {
+        "configured": configured,
+        "health": health,
+        "monitoring": monitoring,
+        "predictions": predictions,
+    }

@@ -42,3 +42,40 @@ class ErrorDrift:
     def level(self) -> float:
         """The mean error of ADWIN's current window."""
         return float(self.adwin.estimation)
+
+
+class InputDrift:
+    """ADWIN over a series' raw window values: did the input's level change?
+
+    River's ADWIN bounds the difference of two sub-window means by their
+    variance, so it needs no scaling of the values. Counts detections and
+    keeps the mean of the current window.
+    """
+
+    __slots__ = ("adwin", "detections")
+
+    def __init__(self, delta: float = 0.002) -> None:
+        self.adwin = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+        self.detections = 0
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"adwin": self.adwin, "detections": self.detections}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.adwin = state["adwin"]  # type: ignore[assignment]
+        self.detections = int(state["detections"])  # type: ignore[call-overload]
+
+    def update(self, value: float) -> bool:
+        """Learn one finite value (others are ignored); ``True`` when a drift was just found."""
+        if value != value or value in (float("inf"), float("-inf")):
+            return False
+        self.adwin.update(value)  # type: ignore[no-untyped-call]
+        found = bool(self.adwin.drift_detected)
+        if found:
+            self.detections += 1
+        return found
+
+    @property
+    def level(self) -> float:
+        """The mean value of ADWIN's current window."""
+        return float(self.adwin.estimation)

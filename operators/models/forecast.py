@@ -187,11 +187,29 @@ class HoltWintersForecaster:
         return mean, half
 
     def forecast(self, horizon: int) -> Forecast:
-        """The next ``horizon`` windows after the last one learned."""
+        """The next ``horizon`` windows after the last one learned.
+
+        Same numbers as :meth:`_predict` per step, with its sums carried from
+        one step to the next (linear in ``horizon`` instead of quadratic).
+        """
+        phi, alpha, beta, gamma = self.phi, self.alpha, self.beta, self.gamma
+        z = _normal_quantile(0.5 + self.level / 2)
         points = []
+        damp_sum = 0.0
+        factor, acc = 1.0, 0.0
         for h in range(1, horizon + 1):
             ts = self._last_ts + h * self.step_ms
-            mean, half = self._predict(h, ts)
+            damp_sum += phi**h
+            if h > 1:
+                j = h - 1
+                acc += phi**j
+                c = alpha * (1 + beta * acc)
+                if self.season and j % self.season == 0:
+                    c += gamma * (1 - alpha)
+                factor += c * c
+            seas = self._seasonal[self._slot(ts)] if self.season else 0.0
+            mean = self._level + damp_sum * self._trend + seas
+            half = z * math.sqrt(self._err_var * factor) * self._mult
             points.append((ts, mean, mean - half, mean + half))
         return Forecast(self._last_ts, self.level, tuple(points))
 

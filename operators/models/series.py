@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from config.models import AnomalySpec, ForecastSpec
 from operators.models.base import AnomalyDetector, AnomalyScore, Forecast, label_for
-from operators.models.drift import ErrorDrift
+from operators.models.drift import ErrorDrift, InputDrift
 from operators.models.forecast import ForecastSkill, HoltWintersForecaster, _smape
 from operators.models.registry import make_detector
 from operators.records import Dims, WindowResult
@@ -37,6 +37,12 @@ class AnomalyRecord:
     drift: bool = False
     """ADWIN found the detector's error level changed at this window."""
     error_level: float = 0.0
+    drifts: int = 0
+    """Error drifts of this series' detector so far."""
+    input_drift: bool = False
+    """ADWIN found the series' input level changed at this window."""
+    input_drifts: int = 0
+    input_level: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,13 @@ class ForecastRecord:
     drift: bool = False
     """ADWIN found the one-step forecast error level changed at this window."""
     error_level: float = 0.0
+    drifts: int = 0
+    """Error drifts of this series' forecaster so far."""
+    input_drift: bool = False
+    """ADWIN found the series' input level changed at this window (set on the
+    forecast record only when the series has no detector, so it counts once)."""
+    input_drifts: int = 0
+    input_level: float = 0.0
 
 
 ModelRecord = AnomalyRecord | ForecastRecord
@@ -71,6 +84,7 @@ class SeriesModels:
         "detector_drift",
         "forecast_drift",
         "forecaster",
+        "input_drift",
         "last_anomaly",
         "last_forecast",
         "last_start",
@@ -95,6 +109,7 @@ class SeriesModels:
             )
         self.detector_drift = ErrorDrift() if self.detector is not None else None
         self.forecast_drift = ErrorDrift() if self.forecaster is not None else None
+        self.input_drift = InputDrift()
         self.last_start = -1
         self.last_anomaly: AnomalyRecord | None = None
         self.last_forecast: ForecastRecord | None = None
@@ -126,6 +141,10 @@ class ShardModels:
                 return [r for r in (models.last_anomaly, models.last_forecast) if r is not None]
             return []
         out: list[ModelRecord] = []
+        inputs = getattr(models, "input_drift", None)  # absent in snapshots before it existed
+        in_drift = inputs.update(window.value) if inputs is not None else False
+        in_count = inputs.detections if inputs is not None else 0
+        in_level = inputs.level if inputs is not None else 0.0
         if models.detector is not None:
             result = models.detector.update(window.window_start, window.value)
             if anomaly is not None and result.label not in ("learning",):
@@ -145,6 +164,10 @@ class ShardModels:
                 result,
                 drifted,
                 level,
+                watch.detections if watch is not None else 0,
+                in_drift,
+                in_count,
+                in_level,
             )
             out.append(models.last_anomaly)
         if models.forecaster is not None:
@@ -166,6 +189,10 @@ class ShardModels:
                 models.forecaster.skill,
                 f_drifted,
                 f_level,
+                f_watch.detections if f_watch is not None else 0,
+                in_drift and models.detector is None,
+                in_count,
+                in_level,
             )
             out.append(models.last_forecast)
         models.last_start = window.window_start

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from riffle.stack import free_port
 from tests.conftest import RedisTarget
@@ -101,6 +102,30 @@ def test_up_serves_live_windows_and_stops_on_ctrl_c(
         assert sent.json()["accepted"] == 1
         flow_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert "riffle_dataflow" in flow_metrics
+        # The prediction stage sees the demo's sessions live.
+        assert 'riffle_predictions_observations_total{prediction="purchase_propensity"}' in (
+            flow_metrics
+        )
+        base = f"http://127.0.0.1:{api_port}"
+        models = httpx.get(f"{base}/v1/models", headers=auth, timeout=15)
+        assert models.status_code == 200, models.text
+        assert models.json()["predictions"][0]["prediction"] == "purchase_propensity"
+        insights = httpx.get(f"{base}/v1/insights", headers=auth, timeout=30)
+        assert insights.status_code == 200, insights.text
+        # A live session's purchase propensity, served from Redis.
+        hot = redis.Redis.from_url(redis_url.url)
+        pattern = f"{redis_url.prefix}-up:*:prediction:session:*"
+        entity = None
+        deadline = time.monotonic() + 60
+        while entity is None and time.monotonic() < deadline:
+            entity = next(hot.scan_iter(match=pattern, count=1000), None)
+            time.sleep(0.5)
+        assert entity is not None, "no prediction reached Redis"
+        session = entity.decode().rsplit(":", 1)[-1]
+        got = httpx.get(f"{base}/v1/predictions/session/{session}", headers=auth, timeout=15)
+        assert got.status_code == 200, got.text
+        [prediction] = got.json()["predictions"]
+        assert 0 < prediction["probability"] < 1
         for name in ("dataflow", "api", "producer"):
             assert (tmp_path / ".riffle" / "logs" / f"{name}.log").stat().st_size > 0
 

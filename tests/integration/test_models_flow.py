@@ -106,6 +106,18 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(
     top = max(rows, key=lambda r: r["score"])
     assert top["window_start"] == 695 * 5 * MIN and top["label"] == "anomaly"
     assert registry.get_sample_value("riffle_models_scored_total", {"detector": "riffle"}) == 1401
+    alerts = registry.get_sample_value(
+        "riffle_models_alerts_total", {"detector": "riffle", "metric": "views"}
+    )
+    rate = registry.get_sample_value(
+        "riffle_models_alert_rate", {"detector": "riffle", "metric": "views"}
+    )
+    assert alerts is not None and rate == alerts / 1401
+    skill = registry.get_sample_value("riffle_models_forecast_skill", {"metric": "views"})
+    assert skill is not None and -1 < skill < 1
+    # The sine's level moves through the day: ADWIN sees the inputs drift.
+    in_drifts = registry.get_sample_value("riffle_models_input_drift_total", {"metric": "views"})
+    assert in_drifts is not None and in_drifts > 0
     # ADWIN watches the errors of both models; the error level gauges are set.
     for model in ("detector", "forecaster"):
         level = registry.get_sample_value(
@@ -132,6 +144,15 @@ def test_model_stage_writes_scores_and_forecasts_the_api_serves(
     models = http.get("/v1/models").json()
     assert models["configured"][0]["metric"] == "views"
     assert {h["kind"] for h in models["health"]} == {"anomaly", "forecast"}
+    [fc_health] = [h for h in models["health"] if h["kind"] == "forecast"]
+    assert fc_health["skill"] == 1 - fc_health["mae"] / fc_health["naive_mae"]
+    # Drift of errors and of inputs, per metric and model, from model_health.
+    monitoring = {(m["metric"], m["model"]): m for m in models["monitoring"]}
+    assert set(monitoring) == {("views", "detector"), ("views", "forecaster")}
+    assert monitoring[("views", "detector")]["series"] == 2
+    assert 0 < monitoring[("views", "detector")]["error_level"] < 1
+    assert monitoring[("views", "detector")]["input_drifts"] >= 0
+    assert models["predictions"] == []
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -202,3 +202,62 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
     old = type(det).__new__(type(det))
     old.__setstate__(state)
     assert 0.0 <= old.update(300 * STEP, 50.0).score <= 1.0
+
+
+def test_input_drift_sees_a_level_shift_in_raw_values_and_pickles() -> None:
+    from operators.models.drift import InputDrift
+
+    rng = random.Random(4)
+    watch = InputDrift()
+    # Raw values, any scale: ADWIN's bound is variance-aware.
+    assert not any(watch.update(5000 + rng.gauss(0, 50)) for _ in range(800))
+    clone = pickle.loads(pickle.dumps(watch))
+    later = [6000 + rng.gauss(0, 50) for _ in range(200)]
+    first = [watch.update(v) for v in later]
+    assert any(first) and first.index(True) < 50
+    assert [clone.update(v) for v in later] == first
+    assert watch.update(math.nan) is False and watch.update(math.inf) is False
+    assert 5900 < watch.level < 6100
+
+
+def test_series_models_of_a_snapshot_without_input_drift_still_apply() -> None:
+    from config.models import AnomalySpec
+    from operators.models.series import SeriesModels, ShardModels
+    from operators.records import WindowResult
+
+    old = SeriesModels(STEP, AnomalySpec(), None)
+    del old.input_drift  # as pickled before the slot existed
+    shard = ShardModels({"m": (STEP, AnomalySpec(), None)})
+    shard.series[("t", "m", ())] = pickle.loads(pickle.dumps(old))
+    window = WindowResult("t", "m", (), 0, STEP, 1, 5.0, None, None, 5.0, True, 1)
+    [record] = shard.apply(window, {})
+    assert record.input_drifts == 0 and record.input_level == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 120), st.sampled_from([0, 7, 48]))
+def test_forecast_steps_equal_the_per_step_prediction(seed: int, horizon: int, season: int) -> None:
+    rng = random.Random(seed)
+    model = HoltWintersForecaster(step_ms=60_000, season=season)
+    for i in range(300):
+        model.learn_one(i * 60_000, 100 + 30 * math.sin(i / 7.6) + rng.gauss(0, 5))
+    for h, (ts, mean, low, high) in enumerate(model.forecast(horizon).points, 1):
+        expected, half = model._predict(h, ts)
+        assert (mean, low, high) == (expected, expected - half, expected + half)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e12, 1e12), st.sampled_from([math.nan, math.inf, -math.inf])),
+        max_size=200,
+    )
+)
+def test_input_drift_takes_any_floats_and_counts_what_it_reports(values: list[float]) -> None:
+    from operators.models.drift import InputDrift
+
+    watch = InputDrift()
+    found = sum(watch.update(v) for v in values)
+    assert found == watch.detections
+    finite = [v for v in values if math.isfinite(v)]
+    assert math.isfinite(watch.level) or not finite

@@ -1,0 +1,400 @@
+"""Per-entity predictions: features from enriched events, outcomes later in the same stream.
+
+Two halves, split where the dataflow splits:
+
+* :class:`EntityExtractor` runs in the ingest stage on every enriched event
+  that is not late and turns it into compact :data:`Observation` tuples —
+  the entity id, the event time, the Kafka offset, whether it is the
+  prediction's outcome, and the feature updates it brings — so the event
+  itself never travels further.
+* :class:`EntityTracker` is the state of one prediction (all tenants): each
+  tenant's :class:`~operators.models.classifier.OnlineClassifier` and its
+  open entities with their features.
+
+**Event time, deterministic on replay.** Observations reach the tracker from
+several source partitions in any interleaving. The tracker keeps every
+partition's clock and releases observations only once the watermark — the
+slowest partition's clock less the lateness — has passed them, in
+``(ts, partition, offset)`` order. Since the ingest stage drops observations
+behind its own partition's clock less the same lateness, nothing released
+later can sort before what was released, so the sequence of feature
+updates, resolutions and learning steps is a function of the events alone,
+whatever the batching, polling or restarts.
+
+**Outcomes.** An entity opens at its first feature event and resolves as a
+positive when its outcome event comes within ``horizon`` of that first event,
+or as a negative once event time passes ``first + horizon`` without it. The
+classifier learns from the features *before* the outcome event (so the
+outcome never leaks into its own example), predicting first (prequential).
+A later event of a resolved entity opens a new episode.
+
+**Bounded state.** Entities open in event-time order and all share one
+horizon, so their deadlines are in insertion order: they live in an
+``OrderedDict`` and expire from its front. At most ``max_entities`` per
+tenant stay open; beyond that the oldest are dropped without learning
+(counted in ``dropped``). The snapshot is one pickle (bytes), so Bytewax's
+per-epoch deep copy costs a bytes copy.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import pickle
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from config.predictions import PredictionSpec
+from operators.extract import getter, predicate
+from operators.models.classifier import ClassifierStats, OnlineClassifier
+from operators.watermark import IDLE, NEVER
+
+Update = tuple[str, str, Any]
+"""``(op, name, value)``: ``count`` name (+1), ``cat`` field value, ``last``/``sum``/``max``."""
+
+Observation = tuple[str, int, str, int, int, bool, tuple[Update, ...]]
+"""``(tenant, prediction index, entity id, ts, offset, is outcome, updates)``."""
+
+Status = Literal["open", "positive", "negative"]
+
+MAX_ENTITY_ID = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """An entity's current probability (``open``) or its resolution, with the model's stats."""
+
+    tenant: str
+    prediction: str
+    entity_type: str
+    entity_id: str
+    ts: int
+    """Event time of the entity's last event (open) or of its resolution."""
+    probability: float
+    status: Status
+    events: int
+    learned: int
+    """Examples the tenant's model had learned when it gave ``probability`` (its version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatsRecord:
+    """A tenant's model after a release: its rolling accuracy and its entity bookkeeping."""
+
+    tenant: str
+    prediction: str
+    entity_type: str
+    watermark: int
+    stats: ClassifierStats
+    open_entities: int
+    dropped: int
+
+
+PredictionOut = PredictionRecord | ModelStatsRecord
+
+
+class _Compiled:
+    __slots__ = ("events", "features", "filter", "key", "names", "outcome", "outcome_filter")
+
+    def __init__(self, spec: PredictionSpec) -> None:
+        self.key = getter(spec.key)
+        self.events = frozenset(spec.events) or None
+        self.filter = predicate(spec.filter)
+        self.outcome = spec.outcome.event
+        self.outcome_filter = predicate(spec.outcome.filter)
+        self.features = tuple(
+            (getter(f.path), f.path, f.kind, f.agg, f.path + "=") for f in spec.features
+        )
+        self.names: dict[tuple[str, str], str] = {}
+        """Feature names built from event values, interned once (bounded)."""
+
+    def name(self, prefix: str, value: str) -> str:
+        """``prefix + value``, interned: a snapshot's pickle then holds each name once."""
+        key = (prefix, value)
+        found = self.names.get(key)
+        if found is None:
+            if len(self.names) >= 10_000:
+                self.names.clear()
+            found = self.names[key] = sys.intern(prefix + value)
+        return found
+
+
+class EntityExtractor:
+    """Observations of every prediction from one enriched event.
+
+    Shared by a process's partitions; holds no recoverable state, only a
+    bounded cache of interned feature names.
+    """
+
+    __slots__ = ("_plans", "lateness_ms")
+
+    def __init__(self, predictions: Sequence[PredictionSpec], lateness_ms: int) -> None:
+        self._plans = tuple(_Compiled(p) for p in predictions)
+        self.lateness_ms = lateness_ms
+
+    def observe(
+        self, event: dict[str, Any], tenant: str, ts: int, offset: int
+    ) -> list[Observation]:
+        """What ``event`` tells each prediction (nothing when it carries no entity id)."""
+        out: list[Observation] = []
+        kind = event.get("type")
+        for index, plan in enumerate(self._plans):
+            raw = plan.key(event)
+            if raw is None or raw == "" or type(raw) not in (str, int):
+                continue
+            entity = str(raw)
+            if len(entity) > MAX_ENTITY_ID:
+                continue
+            if kind == plan.outcome and (plan.outcome_filter is None or plan.outcome_filter(event)):
+                out.append((tenant, index, entity, ts, offset, True, ()))
+                continue
+            if plan.events is not None and kind not in plan.events:
+                continue
+            if plan.filter is not None and not plan.filter(event):
+                continue
+            updates: list[Update] = [
+                ("count", "events", 1),
+                ("count", plan.name("n_", str(kind)), 1),
+            ]
+            for get, path, feature_kind, agg, prefix in plan.features:
+                value = get(event)
+                if value is None or isinstance(value, dict | list):
+                    continue
+                if feature_kind == "category":
+                    text = str(value).lower() if isinstance(value, bool) else str(value)
+                    if agg == "count":
+                        updates.append(("count", plan.name(prefix, text), 1))
+                    else:
+                        updates.append(("cat", path, text))
+                elif isinstance(value, int | float) and not isinstance(value, bool):
+                    number = float(value)
+                    if math.isfinite(number):
+                        updates.append((agg, path, number))
+            out.append((tenant, index, entity, ts, offset, False, tuple(updates)))
+        return out
+
+
+class _Entity:
+    """One open entity: first and last event time, numeric features and categories."""
+
+    __slots__ = ("cats", "first", "last", "n", "values")
+
+    def __init__(self, ts: int) -> None:
+        self.first = ts
+        self.last = ts
+        self.n = 0
+        self.values: dict[str, float] = {}
+        self.cats: dict[str, str] = {}
+
+    def __getstate__(self) -> tuple[int, int, int, dict[str, float], dict[str, str]]:
+        return (self.first, self.last, self.n, self.values, self.cats)
+
+    def __setstate__(self, state: tuple[int, int, int, dict[str, float], dict[str, str]]) -> None:
+        self.first, self.last, self.n, self.values, self.cats = state
+
+    def apply(self, ts: int, updates: Iterable[Update]) -> None:
+        self.last = max(self.last, ts)
+        self.n += 1
+        values = self.values
+        for op, key, value in updates:
+            name = sys.intern(key)  # pickled once per snapshot, not once per entity
+            if op == "count":
+                values[name] = values.get(name, 0.0) + 1.0
+            elif op == "cat":
+                self.cats[name] = sys.intern(value)
+            elif op == "sum":
+                values[name] = values.get(name, 0.0) + value
+            elif op == "max":
+                values[name] = max(values.get(name, value), value)
+            else:
+                values[name] = value
+
+    def features(self) -> dict[str, float]:
+        """The model's input: log-scaled counts and sums, the age, one-hot categories."""
+        x = {name: math.copysign(math.log1p(abs(v)), v) for name, v in self.values.items()}
+        x["age_s"] = math.log1p((self.last - self.first) / 1000)
+        for field, value in self.cats.items():
+            x[f"{field}={value}"] = 1.0
+        return x
+
+
+class _Tenant:
+    __slots__ = ("dropped", "entities", "model")
+
+    def __init__(self, spec: PredictionSpec) -> None:
+        self.model = OnlineClassifier(
+            spec.model, window=spec.window, threshold=spec.threshold, seed=spec.seed
+        )
+        self.entities: OrderedDict[str, _Entity] = OrderedDict()
+        self.dropped = 0
+
+
+class EntityTracker:
+    """The state of one prediction over every tenant; see the module docstring."""
+
+    def __init__(
+        self, spec: PredictionSpec, partitions: Sequence[str], *, lateness_ms: int
+    ) -> None:
+        self.spec = spec
+        self.lateness_ms = lateness_ms
+        self.clocks: dict[str, int] = dict.fromkeys(partitions, NEVER)
+        self.pending: list[tuple[int, str, int, Observation]] = []
+        self.tenants: dict[str, _Tenant] = {}
+        self.watermark = NEVER
+
+    def snapshot(self) -> bytes:
+        """The whole state as one pickle (clocks, pending observations, models, entities)."""
+        return pickle.dumps(
+            (self.clocks, self.pending, self.tenants, self.watermark), pickle.HIGHEST_PROTOCOL
+        )
+
+    def restore(self, snapshot: bytes | None) -> EntityTracker:
+        """Resume from a :meth:`snapshot` (``None``: start empty); returns ``self``."""
+        if snapshot is not None:
+            clocks, self.pending, self.tenants, self.watermark = pickle.loads(snapshot)  # noqa: S301 - our own snapshot
+            # Partitions that no longer exist must not hold the watermark back.
+            self.clocks.update({p: c for p, c in clocks.items() if p in self.clocks})
+        return self
+
+    def apply(
+        self, partition: str, clock: int, observations: Sequence[Observation]
+    ) -> list[PredictionOut]:
+        """Take one partition's clock and observations; return what the watermark released.
+
+        The result holds every resolution, then the newest state of each
+        entity still open that was touched, then one :class:`ModelStatsRecord`
+        per tenant touched. Records of entities depend on the events only;
+        the stats are those after the whole release.
+        """
+        # A partition's updates come in order: its newest clock is its clock (it
+        # moves back only from IDLE, when a partition that had nothing delivers).
+        self.clocks[partition] = clock
+        for obs in observations:
+            self.pending.append((obs[3], partition, obs[4], obs))
+        low = min(self.clocks.values(), default=NEVER)
+        if low == NEVER or low >= IDLE:
+            # Some partition has not reported, or none ever delivered: no evidence
+            # of time passing (as in the windows stage).
+            return []
+        return self._release(low - self.lateness_ms)
+
+    def flush(self) -> list[PredictionOut]:
+        """At the end of a bounded input: release everything up to the newest clock.
+
+        Entities whose horizon the newest clock has not passed stay open.
+        """
+        newest = max((c for c in self.clocks.values() if c < IDLE), default=NEVER)
+        newest = max([newest, *(item[0] + 1 for item in self.pending)])
+        return self._release(newest)
+
+    def _release(self, watermark: int) -> list[PredictionOut]:
+        if watermark <= self.watermark:
+            return []
+        pending = self.pending
+        self.watermark = watermark
+        pending.sort(key=_order)
+        cut = bisect.bisect_left(pending, watermark, key=lambda item: item[0])
+        released, self.pending = pending[:cut], pending[cut:]
+        out: dict[tuple[str, str], PredictionRecord] = {}
+        resolved: list[PredictionRecord] = []
+        touched: set[str] = set()
+
+        def settle(record: PredictionRecord) -> None:
+            # A resolution replaces the episode's open record; a new episode of
+            # the same id after it in this release adds a new one.
+            resolved.append(record)
+            out.pop((record.tenant, record.entity_id), None)
+
+        for ts, _, _, (tenant, _, entity_id, _, _, outcome, updates) in released:
+            state = self.tenants.get(tenant)
+            if state is None:
+                state = self.tenants[tenant] = _Tenant(self.spec)
+            touched.add(tenant)
+            self._expire(tenant, state, ts, settle)
+            entity = state.entities.get(entity_id)
+            if outcome:
+                if entity is not None:
+                    del state.entities[entity_id]
+                    settle(self._resolve(tenant, state, entity_id, entity, ts, True))
+                continue
+            if entity is None:
+                entity = state.entities[entity_id] = _Entity(ts)
+                while len(state.entities) > self.spec.max_entities:
+                    gone, _ = state.entities.popitem(last=False)
+                    state.dropped += 1
+                    out.pop((tenant, gone), None)
+            entity.apply(ts, updates)
+            out[(tenant, entity_id)] = self._record(tenant, state, entity_id, entity)
+        for tenant, state in self.tenants.items():
+            before = len(resolved)
+            self._expire(tenant, state, watermark, settle)
+            if len(resolved) > before:
+                touched.add(tenant)
+        stats = [
+            ModelStatsRecord(
+                tenant,
+                self.spec.name,
+                self.spec.entity,
+                watermark,
+                self.tenants[tenant].model.stats,
+                len(self.tenants[tenant].entities),
+                self.tenants[tenant].dropped,
+            )
+            for tenant in sorted(touched)
+        ]
+        return [*resolved, *out.values(), *stats]
+
+    def _expire(
+        self, tenant: str, state: _Tenant, now: int, emit: Callable[[PredictionRecord], None]
+    ) -> None:
+        horizon = self.spec.horizon_ms
+        entities = state.entities
+        while entities:
+            entity_id, entity = next(iter(entities.items()))
+            if entity.first + horizon >= now:
+                return
+            entities.popitem(last=False)
+            emit(self._resolve(tenant, state, entity_id, entity, entity.first + horizon, False))
+
+    def _resolve(
+        self, tenant: str, state: _Tenant, entity_id: str, entity: _Entity, ts: int, positive: bool
+    ) -> PredictionRecord:
+        p = state.model.learn_one(entity.features(), positive)
+        return PredictionRecord(
+            tenant,
+            self.spec.name,
+            self.spec.entity,
+            entity_id,
+            ts,
+            p,
+            "positive" if positive else "negative",
+            entity.n,
+            state.model.learned - 1,
+        )
+
+    def _record(
+        self, tenant: str, state: _Tenant, entity_id: str, entity: _Entity
+    ) -> PredictionRecord:
+        return PredictionRecord(
+            tenant,
+            self.spec.name,
+            self.spec.entity,
+            entity_id,
+            entity.last,
+            state.model.predict_proba(entity.features()),
+            "open",
+            entity.n,
+            state.model.learned,
+        )
+
+    def open_entities(self, tenant: str) -> int:
+        """How many entities of ``tenant`` are open."""
+        state = self.tenants.get(tenant)
+        return 0 if state is None else len(state.entities)
+
+
+def _order(item: tuple[int, str, int, Observation]) -> tuple[int, str, int]:
+    return item[0], item[1], item[2]

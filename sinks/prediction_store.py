@@ -1,0 +1,184 @@
+"""Per-entity predictions in the warehouse and in Redis (hot).
+
+Tables (defined once in :mod:`sinks.tables`, either warehouse engine;
+last-write-wins upserts, so a replayed release rewrites the same rows):
+
+``predictions``
+    one row per (tenant, entity type, entity id, prediction): the newest
+    probability, the status (``open``, ``positive``, ``negative``), the event
+    time it refers to, the entity's event count and the model's learned
+    count when it answered.
+``prediction_models``
+    one row per (tenant, prediction): the model's rolling log-loss, ROC AUC
+    and accuracy beside the base-rate baseline, learned and positive counts,
+    open and dropped entities, and the watermark of the release.
+
+Redis (``P`` prefix, ``T`` tenant, ``E`` entity type), both HASHes of JSON
+rows shaped like the table rows, TTL the spec's hot retention:
+``P:T:prediction:E:ID`` (prediction name → entity row) and
+``P:T:prediction-model:E`` (prediction name → model row).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
+from sinks.tables import PREDICTION_MODELS, PREDICTIONS
+from sinks.warehouse_base import Warehouse
+from sinks.warehouse_query import Cmp, Select
+
+_ENTITY_COLUMNS = ("prediction", "ts", "probability", "status", "events", "learned")
+_MODEL_COLUMNS = (
+    "prediction", "entity_type", "watermark", "learned", "positives", "logloss", "base_logloss",
+    "roc_auc", "accuracy", "base_accuracy", "open_entities", "dropped",
+)  # fmt: skip
+
+
+def _split(
+    records: Sequence[PredictionOut],
+) -> tuple[list[PredictionRecord], list[ModelStatsRecord]]:
+    """The last record per key of each kind, in first-seen key order."""
+    entities: dict[tuple[str, str, str, str], PredictionRecord] = {}
+    models: dict[tuple[str, str], ModelStatsRecord] = {}
+    for r in records:
+        if isinstance(r, PredictionRecord):
+            entities[(r.tenant, r.entity_type, r.entity_id, r.prediction)] = r
+        else:
+            models[(r.tenant, r.prediction)] = r
+    return list(entities.values()), list(models.values())
+
+
+def entity_row(r: PredictionRecord) -> dict[str, Any]:
+    """A prediction record as the API row."""
+    return {
+        "prediction": r.prediction,
+        "ts": r.ts,
+        "probability": r.probability,
+        "status": r.status,
+        "events": r.events,
+        "learned": r.learned,
+    }
+
+
+def model_row(r: ModelStatsRecord) -> dict[str, Any]:
+    """A model stats record as the API row."""
+    s = r.stats
+    return {
+        "prediction": r.prediction,
+        "entity_type": r.entity_type,
+        "watermark": r.watermark,
+        "learned": s.learned,
+        "positives": s.positives,
+        "logloss": s.logloss,
+        "base_logloss": s.base_logloss,
+        "roc_auc": s.roc_auc,
+        "accuracy": s.accuracy,
+        "base_accuracy": s.base_accuracy,
+        "open_entities": r.open_entities,
+        "dropped": r.dropped,
+    }
+
+
+class PredictionStore:
+    """Reads and writes of the prediction tables in a warehouse (either engine)."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+
+    def write(self, records: Sequence[PredictionOut]) -> None:
+        """Upsert a batch (the last record per key wins)."""
+        entities, models = _split(records)
+        now = int(time.time() * 1000)
+        if entities:
+            self.warehouse.upsert(
+                PREDICTIONS,
+                [
+                    {
+                        **entity_row(r),
+                        "tenant": r.tenant,
+                        "entity_type": r.entity_type,
+                        "entity_id": r.entity_id,
+                        "updated_at": now,
+                    }
+                    for r in entities
+                ],
+            )
+        if models:
+            self.warehouse.upsert(
+                PREDICTION_MODELS,
+                [{**model_row(m), "tenant": m.tenant, "updated_at": now} for m in models],
+            )
+
+    def entity(self, tenant: str, entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+        """Every prediction's newest row for one entity, by prediction name."""
+        return self.warehouse.select(
+            Select(
+                PREDICTIONS,
+                columns=_ENTITY_COLUMNS,
+                where=(
+                    Cmp("tenant", "=", tenant),
+                    Cmp("entity_type", "=", entity_type),
+                    Cmp("entity_id", "=", entity_id),
+                ),
+                order_by=("prediction ASC",),
+            )
+        )
+
+    def models(self, tenant: str) -> list[dict[str, Any]]:
+        """Every prediction model of ``tenant`` with its rolling accuracy."""
+        return self.warehouse.select(
+            Select(
+                PREDICTION_MODELS,
+                columns=_MODEL_COLUMNS,
+                where=(Cmp("tenant", "=", tenant),),
+                order_by=("prediction ASC",),
+            )
+        )
+
+
+class RedisPredictionStore:
+    """The hot copy of the prediction rows; key layout in the module docstring."""
+
+    def __init__(self, client: Any, prefix: str, hot_ttl_seconds: int) -> None:
+        if hot_ttl_seconds <= 0:
+            raise ValueError(f"hot_ttl_seconds must be positive (got {hot_ttl_seconds})")
+        self.client = client
+        self.prefix = prefix
+        self.ttl_ms = hot_ttl_seconds * 1000
+
+    def entity_key(self, tenant: str, entity_type: str, entity_id: str) -> str:
+        return f"{self.prefix}:{tenant}:prediction:{entity_type}:{entity_id}"
+
+    def model_key(self, tenant: str, entity_type: str) -> str:
+        return f"{self.prefix}:{tenant}:prediction-model:{entity_type}"
+
+    def write(self, records: Sequence[PredictionOut]) -> None:
+        """Upsert a batch in one pipelined round trip; the last record per key wins."""
+        entities, models = _split(records)
+        if not entities and not models:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for r in entities:
+            key = self.entity_key(r.tenant, r.entity_type, r.entity_id)
+            pipe.hset(key, r.prediction, orjson.dumps(entity_row(r)))
+            pipe.pexpire(key, self.ttl_ms)
+        for m in models:
+            key = self.model_key(m.tenant, m.entity_type)
+            pipe.hset(key, m.prediction, orjson.dumps(model_row(m)))
+            pipe.pexpire(key, self.ttl_ms)
+        pipe.execute()
+
+    def entity(self, tenant: str, entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+        """Like :meth:`PredictionStore.entity`, from the hot copy."""
+        raw = self.client.hgetall(self.entity_key(tenant, entity_type, entity_id))
+        return sorted((orjson.loads(v) for v in raw.values()), key=lambda r: r["prediction"])
+
+    def models(self, tenant: str, entity_type: str) -> list[dict[str, Any]]:
+        """Like :meth:`PredictionStore.models` for one entity type, from the hot copy."""
+        raw = self.client.hgetall(self.model_key(tenant, entity_type))
+        return sorted((orjson.loads(v) for v in raw.values()), key=lambda r: r["prediction"])
