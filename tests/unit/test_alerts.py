@@ -183,6 +183,8 @@ def test_nodata_when_the_series_stops_and_back_when_it_returns() -> None:
     out += ev.advance(3 * MIN)
     assert states(out) == [(1, "firing")]
     out += ev.advance(4 * MIN)
+    assert states(out) == [(1, "firing")]  # the window ending at 4 may still come
+    out += ev.advance(5 * MIN)
     out += ev.observe(obs(5, 1))
     assert states(out) == [(1, "firing"), (4, "nodata"), (5, "normal")]
 
@@ -292,7 +294,7 @@ def test_nodata_when_a_series_stops(values: list[int | None], gap_m: int) -> Non
         at = (i + 1) * MIN
         ev.advance(at)
         [inst] = ev.instances.values() if ev.instances else [None]
-        if inst is not None and last_seen is not None and at - last_seen >= gap_m * MIN:
+        if inst is not None and last_seen is not None and at - last_seen > gap_m * MIN:
             assert inst.machine.state == "nodata"
         if v is not None:
             ev.observe(obs(i + 1, float(v)))
