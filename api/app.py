@@ -22,6 +22,7 @@ from api.collect import build_collect
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.ratelimit import RateLimitHeaders
+from api.routes import alert_rules as alert_rule_routes
 from api.routes import alerts as alert_routes
 from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
 from api.routes import models as model_routes
@@ -83,6 +84,8 @@ def create_app(
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
     app.include_router(model_routes.router, dependencies=read)
+    app.include_router(alert_rule_routes.router)
+    app.include_router(alert_rule_routes.router)
     app.include_router(alert_routes.router, dependencies=read)
     app.include_router(alert_routes.silences_router)
     app.include_router(health.router, dependencies=[Depends(operational_guard)])

@@ -21,6 +21,7 @@ from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.models import ModelStoreSink
 from dataflows.outputs import RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
+from sinks.rule_store import AlertRuleStore
 from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
 from sources.pubsub import PubSubSource
@@ -88,14 +89,17 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             kafka=(settings.kafka_servers, ALERTS_TOPIC),
             topic_partitions=settings.topic_partitions,
         )
-        if spec.alerts
+        if spec.alerts or settings.alert_api_rules
+        else None,
+        alert_rules=AlertRuleStore.from_url(settings.redis_url, settings.redis_prefix)
+        if settings.alert_api_rules
         else None,
         notifications=WebhookSink(
             settings.alert_webhook_url,
             settings.alert_webhook_secret.get_secret_value().encode(),
             redis=(settings.redis_url, settings.redis_prefix),
         )
-        if spec.alerts and settings.alert_webhook_url
+        if (spec.alerts or settings.alert_api_rules) and settings.alert_webhook_url
         else None,
     )
     return build_flow(
