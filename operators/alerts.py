@@ -430,6 +430,8 @@ class RuleEvaluator:
         m.last_eval = at
         m.last_seen = at
         breached, shown = self._condition(inst, at, value, score, commit=True)
+        if breached is None and m.state == "nodata":
+            breached = False  # data is back, even if it cannot be judged yet
         if breached is None:
             return self._settle(key, inst, None, at, shown)
         change = m.step(at, breached, self.rule.for_ms, self.rule.keep_firing_ms)
@@ -469,7 +471,7 @@ class RuleEvaluator:
         if change is None:
             return []
         inst.shown = base
-        return [self._record(inst, key, change, at, shown)]
+        return [self._record(inst, key, change, at, shown, machine=base)]
 
     def _join(self, key: str, inst: Instance, obs: Observation) -> list[AlertTransition]:
         """Forecast rules: pair each window's final value with the interval issued for it."""
@@ -506,7 +508,16 @@ class RuleEvaluator:
         value: float | None,
         interval: Interval | None = None,
     ) -> list[AlertTransition]:
-        return [] if change is None else [self._record(inst, key, change, at, value, interval)]
+        """``change`` as a transition; a provisional raise still announced (NoData came
+        before the window's final) is where the change starts from."""
+        if change is None:
+            return []
+        if inst.shown is not None:
+            change = (inst.shown.state, change[1])
+            inst.shown = None
+            if change[0] == change[1]:
+                return []
+        return [self._record(inst, key, change, at, value, interval)]
 
     def _record(
         self,
@@ -516,7 +527,11 @@ class RuleEvaluator:
         at: int,
         value: float | None,
         interval: Interval | None = None,
+        *,
+        machine: Machine | None = None,
     ) -> AlertTransition:
+        """``machine``: the (provisional) machine that made the change; the instance's own
+        by default."""
         rule = self.rule
         labels = dict(inst.group)
         labels.update(rule.labels)
@@ -546,7 +561,7 @@ class RuleEvaluator:
             to_state=change[1],
             at=at,
             value=value,
-            active_at=inst.machine.active_at,
+            active_at=(machine or inst.machine).active_at,
             annotations=render_annotations(rule.annotations, context),
         )
 
