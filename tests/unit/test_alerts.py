@@ -8,7 +8,6 @@ import pickle
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from pydantic import TypeAdapter
 
 from config.alerts import AlertRule, ForecastRule, ThresholdRule
