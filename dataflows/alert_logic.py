@@ -88,6 +88,16 @@ class PartitionClock:
     clock: int
 
 
+@dataclass(frozen=True, slots=True)
+class RuleTick:
+    """A final window ending at ``at`` went through the fan-out: every shard applies the
+    rule changes in force by then (their transitions are stamped with the change's own
+    time, so applying them on a tick rather than on the next item changes nothing but
+    when they are emitted)."""
+
+    at: int
+
+
 @dataclass
 class AlertShardState:
     """What a shard's snapshot holds: instances per rule key, the shard's clock, how many
@@ -192,8 +202,8 @@ class RuleFeed:
         return out
 
 
-AlertItem = tuple[str, Observation | PartitionClock]
-"""``(rule key, observation)`` or ``(CLOCK, partition clock)``."""
+AlertItem = tuple[str, Observation | PartitionClock | RuleTick]
+"""``(rule key, observation)``, or ``(CLOCK, partition clock or rule tick)``."""
 
 
 class FanOut:
@@ -209,6 +219,7 @@ class FanOut:
         self.shards = shards
         self.feed = feed
         self.windows = windows
+        self._ticked = NEVER
         self.by_metric: dict[str, list[CompiledRule]] = {}
         for c in rules.values():
             self.by_metric.setdefault(c.rule.metric, []).append(c)
@@ -226,11 +237,16 @@ class FanOut:
             return []
         obs = Observation.of_window(w)
         at = w.window_end if w.is_final else w.window_start
-        return [
+        out: list[tuple[str, AlertItem]] = [
             (shard_of(w.tenant, c.rule, obs, self.shards), (key, obs))
             for key, c in self._rules(w.tenant, w.metric, at)
             if not isinstance(c.rule, AnomalyRule) and (w.is_final or c.rule.evaluate == "partial")
         ]
+        if self.feed is not None and w.is_final and w.window_end > self._ticked:
+            self._ticked = w.window_end
+            tick = RuleTick(w.window_end)
+            out += [(f"a{s:03d}", (CLOCK, tick)) for s in range(self.shards)]
+        return out
 
     def model(self, r: ModelRecord) -> list[tuple[str, AlertItem]]:
         """A record goes to the rules in force at the end of the window it follows."""
@@ -316,10 +332,13 @@ class AlertLogic(StatefulBatchLogic[AlertItem, AlertTransition, AlertShardState]
     def on_batch(self, values: list[AlertItem]) -> tuple[list[AlertTransition], bool]:
         out: list[AlertTransition] = []
         observations: list[tuple[str, Observation]] = []
+        ticked = NEVER
         for key, item in values:
             if isinstance(item, PartitionClock):
                 known = self.state.partition_clocks.get(item.partition, NEVER)
                 self.state.partition_clocks[item.partition] = max(known, item.clock)
+            elif isinstance(item, RuleTick):
+                ticked = max(ticked, item.at)
             else:
                 observations.append((key, item))
         for key, obs in sorted(observations, key=lambda v: v[1].window_end):
@@ -334,6 +353,8 @@ class AlertLogic(StatefulBatchLogic[AlertItem, AlertTransition, AlertShardState]
                 self.state.clock = at
                 out += self._advance()
             out += evaluator.observe(obs)
+        if ticked > NEVER:
+            out += self._changes_through(ticked)
         return out, self.RETAIN
 
     def on_notify(self) -> tuple[list[AlertTransition], bool]:

@@ -582,12 +582,14 @@ def evaluate_series(
     observations: list[Observation],
     *,
     window_ms: int | None = None,
+    until: int | None = None,
 ) -> list[AlertTransition]:
     """Run one rule over observations sorted by window end (simulation, tests).
 
-    The clock advances with final windows, as in the alert stage; ``advance`` is
-    called once more after the last one, one ms past it, so absence due by then is
-    judged.
+    The clock advances with final windows, as in the alert stage; at the end it is
+    advanced once more, to ``until`` (every window ending before it is among the
+    observations) or one ms past the last window, so absence and NoData due by then
+    are judged.
     """
     ev = RuleEvaluator(rule, aggregation, merges, window_ms=window_ms)
     out: list[AlertTransition] = []
@@ -597,6 +599,6 @@ def evaluate_series(
             clock = obs.window_end
             out += ev.advance(clock)
         out += ev.observe(obs)
-    if clock >= 0:
-        out += ev.advance(clock + 1)
+    if clock >= 0 or until is not None:
+        out += ev.advance(max(clock + 1, until or 0))
     return out

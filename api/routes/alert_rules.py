@@ -10,6 +10,7 @@ applies from the change's ``effective_from`` on, without a restart.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -217,8 +218,9 @@ def simulate(
     """Runs the rule over the tenant's stored final windows (and, for anomaly and forecast
     rules, the stored scores and forecasts) in event-time order with the stream's
     evaluator, and returns the transitions it would have made. Change rules against a
-    ``period`` read one period more before ``start`` for their references; partial
-    evaluation is not replayed (the warehouse holds finals, which decide)."""
+    ``period`` read one period more before ``start`` for their references; absence and
+    NoData are judged up to ``end`` (or now); partial evaluation is not replayed (the
+    warehouse holds finals, which decide)."""
     tenant = caller.tenant
     try:
         rule = _simulated_rule(app, tenant, body)
@@ -245,7 +247,12 @@ def simulate(
     transitions = [
         t
         for t in evaluate_series(
-            rule, metric.aggregation, merges, observations, window_ms=metric.window_ms
+            rule,
+            metric.aggregation,
+            merges,
+            observations,
+            window_ms=metric.window_ms,
+            until=min(end_ms, int(time.time() * 1000)),
         )
         if t.at >= start_ms + metric.window_ms or not warm
     ]
