@@ -85,15 +85,18 @@ def _yaml(v: object) -> str:
     return f'"{v}"' if isinstance(v, str) else str(v)
 
 
-def windows(series: int, n: int, seed: int, first: int = 0) -> list[WindowResult]:
-    """``n`` one-second windows per series from ``first`` (ms), values drifting near 100."""
+def windows(
+    series: int, n: int, seed: int, first: int = 0, noise: float = 15.0
+) -> list[WindowResult]:
+    """``n`` one-second windows per series from ``first`` (ms), values drifting near 100
+    by ``noise`` per window (more noise, more transitions)."""
     rng = random.Random(seed)
     level = [rng.uniform(60, 140) for _ in range(series)]
     out = []
     for w in range(n):
         start = first + w * SECOND
         for s in range(series):
-            level[s] = max(0.0, level[s] + rng.gauss(0, 15))
+            level[s] = max(0.0, level[s] + rng.gauss(0, noise))
             v = round(level[s])
             out.append(
                 WindowResult(
@@ -155,11 +158,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="stage input batch size")
     parser.add_argument("--redis", default="", help="Redis URL: also run with a rule log")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--noise", type=float, default=15.0, help="drift per window")
     args = parser.parse_args()
 
     rule_set = rules(args.period)
     spec = spec_with(rule_set)
-    data = windows(args.series, args.windows, args.seed)
+    data = windows(args.series, args.windows, args.seed, noise=args.noise)
     evaluations = len(data) * len(rule_set)
     print(
         f"{args.series * len(rule_set):,} alert instances ({args.series:,} series × "
@@ -181,7 +185,7 @@ def main() -> None:
             # Tenant rules apply to windows ending from their effective_from on; wait until
             # those windows are in the past, as finals always are in a live flow.
             first = (store.read()[0] // SECOND + 1) * SECOND
-            later = windows(args.series, args.windows, args.seed, first)
+            later = windows(args.series, args.windows, args.seed, first, args.noise)
             time.sleep(max(0.0, (first + args.windows * SECOND) / 1000 - time.time() + 0.5))
             started = time.perf_counter()
             got = run_stage(spec_with([]), later, args.shards, args.batch, store)

@@ -168,6 +168,9 @@ class RuleFeed:
 
     def ensure(self, at: int, entries: int = 0) -> RuleBook:
         """The book, read again first unless it covers ``at`` and holds ``entries``."""
+        book = self.book
+        if book.covers(at) and len(book.entries) >= entries:
+            return book  # the book only grows: no lock needed to find it covers enough
         with self._lock:
             if not self.book.covers(at) or len(self.book.entries) < entries:
                 through, new = self.log.read(len(self.book.entries))
@@ -175,6 +178,8 @@ class RuleFeed:
             return self.book
 
     def compiled(self, entry: RuleChange) -> CompiledRule | None:
+        if entry.seq in self._compiled:
+            return self._compiled[entry.seq]
         with self._lock:
             if entry.seq not in self._compiled:
                 rule = entry.parsed()

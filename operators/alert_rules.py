@@ -18,7 +18,7 @@ Pure, no I/O: ``sinks.rule_store`` reads and writes the log.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +91,7 @@ class RuleBook:
     complete_before: int = -(2**62)
     """Every entry with ``effective_from`` before this has been read."""
     _timeline: dict[str, tuple[list[int], list[RuleChange]]] = field(default_factory=dict)
-    _by_metric: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    _by_metric: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def extend(self, entries: Iterable[RuleChange], complete_before: int) -> None:
         """Append entries read after the ones held (``seq`` continues) and move the horizon."""
@@ -106,7 +106,9 @@ class RuleBook:
             versions.append(e)
             parsed = e.parsed()
             if parsed is not None:
-                self._by_metric.setdefault((e.tenant, parsed.metric), set()).add(e.key)
+                keys = self._by_metric.setdefault((e.tenant, parsed.metric), [])
+                if e.key not in keys:
+                    bisect.insort(keys, e.key)
         self.complete_before = max(self.complete_before, complete_before)
 
     def covers(self, at: int) -> bool:
@@ -125,9 +127,9 @@ class RuleBook:
         entry = versions[i - 1]
         return None if entry.rule is None else entry
 
-    def keys_for(self, tenant: str, metric: str) -> Iterator[str]:
-        """Keys of every tenant rule that ever watched ``metric``."""
-        yield from sorted(self._by_metric.get((tenant, metric), ()))
+    def keys_for(self, tenant: str, metric: str) -> Sequence[str]:
+        """Keys of every tenant rule that ever watched ``metric``, sorted."""
+        return self._by_metric.get((tenant, metric), ())
 
     def due(self, applied: int, at: int) -> list[RuleChange]:
         """Entries after the first ``applied`` that are in force by ``at``, in log order."""
