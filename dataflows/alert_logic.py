@@ -147,7 +147,7 @@ def shard_of(tenant: str, rule: AlertRule, obs: Observation, shards: int) -> str
 class RuleLog(Protocol):
     """Where tenant rules are read from (:class:`sinks.rule_store.AlertRuleStore`)."""
 
-    def read(self, start: int = 0) -> tuple[int, list[RuleChange]]: ...
+    def read(self, start: int = 0, through: int = 0) -> tuple[int, list[RuleChange]]: ...
 
 
 class RuleFeed:
@@ -173,7 +173,7 @@ class RuleFeed:
             return book  # the book only grows: no lock needed to find it covers enough
         with self._lock:
             if not self.book.covers(at) or len(self.book.entries) < entries:
-                through, new = self.log.read(len(self.book.entries))
+                through, new = self.log.read(len(self.book.entries), at + 1)
                 self.book.extend(new, through)
             return self.book
 

@@ -10,7 +10,9 @@ entry with Redis' own clock (never below ``clock``, so ``effective_from``
 never goes back and no entry lands before a time a reader has already been
 told is complete), appends it and updates the tenant's hash atomically. A
 read (:meth:`AlertRuleStore.read`) is a script too, returning the entries
-after a position with the time the log is complete up to.
+after a position with the time the log is complete up to — pushed ahead of
+Redis' clock when the reader is judging a window that ends later (event time
+ahead of the wall clock; at most five minutes ahead).
 
 Why Redis and not PostgreSQL: the dataflow and the API already depend on it
 (silences live beside), the append and the clock stamp must be one atomic
@@ -69,11 +71,15 @@ _READ = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
-local through = math.max(now, clock)
+local wanted = math.min(tonumber(ARGV[2]), now + tonumber(ARGV[3]))
+local through = math.max(now, clock, wanted)
 redis.call('SET', KEYS[2], string.format('%d', through))
 local entries = redis.call('LRANGE', KEYS[1], tonumber(ARGV[1]), -1)
 return {string.format('%d', through), entries}
 """
+
+MAX_AHEAD_MS = 300_000
+"""How far past its own clock a reader may push the log's "complete up to" time."""
 
 Mode = Literal["create", "update", "delete"]
 
@@ -128,7 +134,11 @@ class AlertRuleStore:
         raw = self.client.hget(self.tenant_key(tenant), name)
         return None if raw is None else RuleChange.from_json(raw)
 
-    def read(self, start: int = 0) -> tuple[int, list[RuleChange]]:
-        """Entries after the first ``start``, and the time the log is complete before."""
-        through, raw = self._read(keys=[self.log_key, self.clock_key], args=[start])
+    def read(self, start: int = 0, through: int = 0) -> tuple[int, list[RuleChange]]:
+        """Entries after the first ``start``, and the time the log is complete before:
+        Redis' clock, or ``through`` when that is later (a window that ends ahead of the
+        clock, by at most :data:`MAX_AHEAD_MS`), so that a change written afterwards is
+        stamped no earlier than a window already judged."""
+        keys = [self.log_key, self.clock_key]
+        through, raw = self._read(keys=keys, args=[start, through, MAX_AHEAD_MS])
         return int(through), [RuleChange.from_json(r) for r in raw]

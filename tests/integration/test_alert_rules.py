@@ -5,9 +5,11 @@ event time — the same transitions in every run mode and on replay."""
 
 from __future__ import annotations
 
+import pickle
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from api.app import create_app
 from config.settings import Settings
 from config.spec import parse_spec
+from dataflows.alert_logic import AlertLogic, RuleFeed, compile_rules
 from dataflows.alerts import alert_stage
-from operators.alerts import AlertTransition
+from operators.alerts import AlertTransition, Observation
 from operators.models.base import AnomalyScore, Forecast
 from operators.models.forecast import ForecastSkill
 from operators.models.series import AnomalyRecord, ForecastRecord
@@ -318,3 +321,31 @@ def test_rule_changes_apply_at_their_event_time_in_every_mode(store: AlertRuleSt
     assert [t.transition_id for t in again] == [t.transition_id for t in got]
     two = _run(store, windows, "two_workers")
     assert sorted(t.transition_id for t in two) == sorted(t.transition_id for t in got)
+
+
+def test_a_resumed_shard_neither_reapplies_nor_skips_a_rule_change(
+    store: AlertRuleStore,
+) -> None:
+    spec = parse_spec(SPEC)
+    made = store.write(
+        "t1", "hot", {"name": "hot", "kind": "threshold", "metric": "views", "value": 100}, "create"
+    )
+    logic = AlertLogic(compile_rules(spec), None, feed=RuleFeed(store, spec, default_lateness_ms=0))
+    end = (made.effective_from // 1000 + 1) * 1000
+    window = Observation("t1", "views", (("country", "de"),), end, 500.0, count=500)
+    [fired] = logic.on_batch([("t1/hot", window)])[0]
+    assert (fired.to_state, fired.at, logic.snapshot().applied) == ("firing", end, 1)
+    state = pickle.loads(pickle.dumps(logic.snapshot()))
+    gone = store.write("t1", "hot", None, "delete")
+
+    resumed = AlertLogic(
+        compile_rules(spec), state, feed=RuleFeed(store, spec, default_lateness_ms=0)
+    )
+    assert "t1/hot" in resumed.evaluators  # rebuilt from the log's applied entries
+    assert resumed.on_batch([("t1/hot", window)])[0] == []  # the same window: nothing again
+    later = replace(window, window_end=gone.effective_from + 2000)
+    out = resumed.on_batch([("t1/hot", later)])[0]
+    assert [(t.from_state, t.to_state, t.at) for t in out] == [
+        ("firing", "normal", gone.effective_from)
+    ]
+    assert resumed.snapshot().applied == 2 and "t1/hot" not in resumed.evaluators
