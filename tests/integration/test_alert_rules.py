@@ -349,3 +349,53 @@ def test_a_resumed_shard_neither_reapplies_nor_skips_a_rule_change(
         ("firing", "normal", gone.effective_from)
     ]
     assert resumed.snapshot().applied == 2 and "t1/hot" not in resumed.evaluators
+
+
+STAGE_SPEC = """
+version: 1
+event_types: {view: {}}
+dimensions: {country: {path: props.country}}
+metrics:
+  - name: minutes
+    events: [view]
+    aggregation: count
+    dimensions: [country]
+    window: 1m
+    forecast: {}
+alerts:
+  - {name: early, kind: threshold, metric: minutes, value: 50, evaluate: partial}
+  - {name: off_forecast, kind: forecast, metric: minutes, min_history: 2}
+"""
+
+
+def test_partials_and_forecasts_reach_their_rules_through_the_stage() -> None:
+    spec = parse_spec(STAGE_SPEC)
+    de = (("country", "de"),)
+    items: list[WindowResult] = []
+    records: list[ForecastRecord] = []
+    for m in range(8):
+        value = 80.0 if m == 5 else 10.0
+        if m == 5:  # the spike's partials: 30 (no breach), then 60 (raises early)
+            items += [replace(_minute("de", m, p), is_final=False) for p in (30.0, 60.0)]
+        items.append(_minute("de", m, value))
+        skill = ForecastSkill(m, 1.0, 1.0, 1.0, 1.0, 0.9)
+        points = (((m + 1) * MIN, 10.0, 8.0, 12.0),)
+        forecast = Forecast(m * MIN, 0.9, points)
+        records.append(ForecastRecord("t1", "minutes", de, m * MIN, forecast, skill))
+    got: list[AlertTransition] = []
+    flow = Dataflow("partials_forecasts")
+    results = op.input("in", flow, TestingSource(items, batch_size=2))
+    scores = op.input("models", flow, TestingSource(records, batch_size=3))
+    out = alert_stage(results, spec, shards=4, sink=TestingSink([]), scores=scores)
+    assert out is not None
+    op.output("collect", out, TestingSink(got))
+    run_main(flow, epoch_interval=timedelta(0))
+    keys = sorted((t.rule, t.at // MIN, t.from_state, t.to_state) for t in got)
+    assert keys == [
+        ("early", 6, "normal", "firing"),  # raised by the partial; the final confirms
+        ("early", 7, "firing", "normal"),
+        ("off_forecast", 6, "normal", "firing"),  # 80 is above the interval [8, 12]
+        ("off_forecast", 7, "firing", "normal"),
+    ]
+    raised = next(t for t in got if t.rule == "early" and t.to_state == "firing")
+    assert raised.value == 60.0  # the partial's value: it came before the final
