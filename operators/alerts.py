@@ -408,8 +408,8 @@ class RuleEvaluator:
                 reference = history.get(at - period)
                 if commit and value is not None:
                     history[at] = value
-                    for old in [t for t in history if t <= at - period]:
-                        del history[old]
+                    while (oldest := next(iter(history))) <= at - period:
+                        del history[oldest]  # inserted in time order: the oldest is first
                     inst.history = history
             if value is None or reference is None:
                 return None, value
