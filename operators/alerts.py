@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -177,8 +178,10 @@ class AlertTransition:
         return cls(**data)
 
 
+@lru_cache(maxsize=1 << 16)
 def instance_id(tenant: str, rule: str, group: Dims) -> str:
-    """A 16-hex-digit id of an alert instance, the same in every process."""
+    """A 16-hex-digit id of an alert instance, the same in every process (memoised: the
+    fan-out and the evaluator both need it for every window)."""
     return hashlib.blake2b(orjson.dumps([tenant, rule, group]), digest_size=8).hexdigest()
 
 
