@@ -491,7 +491,8 @@ def test_every_kind_keeps_the_machine_guarantees(
     if ev_end:
         ev = RuleEvaluator(rule, "count", False, window_ms=MIN)
         for o in sorted(_observations(kind, series), key=lambda o: o.window_end):
-            ev.advance(o.window_end) if o.final and o.interval is None else None
+            if o.final and o.interval is None:
+                ev.advance(o.window_end)
             ev.observe(o)
         tail = ev.advance(10**9)
         [inst] = ev.instances.values()
