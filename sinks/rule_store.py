@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import orjson
 import redis
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from operators.alert_rules import RuleChange
 from sinks.errors import SinkError
@@ -87,9 +88,10 @@ Mode = Literal["create", "update", "delete"]
 class AlertRuleStore:
     """The rule log and the tenants' current rules (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, *, read_give_up_s: float = 60.0) -> None:
         self.client = client
         self.prefix = prefix
+        self.read_give_up_s = read_give_up_s
         self._write = client.register_script(_WRITE)
         self._read = client.register_script(_READ)
 
@@ -138,7 +140,15 @@ class AlertRuleStore:
         """Entries after the first ``start``, and the time the log is complete before:
         Redis' clock, or ``through`` when that is later (a window that ends ahead of the
         clock, by at most :data:`MAX_AHEAD_MS`), so that a change written afterwards is
-        stamped no earlier than a window already judged."""
+        stamped no earlier than a window already judged. The dataflow reads through
+        this: a Redis that does not answer is retried for ``read_give_up_s`` before the
+        error is raised (and the flow stops, to resume from recovery)."""
         keys = [self.log_key, self.clock_key]
-        through, raw = self._read(keys=keys, args=[start, through, MAX_AHEAD_MS])
+        retrying = Retrying(
+            retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+            stop=stop_after_delay(self.read_give_up_s),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+            reraise=True,
+        )
+        through, raw = retrying(self._read, keys=keys, args=[start, through, MAX_AHEAD_MS])
         return int(through), [RuleChange.from_json(r) for r in raw]

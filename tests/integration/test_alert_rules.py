@@ -30,6 +30,7 @@ from operators.models.base import AnomalyScore, Forecast
 from operators.models.forecast import ForecastSkill
 from operators.models.series import AnomalyRecord, ForecastRecord
 from operators.records import WindowResult
+from riffle.stack import free_port
 from sinks.model_store import ModelStore
 from sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
 from sinks.warehouse import DuckDBWarehouse
@@ -399,3 +400,13 @@ def test_partials_and_forecasts_reach_their_rules_through_the_stage() -> None:
     ]
     raised = next(t for t in got if t.rule == "early" and t.to_state == "firing")
     assert raised.value == 60.0  # the partial's value: it came before the final
+
+
+def test_the_dataflow_side_read_retries_then_gives_up() -> None:
+    dead = AlertRuleStore(
+        redis.Redis(port=free_port(), socket_connect_timeout=0.2), "p", read_give_up_s=1.0
+    )
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        dead.read()
+    assert time.monotonic() - started >= 1.0
