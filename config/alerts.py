@@ -259,14 +259,8 @@ def rule_problems(
         period = rule.period_ms if isinstance(rule, ChangeRule) else None
         if period is not None and (period <= 0 or period % metric.window_ms):
             yield (*where, "period"), "period must be a positive multiple of the window"
-        if rule.evaluate == "partial":
-            if rule.kind not in PARTIAL_KINDS:
-                kinds = ", ".join(sorted(PARTIAL_KINDS))
-                yield (*where, "evaluate"), f"only {kinds} rules can evaluate partial windows"
-            elif merges:
-                yield (
-                    (*where, "evaluate"),
-                    "partial evaluation applies per series; leave group_by out",
-                )
+        if rule.evaluate == "partial" and rule.kind not in PARTIAL_KINDS:
+            kinds = ", ".join(sorted(PARTIAL_KINDS))
+            yield (*where, "evaluate"), f"only {kinds} rules can evaluate partial windows"
         if isinstance(rule, AbsenceRule) and rule.after.total_seconds() * 1000 < metric.window_ms:
             yield (*where, "after"), "absence 'after' must be at least the metric's window"

@@ -198,6 +198,30 @@ class Pending:
     """Series merged so far: a re-emitted final of one of them is not added twice."""
 
 
+Aggregate = tuple[int, float, float | None, float | None]
+"""``(count, sum, min, max)`` of one series' window so far."""
+
+
+@dataclass(slots=True)
+class OpenWindow:
+    """The newest partial aggregates of each series of a group, for one open window."""
+
+    window_end: int
+    series: dict[Dims, Aggregate] = field(default_factory=dict)
+
+    def merged(self) -> Pending:
+        values = list(self.series.values())
+        lows = [v[2] for v in values if v[2] is not None]
+        highs = [v[3] for v in values if v[3] is not None]
+        return Pending(
+            self.window_end,
+            sum(v[0] for v in values),
+            sum(v[1] for v in values),
+            min(lows) if lows else None,
+            max(highs) if highs else None,
+        )
+
+
 Interval = tuple[float, float, float]
 """``(mean, low, high)`` of a forecast for one window."""
 
@@ -222,6 +246,8 @@ class Instance:
     """The machine as announced by a partial raise, until the window's final."""
     expect: dict[int, Interval] | None = None
     waiting: dict[int, float] | None = None
+    open: OpenWindow | None = None
+    """Partials of the open window of a group (grouped rules that evaluate partials)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +416,8 @@ class RuleEvaluator:
         p = inst.merging
         assert p is not None
         inst.merging = None
+        if inst.open is not None and inst.open.window_end <= p.window_end:
+            inst.open = None
         return self._evaluate(key, inst, p.window_end, merged_value(self.aggregation, p), None)
 
     def _condition(
@@ -464,9 +492,18 @@ class RuleEvaluator:
     def _partial(self, key: str, inst: Instance, obs: Observation) -> list[AlertTransition]:
         """A partial value may raise the announced state; it never lowers it."""
         at, m = obs.window_end, inst.machine
-        if self.rule.evaluate != "partial" or self.merges or at - self.window_ms > m.last_eval:
+        if self.rule.evaluate != "partial" or at - self.window_ms > m.last_eval:
             return []
-        breached, shown = self._condition(inst, at, obs.value, None, commit=False)
+        value = obs.value
+        if self.merges:
+            w = inst.open
+            if w is None or at > w.window_end:
+                w = inst.open = OpenWindow(at)
+            elif at < w.window_end:
+                return []
+            w.series[obs.dims] = (obs.count, obs.sum, obs.min, obs.max)
+            value = merged_value(self.aggregation, w.merged())
+        breached, shown = self._condition(inst, at, value, None, commit=False)
         if not breached:
             return []
         base = inst.shown if inst.shown is not None else replace(m)

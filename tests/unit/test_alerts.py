@@ -4,6 +4,7 @@ the rule evaluator: event time only, replays give the same history."""
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -343,7 +344,6 @@ alerts:
   - {name: a, kind: forecast, metric: views}
   - {name: b, kind: change, metric: views, value: 1, period: 90s}
   - {name: c, kind: absence, metric: views, after: 5m, evaluate: partial}
-  - {name: d, kind: threshold, metric: views, value: 1, evaluate: partial, group_by: []}
 """
     with pytest.raises(SpecError) as info:
         spec_with(bad)
@@ -351,7 +351,6 @@ alerts:
     assert "alerts[0].metric: metric 'views' has no forecast: block" in text
     assert "alerts[1].period: period must be a positive multiple of the window" in text
     assert "alerts[2].evaluate: only change, threshold rules can evaluate partial" in text
-    assert "alerts[3].evaluate: partial evaluation applies per series" in text
     with pytest.raises(SpecError, match=r"alerts\[0\].side: Input should be 'outside'"):
         spec_with("alerts:\n  - {name: e, kind: forecast, metric: views, side: sideways}\n")
     ok = parse_spec(MODELLED + "alerts:\n  - {name: f, kind: forecast, metric: views}\n")
@@ -408,6 +407,24 @@ def test_partials_raise_early_and_finals_decide() -> None:
     assert ev.observe(partial(6, 50)) == []
     with pytest.raises(ValueError, match="window_ms"):
         RuleEvaluator(rule, "count", False)
+
+
+def test_grouped_partials_merge_the_newest_partial_of_each_series() -> None:
+    rule = rule_of(kind="threshold", value=100, evaluate="partial", group_by=[])
+    de, fr = (("country", "de"),), (("country", "fr"),)
+
+    def part(minute: int, value: float, dims: tuple[tuple[str, str], ...]) -> Observation:
+        return replace(partial(minute, value), dims=dims, sum=value)
+
+    ev = RuleEvaluator(rule, "count", True, window_ms=MIN)
+    out = ev.observe(obs(1, 10, de)) + ev.advance(1 * MIN + 1)  # the group's window 1 is in
+    out += ev.observe(part(2, 40, de)) + ev.observe(part(2, 50, fr))  # 90: not yet
+    out += ev.observe(part(2, 55, de))  # 55 replaces 40: 105 raises the group
+    assert states(out) == [(2, "firing")] and out[0].value == 105.0
+    out += ev.observe(obs(2, 55, de)) + ev.observe(obs(2, 60, fr)) + ev.advance(2 * MIN + 1)
+    assert states(out) == [(2, "firing")]  # the merged final (115) confirms
+    [inst] = ev.instances.values()
+    assert inst.open is None and inst.shown is None
 
 
 def test_absence_is_stamped_when_due_however_the_clock_moves() -> None:
