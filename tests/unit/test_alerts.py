@@ -543,3 +543,44 @@ def test_partials_change_nothing_the_finals_decide(series: Series, for_m: int, k
             [ia], [ib] = a.instances.values(), b.instances.values()
             assert ia.machine == ib.machine and ia.shown is None
     assert seen_b <= seen_a
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.integers(0, 60)),
+        min_size=1,
+        max_size=25,
+    ),
+    minutes,
+    minutes,
+)
+def test_grouped_partials_change_nothing_the_finals_decide(
+    data: list[tuple[int, int, int, int]], for_m: int, keep_m: int
+) -> None:
+    """Two series merged into one instance: per minute a partial of each, then the finals,
+    then the clock; after each, the state is what finals alone give."""
+    common = {"for": f"{for_m}m", "keep_firing_for": f"{keep_m}m", "group_by": []}
+    a = RuleEvaluator(
+        rule_of(kind="threshold", value=60, evaluate="partial", **common),
+        "count",
+        True,
+        window_ms=MIN,
+    )
+    b = RuleEvaluator(rule_of(kind="threshold", value=60, **common), "count", True)
+    de, fr = (("country", "de"),), (("country", "fr"),)
+    ids_a: set[str] = set()
+    ids_b: set[str] = set()
+    for i, (pde, pfr, fde, ffr) in enumerate(data):
+        m = i + 1
+        for dims, v in ((de, pde), (fr, pfr)):
+            ids_a |= {t.transition_id for t in a.observe(replace(partial(m, v), dims=dims))}
+        for dims, v in ((de, max(pde, fde)), (fr, max(pfr, ffr))):  # counts only grow
+            final = obs(m, v, dims)
+            ids_a |= {t.transition_id for t in a.observe(final)}
+            ids_b |= {t.transition_id for t in b.observe(final)}
+        ids_a |= {t.transition_id for t in a.advance(m * MIN + 1)}
+        ids_b |= {t.transition_id for t in b.advance(m * MIN + 1)}
+        [ia], [ib] = a.instances.values(), b.instances.values()
+        assert ia.machine == ib.machine and ia.shown is None
+    assert ids_b <= ids_a
