@@ -23,6 +23,7 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.ratelimit import RateLimitHeaders
 from api.routes import acks as ack_routes
+from api.routes import alert_rules as alert_rule_routes
 from api.routes import alerts as alert_routes
 from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
 from api.routes import insights as insight_routes
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)
+    app.include_router(alert_rule_routes.router)
     app.include_router(alert_routes.router, dependencies=read)
     app.include_router(alert_routes.silences_router)
     app.include_router(ack_routes.router)

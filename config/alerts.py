@@ -3,10 +3,13 @@
 Four kinds of rule, told apart by ``kind``:
 
 ``threshold``  the window's value compared with ``value`` (``gt``, ``gte``, ``lt``, ...)
-``change``     the change from the previous window of the same instance, absolute or in %
+``change``     the change from the previous window of the same instance (or from the window
+               ``period`` earlier: a day, a week), absolute or in %
 ``absence``    no final window of a series for ``after`` (in event time)
 ``anomaly``    the model stage's anomaly score at or above ``above`` (needs ``anomaly:`` on
                the metric)
+``forecast``   the window's value outside the interval the forecaster gave for it (needs
+               ``forecast:`` on the metric)
 
 Every rule has ``for`` (how long the condition must hold, in event time,
 before the alert fires), ``keep_firing_for``, ``severity``, ``labels`` and
@@ -88,6 +91,9 @@ class _Rule(_Strict):
     group_by: list[str] | None = None
     """Dimensions that tell instances apart; ``None``: every series is its own instance;
     ``[]``: one instance for the whole metric (windows of its series are merged)."""
+    evaluate: Literal["final", "partial"] = "final"
+    """``partial``: open windows' partial values may raise the alert early (never lower it);
+    the final value decides (see :mod:`operators.alerts`)."""
 
     @field_validator("labels")
     @classmethod
@@ -135,14 +141,21 @@ class ThresholdRule(_Rule):
 
 
 class ChangeRule(_Rule):
-    """Fires while the change from the instance's previous window compares true with
-    ``value``: ``mode: absolute`` (value - previous) or ``percent`` (100 · change / |previous|,
-    not evaluated after a previous value of 0)."""
+    """Fires while the change from a reference window compares true with ``value``:
+    ``mode: absolute`` (value - reference) or ``percent`` (100 · change / |reference|, not
+    evaluated against a reference of 0). The reference is the instance's previous window,
+    or with ``period`` the window that ended exactly ``period`` earlier (same minute
+    yesterday with ``period: 1d``; not evaluated while that window is unknown)."""
 
     kind: Literal["change"]
     op: Comparison = "gt"
     value: float
     mode: Literal["absolute", "percent"] = "absolute"
+    period: Duration | None = None
+
+    @property
+    def period_ms(self) -> int | None:
+        return None if self.period is None else int(self.period.total_seconds() * 1000)
 
 
 class AbsenceRule(_Rule):
@@ -159,12 +172,25 @@ class AnomalyRule(_Rule):
     above: float = Field(gt=0)
 
 
+class ForecastRule(_Rule):
+    """Fires while the window's value is outside the interval the forecaster issued for
+    that window one window earlier (``side: above`` or ``below`` watch one edge only).
+    Not evaluated before the forecaster has scored ``min_history`` one-step forecasts."""
+
+    kind: Literal["forecast"]
+    side: Literal["outside", "above", "below"] = "outside"
+    min_history: int = Field(10, ge=0)
+
+
 AlertRule = Annotated[
-    ThresholdRule | ChangeRule | AbsenceRule | AnomalyRule, Field(discriminator="kind")
+    ThresholdRule | ChangeRule | AbsenceRule | AnomalyRule | ForecastRule,
+    Field(discriminator="kind"),
 ]
 
 
-RULE_KINDS: frozenset[str] = frozenset({"threshold", "change", "absence", "anomaly"})
+RULE_KINDS: frozenset[str] = frozenset({"threshold", "change", "absence", "anomaly", "forecast"})
+PARTIAL_KINDS: frozenset[str] = frozenset({"threshold", "change"})
+"""Kinds whose condition is defined on a partial value (``evaluate: partial``)."""
 
 
 def untag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
@@ -225,5 +251,16 @@ def rule_problems(
                 yield (*where, "metric"), f"metric {metric.name!r} has no anomaly: block to score"
             if merges:
                 yield (*where, "group_by"), "anomaly rules apply per series; leave group_by out"
+        if isinstance(rule, ForecastRule):
+            if metric.forecast is None:
+                yield (*where, "metric"), f"metric {metric.name!r} has no forecast: block"
+            if merges:
+                yield (*where, "group_by"), "forecast rules apply per series; leave group_by out"
+        period = rule.period_ms if isinstance(rule, ChangeRule) else None
+        if period is not None and (period <= 0 or period % metric.window_ms):
+            yield (*where, "period"), "period must be a positive multiple of the window"
+        if rule.evaluate == "partial" and rule.kind not in PARTIAL_KINDS:
+            kinds = ", ".join(sorted(PARTIAL_KINDS))
+            yield (*where, "evaluate"), f"only {kinds} rules can evaluate partial windows"
         if isinstance(rule, AbsenceRule) and rule.after.total_seconds() * 1000 < metric.window_ms:
             yield (*where, "after"), "absence 'after' must be at least the metric's window"

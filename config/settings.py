@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         description="Per-tenant limits as JSON, e.g. "
         '{"acme": {"requests": 500, "events": 200000}} (per second).',
     )
+    alert_api_rules: bool = Field(
+        True,
+        description="The dataflow also evaluates alert rules made through the API "
+        "(read from Redis); off: the spec's rules only.",
+    )
     alert_webhook_url: str = Field(
         "",
         pattern=r"^(https?://.+)?$",

@@ -23,8 +23,9 @@ from bytewax.outputs import Sink
 from config.registry import load_schemas
 from config.settings import Settings
 from config.spec import PipelineSpec
+from dataflows.alert_logic import PartitionClock, RuleLog
 from dataflows.alerts import alert_stage
-from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut
+from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
 from dataflows.models import model_stage
 from dataflows.predictions import prediction_stage
 from dataflows.telemetry import FlowTelemetry
@@ -55,6 +56,8 @@ class FlowOutputs:
     """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
     predictions: Sink[PredictionOut] | None = None
     """Per-entity predictions of the spec's ``predictions:``; ``None`` to skip that stage."""
+    alert_rules: RuleLog | None = None
+    """Where tenant alert rules made through the API are read from; ``None``: spec only."""
 
 
 def build_flow(
@@ -135,12 +138,24 @@ def build_flow(
     if outputs.models is not None:
         scores = model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
     if outputs.alerts is not None:
+        # Every partition's clock reaches every windows shard; b000's copy is enough.
+        first = bucket_key(0)
+        clocks = op.filter_map(
+            "alert_partition_clocks",
+            updates,
+            lambda u: PartitionClock(u[1].partition, u[1].clock) if u[0] == first else None,
+        )
         alert_stage(
             results,
             spec,
             shards=settings.buckets,
             sink=outputs.alerts,
             scores=scores,
+            rule_log=outputs.alert_rules,
+            clocks=clocks,
+            partitions=parts,
+            default_lateness_ms=lateness_ms,
+            tick_ms=partial_ms,
         )
     return flow
 

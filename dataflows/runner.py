@@ -22,6 +22,7 @@ from dataflows.models import ModelStoreSink
 from dataflows.outputs import RedisWindowsSink, WarehouseSink
 from dataflows.predictions import PredictionStoreSink
 from dataflows.telemetry import FlowTelemetry
+from sinks.rule_store import AlertRuleStore
 from sinks.warehouses import open_warehouse
 from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
 from sources.pubsub import PubSubSource
@@ -85,7 +86,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             kafka=(settings.kafka_servers, settings.alerts_topic),
             topic_partitions=settings.topic_partitions,
         )
-        if spec.alerts
+        if spec.alerts or settings.alert_api_rules
         else None,
         predictions=PredictionStoreSink(
             settings,
@@ -96,6 +97,9 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
             ),
         )
         if spec.predictions
+        else None,
+        alert_rules=AlertRuleStore.from_url(settings.redis_url, settings.redis_prefix)
+        if settings.alert_api_rules
         else None,
     )
     return build_flow(

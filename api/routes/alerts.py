@@ -1,5 +1,5 @@
-"""``/v1/alerts``: active alerts (Redis), their history (warehouse), the spec's rules,
-and a simulator that runs a rule over stored windows."""
+"""``/v1/alerts``: active alerts (Redis) and their history (warehouse); rules and the
+simulator are in :mod:`api.routes.alert_rules`."""
 
 from __future__ import annotations
 
@@ -7,20 +7,17 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from api.auth import Principal, require_scope
 from api.deps import ServicesDep, Tenant
 from api.errors import ApiError
 from api.routes.acks import with_acks
 from api.times import parse_instant
-from config.alerts import AlertRule, AnomalyRule, rule_problems, untag
-from operators.alerts import STATES, Observation, evaluate_series
+from operators.alerts import STATES
 from sinks.alert_store import RedisAlerts, WarehouseAlerts
 from sinks.silences import SilenceSpec, SilenceStore
 
 router = APIRouter(tags=["alerts"])
-_RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
 
 
 def _range(start: str | None, end: str | None, default_ms: int) -> tuple[int, int]:
@@ -98,78 +95,6 @@ def alert_history(
     start_ms, end_ms = _range(start, end, 7 * 86_400_000)
     rows = _table(app).history(tenant, start_ms, end_ms, rule=rule, instance=instance, limit=limit)
     return {"transitions": rows, "start": start_ms, "end": end_ms}
-
-
-@router.get("/v1/alerts/rules", operation_id="listAlertRules", summary="The spec's rules")
-def list_rules(app: ServicesDep, tenant: Tenant) -> dict[str, Any]:
-    return {"rules": [r.model_dump(mode="json", by_alias=True) for r in app.spec.alerts]}
-
-
-class SimulateRequest(BaseModel):
-    """A rule (as in the spec's ``alerts:`` list) and the stored range to run it over."""
-
-    rule: dict[str, Any]
-    start: str | None = Field(None, description="Window starts from; default -24h.")
-    end: str | None = Field(None, description="Default now.")
-
-
-@router.post(
-    "/v1/alerts/rules/simulate",
-    operation_id="simulateAlertRule",
-    summary="When a rule would have fired on stored windows",
-)
-def simulate(app: ServicesDep, tenant: Tenant, body: SimulateRequest) -> dict[str, Any]:
-    """Runs the rule over the tenant's final windows in the warehouse, in event-time order,
-    exactly as the alert stage would; returns the transitions it would have made."""
-    try:
-        rule = _RULE.validate_python(body.rule)
-    except ValidationError as exc:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in untag(("alerts", 0, *err["loc"]))[2:]),
-                "message": err["msg"],
-            }
-            for err in exc.errors()
-        ]
-        raise ApiError(
-            422, "invalid_rule", "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        ) from exc
-    issues = [
-        f"{'.'.join(map(str, loc[2:]))}: {msg}"
-        for loc, msg in rule_problems([rule], app.spec.metrics)
-    ]
-    if isinstance(rule, AnomalyRule):
-        issues.append("kind: anomaly rules cannot be simulated yet (scores are not replayed)")
-    if issues:
-        raise ApiError(422, "invalid_rule", "; ".join(issues))
-    metric = app.spec.metric(rule.metric)
-    assert metric is not None
-    start_ms, end_ms = _range(body.start, body.end, 86_400_000)
-    series = app.warehouse.read_series(tenant, rule.metric, start_ms, end_ms)
-    observations = [Observation.of_window(w) for _, windows in series for w in windows]
-    merges = rule.group_by is not None and set(rule.group_by) != set(metric.dimensions)
-    transitions = evaluate_series(rule, metric.aggregation, merges, observations)
-    out = []
-    for t in transitions:
-        item = {
-            "instance": t.instance,
-            "labels": dict(t.labels),
-            "from_state": t.from_state,
-            "to_state": t.to_state,
-            "at": t.at,
-            "value": t.value,
-            "active_at": t.active_at,
-            "annotations": dict(t.annotations),
-        }
-        out.append(item)
-    return {
-        "rule": rule.name,
-        "windows": len(observations),
-        "transitions": out,
-        "fired": sum(1 for t in transitions if t.to_state == "firing"),
-        "start": start_ms,
-        "end": end_ms,
-    }
 
 
 silences_router = APIRouter(tags=["silences"])
