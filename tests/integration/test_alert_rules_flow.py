@@ -16,7 +16,8 @@ from confluent_kafka import Producer
 
 from api.app import create_app
 from config.settings import Settings
-from sinks.alert_store import DuckDBAlerts
+from sinks.alert_store import WarehouseAlerts
+from sinks.warehouses import open_warehouse
 from tests.api_support import keyed_client
 from tests.integration.flow_support import kill, start_flow, wait_for
 
@@ -65,7 +66,7 @@ class Steady:
 
 
 def _transitions(settings: Settings) -> list[dict[str, Any]]:
-    return DuckDBAlerts(settings.duckdb_path).history("demo", 0, 10**13, limit=10_000)
+    return WarehouseAlerts(open_warehouse(settings)).history("demo", 0, 10**13, limit=10_000)
 
 
 def test_api_rule_takes_effect_live_and_replays_identically(
