@@ -96,7 +96,7 @@ class SeasonalLikelihoodDetector:
         long_alpha: float = 0.001,
         warmup: int = 100,
         huber: float = math.inf,
-        point: float = 0.75,
+        point: float = 0.3,
         half: float = 10.0,
         decay: float = 0.999,
         damp: float = 0.5,
@@ -105,11 +105,11 @@ class SeasonalLikelihoodDetector:
         settle: int = 20,
         cap: float = 20.0,
         warning: float = 0.33,
-        anomaly: float = 0.44,
+        anomaly: float = 0.36,
         levels: int = 10,
         context: int = 6,
         context_weight: float = 0.8,
-        quiet: int = 50,
+        quiet: int = 100,
         quiet_factor: float = 0.25,
     ) -> None:
         self.levels = levels
