@@ -154,7 +154,7 @@ def score_profile(
             elif prev is not None:
                 lo, hi = prev
                 p = abs(hi - i) / max(hi - lo, 1)
-                weight = fp_w * (sigmoid(p) if p <= 3 else -1.0)
+                weight = fp_w * (sigmoid(p) if p < 3 else -1.0)
             else:
                 weight = -fp_w
             rows.append((file_scores[i], owner[i], i, weight))
