@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from benchmarks.nab import PROFILES, Series, score_profile, sigmoid
+from benchmarks.nab import PROFILES, Series, leave_one_family_out, raw_at, score_profile, sigmoid
 from operators.models.baselines import WindowedGaussianDetector
 
 STANDARD = PROFILES["standard"]
@@ -66,6 +66,31 @@ def test_probation_rows_are_not_scored_and_one_threshold_is_chosen() -> None:
     # past the second window costs 0.11 * S(101 / 99).
     assert threshold == 0.5
     assert score == pytest.approx(100 * (2 + 0.11 * sigmoid(101 / 99) + 2) / 4)
+
+
+def test_raw_at_the_best_threshold_is_the_swept_score() -> None:
+    corpus = [_series(1000, [(400, 499)]), _series(1000, [(600, 699)])]
+    scores = [_at(1000, {300: 0.8, 420: 0.6}), _at(1000, {650: 0.7, 900: 0.4})]
+    score, threshold = score_profile(corpus, scores, STANDARD)
+    assert 100 * (raw_at(corpus, scores, STANDARD, threshold) + 2) / 4 == pytest.approx(score)
+    # Below every score: both windows hit, both false positives paid.
+    raw = raw_at(corpus, scores, STANDARD, 0.1)
+    hits = sigmoid(-80 / 100) / sigmoid(-1.0) + sigmoid(-50 / 100) / sigmoid(-1.0)
+    assert raw == pytest.approx(hits - 0.11 + 0.11 * sigmoid(201 / 99))
+
+
+def test_leave_one_family_out_scores_each_family_at_the_others_threshold() -> None:
+    def series(family: str) -> Series:
+        return Series(family, "f.csv", [""] * 1000, list(range(1000)), [0.0] * 1000, [(400, 499)])
+
+    corpus = [series("a"), series("b")]
+    # Family a alone would pick 0.9 (its hit), but b's best threshold is 0.5: at
+    # 0.5, a's false positive at row 300 fires before its hit.
+    scores = [_at(1000, {300: 0.5, 400: 0.9}), _at(1000, {400: 0.5})]
+    combined, per_family = leave_one_family_out(corpus, scores, STANDARD)
+    assert per_family["a"] == pytest.approx(100 * (1 - 0.11 + 1) / 2)
+    assert per_family["b"] == pytest.approx(0.0)  # a's threshold 0.9 misses b's window
+    assert combined == pytest.approx(100 * (1 - 0.11 - 1 + 2) / 4)
 
 
 def test_windowed_gaussian_is_nabs() -> None:
