@@ -224,7 +224,8 @@ def leave_one_family_out(
 
     Returns the four left-out raw scores summed and normalised over the whole
     corpus (as :func:`score_profile` normalises), and each family's own
-    normalised score at its left-out threshold.
+    normalised score at its left-out threshold (its raw score if it has no
+    window, as ``artificialNoAnomaly``).
     """
     tp_w, fn_w, _ = profile
     families = sorted({s.family for s in corpus})
