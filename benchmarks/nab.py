@@ -154,7 +154,7 @@ def score_profile(
             elif prev is not None:
                 lo, hi = prev
                 p = abs(hi - i) / max(hi - lo, 1)
-                weight = fp_w * (sigmoid(p) if p <= 3 else -1.0)
+                weight = fp_w * (sigmoid(p) if p < 3 else -1.0)
             else:
                 weight = -fp_w
             rows.append((file_scores[i], owner[i], i, weight))
@@ -181,12 +181,80 @@ def score_profile(
     return 100.0 * (best - null) / (perfect - null), best_threshold
 
 
+def raw_at(
+    corpus: list[Series],
+    scores: list[list[float]],
+    profile: tuple[float, float, float],
+    threshold: float,
+) -> float:
+    """NAB's raw (unnormalised) score of ``corpus`` with detections at ``score >= threshold``."""
+    tp_w, fn_w, fp_w = profile
+    s_left = sigmoid(-1.0)
+    total = 0.0
+    for series, file_scores in zip(corpus, scores, strict=True):
+        wins = series.windows
+        hit = [False] * len(wins)
+        prev: tuple[int, int] | None = None
+        w = 0
+        for i in range(series.probation, len(series.values)):
+            while w < len(wins) and wins[w][1] < i:
+                prev = wins[w]
+                w += 1
+            if file_scores[i] < threshold:
+                continue
+            if w < len(wins) and wins[w][0] <= i:
+                lo, hi = wins[w]
+                if not hit[w]:
+                    hit[w] = True
+                    total += tp_w * sigmoid(-(hi - i + 1) / (hi - lo + 1)) / s_left
+            elif prev is not None:
+                lo, hi = prev
+                p = abs(hi - i) / max(hi - lo, 1)
+                total += fp_w * (sigmoid(p) if p < 3 else -1.0)
+            else:
+                total -= fp_w
+        total -= fn_w * hit.count(False)
+    return total
+
+
+def leave_one_family_out(
+    corpus: list[Series], scores: list[list[float]], profile: tuple[float, float, float]
+) -> tuple[float, dict[str, float]]:
+    """Each family scored at the threshold best for the *other* families.
+
+    Returns the four left-out raw scores summed and normalised over the whole
+    corpus (as :func:`score_profile` normalises), and each family's own
+    normalised score at its left-out threshold (its raw score if it has no
+    window, as ``artificialNoAnomaly``).
+    """
+    tp_w, fn_w, _ = profile
+    families = sorted({s.family for s in corpus})
+    total = 0.0
+    per_family: dict[str, float] = {}
+    for family in families:
+        rest = [(s, f) for s, f in zip(corpus, scores, strict=True) if s.family != family]
+        own = [(s, f) for s, f in zip(corpus, scores, strict=True) if s.family == family]
+        _, threshold = score_profile([s for s, _ in rest], [f for _, f in rest], profile)
+        raw = raw_at([s for s, _ in own], [f for _, f in own], profile, threshold)
+        total += raw
+        n = sum(len(s.windows) for s, _ in own)
+        per_family[family] = 100.0 * (raw + fn_w * n) / ((tp_w + fn_w) * n) if n else raw
+    n_windows = sum(len(s.windows) for s in corpus)
+    null, perfect = -fn_w * n_windows, tp_w * n_windows
+    return 100.0 * (total - null) / (perfect - null), per_family
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, required=True, help="NAB data folder")
     parser.add_argument("--windows", type=Path, required=True, help="combined_windows.json")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="one detector only")
+    parser.add_argument(
+        "--lofo",
+        action="store_true",
+        help="also print leave-one-family-out scores (threshold chosen on the other families)",
+    )
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data, args.windows)
     n_points = sum(len(s.values) for s in corpus)
@@ -206,6 +274,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         thresholds = " ".join(f"{p}@{t:.4f}" for p, (_, t) in results.items())
         print(f"== {name}: {rate:,.0f} points/s; thresholds {thresholds}")
+        if args.lofo:
+            for p, weights in PROFILES.items():
+                combined, per_family = leave_one_family_out(corpus, scores, weights)
+                families = " ".join(f"{f}={v:.1f}" for f, v in per_family.items())
+                print(f"lofo {p}={combined:.1f} ({families})")
         print(" ".join(f"{p}={s:.1f}" for p, (s, _) in results.items()), flush=True)
 
 

@@ -12,7 +12,7 @@ class AnomalySpec(BaseModel):
 
     detector: str = Field("riffle", description="Detector name (``riffle`` in production).")
     warning: float = Field(0.33, ge=0, le=1, description="Score from which a value is a warning.")
-    threshold: float = Field(0.44, ge=0, le=1, description="Score from which it is an anomaly.")
+    threshold: float = Field(0.36, ge=0, le=1, description="Score from which it is an anomaly.")
 
 
 class ForecastSpec(BaseModel):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from operators.models.base import AnomalyScore, Label, label_for
+from operators.models.base import AnomalyScore, Label, ModelError, label_for
 
 DAY_MS = 86_400_000
 _LOG_FLOOR = math.log(1.0 - 0.9999999999)
@@ -37,6 +37,8 @@ class SeasonalLikelihoodDetector:
     value; ``short`` is how many recent surprises the likelihood averages;
     ``long_alpha`` the weight of one point in the long-run distribution.
     ``warning``/``anomaly`` are the score levels of the labels.
+    ``shape`` is how many preceding bands the novelty's shape fact spans
+    (0: no shape fact; at most 3 and at most ``context``).
     """
 
     name = "riffle"
@@ -60,6 +62,7 @@ class SeasonalLikelihoodDetector:
         "_seas_dev",
         "_seas_err",
         "_seas_n",
+        "_shape_seen",
         "_var",
         "_var1",
         "alpha",
@@ -79,6 +82,7 @@ class SeasonalLikelihoodDetector:
         "quiet",
         "quiet_factor",
         "settle",
+        "shape",
         "short",
         "use_diff",
         "use_seas",
@@ -96,7 +100,7 @@ class SeasonalLikelihoodDetector:
         long_alpha: float = 0.001,
         warmup: int = 100,
         huber: float = math.inf,
-        point: float = 0.75,
+        point: float = 0.3,
         half: float = 10.0,
         decay: float = 0.999,
         damp: float = 0.5,
@@ -105,13 +109,16 @@ class SeasonalLikelihoodDetector:
         settle: int = 20,
         cap: float = 20.0,
         warning: float = 0.33,
-        anomaly: float = 0.44,
+        anomaly: float = 0.36,
         levels: int = 10,
         context: int = 6,
         context_weight: float = 0.8,
-        quiet: int = 50,
+        quiet: int = 100,
         quiet_factor: float = 0.25,
+        shape: int = 2,
     ) -> None:
+        if not 0 <= shape <= min(3, context):
+            raise ModelError(f"shape must be within 0..{min(3, context)}, got {shape}")
         self.levels = levels
         self.context = context
         self.context_weight = context_weight
@@ -124,6 +131,9 @@ class SeasonalLikelihoodDetector:
         # One "seen" flag per fact: a level, or (lag, level then, level now).
         width = levels + 2
         self._ctx_seen = bytearray(width + context * width * width)
+        # One bit per shape: (band ``shape`` back, ..., band one back, band now).
+        self.shape = shape
+        self._shape_seen = bytearray((width ** (shape + 1) + 7) // 8 if shape else 0)
         self.bins = bins
         self.period_ms = period_ms
         self.alpha = alpha
@@ -167,6 +177,9 @@ class SeasonalLikelihoodDetector:
             setattr(self, key, getattr(fresh, key))
         for key, value in state.items():
             setattr(self, key, value)
+        if "shape" not in state:
+            # A snapshot from before the shape fact keeps scoring without it.
+            self.shape = 0
 
     def _novelty(self, x: float) -> float:
         """The share of ``x``'s facts never seen before, then learn them.
@@ -174,7 +187,9 @@ class SeasonalLikelihoodDetector:
         ``x`` is quantised to ``levels`` bands of the range seen so far (with
         one band below and one above it); its facts are its band and, for each
         of the last ``context`` bands, the pair (lag, that band, this band) —
-        in the spirit of CAD-OSE's contexts, in a fixed-size bitmap.
+        in the spirit of CAD-OSE's contexts, in a fixed-size bitmap — and the
+        *shape*: the last ``shape`` bands and this one together, a quantised
+        window of recent values (a bit each, in a second bitmap).
         """
         lo, hi, levels = self._ctx_lo, self._ctx_hi, self.levels
         if hi > lo:
@@ -193,12 +208,22 @@ class SeasonalLikelihoodDetector:
             if not seen[fact]:
                 new += 1
                 seen[fact] = 1
+        count = len(facts)
+        if self.shape and len(hist) >= self.shape:
+            shape = 0
+            for previous in hist[-self.shape :]:
+                shape = shape * width + previous
+            byte, bit = divmod(shape * width + band, 8)
+            count += 1
+            if not self._shape_seen[byte] >> bit & 1:
+                self._shape_seen[byte] |= 1 << bit
+                new += 1
         hist.append(band)
         if len(hist) > self.context:
             del hist[0]
         self._ctx_lo = min(lo, x)
         self._ctx_hi = max(hi, x)
-        return new / len(facts)
+        return new / count
 
     def update(self, ts: int, value: float) -> AnomalyScore:
         x = float(value)

@@ -22,13 +22,19 @@ def _score(ts: int, x: float, score: float, expected: float | None, why: str) ->
 
 
 class WindowedGaussianDetector:
-    """NAB's ``windowedGaussian``: tail probability under the last window's mean and deviation.
+    """NAB's ``windowedGaussian``: ``1 - Q(|z|)`` under the window's mean and deviation.
 
-    The mean and deviation are re-estimated every ``step`` points from the
-    last ``window`` values, as in NAB's own implementation.
+    As NAB's implementation: while the window fills (its first ``window``
+    values) the mean and deviation are re-estimated after every value, then
+    after every ``step`` values from the last ``window`` ones; a deviation of
+    0 counts as 1e-6. A score of exactly 1.0 (the tail below double
+    precision, ``|z|`` above ~8.3) is where NAB's published threshold sits.
     """
 
     name = "windowed_gaussian"
+    # Welford's running sum of squares while the window fills; a class
+    # default so that snapshots taken before it existed still restore.
+    m2 = 0.0
 
     def __init__(self, *, window: int = 6400, step: int = 100) -> None:
         self.window: deque[float] = deque(maxlen=window)
@@ -40,20 +46,31 @@ class WindowedGaussianDetector:
     def update(self, ts: int, value: float) -> AnomalyScore:
         x = float(value)
         score = 0.0
-        if len(self.window) > 0:
-            if self.std > 0:
-                z = abs(x - self.mean) / self.std
-                score = 1.0 - 0.5 * math.erfc(z / _SQRT2)
-            elif x != self.mean:
-                score = 1.0
-        self.window.append(x)
-        self.since += 1
-        if self.since >= self.step or len(self.window) < self.step:
-            self.since = 0
-            count = len(self.window)
-            self.mean = sum(self.window) / count
-            self.std = math.sqrt(sum((v - self.mean) ** 2 for v in self.window) / count)
+        window = self.window
+        if window:
+            z = abs(x - self.mean) / self.std
+            score = 1.0 - 0.5 * math.erfc(z / _SQRT2)
+        if window.maxlen is None or len(window) < window.maxlen:
+            window.append(x)
+            if len(window) == 1:
+                self.mean, self.m2 = x, 0.0
+            else:
+                delta = x - self.mean
+                self.mean += delta / len(window)
+                self.m2 += delta * (x - self.mean)
+            self._set_std(self.m2 / len(window))
+        else:
+            window.append(x)
+            self.since += 1
+            if self.since >= self.step:
+                self.since = 0
+                count = len(window)
+                self.mean = math.fsum(window) / count
+                self._set_std(math.fsum((v - self.mean) ** 2 for v in window) / count)
         return _score(ts, x, score, self.mean, "tail probability under the window's Gaussian")
+
+    def _set_std(self, variance: float) -> None:
+        self.std = math.sqrt(max(variance, 0.0)) or 1e-6
 
 
 class HalfSpaceTreesDetector:

@@ -197,11 +197,23 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
     for t, v in _series(1)[:300]:
         det.update(t, v)
     state = det.__getstate__()  # type: ignore[attr-defined]
-    for key in ("_ctx_seen", "_ctx_hist", "_ctx_lo", "_ctx_hi", "_quiet_left", "quiet"):
+    old_keys = ("_ctx_seen", "_ctx_hist", "_ctx_lo", "_ctx_hi", "_quiet_left", "quiet")
+    for key in (*old_keys, "shape", "_shape_seen"):
         del state[key]
     old = type(det).__new__(type(det))
     old.__setstate__(state)
     assert 0.0 <= old.update(300 * STEP, 50.0).score <= 1.0
+    # A snapshot from before the shape fact keeps scoring without it.
+    assert old.shape == 0  # type: ignore[attr-defined]
+
+
+def test_riffle_shape_fact_spans_at_most_the_kept_bands() -> None:
+    from operators.models.base import ModelError
+
+    with pytest.raises(ModelError, match="shape"):
+        make_detector("riffle", shape=4)
+    with pytest.raises(ModelError, match="shape"):
+        make_detector("riffle", shape=2, context=1)
 
 
 def test_input_drift_sees_a_level_shift_in_raw_values_and_pickles() -> None:
