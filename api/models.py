@@ -92,7 +92,7 @@ class SeriesResponse(BaseModel):
     """Windows of a metric that start in ``[start, end)``."""
 
     metric: str
-    aggregation: Aggregation
+    aggregation: Aggregation | Literal["ratio"]
     window_seconds: int
     start: str = Field(description="Range start, aligned down to a window start.")
     end: str

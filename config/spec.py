@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -167,11 +168,54 @@ class MetricSpec(_Strict):
 
     anomaly: AnomalySpec | None = None
     forecast: ForecastSpec | None = None
+    max_values: int | None = Field(None, ge=1, le=100_000)
+    """Cardinality cap: per window, the ``max_values`` series with the most events keep
+    their own values and every other series is folded into one whose dimensions are
+    all :data:`OTHER` (see ``docs/dataflow.md``)."""
 
     @property
     def window_ms(self) -> int:
         """The window length (a session's gap) in milliseconds, the flow's time unit."""
         return self.window.size_ms
+
+
+OTHER = "other"
+"""The dimension value of the series a capped metric folds its rarer series into."""
+
+
+class RatioSpec(_Strict):
+    """A metric computed at query time as ``numerator / denominator`` of two stored metrics.
+
+    Both are ``count`` or ``sum`` metrics with the same window, so every rollup
+    is the ratio of summed numerators to summed denominators, never an average
+    of ratios. The ratio's dimensions are ones both metrics have.
+    """
+
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    unit: str = ""
+    numerator: str
+    denominator: str
+    dimensions: list[str] = Field(default_factory=list, max_length=8)
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. UTC, Europe/Berlin)") from None
+    return name
+
+
+TimeZone = Annotated[str, BeforeValidator(_zone)]
+"""An IANA time zone name, checked against the zoneinfo database at load."""
+
+
+class TenantSpec(_Strict):
+    """Per-tenant settings of the pipeline."""
+
+    time_zone: TimeZone = "UTC"
+    """The zone of the tenant's calendar: hourly and daily rollups follow its local clock."""
 
 
 class RetentionSpec(_Strict):
@@ -192,10 +236,24 @@ class PipelineSpec(_Strict):
     enrichment: EnrichmentSpec | None = None
     alerts: list[AlertRule] = Field(default_factory=list)
     """Alert rules (``config.alerts``), evaluated on final windows."""
+    ratios: list[RatioSpec] = Field(default_factory=list)
+    """Metrics computed at query time from two stored ones."""
+    time_zone: TimeZone = "UTC"
+    """The calendar of tenants not listed in ``tenants``."""
+    tenants: dict[str, TenantSpec] = Field(default_factory=dict)
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
         return next((m for m in self.metrics if m.name == name), None)
+
+    def ratio(self, name: str) -> RatioSpec | None:
+        """The ratio metric called ``name``, if the spec has one."""
+        return next((r for r in self.ratios if r.name == name), None)
+
+    def zone_of(self, tenant: str) -> str:
+        """The IANA time zone of ``tenant``'s calendar."""
+        listed = self.tenants.get(tenant)
+        return self.time_zone if listed is None else listed.time_zone
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
@@ -261,9 +319,58 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "late"), "session windows cannot take corrections; use late: drop"
         if metric.aggregation != "count" and metric.value is None:
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
+        if metric.max_values is not None and metric.window.kind == "session":
+            yield (*where, "max_values"), "session windows cannot be capped"
+        if metric.max_values is not None and metric.late == "correct":
+            yield (*where, "max_values"), "a capped metric cannot take corrections; use late: drop"
+    yield from _ratio_problems(spec, seen)
     if spec.enrichment is not None:
         yield from enrichment_problems(spec.enrichment, spec.event_types)
     yield from alert_problems(spec.alerts, spec.metrics)
+
+
+def _ratio_problems(
+    spec: PipelineSpec, names: set[str]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """A ratio reads two additive metrics with the same window and shares their dimensions."""
+    for i, ratio in enumerate(spec.ratios):
+        where: tuple[str | int, ...] = ("ratios", i)
+        if ratio.name in names:
+            yield (*where, "name"), f"metric {ratio.name!r} is defined twice"
+        names.add(ratio.name)
+        parts = []
+        for role in ("numerator", "denominator"):
+            metric = spec.metric(getattr(ratio, role))
+            if metric is None:
+                yield (*where, role), f"unknown metric {getattr(ratio, role)!r}"
+            elif metric.aggregation not in ("count", "sum"):
+                yield (
+                    (*where, role),
+                    f"{metric.name} is a {metric.aggregation} metric; a ratio reads count "
+                    "or sum metrics (they add up exactly)",
+                )
+            elif metric.max_values is not None:
+                yield (
+                    (*where, role),
+                    f"{metric.name} is capped (max_values); a ratio needs every series of both",
+                )
+            else:
+                parts.append(metric)
+        if len(parts) != 2:
+            continue
+        numerator, denominator = parts
+        if numerator.window != denominator.window or numerator.window.kind == "session":
+            yield (
+                (*where, "denominator"),
+                f"{numerator.name} and {denominator.name} need the same tumbling or hopping window",
+            )
+        for j, dim in enumerate(ratio.dimensions):
+            if dim not in numerator.dimensions or dim not in denominator.dimensions:
+                yield (
+                    (*where, "dimensions", j),
+                    f"dimension {dim!r} is not a dimension of both {numerator.name} and "
+                    f"{denominator.name}",
+                )
 
 
 def _describe(
