@@ -8,6 +8,7 @@ zones with whole-hour, half-hour and 45-minute offsets.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -82,7 +83,7 @@ def test_days_are_23_24_or_25_hours_and_tile_the_range(day: datetime, zone: str)
     end = start + 7 * DAY
     calendar = Calendar.of(zone, start, end)
     bounds = calendar.boundaries(start, end, DAY)
-    lengths = {b - a for a, b in zip(bounds, bounds[1:], strict=False)}
+    lengths = {b - a for a, b in itertools.pairwise(bounds)}
     assert lengths <= {23 * HOUR, 23.5 * HOUR, 24 * HOUR, 24.5 * HOUR, 25 * HOUR}
     for at in range(start, end, 17 * MINUTE):  # every instant lies in the bucket it maps to
         bucket = calendar.bucket(at, DAY)
