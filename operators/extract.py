@@ -114,6 +114,8 @@ class MetricPlan:
     accepts: Callable[[dict[str, Any]], bool] | None
     sketch: SketchSpec | None = None
     """Distinct counts and top-k read any scalar as text; quantiles read numbers."""
+    max_values: int = 0
+    """Cardinality cap (0: none): all the metric's series of a tenant share one shard."""
 
     def starts(self, ts: int) -> range:
         """Starts of the epoch-aligned tumbling or hopping windows holding ``ts``."""
@@ -207,6 +209,7 @@ def compile_plans(
             dims=dims,
             accepts=predicate(metric.filter),
             sketch=sketch_for(metric),
+            max_values=metric.max_values or 0,
         )
         for event_type in metric.events:
             by_type[event_type].append(plan)

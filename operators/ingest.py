@@ -42,7 +42,10 @@ raises :class:`EnvelopeError` to route the event to the dead letters."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
-    """The aggregation shard of a series: stable across processes (not ``hash()``)."""
+    """The aggregation shard of a series: stable across processes (not ``hash()``).
+
+    Callers pass ``dims=()`` for capped metrics, whose windows are ranked whole.
+    """
     key = f"{tenant}\x1f{metric}\x1f{dims!r}".encode()
     return zlib.crc32(key) % buckets
 
@@ -67,6 +70,7 @@ class PartitionIngest:
 
     __slots__ = (
         "_bucket_cache",
+        "_capped",
         "buckets",
         "clock",
         "default_tenant",
@@ -95,6 +99,7 @@ class PartitionIngest:
         self.clock = clock
         self.enricher = enricher
         self._bucket_cache: dict[SeriesKey, int] = {}
+        self._capped = frozenset(p.name for ps in plans.values() for p in ps if p.max_values)
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
         """Handle a batch in offset order; ``now`` is the wall clock in epoch ms."""
@@ -205,7 +210,8 @@ class PartitionIngest:
         if bucket is None:
             if len(self._bucket_cache) > 100_000:
                 self._bucket_cache.clear()
-            bucket = self._bucket_cache[key] = bucket_of(tenant, metric, dims, self.buckets)
+            shard_dims = () if metric in self._capped else dims
+            bucket = self._bucket_cache[key] = bucket_of(tenant, metric, shard_dims, self.buckets)
         return bucket
 
     def _dead(
