@@ -162,6 +162,7 @@ def _events_in(settings: Settings) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_kill_9_soak(recovering: Settings, tmp_path: Path) -> None:
     chaos(recovering, tmp_path / "flow.log", events=200_000, kills=8, seed=9)
 
