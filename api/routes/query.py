@@ -205,6 +205,9 @@ def _range(
     if zone == "UTC":
         return start_ms - start_ms % align_ms, end_ms
     calendar = Calendar.of(zone, start_ms, end_ms)
+    if all(offset % align_ms == 0 for _, offset in calendar.segments):
+        # Local buckets are UTC buckets (minutes anywhere, hours in whole-hour zones).
+        return start_ms - start_ms % align_ms, end_ms
     bounds = calendar.boundaries(start_ms, end_ms, align_ms)
     cut = next((b for b in bounds if metric.window.kind == "tumbling" and b % window), None)
     if cut is not None:
