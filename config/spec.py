@@ -83,22 +83,31 @@ def _window_shorthand(value: Any) -> Any:
 
 
 class WindowSpec(_Strict):
-    """An event-time window: ``tumbling`` (size), ``hopping`` (size, step) or ``session`` (gap).
+    """An event-time window: ``tumbling`` (size), ``hopping`` (size, step), ``session`` (gap)
+    or ``calendar`` (unit).
 
     Tumbling and hopping windows are aligned to the Unix epoch, so their size
     and step must divide a day; a session window spans from its first event
-    to its last event plus ``gap`` and closes after ``gap`` without events.
+    to its last event plus ``gap`` and closes after ``gap`` without events; a
+    calendar window is one local ``hour`` or ``day`` of the event's tenant
+    (its ``time_zone``), 23 or 25 hours long on DST changes.
     """
 
-    kind: Literal["tumbling", "hopping", "session"] = "tumbling"
+    kind: Literal["tumbling", "hopping", "session", "calendar"] = "tumbling"
     size: Duration | None = None
     step: Duration | None = None
     gap: Duration | None = None
+    unit: Literal["hour", "day"] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> WindowSpec:
-        needs = {"tumbling": {"size"}, "hopping": {"size", "step"}, "session": {"gap"}}[self.kind]
-        given = {name for name in ("size", "step", "gap") if getattr(self, name) is not None}
+        needs = {
+            "tumbling": {"size"},
+            "hopping": {"size", "step"},
+            "session": {"gap"},
+            "calendar": {"unit"},
+        }[self.kind]
+        given = {n for n in ("size", "step", "gap", "unit") if getattr(self, n) is not None}
         if needs - given:
             raise ValueError(f"a {self.kind} window needs {' and '.join(sorted(needs - given))}")
         if given - needs:
@@ -121,7 +130,10 @@ class WindowSpec(_Strict):
 
     @property
     def size_ms(self) -> int:
-        """Window length (tumbling, hopping) or the session gap, in milliseconds."""
+        """Window length (tumbling, hopping), the session gap, or a calendar unit's usual
+        length, in milliseconds."""
+        if self.unit is not None:
+            return 3_600_000 if self.unit == "hour" else 86_400_000
         length = self.gap if self.kind == "session" else self.size
         assert length is not None
         return int(length.total_seconds() * 1000)
@@ -319,6 +331,11 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "late"), "session windows cannot take corrections; use late: drop"
         if metric.aggregation != "count" and metric.value is None:
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
+        if metric.window.kind == "calendar":
+            if metric.anomaly is not None or metric.forecast is not None:
+                yield (*where, "window"), "calendar windows take no anomaly or forecast model"
+            if any(rule.metric == metric.name for rule in spec.alerts):
+                yield (*where, "window"), "alert rules cannot watch calendar windows"
         if metric.max_values is not None and metric.window.kind == "session":
             yield (*where, "max_values"), "session windows cannot be capped"
         if metric.max_values is not None and metric.late == "correct":
@@ -362,7 +379,7 @@ def _ratio_problems(
         if numerator.window != denominator.window or numerator.window.kind == "session":
             yield (
                 (*where, "denominator"),
-                f"{numerator.name} and {denominator.name} need the same tumbling or hopping window",
+                f"{numerator.name} and {denominator.name} need the same window (not a session)",
             )
         for j, dim in enumerate(ratio.dimensions):
             if dim not in numerator.dimensions or dim not in denominator.dimensions:

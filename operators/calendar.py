@@ -103,21 +103,21 @@ class Calendar:
         """The UTC start of the local bucket of ``step_ms`` holding ``at_ms``."""
         return self.start_of(self.label(at_ms, step_ms), step_ms)
 
+    def following(self, start_ms: int, step_ms: int) -> int:
+        """The start of the bucket after the one starting at ``start_ms`` (its end)."""
+        label = self.label(start_ms, step_ms) + step_ms
+        while True:
+            try:
+                return self.start_of(label, step_ms)
+            except ValueError:  # a label a spring-forward removed (a missing local hour)
+                label += step_ms
+
     def boundaries(self, start_ms: int, end_ms: int, step_ms: int) -> list[int]:
         """UTC starts of every bucket meeting ``[start_ms, end_ms)``, in order."""
         out = [self.bucket(start_ms, step_ms)]
-        while True:
-            label = self.label(out[-1], step_ms) + step_ms
-            # Skip labels a spring-forward removed (a missing local hour).
-            nxt = None
-            while nxt is None:
-                try:
-                    nxt = self.start_of(label, step_ms)
-                except ValueError:
-                    label += step_ms
-            if nxt >= end_ms:
-                return out
+        while (nxt := self.following(out[-1], step_ms)) < end_ms:
             out.append(nxt)
+        return out
 
     def local_sql(self, instant_ms: str) -> str:
         """SQL of the local time (epoch ms as if UTC) of the SQL integer ``instant_ms``.

@@ -151,8 +151,7 @@ class PartitionIngest:
                     sessions.setdefault((tenant, plan.name, dims), []).append((ts, value))
                     continue
                 took = False
-                for start in plan.starts(ts):
-                    end = start + plan.window_ms
+                for start, end in plan.spans(ts, tenant):
                     if late and (not plan.horizon_ms or end + plan.horizon_ms <= watermark):
                         continue
                     took = True
