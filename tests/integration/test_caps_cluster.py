@@ -1,19 +1,23 @@
-"""A capped metric run by a two-process cluster (`riffle run -i/-a`) over a real broker.
+"""A capped metric and a calendar metric run by a two-process cluster (`riffle run -i/-a`).
 
 The known event set (late and malformed events, four partitions) goes to
 Tansu; two `riffle run` processes share the work. Every final window of the
 capped metric in Redis and in the warehouse must equal the cap rule applied
 to the SQL recomputation of its uncapped twin — and nothing else may be
-left in Redis (no partial of a series that was folded later).
+left in Redis (no partial of a series that was folded later). The calendar
+metric's windows must be the local hours of the tenant's zone (Asia/Kolkata,
++05:30) holding the same events.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -39,6 +43,7 @@ PARTITIONS = 4
 CAP = 6
 SPEC = f"""
 version: 1
+time_zone: Asia/Kolkata
 event_types: {{page_view: {{}}, add_to_cart: {{}}, purchase: {{}}, signup: {{}}, api_request: {{}}}}
 dimensions:
   country: {{path: context.country}}
@@ -51,7 +56,21 @@ metrics:
     aggregation: count
     dimensions: [country, device, page]
     max_values: {CAP}
+  - {{name: views_hourly, events: [page_view], aggregation: count,
+      window: {{kind: calendar, unit: hour}}}}
 """
+
+
+def local_hours(expected: Expected) -> dict[tuple[int, int], int]:
+    """``(start, end) -> count`` of the uncapped twin's events per Kolkata hour (zoneinfo)."""
+    zone = ZoneInfo("Asia/Kolkata")
+    out: Counter[tuple[int, int]] = Counter()
+    for (metric, _dims, start), agg in expected.items():
+        if metric == "views":
+            local = datetime.fromtimestamp(start / 1000, UTC).astimezone(zone)
+            begin = int(local.replace(minute=0).timestamp() * 1000)
+            out[(begin, begin + 3_600_000)] += agg[0]
+    return dict(out)
 
 
 def capped(expected: Expected) -> tuple[Expected, int]:
@@ -96,10 +115,12 @@ def test_two_processes_cap_exactly_as_the_reference(
     now = int(time.time() * 1000)
     base = now - now % 60_000 - 10 * 60_000
     sent = scenario(seed=13, n=4000, partitions=PARTITIONS, base=base)
-    sent += closers(base + 3_600_000, PARTITIONS)
+    sent += closers(base + 3 * 3_600_000, PARTITIONS)  # past the last local hour's end
     produce(settings, sent)
     spec = load_spec(spec_path)
-    want, folds = capped(expected_windows(sent, spec, lateness_ms=10_000))
+    reference = expected_windows(sent, spec, lateness_ms=10_000)
+    want, folds = capped(reference)
+    hours = local_hours(reference)
     assert folds, "the scenario must exceed the cap"
     client = redis.Redis.from_url(settings.redis_url)
     store = RedisWindowStore(client, settings.redis_prefix, 86_400)
@@ -130,6 +151,22 @@ def test_two_processes_cap_exactly_as_the_reference(
             ),
             60,
             "the capped finals in the warehouse",
+            log,
+        )
+        wait_for(
+            lambda: (
+                {
+                    (p.window_start, p.window_end): p.count
+                    for _d, points in store.read_series(
+                        settings.default_tenant, "views_hourly", 0, 2**62
+                    )
+                    for p in points
+                    if p.is_final
+                }
+                == hours
+            ),
+            60,
+            "the local hours of the calendar metric",
             log,
         )
         counted = 0.0
