@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
-from api.models import ErrorResponse, MetricList, MetricOut, PointOut, SeriesOut, SeriesResponse
+from api.models import (
+    ErrorResponse,
+    MetricList,
+    MetricOut,
+    PointOut,
+    RatioOut,
+    SeriesOut,
+    SeriesResponse,
+)
 from api.ratios import as_metric, parts, ratio_series
 from api.series import Series, group_series, read_windows
 from api.times import format_instant, parse_instant
@@ -31,8 +39,11 @@ router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 @router.get("", operation_id="listMetrics", summary="Every metric of the pipeline spec")
 def list_metrics(spec: Spec) -> MetricList:
-    """The definitions of all metrics, in spec order."""
-    return MetricList(metrics=[MetricOut.of(m) for m in spec.metrics])
+    """The definitions of all metrics and ratio metrics, in spec order."""
+    return MetricList(
+        metrics=[MetricOut.of(m) for m in spec.metrics],
+        ratios=[RatioOut.of(r) for r in spec.ratios],
+    )
 
 
 @router.get(

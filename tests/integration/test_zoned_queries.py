@@ -179,6 +179,12 @@ def test_ratio_rollups_are_ratios_of_sums(world: World) -> None:
     assert ranked == sorted(ranked, reverse=True)
 
 
+def test_ratios_are_listed_with_the_metrics(world: World) -> None:
+    listing = world.get("berlin", "")
+    assert [r["name"] for r in listing["ratios"]] == ["conversion"]
+    assert listing["ratios"][0]["numerator"] == "purchases"
+
+
 def test_ratio_series_per_window_and_merged(world: World) -> None:
     start, end = SPLIT - 30 * MIN, SPLIT + 30 * MIN  # across the Redis/warehouse split
     per = world.get("berlin", "conversion/series", start=str(start), end=str(end))
