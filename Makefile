@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  fi; \
 	fi; \
 	if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,dev,asn]'
 	@touch $(STAMP)
 
 # The BigQuery emulator in its own virtualenv: it pins duckdb 1.5.5 and needs the

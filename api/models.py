@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from config.spec import Aggregation, MetricSpec, Operator
+from config.spec import Aggregation, MetricSpec, Operator, RatioSpec
 
 
 class ErrorDetail(BaseModel):
@@ -59,10 +59,29 @@ class MetricOut(BaseModel):
         )
 
 
+class RatioOut(BaseModel):
+    """A ratio metric's definition: summed numerator over summed denominator."""
+
+    name: str
+    description: str
+    unit: str
+    numerator: str
+    denominator: str
+    dimensions: list[str]
+
+    @classmethod
+    def of(cls, ratio: RatioSpec) -> RatioOut:
+        """The definition of ``ratio``."""
+        return cls(**ratio.model_dump())
+
+
 class MetricList(BaseModel):
     """Every metric of the pipeline spec."""
 
     metrics: list[MetricOut]
+    ratios: list[RatioOut] = Field(
+        default_factory=list, description="Ratio metrics, served like metrics by name."
+    )
 
 
 class PointOut(BaseModel):
@@ -92,7 +111,7 @@ class SeriesResponse(BaseModel):
     """Windows of a metric that start in ``[start, end)``."""
 
     metric: str
-    aggregation: Aggregation
+    aggregation: Aggregation | Literal["ratio"]
     window_seconds: int
     start: str = Field(description="Range start, aligned down to a window start.")
     end: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from api.rollup import Grid, add_rows, add_windows
+from operators.calendar import Calendar
 from operators.sketches import SketchSpec
 from sinks.redis_store import RedisWindowStore
 from sinks.warehouse_base import Filters, Warehouse
@@ -36,8 +37,14 @@ def rollup_grid(
     filters: Filters | None,
     hot_boundary_ms: int,
     sketch: SketchSpec | None = None,
+    zone: str = "UTC",
 ) -> Grid:
-    """Buckets of windows starting in ``[start_ms, end_ms)`` per ``by`` group (see module doc)."""
+    """Buckets of windows starting in ``[start_ms, end_ms)`` per ``by`` group (see module doc).
+
+    Buckets of ``step_ms`` follow the local clock of ``zone`` (DST-correct
+    hours and days, :mod:`operators.calendar`) in both stores.
+    """
+    calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
     hot_from = max(start_ms, hot_boundary_ms)
     recent = hot.read_series(tenant, metric, hot_from, end_ms, filters) if hot_from < end_ms else []
     first = min((windows[0].window_start for _, windows in recent if windows), default=None)
@@ -45,13 +52,12 @@ def rollup_grid(
     grid: Grid = {}
     if split > start_ms and sketch is not None:  # SQL cannot merge sketches: merge here
         older = cold.read_series(tenant, metric, start_ms, split, filters)
-        add_windows(grid, older, by, start_ms, step_ms, sketch)
+        add_windows(grid, older, by, start_ms, step_ms, sketch, calendar)
     elif split > start_ms:
-        add_rows(
-            grid,
-            cold.rollup(
-                tenant, metric, start_ms, split, step_ms=step_ms, by=list(by), filters=filters
-            ),
-        )
-    add_windows(grid, recent, by, start_ms, step_ms, sketch)
+        rows = cold.rollup(
+            tenant, metric, start_ms, split, step_ms=step_ms, by=list(by), filters=filters,
+            zone=zone,
+        )  # fmt: skip
+        add_rows(grid, rows)
+    add_windows(grid, recent, by, start_ms, step_ms, sketch, calendar)
     return grid

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from config.spec import Aggregation
 from operators.aggregators import value_of
+from operators.calendar import Calendar
 from operators.records import Dims, WindowResult
 from operators.sketches import Sketch, SketchSpec
 from sinks.warehouse_base import RollupRow, bucket_of
@@ -76,17 +77,24 @@ def add_windows(
     start_ms: int,
     step_ms: int | None,
     sketch: SketchSpec | None = None,
+    calendar: Calendar | None = None,
 ) -> None:
     """Fold raw windows (from Redis) into ``grid``, grouped by ``by`` and bucketed.
 
-    A dimension the series lacks groups as ``""``, as the engines do.
+    A dimension the series lacks groups as ``""``, as the engines do. With a
+    ``calendar`` the buckets are its local hours or days (by window start).
     """
     for dims, windows in series:
         values = dict(dims)
         key = tuple(sorted((name, values.get(name, "")) for name in by))
         slots = grid.setdefault(key, {})
         for w in windows:
-            bucket = slots.setdefault(bucket_of(w.window_start, start_ms, step_ms), Bucket())
+            at = (
+                bucket_of(w.window_start, start_ms, step_ms)
+                if calendar is None or step_ms is None
+                else calendar.bucket(w.window_start, step_ms)
+            )
+            bucket = slots.setdefault(at, Bucket())
             merge_into(bucket, w.count, w.sum, w.min, w.max, 1, partial=not w.is_final)
             if sketch is not None and w.sketch is not None:
                 if bucket.sketch is None:

@@ -14,32 +14,46 @@ whole topic twice, alternating, with
   topic's end. The events carry no user agent or IP, so the demo's enrichment
   is off here (``benchmarks.enrich`` measures it).
 
-and prints events/s and events per CPU-second for each, and their ratio.
-Both must agree on the totals of the metrics the reference computes, or the
-run fails.
+and, with ``--processes 1,2``, the same metrics dataflow as ``riffle run``
+child processes — one process, then a two-process cluster (``-i``/``-a``)
+over the same topic — timed from the moment every process serves its
+metrics until every event's contribution is in Redis (partial or final
+windows), CPU-seconds summed over the children from ``/proc``. The demo's
+models and alert rules are left out of every variant: this measures the
+metrics dataflow.
 
-    python -m benchmarks.pipeline --events 500000
+It prints events/s and events per CPU-second for each, and their ratios to
+the reference loop of the same round. Every variant must agree with the
+reference on the totals of the metrics it computes, or the run fails.
+
+    python -m benchmarks.pipeline --events 500000 --processes 1,2
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import redis
+import yaml
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from config.spec import SKETCHED, MetricSpec, PipelineSpec, load_spec
+from config.spec import SKETCHED, MetricSpec, PipelineSpec, parse_spec
 from dataflows.metrics import FlowOutputs, build_flow
 from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from dataflows.telemetry import FlowTelemetry
@@ -221,14 +235,106 @@ def riffle(
         telemetry=FlowTelemetry(CollectorRegistry()),
     )
     run_main(flow)
+    return redis_totals(redis_url, prefix, spec, finals_only=True)
+
+
+def metrics_spec(path: Path) -> str:
+    """The demo spec as YAML without enrichment, models and alert rules."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.pop("enrichment", None)
+    data.pop("alerts", None)
+    for metric in data["metrics"]:
+        metric.pop("anomaly", None)
+        metric.pop("forecast", None)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+    except OSError:
+        return False
+    return True
+
+
+def redis_totals(
+    redis_url: str, prefix: str, spec: PipelineSpec, *, finals_only: bool
+) -> dict[str, float]:
+    """Events counted per comparable metric in Redis (latest emission of every window)."""
+    hot_ttl = int(spec.retention.hot.total_seconds())
     store = RedisWindowStore(redis.Redis.from_url(redis_url), prefix, hot_ttl)
+    tenant = Settings().default_tenant
     totals: dict[str, float] = {}
     for metric in comparable(spec):
-        for _dims, points in store.read_series(settings.default_tenant, metric.name, 0, 2**62):
-            totals[metric.name] = totals.get(metric.name, 0) + sum(
-                p.count for p in points if p.is_final
-            )
+        for _dims, points in store.read_series(tenant, metric.name, 0, 2**62):
+            counted = sum(p.count for p in points if p.is_final or not finals_only)
+            if counted:
+                totals[metric.name] = totals.get(metric.name, 0) + counted
     return totals
+
+
+def riffle_processes(
+    servers: str,
+    topic: str,
+    spec: PipelineSpec,
+    spec_file: Path,
+    redis_url: str,
+    prefix: str,
+    workdir: Path,
+    processes: int,
+    want: dict[str, float],
+) -> tuple[float, float]:
+    """``riffle run`` as ``processes`` processes until Redis holds every event; (wall s, CPU s)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")}
+    env.update(
+        RIFFLE_KAFKA_BOOTSTRAP=servers,
+        RIFFLE_EVENTS_TOPIC=topic,
+        RIFFLE_DEADLETTER_TOPIC=f"{topic}.dead",
+        RIFFLE_REDIS_URL=redis_url,
+        RIFFLE_REDIS_PREFIX=prefix,
+        RIFFLE_WAREHOUSE=f"duckdb:///{workdir / f'{prefix}.duckdb'}",
+        RIFFLE_SPEC=str(spec_file),
+        RIFFLE_METRICS_PORT=str(port),
+        RIFFLE_PARTIAL_INTERVAL_SECONDS="0.25",
+        RIFFLE_LOG_LEVEL="WARNING",
+    )
+    riffle_bin = Path(sys.executable).with_name("riffle")
+    args = [[str(riffle_bin), "run"] for _ in range(processes)]
+    if processes > 1:
+        hosts = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        args = [[*a, "-i", str(i), "-a", hosts] for i, a in enumerate(args)]
+    log = (workdir / f"{prefix}.log").open("ab")
+    children = [subprocess.Popen(a, env=env, stdout=log, stderr=subprocess.STDOUT) for a in args]
+    try:
+        urls = [f"http://127.0.0.1:{port + i}/metrics" for i in range(processes)]
+        deadline = time.monotonic() + 60
+        while not all(_answers(u) for u in urls):
+            if time.monotonic() > deadline or any(c.poll() is not None for c in children):
+                raise SystemExit(f"riffle run did not start; see {workdir / f'{prefix}.log'}")
+            time.sleep(0.05)
+        wall, cpu = time.perf_counter(), sum(_cpu_seconds(c.pid) for c in children)
+        deadline = time.monotonic() + 600
+        while redis_totals(redis_url, prefix, spec, finals_only=False) != want:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{processes} process(es) never reached the reference totals")
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - wall
+        used = sum(_cpu_seconds(c.pid) for c in children) - cpu
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(30)
+        log.close()
+    return elapsed, used
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
@@ -259,12 +365,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bootstrap", help="Kafka bootstrap; a Tansu broker is started if absent")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
-
-    spec = load_spec(Path(__file__).parents[1] / "config" / "demo.yaml").model_copy(
-        update={"enrichment": None}
+    parser.add_argument(
+        "--processes",
+        default="",
+        help="also run `riffle run` with these process counts, e.g. 1,2 (empty: in-process only)",
     )
+    args = parser.parse_args()
+    counts = [int(p) for p in args.processes.split(",") if p.strip()]
+
+    spec = PIPELINE_SPEC
     with _broker(args.bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
+        spec_file = Path(tmp) / "spec.yaml"
+        spec_file.write_text(metrics_spec(DEMO), encoding="utf-8")
         topic = f"bench.{uuid.uuid4().hex[:8]}"
         ensure_topics(servers, [topic, f"{topic}.dead"], args.partitions)
         values = compact_events(args.events, seed=1, start_ms=int(time.time() * 1000) - 3_600_000)
@@ -275,6 +387,7 @@ def main() -> None:
             f"partitions in {produce_s:.1f}s"
         )
         rows = []
+        cluster_rows: list[tuple[int, int, float, float, float, float]] = []
         client = redis.Redis.from_url(args.redis_url)
         for round_no in range(args.rounds):
             ref, ref_wall, ref_cpu = timed(lambda: reference(servers, topic, args.partitions, spec))
@@ -293,6 +406,14 @@ def main() -> None:
             if got != want:
                 raise SystemExit(f"totals differ: riffle {got} vs reference {want}")
             rows.append((round_no, ref_wall, ref_cpu, rif_wall, rif_cpu))
+            for count in counts:
+                prefix = f"bench{uuid.uuid4().hex[:6]}"
+                wall, cpu = riffle_processes(
+                    servers, topic, spec, spec_file, args.redis_url, prefix, Path(tmp), count, want
+                )
+                for key in client.scan_iter(f"{prefix}:*", count=1000):
+                    client.delete(key)
+                cluster_rows.append((round_no, count, ref_wall, ref_cpu, wall, cpu))
         n = args.events
         print(
             f"\n{'round':>5} {'reference ev/s':>15} {'ev/cpu-s':>10} "
@@ -310,7 +431,25 @@ def main() -> None:
             f"\nbest: reference {n / best_ref:,.0f} ev/s, riffle {n / best_rif:,.0f} ev/s, "
             f"riffle/reference = {best_ref / best_rif:.2f}"
         )
+        if cluster_rows:
+            print(
+                f"\n{'round':>5} {'riffle run':>10} {'ev/s':>10} {'ev/cpu-s':>10} "
+                f"{'vs reference ev/s':>18} {'vs reference cpu':>17}"
+            )
+            for round_no, count, ref_wall, ref_cpu, wall, cpu in cluster_rows:
+                print(
+                    f"{round_no:>5} {f'{count} proc':>10} {n / wall:>10,.0f} {n / cpu:>10,.0f} "
+                    f"{ref_wall / wall:>18.2f} {ref_cpu / cpu:>17.2f}"
+                )
+            for count in counts:
+                best = min(r[4] for r in cluster_rows if r[1] == count)
+                print(f"best {count} process(es): {n / best:,.0f} ev/s")
 
+
+DEMO = Path(__file__).parents[1] / "config" / "demo.yaml"
+PIPELINE_SPEC = parse_spec(metrics_spec(DEMO), source=str(DEMO))
+"""The demo spec the benchmark runs: no enrichment (the events carry no user agent or
+IP), no models, no alert rules."""
 
 if __name__ == "__main__":
     main()

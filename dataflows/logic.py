@@ -220,6 +220,7 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
         self._next_partials = now_ms() + partial_ms
         self._seen_corrections = self.windows.corrections
         self._seen_dropped = self.windows.dropped_after_close
+        self._seen_folded = dict(self.windows.folded)
 
     def on_batch(self, values: list[BucketUpdate]) -> tuple[list[WindowResult], bool]:
         now = now_ms()
@@ -262,3 +263,8 @@ class BucketLogic(StatefulBatchLogic[BucketUpdate, WindowResult, BucketSnapshot]
         if windows.dropped_after_close != self._seen_dropped:
             self.telemetry.dropped_after_close.inc(windows.dropped_after_close - self._seen_dropped)
             self._seen_dropped = windows.dropped_after_close
+        for metric, folded in windows.folded.items():
+            seen = self._seen_folded.get(metric, 0)
+            if folded != seen:
+                self.telemetry.capped_series.labels(metric).inc(folded - seen)
+                self._seen_folded[metric] = folded

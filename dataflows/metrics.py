@@ -22,7 +22,7 @@ from bytewax.outputs import Sink
 
 from config.registry import load_schemas
 from config.settings import Settings
-from config.spec import PipelineSpec
+from config.spec import OTHER, PipelineSpec
 from dataflows.alert_logic import PartitionClock, RuleLog
 from dataflows.alerts import alert_stage
 from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
@@ -175,6 +175,8 @@ def window_rules(spec: PipelineSpec, *, default_lateness_ms: int) -> dict[str, W
             else 0,
             session=metric.window.kind == "session",
             sketch=sketch_for(metric),
+            max_values=metric.max_values or 0,
+            other=tuple((name, OTHER) for name in sorted(metric.dimensions)),
         )
     return rules
 

@@ -67,6 +67,13 @@ class FlowTelemetry:
             "Partial aggregates that arrived after their window's correction horizon.",
             registry=registry,
         )
+        self.capped_series = Counter(
+            "riffle_dataflow_capped_series",
+            "Series a capped metric (max_values) folded into its 'other' series, counted "
+            "per final emission of a window.",
+            ["metric"],
+            registry=registry,
+        )
         self.emit_lag = Histogram(
             "riffle_dataflow_window_emit_lag_seconds",
             "Wall-clock time from a window's end to its final emission.",

@@ -7,7 +7,7 @@ open sessions. :meth:`Enricher.enrich` adds fields to a checked event in
 place, in this order:
 
 1. user agent → ``context.browser`` … ``context.is_bot``
-2. geo-IP → ``context.geo_country``, ``context.asn_org``, ``context.asn_network``
+2. geo-IP → ``context.geo_country``, ``context.asn_org``, ``context.asn_network``, ``context.asn``
 3. IP privacy → ``context.ip`` truncated, hashed or removed (nothing after this
    step, metric plans included, sees the raw address)
 4. sessions → ``context.session_id``, ``context.session_index``
@@ -65,7 +65,9 @@ class EnrichmentPlan:
         ua, geo, session, privacy = spec.user_agent, spec.geo, spec.session, spec.privacy
         self.user_agent = UserAgentParser(ua.cache_size) if ua is not None else None
         self.geo = (
-            GeoLookup(asn=geo.asn, ipv6=geo.ipv6, cache_size=geo.cache_size)
+            GeoLookup(
+                asn=geo.asn, ipv6=geo.ipv6, cache_size=geo.cache_size, asn_number=geo.asn_number
+            )
             if geo is not None
             else None
         )

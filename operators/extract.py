@@ -7,11 +7,12 @@ with prebuilt getters, so reading an event touches only plain dict lookups.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from config.spec import Condition, PipelineSpec
+from operators.calendar import Calendar
 from operators.envelope import EnvelopeError
 from operators.records import Dims
 from operators.sketches import SketchSpec, sketch_for
@@ -114,11 +115,42 @@ class MetricPlan:
     accepts: Callable[[dict[str, Any]], bool] | None
     sketch: SketchSpec | None = None
     """Distinct counts and top-k read any scalar as text; quantiles read numbers."""
+    max_values: int = 0
+    """Cardinality cap (0: none): all the metric's series of a tenant share one shard."""
+    calendar_ms: int = 0
+    """Calendar windows: the local unit (an hour or a day) in the tenant's zone; 0: none."""
+    zones: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Calendar windows: the time zone of each listed tenant."""
+    zone: str = "UTC"
+    """Calendar windows: the time zone of the other tenants."""
+    _calendars: dict[str, tuple[int, int, Calendar]] = field(default_factory=dict, compare=False)
+    """Per tenant: the span its calendar covers, and the calendar."""
+    _recent: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+    """Per tenant: the last local window found (most events fall into it)."""
 
-    def starts(self, ts: int) -> range:
-        """Starts of the epoch-aligned tumbling or hopping windows holding ``ts``."""
+    def spans(self, ts: int, tenant: str) -> list[tuple[int, int]]:
+        """``(start, end)`` of every window holding ``ts``: epoch-aligned tumbling or hopping
+        windows, or the tenant's local hour or day."""
+        if self.calendar_ms:
+            return [self._local(ts, tenant)]
         last = ts - ts % self.step_ms
-        return range(last - self.window_ms + self.step_ms, last + 1, self.step_ms)
+        size = self.window_ms
+        return [(s, s + size) for s in range(last - size + self.step_ms, last + 1, self.step_ms)]
+
+    def _local(self, ts: int, tenant: str) -> tuple[int, int]:
+        recent = self._recent.get(tenant)
+        if recent is not None and recent[0] <= ts < recent[1]:
+            return recent
+        held = self._calendars.get(tenant)
+        if held is None or not held[0] <= ts < held[1]:
+            # A year of offsets around ts (refreshed when event time leaves it).
+            low, high = ts - 183 * 86_400_000, ts + 183 * 86_400_000
+            held = (low, high, Calendar.of(self.zones.get(tenant, self.zone), low, high))
+            self._calendars[tenant] = held
+        calendar, unit = held[2], self.calendar_ms
+        start = calendar.bucket(ts, unit)
+        recent = self._recent[tenant] = (start, calendar.following(start, unit))
+        return recent
 
     def read(self, event: dict[str, Any]) -> tuple[Dims, Any] | None:
         """The series dimensions and value this event contributes, or ``None`` if filtered.
@@ -207,6 +239,10 @@ def compile_plans(
             dims=dims,
             accepts=predicate(metric.filter),
             sketch=sketch_for(metric),
+            max_values=metric.max_values or 0,
+            calendar_ms=metric.window_ms if metric.window.kind == "calendar" else 0,
+            zones={name: tenant.time_zone for name, tenant in spec.tenants.items()},
+            zone=spec.time_zone,
         )
         for event_type in metric.events:
             by_type[event_type].append(plan)

@@ -43,7 +43,10 @@ raises :class:`EnvelopeError` to route the event to the dead letters."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
-    """The aggregation shard of a series: stable across processes (not ``hash()``)."""
+    """The aggregation shard of a series: stable across processes (not ``hash()``).
+
+    Callers pass ``dims=()`` for capped metrics, whose windows are ranked whole.
+    """
     key = f"{tenant}\x1f{metric}\x1f{dims!r}".encode()
     return zlib.crc32(key) % buckets
 
@@ -72,6 +75,7 @@ class PartitionIngest:
 
     __slots__ = (
         "_bucket_cache",
+        "_capped",
         "buckets",
         "clock",
         "default_tenant",
@@ -103,6 +107,7 @@ class PartitionIngest:
         self.clock = clock
         self.enricher = enricher
         self._bucket_cache: dict[SeriesKey, int] = {}
+        self._capped = frozenset(p.name for ps in plans.values() for p in ps if p.max_values)
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
         """Handle a batch in offset order; ``now`` is the wall clock in epoch ms."""
@@ -160,8 +165,7 @@ class PartitionIngest:
                     sessions.setdefault((tenant, plan.name, dims), []).append((ts, value))
                     continue
                 took = False
-                for start in plan.starts(ts):
-                    end = start + plan.window_ms
+                for start, end in plan.spans(ts, tenant):
                     if late and (not plan.horizon_ms or end + plan.horizon_ms <= watermark):
                         continue
                     took = True
@@ -219,7 +223,8 @@ class PartitionIngest:
         if bucket is None:
             if len(self._bucket_cache) > 100_000:
                 self._bucket_cache.clear()
-            bucket = self._bucket_cache[key] = bucket_of(tenant, metric, dims, self.buckets)
+            shard_dims = () if metric in self._capped else dims
+            bucket = self._bucket_cache[key] = bucket_of(tenant, metric, shard_dims, self.buckets)
         return bucket
 
     def _dead(

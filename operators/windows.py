@@ -18,6 +18,15 @@ in and re-emits the final with the next revision. Any other partial for a
 closed window (possible only when a partition wakes from idleness behind the
 others) is counted in ``dropped_after_close`` and never reopens a window with
 a wrong total.
+
+A *capped* metric (``max_values: N``) has all its series of a tenant in one
+shard (see :func:`operators.ingest.bucket_of`). Each emission of one of its
+windows ranks the window's series by event count (most first, ties by
+dimension values) and emits the first N as they are and every other series
+merged into one whose dimensions are all ``other``; a series emitted before
+and folded now is retracted. The rule reads only the window's own content,
+so it gives the same finals in any order, with any number of workers, live,
+as a backlog or after a restart.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config.spec import Aggregation
-from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, thawed
+from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, new_agg, thawed
 from operators.ingest import Partial, SeriesKey
 from operators.records import Dims, WindowResult
 from operators.sketches import SketchSpec
@@ -48,6 +57,14 @@ class WindowRule:
     """Corrections accepted until the watermark passes ``end + horizon_ms`` (0: none)."""
     session: bool = False
     sketch: SketchSpec | None = None
+    max_values: int = 0
+    """Cardinality cap: series kept per window (0: no cap)."""
+    other: Dims = ()
+    """The dimensions of the series a capped metric folds the rest into."""
+
+
+Group = tuple[str, str, int]
+"""``(tenant, metric, window_start)``: every series of one window of a metric."""
 
 
 @dataclass(slots=True)
@@ -69,6 +86,9 @@ class BucketSnapshot:
     closed_through: int
     dropped_after_close: int
     corrections: int
+    others: dict[Group, int] = field(default_factory=dict)
+    """Revisions of the fold series of capped metrics' open windows."""
+    folded: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -90,6 +110,14 @@ class BucketWindows:
     corrections: int = 0
     retracted: list[WindowResult] = field(default_factory=list)
     """Retractions not yet handed out (by :meth:`apply` or :meth:`partials`)."""
+    groups: dict[Group, set[Dims]] = field(default_factory=dict)
+    """The open series of each window of a capped metric."""
+    others: dict[Group, WindowState] = field(default_factory=dict)
+    """The fold series of each open window of a capped metric."""
+    published: set[WindowKey] = field(default_factory=set)
+    """Series of capped metrics whose last partial emission showed them."""
+    folded: dict[str, int] = field(default_factory=dict)
+    """Per capped metric: series folded into ``other`` in final emissions."""
     _next_close: int = _FAR
     _next_purge: int = _FAR
 
@@ -108,6 +136,11 @@ class BucketWindows:
         self.closed_through = snap.closed_through
         self.dropped_after_close = snap.dropped_after_close
         self.corrections = snap.corrections
+        for group, revision in snap.others.items():
+            if group in self.groups:
+                (key, state), *_ = self._members(group)
+                self._other(group, state.end).revision = revision
+        self.folded = dict(snap.folded)
         self.dirty = set(self.windows)
         return self
 
@@ -120,6 +153,8 @@ class BucketWindows:
             closed_through=self.closed_through,
             dropped_after_close=self.dropped_after_close,
             corrections=self.corrections,
+            others={group: state.revision for group, state in self.others.items()},
+            folded=dict(self.folded),
         )
 
     @property
@@ -175,7 +210,7 @@ class BucketWindows:
             self._purge(clock)
         if clock < self._next_close:
             return []
-        finals: list[WindowResult] = []
+        due_now: list[tuple[WindowKey, WindowState]] = []
         next_close = _FAR
         for key, state in list(self.windows.items()):
             rule = self.rules[key[1]]
@@ -185,18 +220,18 @@ class BucketWindows:
                 self.dirty.discard(key)
                 if rule.session:
                     self._forget_session(key)
-                finals.append(self._result(key, state, is_final=True, now=now))
+                due_now.append((key, state))
                 if rule.horizon_ms:
                     self._retain(key, state)
             elif due < next_close:
                 next_close = due
         self._next_close = next_close
-        return finals
+        return self._finals(due_now, now)
 
     def close_all(self, now: int) -> list[WindowResult]:
         """Emit every open window as final: the input is bounded and has ended."""
         finals = self._take_retractions()
-        finals += [self._result(k, s, is_final=True, now=now) for k, s in self.windows.items()]
+        finals += self._finals(list(self.windows.items()), now)
         self.windows.clear()
         self.sessions.clear()
         self.dirty.clear()
@@ -206,8 +241,82 @@ class BucketWindows:
     def partials(self, now: int) -> list[WindowResult]:
         """Retractions, then a partial value for every open window changed since the last call."""
         out = self._take_retractions()
-        out += [self._result(k, self.windows[k], is_final=False, now=now) for k in self.dirty]
+        changed: set[Group] = set()
+        for key in self.dirty:
+            if self.rules[key[1]].max_values:
+                changed.add((key[0], key[1], key[3]))
+            else:
+                out.append(self._result(key, self.windows[key], is_final=False, now=now))
+        for group in sorted(changed):
+            out += self._capped(group, self._members(group), is_final=False, now=now)
         self.dirty.clear()
+        return out
+
+    def _finals(self, states: list[tuple[WindowKey, WindowState]], now: int) -> list[WindowResult]:
+        """Final emissions of windows that just closed (capped metrics per whole window)."""
+        out: list[WindowResult] = []
+        capped: dict[Group, list[tuple[WindowKey, WindowState]]] = {}
+        for key, state in states:
+            if self.rules[key[1]].max_values:
+                capped.setdefault((key[0], key[1], key[3]), []).append((key, state))
+            else:
+                out.append(self._result(key, state, is_final=True, now=now))
+        for group in sorted(capped):
+            out += self._capped(group, capped[group], is_final=True, now=now)
+            self.groups.pop(group, None)
+            self.others.pop(group, None)
+        return out
+
+    def _members(self, group: Group) -> list[tuple[WindowKey, WindowState]]:
+        tenant, metric, start = group
+        keys = [(tenant, metric, dims, start) for dims in self.groups.get(group, ())]
+        return [(key, self.windows[key]) for key in keys]
+
+    def _other(self, group: Group, end: int) -> WindowState:
+        """The fold series of a capped window (its revision lives as long as the window)."""
+        state = self.others.get(group)
+        if state is None:
+            state = self.others[group] = WindowState(end, new_agg(self.rules[group[1]].sketch))
+        return state
+
+    def _capped(
+        self,
+        group: Group,
+        members: list[tuple[WindowKey, WindowState]],
+        *,
+        is_final: bool,
+        now: int,
+    ) -> list[WindowResult]:
+        """One window of a capped metric: its top series, the rest folded (module doc)."""
+        rule = self.rules[group[1]]
+        ranked = sorted(
+            (m for m in members if m[0][2] != rule.other), key=lambda m: (-m[1].agg[0], m[0][2])
+        )
+        kept, folded = ranked[: rule.max_values], ranked[rule.max_values :]
+        folded += [m for m in members if m[0][2] == rule.other]  # a real "other" series joins
+        out = [self._result(key, state, is_final=is_final, now=now) for key, state in kept]
+        if folded:
+            other = self._other(group, folded[0][1].end)
+            other.agg = new_agg(rule.sketch)
+            for _, state in folded:
+                merge(other.agg, state.agg)
+            tenant, metric, start = group
+            out.append(
+                self._result((tenant, metric, rule.other, start), other, is_final=is_final, now=now)
+            )
+        for key, state in folded:
+            # Take back what an earlier emission showed (after a restart: anything shown).
+            if key in self.published or (is_final and state.revision and key[2] != rule.other):
+                out.append(self._retraction(key, state, now))
+                state.revision += 1
+            self.published.discard(key)
+        for key, _ in kept:
+            if is_final:
+                self.published.discard(key)
+            else:
+                self.published.add(key)
+        if is_final and folded:
+            self.folded[group[1]] = self.folded.get(group[1], 0) + len(folded)
         return out
 
     def _merge_session(self, key: WindowKey, state: WindowState, now: int) -> None:
@@ -253,6 +362,8 @@ class BucketWindows:
 
     def _open(self, key: WindowKey, state: WindowState) -> None:
         self.windows[key] = state
+        if self.rules[key[1]].max_values:
+            self.groups.setdefault((key[0], key[1], key[3]), set()).add(key[2])
         if self.rules[key[1]].session:
             starts = self.sessions.setdefault(key[:3], [])
             if key[3] not in starts:

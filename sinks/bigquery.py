@@ -34,6 +34,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from operators.calendar import Calendar
 from operators.records import Dims, WindowResult
 from sinks.duckdb_sql import rollup_rows
 from sinks.errors import SinkError, TransientSinkError
@@ -349,8 +350,10 @@ class BigQueryWarehouse:
         step_ms: int | None,
         by: Sequence[str],
         filters: Filters | None = None,
+        zone: str = "UTC",
     ) -> list[RollupRow]:
         """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in BigQuery."""
+        calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
         where, params = self._where(tenant, metric, start_ms, end_ms, filters)
         if where is None:
             return []
@@ -359,14 +362,18 @@ class BigQueryWarehouse:
             select.append("@bucket_start")
             params.append(bigquery.ScalarQueryParameter("bucket_start", "INT64", start_ms))
         else:
-            select.append("DIV(UNIX_MILLIS(window_start), @step) * @step")
+            local = "UNIX_MILLIS(window_start)"
+            if calendar is not None:
+                local = calendar.local_sql(local)
+            select.append(f"DIV({local}, @step) * @step")
             params.append(bigquery.ScalarQueryParameter("step", "INT64", step_ms))
         groups = ", ".join(str(i + 1) for i in range(len(select)))
         sql = (
             f"SELECT {', '.join(select)}, SUM(count), SUM(sum), MIN(min), MAX(max), COUNT(*) "
             f"FROM `{self.table_id(METRIC_WINDOWS.name)}` WHERE {where} GROUP BY {groups}"
         )
-        return rollup_rows([tuple(row.values()) for row in self._query(sql, params)], by)
+        rows = [tuple(row.values()) for row in self._query(sql, params)]
+        return rollup_rows(rows, by, calendar, step_ms)
 
     def purge_before(self, tenant: str | None, before_ms: int) -> int:
         """Delete stored rows (all duplicates included) of windows starting before ``before_ms``.

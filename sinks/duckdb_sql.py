@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 
+from operators.calendar import Calendar
 from sinks.errors import SinkError
 from sinks.tables import DUCKDB_TYPES, TABLES, TableDef
 from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
@@ -92,13 +93,20 @@ def rollup_sql(
     step_ms: int | None,
     by: Sequence[str],
     filters: Filters | None,
+    calendar: Calendar | None = None,
 ) -> tuple[str, list[Any]] | None:
-    """The rollup query and its parameters; ``None`` when a filter admits nothing."""
+    """The rollup query and its parameters; ``None`` when a filter admits nothing.
+
+    With a ``calendar`` the bucket column is the local label (see :func:`rollup_rows`).
+    """
     params: list[Any] = []
     select = [f"coalesce(json_extract_string(dims, '{dim_path(name)}'), '')" for name in by]
     if step_ms is None:
         select.append("?::BIGINT")
         params.append(start_ms)
+    elif calendar is not None:
+        select.append(f"({calendar.local_sql('epoch_ms(window_start)')} // ?::BIGINT) * ?::BIGINT")
+        params += [step_ms, step_ms]
     else:
         select.append("(epoch_ms(window_start) // ?::BIGINT) * ?::BIGINT")
         params += [step_ms, step_ms]
@@ -123,13 +131,25 @@ def rollup_sql(
     return sql, params
 
 
-def rollup_rows(raw: Sequence[tuple[Any, ...]], by: Sequence[str]) -> list[RollupRow]:
-    """Rows of :func:`rollup_sql` (or the BigQuery twin) as :class:`RollupRow` s, sorted."""
+def rollup_rows(
+    raw: Sequence[tuple[Any, ...]],
+    by: Sequence[str],
+    calendar: Calendar | None = None,
+    step_ms: int | None = None,
+) -> list[RollupRow]:
+    """Rows of :func:`rollup_sql` (or the BigQuery twin) as :class:`RollupRow` s, sorted.
+
+    With a ``calendar`` the engine grouped by local labels; they become UTC bucket starts.
+    """
     width = len(by)
     rows = [
         RollupRow(
             dims=tuple(sorted(zip(by, (str(v) for v in row[:width]), strict=True))),
-            bucket=int(row[width]),
+            bucket=(
+                int(row[width])
+                if calendar is None or step_ms is None
+                else calendar.start_of(int(row[width]), step_ms)
+            ),
             count=int(row[width + 1]),
             sum=float(row[width + 2]),
             min=None if row[width + 3] is None else float(row[width + 3]),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import duckdb
 import orjson
 
+from operators.calendar import Calendar
 from operators.records import Dims, WindowResult
 from sinks.duckdb_file import visit
 from sinks.duckdb_sql import evolve, rollup_rows, rollup_sql, upsert_sql
@@ -89,9 +90,11 @@ class DuckDBWarehouse:
         step_ms: int | None,
         by: Sequence[str],
         filters: Filters | None = None,
+        zone: str = "UTC",
     ) -> list[RollupRow]:
         """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in DuckDB."""
-        built = rollup_sql(tenant, metric, start_ms, end_ms, step_ms, by, filters)
+        calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
+        built = rollup_sql(tenant, metric, start_ms, end_ms, step_ms, by, filters, calendar)
         if built is None or not self._path.exists():
             return []
         sql, params = built
@@ -102,7 +105,7 @@ class DuckDBWarehouse:
             except duckdb.CatalogException:
                 return []
 
-        return rollup_rows(self._run(read, read_only=True), by)
+        return rollup_rows(self._run(read, read_only=True), by, calendar, step_ms)
 
     def upsert_windows(self, finals: Sequence[WindowResult]) -> None:
         """Write final windows in one transaction, replacing rows with the same key.

@@ -143,11 +143,14 @@ class Warehouse(Protocol):
         step_ms: int | None,
         by: Sequence[str],
         filters: Filters | None = None,
+        zone: str = "UTC",
     ) -> list[RollupRow]:
         """Windows starting in ``[start_ms, end_ms)`` merged per ``by`` values and bucket.
 
         Buckets are ``step_ms`` long and aligned to the epoch (UTC); with
         ``step_ms=None`` the whole range is one bucket starting at ``start_ms``.
+        With another ``zone`` they are its local hours or days
+        (:class:`operators.calendar.Calendar`), ``bucket`` their UTC start.
         The aggregation runs inside the engine.
         """
         ...

@@ -8,7 +8,16 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
-from api.models import ErrorResponse, MetricList, MetricOut, PointOut, SeriesOut, SeriesResponse
+from api.models import (
+    ErrorResponse,
+    MetricList,
+    MetricOut,
+    PointOut,
+    RatioOut,
+    SeriesOut,
+    SeriesResponse,
+)
+from api.ratios import as_metric, parts, ratio_series
 from api.series import Series, group_series, read_windows
 from api.times import format_instant, parse_instant
 from config.spec import MetricSpec, PipelineSpec
@@ -30,8 +39,11 @@ router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 @router.get("", operation_id="listMetrics", summary="Every metric of the pipeline spec")
 def list_metrics(spec: Spec) -> MetricList:
-    """The definitions of all metrics, in spec order."""
-    return MetricList(metrics=[MetricOut.of(m) for m in spec.metrics])
+    """The definitions of all metrics and ratio metrics, in spec order."""
+    return MetricList(
+        metrics=[MetricOut.of(m) for m in spec.metrics],
+        ratios=[RatioOut.of(r) for r in spec.ratios],
+    )
 
 
 @router.get(
@@ -71,7 +83,8 @@ def get_series(
     come from Redis, older ones from the warehouse; open windows are partial
     (`is_final` false) and grow until they close.
     """
-    metric = _metric(spec, name)
+    ratio = spec.ratio(name)
+    metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
     now = int(time.time() * 1000)
     start_ms, end_ms = _range(metric, start, end, now)
     groups = _group_by(metric, group_by)
@@ -80,21 +93,30 @@ def get_series(
         if key not in _RESERVED:
             _known_dimension(metric, key)
             filters.setdefault(key, []).append(value)
-    found = read_windows(
-        app.hot,
-        app.warehouse,
-        tenant=tenant,
-        metric=metric.name,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        filters=filters or None,
-        hot_boundary_ms=now - round(app.settings.hot_horizon_seconds * 1000),
-    )
-    if groups is not None:
-        found = group_series(found, groups, metric.aggregation, sketch_for(metric))
+
+    def read(stored: str) -> list[Series]:
+        return read_windows(
+            app.hot,
+            app.warehouse,
+            tenant=tenant,
+            metric=stored,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            filters=filters or None,
+            hot_boundary_ms=now - round(app.settings.hot_horizon_seconds * 1000),
+        )
+
+    if ratio is not None:  # the parts' windows merged per group of the ratio's dimensions
+        numerator, denominator = parts(spec, ratio)
+        by = list(ratio.dimensions) if groups is None else groups
+        found = ratio_series(ratio, read(numerator.name), read(denominator.name), by)
+    else:
+        found = read(metric.name)
+        if groups is not None:
+            found = group_series(found, groups, metric.aggregation, sketch_for(metric))
     return SeriesResponse(
         metric=metric.name,
-        aggregation=metric.aggregation,
+        aggregation="ratio" if ratio is not None else metric.aggregation,
         window_seconds=metric.window_ms // 1000,
         start=format_instant(start_ms),
         end=format_instant(end_ms),

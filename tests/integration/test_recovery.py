@@ -1,13 +1,17 @@
 """Recovery: `kill -9` of the dataflow at random moments loses and double-counts nothing.
 
 Events stream into a real broker while `riffle run --recovery-dir` is killed
-with SIGKILL again and again (mid-batch, mid-sink-write, around snapshots:
-the kill times are random); the final windows in Redis and in the warehouse
-must equal a recomputation by SQL from the raw events.
+with SIGKILL again and again, the kills taking turns: at a random moment,
+while a warehouse write is in progress (DuckDB's write-ahead log exists), and
+just before a snapshot (most of a snapshot interval after the recovery store
+last changed). The final windows in Redis and in the warehouse must equal a
+recomputation by SQL in DuckDB from the raw events: nothing lost, nothing
+counted twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -37,6 +41,38 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 4
 
 
+def _newest_change(directory: Path) -> float:
+    """The latest modification time in the recovery store (its SQLite WAL files come and go)."""
+    newest = 0.0
+    for path in directory.glob("part-*"):
+        with contextlib.suppress(FileNotFoundError):
+            newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def _await_kill_moment(settings: Settings, how: str, rng: random.Random) -> bool:
+    """Sleep until the moment ``how`` names; say whether it was met (not a timeout)."""
+    time.sleep(rng.uniform(1.5, 3.0))  # let the flow start and read
+    if how == "random":
+        return True
+    deadline = time.monotonic() + 8
+    if how == "sink_write":  # DuckDB keeps a .wal file only while a write is under way
+        wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
+        while time.monotonic() < deadline:
+            if wal.exists():
+                return True
+            time.sleep(0.0005)
+        return False
+    assert settings.recovery_dir is not None
+    seen = _newest_change(settings.recovery_dir)
+    while time.monotonic() < deadline:  # a snapshot was just saved: the next is due in one epoch
+        if _newest_change(settings.recovery_dir) != seen:
+            time.sleep(settings.snapshot_seconds * 0.9)
+            return True
+        time.sleep(0.002)
+    return False
+
+
 def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) -> None:
     rng = random.Random(seed)
     span = events * 100  # the scenario's events are ~100 ms of event time apart
@@ -51,21 +87,29 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
 
     producer = threading.Thread(target=stream)
     producer.start()
+    met = []
     try:
-        for _ in range(kills):
+        for i in range(kills):
+            how = ("random", "sink_write", "before_snapshot")[i % 3]
             flow = start_flow(settings, log)
-            time.sleep(rng.uniform(1.5, 4.0))
+            met.append((how, _await_kill_moment(settings, how, rng)))
             kill(flow)
     finally:
         producer.join()
+    # The targeted moments are observed from outside; on a loaded machine one may be missed.
+    print(f"kill moments met: {met}")  # shown with -s, and in the report of a failure
+    assert any(ok for how, ok in met if how != "random"), met
     tail = closers(base + span + 3_600_000, PARTITIONS)
     produce(settings, tail)
     expected = closed_expectation(sent + tail, lateness_ms=10_000)
     flow = start_flow(settings, log)
+    budget = 120 + events / 1000  # the last run may replay much of the topic, on a shared machine
     try:
-        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), 120, "finals", log)
+        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), budget, "finals", log)
         assert_matches(redis_finals(settings), expected)
-        wait_for(lambda: expected.keys() <= warehouse_rows(settings).keys(), 60, "warehouse", log)
+        wait_for(
+            lambda: expected.keys() <= warehouse_rows(settings).keys(), budget / 2, "warehouse", log
+        )
         assert_matches(warehouse_rows(settings), expected)
     finally:
         kill(flow)
@@ -128,6 +172,7 @@ def _events_in(settings: Settings) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_kill_9_soak(recovering: Settings, tmp_path: Path) -> None:
     chaos(recovering, tmp_path / "flow.log", events=200_000, kills=8, seed=9)
 

@@ -123,6 +123,24 @@ def test_network_and_organisation() -> None:
     assert found["asn_network"] == "8.8.8.0/24"
 
 
+def test_as_numbers_from_the_shipped_iptoasn_table() -> None:
+    geo = GeoLookup(asn=True, ipv6=True, cache_size=10, asn_number=True)
+    assert geo.lookup("8.8.8.8")["asn"] == 15169
+    assert geo.lookup("1.1.1.1")["asn"] == 13335
+    assert geo.lookup("91.2.3.4")["asn"] == 3320  # Deutsche Telekom
+    assert geo.lookup("2001:4860:4860::8888")["asn"] == 15169
+    assert geo.lookup("::ffff:8.8.8.8")["asn"] == 15169
+    assert geo.lookup("10.0.0.1") == {
+        "geo_country": None, "asn_org": None, "asn_network": None, "asn": None,
+    }  # fmt: skip
+    v4_only = GeoLookup(asn=False, ipv6=False, cache_size=0, asn_number=True)
+    assert v4_only.lookup("2001:4860:4860::8888") == {"geo_country": None, "asn": None}
+    assert v4_only.lookup("8.8.8.8") == {"geo_country": "US", "asn": 15169}
+    context = enriched(plan(geo={"asn": False, "asn_number": True}), event(ip="8.8.4.4"))["context"]
+    assert context["asn"] == 15169
+    assert "asn" not in enriched(plan(geo={"asn": True}), event(ip="8.8.4.4"))["context"]
+
+
 def test_invalid_ip_fails_or_is_unknown_as_configured() -> None:
     with pytest.raises(EnvelopeError) as caught:
         enriched(plan(geo={"asn": False}), event(ip="not-an-ip"))

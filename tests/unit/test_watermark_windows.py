@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.spec import load_spec, parse_spec
@@ -133,6 +133,7 @@ def _event(i: int, ts: int, kind: str = "page_view", **props: object) -> tuple[b
     return (orjson.dumps(body), None, i)
 
 
+@settings(deadline=None)  # each example parses the demo spec: slow on a loaded machine
 @given(
     st.lists(st.tuples(st.integers(0, 5 * MIN), st.integers(0, 100)), max_size=200),
     st.integers(1, 50),
