@@ -25,9 +25,12 @@ Modelled on Alertmanager's configuration::
           target_matchers: [severity=warning]
           equal: [alertname]
       time_intervals:
-        - name: weekends
-          time_zone: Europe/Berlin
-          weekdays: [saturday, sunday]
+        - name: weekends              # Alertmanager's fields (see TimePeriod)
+          time_intervals:
+            - {location: Europe/Berlin, weekdays: [saturday, sunday]}
+            - location: Europe/Berlin     # the evening of each month's last day
+              days_of_month: [-1]
+              times: [{start_time: '18:00', end_time: '24:00'}]
 
 Secrets are never written inline: a channel names the environment variable that
 holds them (``secret_env``, ``url_env``, ``password_env``); the notifier reads
