@@ -42,7 +42,7 @@ def _spec(**route: Any) -> NotificationsSpec:
                 "equal": ["country"],
             }
         ],
-        "time_intervals": [{"name": "weekends", "weekdays": ["saturday:sunday"]}],
+        "time_intervals": [{"name": "weekends", "weekdays": ["saturday", "sunday"]}],
     }
     return NotificationsSpec.model_validate(data)
 
