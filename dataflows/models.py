@@ -15,19 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 
 import bytewax.operators as op
-import redis as redis_client
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from config.models import AnomalySpec, ForecastSpec
-from config.settings import Settings
 from config.spec import PipelineSpec
-from dataflows.outputs import _Partition, warehouse_settings
+from dataflows.outputs import HotTarget, StoreSink, Writer
 from operators.models.series import (
     AnomalyRecord,
     ForecastRecord,
@@ -38,7 +35,7 @@ from operators.models.series import (
 from operators.records import Dims, WindowResult
 from sinks.model_health_store import ModelHealthStore
 from sinks.model_store import ModelStore, RedisModelStore
-from sinks.warehouses import open_warehouse
+from sinks.warehouse_base import Warehouse
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
 
@@ -201,42 +198,18 @@ def model_stage(
     return records
 
 
-class ModelStoreSink(DynamicSink[ModelRecord]):
-    """Model records into the warehouse's ``anomalies``, ``forecasts`` and ``model_health``.
-    ``warehouse`` is settings naming either engine, or a DuckDB file.
+class ModelStoreSink(StoreSink[ModelRecord]):
+    """Model records into the warehouse's ``anomalies``, ``forecasts`` and ``model_health``,
+    then (with ``redis``) into :class:`~sinks.model_store.RedisModelStore`."""
 
-    With ``redis`` (url, prefix, hot TTL in seconds) each batch is also
-    written to Redis by :class:`~sinks.model_store.RedisModelStore`, after
-    the warehouse; both writes are idempotent, so a retried batch is harmless.
-    """
+    name = "models"
 
-    def __init__(
-        self,
-        warehouse: Settings | Path,
-        give_up_s: float = 300.0,
-        redis: tuple[str, str, int] | None = None,
-    ) -> None:
-        self.warehouse = warehouse_settings(warehouse)
-        self.give_up_s = give_up_s
-        self.redis = redis
-
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[ModelRecord]:
-        warehouse = open_warehouse(self.warehouse)
-        store, health = ModelStore(warehouse), ModelHealthStore(warehouse)
-        hot = None
-        if self.redis is not None:
-            url, prefix, ttl = self.redis
-            hot = RedisModelStore(redis_client.Redis.from_url(url), prefix, ttl)
-
-        def write(records: list[ModelRecord]) -> None:
-            store.write(records)
-            health.write(records)
-            if hot is not None:
-                hot.write(records)
-
-        return _Partition("models", write, self.give_up_s)
+    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[ModelRecord]]:
+        out: list[Writer[ModelRecord]] = [
+            ModelStore(warehouse).write,
+            ModelHealthStore(warehouse).write,
+        ]
+        return out if hot is None else [*out, RedisModelStore(*hot).write]
 
 
 __all__ = ["ForecastRecord", "ModelLogic", "ModelStoreSink", "ModelTelemetry", "model_stage"]

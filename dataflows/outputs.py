@@ -10,7 +10,7 @@ last snapshot.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -60,6 +60,47 @@ class _Partition(StatelessSinkPartition[X]):
                         "sink_retry", sink=self._name, attempt=attempt.retry_state.attempt_number
                     )
                 self._write(items)
+
+
+Writer = Callable[[Sequence[X]], None]
+HotTarget = tuple[redis.Redis, str, int]
+"""A Redis client, the key prefix and the hot TTL in seconds."""
+
+
+class StoreSink(DynamicSink[X]):
+    """Records into warehouse stores and, with ``redis`` (url, prefix, hot TTL in
+    seconds), their Redis copy, in the order :meth:`writers` gives, retried as one
+    batch. ``warehouse`` is settings naming either engine, or a DuckDB file. Every
+    store write is an idempotent upsert, so a retried batch is harmless."""
+
+    name = "stores"
+
+    def __init__(
+        self,
+        warehouse: Settings | Path,
+        give_up_s: float = 300.0,
+        redis: tuple[str, str, int] | None = None,
+    ) -> None:
+        self.warehouse = warehouse_settings(warehouse)
+        self.give_up_s = give_up_s
+        self.redis = redis
+
+    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[X]]:
+        """The store writes of one batch, warehouse first."""
+        raise NotImplementedError
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition[X]:
+        hot = None
+        if self.redis is not None:
+            url, prefix, ttl = self.redis
+            hot = (redis.Redis.from_url(url), prefix, ttl)
+        writes = self.writers(open_warehouse(self.warehouse), hot)
+
+        def write(records: list[X]) -> None:
+            for w in writes:
+                w(records)
+
+        return _Partition(self.name, write, self.give_up_s)
 
 
 class RedisWindowsSink(DynamicSink[WindowResult]):

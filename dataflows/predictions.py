@@ -17,20 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from pathlib import Path
 
 import bytewax.operators as op
-import redis as redis_client
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from config.predictions import PredictionSpec
-from config.settings import Settings
 from config.spec import PipelineSpec
 from dataflows.logic import EntityUpdate, IngestOut
-from dataflows.outputs import _Partition, warehouse_settings
+from dataflows.outputs import HotTarget, StoreSink, Writer
 from operators.models.entities import (
     EntityTracker,
     ModelStatsRecord,
@@ -39,7 +36,7 @@ from operators.models.entities import (
     PredictionRecord,
 )
 from sinks.prediction_store import PredictionStore, RedisPredictionStore
-from sinks.warehouses import open_warehouse
+from sinks.warehouse_base import Warehouse
 
 PredictionSnapshot = tuple[str, bytes]
 """``(prediction name, tracker snapshot)``."""
@@ -209,38 +206,15 @@ def prediction_stage(
     return split.falses
 
 
-class PredictionStoreSink(DynamicSink[PredictionOut]):
-    """Prediction records into the warehouse's ``predictions`` tables and, with ``redis``, Redis.
+class PredictionStoreSink(StoreSink[PredictionOut]):
+    """Prediction records into the warehouse's ``predictions`` tables, then (with
+    ``redis``) into :class:`~sinks.prediction_store.RedisPredictionStore`."""
 
-    ``warehouse`` is settings naming either engine, or a DuckDB file; ``redis``
-    is (url, prefix, hot TTL in seconds). Both writes are last-write-wins
-    upserts, so a retried batch is harmless.
-    """
+    name = "predictions"
 
-    def __init__(
-        self,
-        warehouse: Settings | Path,
-        give_up_s: float = 300.0,
-        redis: tuple[str, str, int] | None = None,
-    ) -> None:
-        self.warehouse = warehouse_settings(warehouse)
-        self.give_up_s = give_up_s
-        self.redis = redis
-
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[PredictionOut]:
-        store = PredictionStore(open_warehouse(self.warehouse))
-        if self.redis is None:
-            return _Partition("predictions", store.write, self.give_up_s)
-        url, prefix, ttl = self.redis
-        hot = RedisPredictionStore(redis_client.Redis.from_url(url), prefix, ttl)
-
-        def write(records: list[PredictionOut]) -> None:
-            store.write(records)
-            hot.write(records)
-
-        return _Partition("predictions", write, self.give_up_s)
+    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[PredictionOut]]:
+        out: list[Writer[PredictionOut]] = [PredictionStore(warehouse).write]
+        return out if hot is None else [*out, RedisPredictionStore(*hot).write]
 
 
 __all__ = ["PredictionRecord", "PredictionStoreSink", "PredictionTelemetry", "prediction_stage"]

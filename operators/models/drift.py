@@ -13,8 +13,8 @@ from __future__ import annotations
 from river import drift
 
 
-class ErrorDrift:
-    """ADWIN over one error stream, with the number of drifts seen."""
+class _Adwin:
+    """ADWIN over one stream, with the number of drifts seen (the pickled state of both kinds)."""
 
     __slots__ = ("adwin", "detections")
 
@@ -29,10 +29,8 @@ class ErrorDrift:
         self.adwin = state["adwin"]  # type: ignore[assignment]
         self.detections = int(state["detections"])  # type: ignore[call-overload]
 
-    def update(self, error: float) -> bool:
-        """Learn one error (clipped to [0, 1]); ``True`` when ADWIN just detected a drift."""
-        e = min(1.0, max(0.0, error)) if error == error else 1.0
-        self.adwin.update(e)  # type: ignore[no-untyped-call]
+    def _learn(self, x: float) -> bool:
+        self.adwin.update(x)  # type: ignore[no-untyped-call]
         found = bool(self.adwin.drift_detected)
         if found:
             self.detections += 1
@@ -40,11 +38,21 @@ class ErrorDrift:
 
     @property
     def level(self) -> float:
-        """The mean error of ADWIN's current window."""
+        """The mean of ADWIN's current window."""
         return float(self.adwin.estimation)
 
 
-class InputDrift:
+class ErrorDrift(_Adwin):
+    """ADWIN over one error stream, with the number of drifts seen."""
+
+    __slots__ = ()
+
+    def update(self, error: float) -> bool:
+        """Learn one error (clipped to [0, 1]); ``True`` when ADWIN just detected a drift."""
+        return self._learn(min(1.0, max(0.0, error)) if error == error else 1.0)
+
+
+class InputDrift(_Adwin):
     """ADWIN over a series' raw window values: did the input's level change?
 
     River's ADWIN bounds the difference of two sub-window means by their
@@ -52,30 +60,10 @@ class InputDrift:
     keeps the mean of the current window.
     """
 
-    __slots__ = ("adwin", "detections")
-
-    def __init__(self, delta: float = 0.002) -> None:
-        self.adwin = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
-        self.detections = 0
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"adwin": self.adwin, "detections": self.detections}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.adwin = state["adwin"]  # type: ignore[assignment]
-        self.detections = int(state["detections"])  # type: ignore[call-overload]
+    __slots__ = ()
 
     def update(self, value: float) -> bool:
         """Learn one finite value (others are ignored); ``True`` when a drift was just found."""
         if value != value or value in (float("inf"), float("-inf")):
             return False
-        self.adwin.update(value)  # type: ignore[no-untyped-call]
-        found = bool(self.adwin.drift_detected)
-        if found:
-            self.detections += 1
-        return found
-
-    @property
-    def level(self) -> float:
-        """The mean value of ADWIN's current window."""
-        return float(self.adwin.estimation)
+        return self._learn(value)
