@@ -88,12 +88,6 @@ def _database(*, asn: bool, ipv6: bool) -> GeoIP2Fast:
         return db
 
 
-def data_source() -> str:
-    """The release of the loaded table (e.g. ``MAXMIND:GeoLite2-CountryASN-IPv4-en-20240618``)."""
-    db = _loaded["db"]
-    return str(db.get_database_info()["source_info"]) if db is not None else ""
-
-
 class GeoLookup:
     """Country and network of an IP address; private and unknown networks give ``None`` fields."""
 
