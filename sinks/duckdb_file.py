@@ -5,7 +5,10 @@ hold it read-only, never both at once. The dataflow writes and the API reads
 from separate processes, so no connection is kept: :func:`visit` opens the
 file, does the work and closes it, and retries a lock conflict with jittered
 exponential backoff (capped at 0.25 s so a reader finds the gaps between a
-busy writer's batches) for up to ``lock_timeout`` seconds.
+busy writer's batches) for up to ``lock_timeout`` seconds. A file another
+process is creating at that moment (it exists, its header is not written yet)
+is retried the same way: several dataflow processes open a new warehouse at
+once.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def visit(
     (try again later); any other DuckDB failure a :class:`SinkError`.
     """
     retrying = Retrying(
-        retry=retry_if_exception(is_lock_conflict),
+        retry=retry_if_exception(lambda e: is_lock_conflict(e) or _being_created(e)),
         wait=wait_random_exponential(multiplier=0.01, max=0.25),
         stop=stop_after_delay(lock_timeout),
         reraise=True,
@@ -61,6 +64,11 @@ def _once(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T], read_only:
         return work(con)
     finally:
         con.close()
+
+
+def _being_created(exc: BaseException) -> bool:
+    """The file exists but holds no database yet (or is not one: then retries run out)."""
+    return isinstance(exc, duckdb.IOException) and "not a valid DuckDB database" in str(exc)
 
 
 def is_lock_conflict(exc: BaseException) -> bool:

@@ -104,7 +104,7 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
         tail = closers(base + span + 3_600_000, PARTITIONS)
         produce(durable, tail)
         expected = closed_expectation(sent + tail, lateness_ms=10_000)
-        wait_for(lambda: expected.keys() <= redis_finals(durable).keys(), 60, "finals", log)
+        wait_for(lambda: expected.keys() <= redis_finals(durable).keys(), 180, "finals", log)
         assert_matches(redis_finals(durable), expected)
         wait_for(lambda: expected.keys() <= warehouse_rows(durable).keys(), 60, "warehouse", log)
         assert_matches(warehouse_rows(durable), expected)
