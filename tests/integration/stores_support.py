@@ -47,6 +47,16 @@ def window(
     )
 
 
+def valued(
+    metric: str, dims: Dims, start: int, size_ms: int, value: float, tenant: str = "t1"
+) -> WindowResult:
+    """A final window whose value is ``value`` (count ``int(value)``, sum ``value``): the
+    shape the model and alert tests feed series through."""
+    return WindowResult(
+        tenant, metric, dims, start, start + size_ms, int(value), value, None, None, value, True, 1
+    )
+
+
 def unique_prefix() -> str:
     """A Redis key prefix no other test run uses."""
     return f"riffle-test-{uuid.uuid4().hex[:10]}"

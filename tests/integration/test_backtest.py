@@ -28,6 +28,7 @@ from operators.records import WindowResult
 from riffle.cli import app
 from sinks.model_store import ModelStore
 from sinks.warehouse import DuckDBWarehouse
+from tests.integration.stores_support import valued
 from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000
@@ -57,22 +58,7 @@ def _windows() -> list[WindowResult]:
             value = 100 + 40 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 3)
             if i == SPIKE and country == "de":
                 value *= 3
-            out.append(
-                WindowResult(
-                    "t1",
-                    "views",
-                    (("country", country),),
-                    start,
-                    start + 5 * MIN,
-                    int(value),
-                    value,
-                    None,
-                    None,
-                    value,
-                    True,
-                    1,
-                )
-            )
+            out.append(valued("views", (("country", country),), start, 5 * MIN, value))
     return out
 
 

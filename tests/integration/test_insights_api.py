@@ -15,6 +15,7 @@ from sinks.model_store import ModelStore
 from sinks.warehouse import DuckDBWarehouse
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
+from tests.integration.stores_support import valued
 
 MIN = 60_000
 END = 1_700_006_400_000
@@ -33,20 +34,7 @@ metrics:
 
 
 def _window(tenant: str, country: str, start: int, value: float) -> WindowResult:
-    return WindowResult(
-        tenant,
-        "views",
-        (("country", country),),
-        start,
-        start + MIN,
-        int(value),
-        value,
-        None,
-        None,
-        value,
-        True,
-        1,
-    )
+    return valued("views", (("country", country),), start, MIN, value, tenant)
 
 
 def test_insights_feed_states_trend_movers_and_unusual_values(

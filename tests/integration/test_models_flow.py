@@ -30,6 +30,7 @@ from sinks.warehouse import DuckDBWarehouse
 from sources.demo import anomalies, daily_factor
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
+from tests.integration.stores_support import valued
 from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000
@@ -60,20 +61,7 @@ def _windows(n: int) -> list[WindowResult]:
         if i == n - 5:
             value *= 4
         out.extend(
-            WindowResult(
-                "t1",
-                "views",
-                (("country", country),),
-                start,
-                start + 5 * MIN,
-                int(value),
-                value,
-                None,
-                None,
-                value,
-                True,
-                1,
-            )
+            valued("views", (("country", country),), start, 5 * MIN, value)
             for country in ("de", "fr")
         )
     return out
@@ -178,9 +166,7 @@ def test_demo_rate_anomalies_are_flagged_and_quiet_windows_are_not(seed: int) ->
             factor *= 1 + (a.factor - 1) * overlap / step
         mean = rate * step / 1000 * factor
         value = float(max(0, round(rng.gauss(mean, math.sqrt(mean)))))
-        window = WindowResult(
-            "t1", metric.name, (), t, t + step, int(value), value, None, None, value, True, 1
-        )
+        window = valued(metric.name, (), t, step, value)
         (record,) = shard.apply(window, {})
         assert isinstance(record, AnomalyRecord)
         labels[t] = record.result.label
