@@ -3,16 +3,32 @@
 Hand-computed cases on a tiny corpus: the normalisation (null 0, perfect
 100), the earliest detection per window with the scaled sigmoid, false
 positives before any window (full cost) and after one (scaled), probation,
-and the single best threshold.
+and the single best threshold. The published NAB table covers exactly the
+subset's files, and its normalisation is 0 for the null detector and 100 for
+a perfect one.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from benchmarks.nab import PROFILES, Series, leave_one_family_out, raw_at, score_profile, sigmoid
+from benchmarks.nab import (
+    PROFILES,
+    PUBLISHED,
+    PUBLISHED_DETECTORS,
+    Series,
+    leave_one_family_out,
+    load_published,
+    raw_at,
+    raw_by_file,
+    row_counts,
+    score_profile,
+    sigmoid,
+    subset_score,
+)
 from operators.models.baselines import WindowedGaussianDetector
 
 STANDARD = PROFILES["standard"]
@@ -104,3 +120,61 @@ def test_windowed_gaussian_is_nabs() -> None:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / 3)
     z = abs(7.0 - mean) / std
     assert det.update(3, 7.0).score == pytest.approx(1 - 0.5 * math.erfc(z / math.sqrt(2)))
+
+
+SUBSET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab" / "data"
+"""The 35-file NAB subset the harness is run on (``/work/shared`` beside the checkout)."""
+
+
+def test_the_published_table_covers_exactly_the_subset_for_each_detector_and_profile() -> None:
+    table = load_published(PUBLISHED)
+    assert sorted(table) == sorted(PUBLISHED_DETECTORS)
+    files = set(table["ARTime"]["standard"])
+    assert len(files) == 35
+    for detector, profiles in table.items():
+        assert sorted(profiles) == sorted(PROFILES), detector
+        for profile, rows in profiles.items():
+            assert set(rows) == files, (detector, profile)
+            # One corpus-wide threshold per detector and profile, as NAB publishes.
+            assert len({r.threshold for r in rows.values()}) == 1, (detector, profile)
+    subset = {f"{p.parent.name}/{p.name}" for p in SUBSET.glob("*/*.csv")}
+    if not subset:
+        pytest.skip(f"NAB subset not at {SUBSET}")
+    assert files == subset
+
+
+def test_subset_normalisation_is_zero_for_null_and_a_hundred_for_perfect() -> None:
+    def series(family: str, name: str, windows: list[tuple[int, int]]) -> Series:
+        return Series(family, name, [""] * 1000, list(range(1000)), [0.0] * 1000, windows)
+
+    corpus = [
+        series("a", "x.csv", [(400, 499)]),
+        series("b", "y.csv", [(300, 349), (600, 699)]),
+        series("c", "z.csv", []),
+    ]
+    for weights in PROFILES.values():
+        tp_w, fn_w, fp_w = weights
+        null = {"a/x.csv": -fn_w, "b/y.csv": -2 * fn_w, "c/z.csv": 0.0}
+        perfect = {"a/x.csv": tp_w, "b/y.csv": 2 * tp_w, "c/z.csv": 0.0}
+        assert subset_score(corpus, null, weights) == pytest.approx(0.0)
+        assert subset_score(corpus, perfect, weights) == pytest.approx(100.0)
+        # The same from detector scores: nothing detected, and each window's left edge.
+        nothing = [_at(1000, {}) for _ in corpus]
+        edges = [_at(1000, {400: 1.0}), _at(1000, {300: 1.0, 600: 1.0}), _at(1000, {})]
+        assert subset_score(corpus, raw_by_file(corpus, nothing, weights, 0.5), weights) == 0.0
+        assert subset_score(
+            corpus, raw_by_file(corpus, edges, weights, 0.5), weights
+        ) == pytest.approx(100.0)
+        # A false positive in the file without windows costs fp_w over the 3 windows' range.
+        fp = [*edges[:2], _at(1000, {500: 1.0})]
+        raw = raw_by_file(corpus, fp, weights, 0.5)
+        assert subset_score(corpus, raw, weights) == pytest.approx(
+            100 * (3 * tp_w - fp_w + 3 * fn_w) / (3 * (tp_w + fn_w))
+        )
+
+
+def test_row_counts_are_nabs_after_probation() -> None:
+    series = _series(1000, [(400, 499)])
+    scores = _at(1000, {100: 1.0, 300: 1.0, 420: 1.0, 430: 1.0})
+    # Row 100 is in probation (150 rows); 300 is outside the window; 98 window rows missed.
+    assert row_counts(series, scores, 0.5) == (2, 1, 98)
