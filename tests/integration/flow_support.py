@@ -115,14 +115,20 @@ def scrape(settings: Settings, sample: str) -> float:
     raise AssertionError(f"{sample} not exposed at {url}")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    """Poll ``predicate`` until true; fail with the end of the flow's log otherwise."""
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    log: Path,
+    detail: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll ``predicate`` until true; fail with ``detail()`` and the end of the flow's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}; flow log:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"timed out waiting for {what}; {detail()}\nflow log:\n{log.read_text()[-3000:]}")
 
 
 def assert_matches(got: dict[WindowKey, WindowResult], expected: Expected) -> None:
