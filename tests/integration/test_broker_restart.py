@@ -100,12 +100,8 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
     try:
         wait_for(lambda: _events_in(durable) >= 0, 30, "the flow to serve metrics", log)
         producer.start()
-        assert in_flight.wait(30), "the producer is stuck before the sixth chunk"
-        time.sleep(IN_FLIGHT_S)
-        broker.kill()
+        _kill_mid_write(broker, in_flight)
         down_at = len(produced)
-        time.sleep(2.0)  # the flow and the producer keep polling a dead broker
-        broker.start()
         producer.join(90)
         assert not producer.is_alive(), "the producer did not finish after the restart"
         assert down_at < len(sent) // CHUNK, "the broker should die mid-stream"
@@ -176,6 +172,15 @@ def _stream(
         time.sleep(0.2)
 
 
+def _kill_mid_write(broker: DurableBroker, in_flight: threading.Event) -> None:
+    """SIGKILL the broker while the sixth chunk is being written; restart it 2 s later."""
+    assert in_flight.wait(30), "the producer is stuck before the sixth chunk"
+    time.sleep(IN_FLIGHT_S)
+    broker.kill()
+    time.sleep(2.0)  # the flow and the producer keep polling a dead broker
+    broker.start()
+
+
 def _log_after_restart(servers: str, topic: str, sent: list[Sent]) -> list[Sent]:
     """The events topic as the restarted broker serves it, each partition in offset order.
 
@@ -220,11 +225,7 @@ def test_idempotent_batch_in_flight_at_sigkill_is_kept(broker: DurableBroker) ->
 
     producer = threading.Thread(target=stream)
     producer.start()
-    assert in_flight.wait(30)
-    time.sleep(IN_FLIGHT_S)
-    broker.kill()
-    time.sleep(2.0)
-    broker.start()
+    _kill_mid_write(broker, in_flight)
     producer.join(90)
     _log_after_restart(broker.servers, topic, sent)
 
