@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,39 @@ def produce(settings: Settings, sent: list[Sent]) -> None:
             except BufferError:
                 producer.poll(0.05)
     assert producer.flush(60) == 0
+
+
+def cluster_ports(processes: int, host: str = "127.0.0.1") -> tuple[int, str]:
+    """Free ports for a ``riffle run -i I -a ADDRESSES`` cluster of ``processes`` processes.
+
+    Returns a metrics base port whose next ``processes`` ports are free
+    (process ``i`` serves ``metrics_port + i``) and the ``-a`` addresses, on
+    other free ports. Every port is held while the others are chosen, so no
+    two coincide (free when asked; racy by nature, like ``free_port``).
+    """
+    held: list[socket.socket] = []
+
+    def hold(port: int) -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.append(sock)
+        sock.bind((host, port))
+        bound: int = sock.getsockname()[1]
+        return bound
+
+    try:
+        for _ in range(100):
+            base = hold(0)
+            try:
+                for port in range(base + 1, base + processes):
+                    hold(port)
+            except OSError:
+                continue
+            addresses = ";".join(f"{host}:{hold(0)}" for _ in range(processes))
+            return base, addresses
+        raise RuntimeError(f"no {processes} consecutive free ports on {host}")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def start_flow(settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:

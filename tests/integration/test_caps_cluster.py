@@ -24,10 +24,10 @@ import redis
 
 from config.settings import Settings
 from config.spec import load_spec
-from riffle.stack import free_port
 from sinks.redis_store import RedisWindowStore
 from tests.integration.flow_support import (
     Expected,
+    cluster_ports,
     kill,
     produce,
     scrape,
@@ -105,12 +105,13 @@ def test_two_processes_cap_exactly_as_the_reference(
 ) -> None:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)
+    metrics, hosts = cluster_ports(2)
     settings = settings_factory(
         spec=spec_path,
         lateness_seconds=10,
         idle_seconds=1,
         partial_interval_seconds=0.2,
-        metrics_port=free_port(),
+        metrics_port=metrics,
     )
     now = int(time.time() * 1000)
     base = now - now % 60_000 - 10 * 60_000
@@ -134,7 +135,6 @@ def test_two_processes_cap_exactly_as_the_reference(
             for p in points
         }
 
-    hosts = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     log = tmp_path / "flow.log"
     flows = [start_flow(settings, log, "-i", str(i), "-a", hosts) for i in range(2)]
     try:

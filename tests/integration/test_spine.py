@@ -26,6 +26,7 @@ from tests.integration.flow_support import (
     Expected,
     assert_matches,
     closed_expectation,
+    cluster_ports,
     kill,
     produce,
     redis_finals,
@@ -172,8 +173,9 @@ def test_two_processes_give_the_same_windows(
 ) -> None:
     """A two-process cluster over the four partitions stores exactly the single-process result."""
     settings, sent = spine
+    metrics, hosts = cluster_ports(2)  # process i serves metrics_port + i
+    settings = settings.model_copy(update={"metrics_port": metrics})
     expected = closed_expectation(sent, lateness_ms=10_000)
-    hosts = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     log = tmp_path / "flow.log"
     flows = [start_flow(settings, log, "-i", str(i), "-a", hosts) for i in range(2)]
     try:
