@@ -147,7 +147,8 @@ def _stream(
     Each chunk is flushed (every message acknowledged, retrying through an
     outage) and followed by a pause, so events keep arriving for seconds.
     ``in_flight`` is set once the sixth chunk is queued: its batches are then
-    on their way to the broker. ``produced`` counts the acknowledged messages.
+    on their way to the broker. ``produced`` gets the running count of
+    acknowledged messages after each chunk.
     """
     producer = Producer(
         {
