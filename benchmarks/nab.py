@@ -39,7 +39,7 @@ give NAB's published full-corpus scores):
                       low FN           bf2de21c7dc3f0d2ff6754bbe0efedcc3162eb94
 
 Each published detector is normalised over this corpus with this harness's
-per-file null and perfect scores (:func:`subset_score`). Its threshold was
+null and perfect scores (:func:`subset_score`). Its threshold was
 chosen on NAB's full corpus, so its score here is a lower bound of what a
 threshold chosen on this subset would give (that needs NAB's per-row results
 files, which are not copied).
@@ -196,12 +196,10 @@ def score_profile(
                 weight = -fp_w
             rows.append((file_scores[i], owner[i], i, weight))
         n_windows += len(wins)
-    null = -fn_w * n_windows
-    perfect = tp_w * n_windows
     rows.sort(key=lambda r: -r[0])
     earliest: dict[int, tuple[int, float]] = {}
-    total = null
-    best, best_threshold = null, math.inf
+    total = -fn_w * n_windows  # every window missed
+    best, best_threshold = total, math.inf
     for k, (score, window, index, weight) in enumerate(rows):
         if window < 0:
             total += weight
@@ -215,7 +213,17 @@ def score_profile(
                 earliest[window] = (index, weight)
         if (k + 1 == len(rows) or rows[k + 1][0] != score) and total > best:
             best, best_threshold = total, score
-    return 100.0 * (best - null) / (perfect - null), best_threshold
+    return normalised(best, n_windows, profile), best_threshold
+
+
+def normalised(raw: float, n_windows: int, profile: tuple[float, float, float]) -> float:
+    """NAB's normalisation of a raw score over files with ``n_windows`` windows in all.
+
+    ``100 (raw - null) / (perfect - null)``: the null detector (every window
+    missed, ``-fn_w`` each) scores 0, a perfect one (``tp_w`` each) 100.
+    """
+    tp_w, fn_w, _ = profile
+    return 100.0 * (raw + fn_w * n_windows) / ((tp_w + fn_w) * n_windows)
 
 
 def raw_at(
@@ -264,7 +272,6 @@ def leave_one_family_out(
     normalised score at its left-out threshold (its raw score if it has no
     window, as ``artificialNoAnomaly``).
     """
-    tp_w, fn_w, _ = profile
     families = sorted({s.family for s in corpus})
     total = 0.0
     per_family: dict[str, float] = {}
@@ -275,10 +282,8 @@ def leave_one_family_out(
         raw = raw_at([s for s, _ in own], [f for _, f in own], profile, threshold)
         total += raw
         n = sum(len(s.windows) for s, _ in own)
-        per_family[family] = 100.0 * (raw + fn_w * n) / ((tp_w + fn_w) * n) if n else raw
-    n_windows = sum(len(s.windows) for s in corpus)
-    null, perfect = -fn_w * n_windows, tp_w * n_windows
-    return 100.0 * (total - null) / (perfect - null), per_family
+        per_family[family] = normalised(raw, n, profile) if n else raw
+    return normalised(total, sum(len(s.windows) for s in corpus), profile), per_family
 
 
 @dataclass(frozen=True)
@@ -309,23 +314,12 @@ def load_published(path: Path) -> dict[str, dict[str, dict[str, PublishedFile]]]
     return table
 
 
-def file_null_perfect(series: Series, profile: tuple[float, float, float]) -> tuple[float, float]:
-    """A file's raw score with no detection (all windows missed) and with each window hit first."""
-    tp_w, fn_w, _ = profile
-    return -fn_w * len(series.windows), tp_w * len(series.windows)
-
-
 def subset_score(
     corpus: list[Series], raw: Mapping[str, float], profile: tuple[float, float, float]
 ) -> float:
-    """``100 (sum raw - sum null) / (sum perfect - sum null)`` over ``corpus``, raw by file key."""
-    total = null = perfect = 0.0
-    for series in corpus:
-        low, high = file_null_perfect(series, profile)
-        total += raw[series.key]
-        null += low
-        perfect += high
-    return 100.0 * (total - null) / (perfect - null)
+    """The per-file raw scores ``raw`` (by file key) summed over ``corpus`` and normalised."""
+    total = sum(raw[series.key] for series in corpus)
+    return normalised(total, sum(len(series.windows) for series in corpus), profile)
 
 
 def raw_by_file(
