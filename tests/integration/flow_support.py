@@ -47,14 +47,19 @@ def produce(settings: Settings, sent: list[Sent]) -> None:
             "linger.ms": 5,
         }
     )
+    enqueue(producer, settings.events_topic, sent)
+    assert producer.flush(60) == 0
+
+
+def enqueue(producer: Producer, topic: str, sent: list[Sent]) -> None:
+    """Queue ``sent`` on ``producer``, each to its partition, waiting while its queue is full."""
     for item in sent:
         while True:
             try:
-                producer.produce(settings.events_topic, value=item.raw, partition=item.partition)
+                producer.produce(topic, value=item.raw, partition=item.partition)
                 break
             except BufferError:
                 producer.poll(0.05)
-    assert producer.flush(60) == 0
 
 
 def cluster_ports(processes: int, host: str = "127.0.0.1") -> tuple[int, str]:

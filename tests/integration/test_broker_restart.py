@@ -31,6 +31,7 @@ from tests.integration.flow_support import (
     WindowKey,
     assert_matches,
     closed_expectation,
+    enqueue,
     kill,
     produce,
     redis_finals,
@@ -159,13 +160,7 @@ def _stream(
         }
     )
     for start in range(0, len(sent), CHUNK):
-        for item in sent[start : start + CHUNK]:
-            while True:
-                try:
-                    producer.produce(topic, value=item.raw, partition=item.partition)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+        enqueue(producer, topic, sent[start : start + CHUNK])
         if start == 5 * CHUNK:
             in_flight.set()
         assert producer.flush(60) == 0
