@@ -64,7 +64,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                length = int(self.headers["Content-Length"])
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing was delivered
+                    self.close_connection = True
+                    return
                 code = receiver.script.pop(0) if receiver.script else receiver.default
                 receiver.received.append(Hit(self.path, body, dict(self.headers), time.time()))
                 self.send_response(code)
