@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv bqemulator run test lint bench bench-warehouse clean
+.PHONY: venv bqemulator run test lint wheel-check bench bench-warehouse clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The built wheel, installed in a fresh virtualenv, runs and imports every module.
+wheel-check: venv
+	.ci/wheel-check
 
 bench: venv
 	$(BIN)/python -m benchmarks.pipeline

@@ -16,24 +16,24 @@ import redis
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
-from api.auth import operational_guard, require_scope
-from api.cache import QueryCache
-from api.collect import build_collect
-from api.deps import Services
-from api.errors import install_error_handlers
-from api.ratelimit import RateLimitHeaders
-from api.routes import acks as ack_routes
-from api.routes import alert_rules as alert_rule_routes
-from api.routes import alerts as alert_routes
-from api.routes import deadletters, health, ingest, keys, metrics, query, schemas
-from api.routes import insights as insight_routes
-from api.routes import models as model_routes
-from api.routes import predictions as prediction_routes
-from api.telemetry import RequestTelemetry
-from config.settings import Settings, get_settings
-from config.spec import load_spec
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouses import open_warehouse
+from riffle.api.auth import operational_guard, require_scope
+from riffle.api.cache import QueryCache
+from riffle.api.collect import build_collect
+from riffle.api.deps import Services
+from riffle.api.errors import install_error_handlers
+from riffle.api.ratelimit import RateLimitHeaders
+from riffle.api.routes import acks as ack_routes
+from riffle.api.routes import alert_rules as alert_rule_routes
+from riffle.api.routes import alerts as alert_routes
+from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import insights as insight_routes
+from riffle.api.routes import models as model_routes
+from riffle.api.routes import predictions as prediction_routes
+from riffle.api.telemetry import RequestTelemetry
+from riffle.config.settings import Settings, get_settings
+from riffle.config.spec import load_spec
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouses import open_warehouse
 
 
 def create_app(

@@ -17,10 +17,10 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.collect import Collect
-from api.errors import ApiError
-from api.ratelimit import STATE_KEY, Decision, tighter
-from sinks.keys import ApiKey
+from riffle.api.collect import Collect
+from riffle.api.errors import ApiError
+from riffle.api.ratelimit import STATE_KEY, Decision, tighter
+from riffle.sinks.keys import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer rfl_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: rfl_...`")

@@ -31,7 +31,7 @@ import orjson
 import redis
 from prometheus_client import CollectorRegistry, Counter
 
-from sinks.errors import SinkError
+from riffle.sinks.errors import SinkError
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 import redis
 import structlog
 
-from api.publisher import EventPublisher, KafkaPublisher, PubSubPublisher
-from api.ratelimit import RateLimiter
-from config.registry import load_schemas
-from config.settings import Settings
-from operators.records import DeadLetter
-from operators.schemas import EventValidator
-from sinks.deadletter_store import DeadLetterStore, WarehouseDeadLetters
-from sinks.errors import SinkError
-from sinks.keys import KeyStore
-from sinks.warehouse_base import Warehouse
+from riffle.api.publisher import EventPublisher, KafkaPublisher, PubSubPublisher
+from riffle.api.ratelimit import RateLimiter
+from riffle.config.registry import load_schemas
+from riffle.config.settings import Settings
+from riffle.operators.records import DeadLetter
+from riffle.operators.schemas import EventValidator
+from riffle.sinks.deadletter_store import DeadLetterStore, WarehouseDeadLetters
+from riffle.sinks.errors import SinkError
+from riffle.sinks.keys import KeyStore
+from riffle.sinks.warehouse_base import Warehouse
 
 log = structlog.get_logger(__name__)
 

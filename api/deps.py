@@ -13,12 +13,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
-from api.auth import Principal, principal, require_scope
-from api.cache import QueryCache
-from config.settings import Settings
-from config.spec import PipelineSpec
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouse_base import Warehouse
+from riffle.api.auth import Principal, principal, require_scope
+from riffle.api.cache import QueryCache
+from riffle.config.settings import Settings
+from riffle.config.spec import PipelineSpec
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouse_base import Warehouse
 
 
 @dataclass(frozen=True, slots=True)

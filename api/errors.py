@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from config.errors import RiffleError
-from sinks.errors import SinkError
+from riffle.config.errors import RiffleError
+from riffle.sinks.errors import SinkError
 
 log = structlog.get_logger(__name__)
 

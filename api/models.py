@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from config.spec import Aggregation, MetricSpec, Operator, RatioSpec
+from riffle.config.spec import Aggregation, MetricSpec, Operator, RatioSpec
 
 
 class ErrorDetail(BaseModel):

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
-from config.errors import RiffleError
-from sources.kafka import TENANT_HEADER
+from riffle.config.errors import RiffleError
+from riffle.sources.kafka import TENANT_HEADER
 
 log = structlog.get_logger(__name__)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from api.rollup import Grid, add_rows, add_windows
-from operators.calendar import Calendar
-from operators.sketches import SketchSpec
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouse_base import Filters, Warehouse
+from riffle.api.rollup import Grid, add_rows, add_windows
+from riffle.operators.calendar import Calendar
+from riffle.operators.sketches import SketchSpec
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouse_base import Filters, Warehouse
 
 STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 """The resolutions ``step`` accepts."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sinks.errors import SinkError
+from riffle.sinks.errors import SinkError
 
 _SCRIPT = """
 local t = redis.call('TIME')

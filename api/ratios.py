@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from api.rollup import Bucket, Grid
-from api.series import Series, group_series
-from config.spec import MetricSpec, PipelineSpec, RatioSpec
-from operators.records import Dims, WindowResult
+from riffle.api.rollup import Bucket, Grid
+from riffle.api.series import Series, group_series
+from riffle.config.spec import MetricSpec, PipelineSpec, RatioSpec
+from riffle.operators.records import Dims, WindowResult
 
 
 def as_metric(spec: PipelineSpec, ratio: RatioSpec) -> MetricSpec:

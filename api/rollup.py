@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from config.spec import Aggregation
-from operators.aggregators import value_of
-from operators.calendar import Calendar
-from operators.records import Dims, WindowResult
-from operators.sketches import Sketch, SketchSpec
-from sinks.warehouse_base import RollupRow, bucket_of
+from riffle.config.spec import Aggregation
+from riffle.operators.aggregators import value_of
+from riffle.operators.calendar import Calendar
+from riffle.operators.records import Dims, WindowResult
+from riffle.operators.sketches import Sketch, SketchSpec
+from riffle.sinks.warehouse_base import RollupRow, bucket_of
 
 
 @dataclass(slots=True)

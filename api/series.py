@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from config.spec import Aggregation
-from operators.aggregators import value_of
-from operators.records import Dims, WindowResult
-from operators.sketches import SketchSpec, merged
+from riffle.config.spec import Aggregation
+from riffle.operators.aggregators import value_of
+from riffle.operators.records import Dims, WindowResult
+from riffle.operators.sketches import SketchSpec, merged
 
 Series = tuple[Dims, list[WindowResult]]
 """A series' dimensions and its windows, sorted by start."""

@@ -33,11 +33,11 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from config.spec import PipelineSpec, parse_spec
-from dataflows.alerts import alert_stage, compile_rules
-from operators.alerts import AlertTransition, Observation
-from operators.records import WindowResult
-from sinks.rule_store import AlertRuleStore
+from riffle.config.spec import PipelineSpec, parse_spec
+from riffle.dataflows.alerts import alert_stage, compile_rules
+from riffle.operators.alerts import AlertTransition, Observation
+from riffle.operators.records import WindowResult
+from riffle.sinks.rule_store import AlertRuleStore
 
 SECOND = 1000
 BASE = """

@@ -17,13 +17,13 @@ import statistics
 import time
 from collections.abc import Callable
 
-from config.settings import DEMO_SPEC
-from config.spec import PipelineSpec, load_spec
-from operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
-from operators.extract import compile_plans
-from operators.ingest import PartitionIngest
-from operators.watermark import PartitionClock
-from sources.demo import generate
+from riffle.config.settings import DEMO_SPEC
+from riffle.config.spec import PipelineSpec, load_spec
+from riffle.operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
+from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import PartitionIngest
+from riffle.operators.watermark import PartitionClock
+from riffle.sources.demo import generate
 
 START = 1_767_225_600_000
 

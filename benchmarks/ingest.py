@@ -34,17 +34,17 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.publisher import OutMessage
-from config.registry import load_schemas
-from config.settings import Settings
-from operators.envelope import EnvelopeError, check, decode
-from operators.schemas import EventValidator
+from riffle.api.app import create_app
+from riffle.api.publisher import OutMessage
+from riffle.config.registry import load_schemas
+from riffle.config.settings import Settings
 from riffle.keys import store
 from riffle.logging import configure_logging
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.operators.schemas import EventValidator
+from riffle.sources.demo import generate
+from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
-from sources.demo import generate
-from sources.topics import ensure_topics
 
 
 class _Discard:

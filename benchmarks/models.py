@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from operators.models.classifier import OnlineClassifier
-from operators.models.forecast import HoltWintersForecaster
-from operators.models.registry import DETECTORS, make_detector
+from riffle.operators.models.classifier import OnlineClassifier
+from riffle.operators.models.forecast import HoltWintersForecaster
+from riffle.operators.models.registry import DETECTORS, make_detector
 
 STEP = 300_000
 
@@ -116,13 +116,13 @@ def classifier(examples: int, kind: str) -> float:
 
 def prediction_path(events: int) -> tuple[float, str]:
     """Demo events per second through ingest (enrichment, extractor) and the tracker."""
-    from config.spec import load_spec
-    from operators.enrich import Enricher, compile_enrichment
-    from operators.extract import compile_plans
-    from operators.ingest import PartitionIngest
-    from operators.models.entities import EntityExtractor, EntityTracker, ModelStatsRecord
-    from operators.watermark import PartitionClock
-    from sources.demo import generate
+    from riffle.config.spec import load_spec
+    from riffle.operators.enrich import Enricher, compile_enrichment
+    from riffle.operators.extract import compile_plans
+    from riffle.operators.ingest import PartitionIngest
+    from riffle.operators.models.entities import EntityExtractor, EntityTracker, ModelStatsRecord
+    from riffle.operators.watermark import PartitionClock
+    from riffle.sources.demo import generate
 
     spec = load_spec("config/demo.yaml")
     raw = generate(events, seed=4, start_ms=1_700_000_000_000)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from operators.models.registry import DETECTORS, make_detector
+from riffle.operators.models.registry import DETECTORS, make_detector
 
 PROFILES: dict[str, tuple[float, float, float]] = {
     "standard": (1.0, 1.0, 0.11),

@@ -52,16 +52,16 @@ from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings
-from config.spec import SKETCHED, MetricSpec, PipelineSpec, parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
-from dataflows.telemetry import FlowTelemetry
-from operators.extract import getter, predicate
+from riffle.config.settings import Settings
+from riffle.config.spec import SKETCHED, MetricSpec, PipelineSpec, parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.extract import getter, predicate
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sources.kafka import KafkaPollSource, partition_key
+from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
-from sinks.redis_store import RedisWindowStore
-from sources.kafka import KafkaPollSource, partition_key
-from sources.topics import ensure_topics
 
 COUNTRIES = ["US", "US", "US", "DE", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "NL"]
 DEVICES = ["desktop"] * 6 + ["mobile"] * 3 + ["tablet"]

@@ -25,7 +25,7 @@ import tracemalloc
 
 import datasketches as ds
 
-from operators.sketches import Sketch, SketchSpec
+from riffle.operators.sketches import Sketch, SketchSpec
 
 
 def rss_bytes() -> int:

@@ -31,13 +31,13 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.settings import Settings
-from operators.records import WindowResult
-from sinks.batching import BatchWriter
-from sinks.redis_store import RedisWindowStore
-from sinks.tables import TABLES, TableDef
-from sinks.warehouses import open_warehouse
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.operators.records import WindowResult
+from riffle.sinks.batching import BatchWriter
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.tables import TABLES, TableDef
+from riffle.sinks.warehouses import open_warehouse
 from tests.api_support import keyed_client
 from tests.bq_support import start_emulator
 

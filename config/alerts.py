@@ -30,10 +30,10 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config.durations import Duration
+from riffle.config.durations import Duration
 
 if TYPE_CHECKING:
-    from config.spec import MetricSpec
+    from riffle.config.spec import MetricSpec
 
 Comparison = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
 Severity = Literal["critical", "warning", "info"]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config.durations import Duration
+from riffle.config.durations import Duration
 
 EXPRESSION_NAMES = frozenset({"props", "context", "meta", "type", "ts", "event_id"})
 """What an expression may read: the event's parts (``ts`` in epoch ms)."""

@@ -59,8 +59,8 @@ from pydantic import (
     model_validator,
 )
 
-from config.durations import Duration
-from config.errors import RiffleError
+from riffle.config.durations import Duration
+from riffle.config.errors import RiffleError
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]*$"

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config.durations import Duration
+from riffle.config.durations import Duration
 
 if TYPE_CHECKING:
-    from config.spec import Condition
+    from riffle.config.spec import Condition
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 PATH = r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$"

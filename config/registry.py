@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from config.errors import RiffleError
+from riffle.config.errors import RiffleError
 
 SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 _NUMBERS = ("number", "integer")

@@ -25,16 +25,16 @@ from pydantic import (
     model_validator,
 )
 
-from config.alerts import AlertRule, untag
-from config.alerts import rule_problems as alert_problems
-from config.durations import Duration
-from config.enrichment import EnrichmentSpec
-from config.enrichment import reference_problems as enrichment_problems
-from config.errors import SpecError
-from config.models import AnomalySpec, ForecastSpec
-from config.notifications import NotificationsSpec, notification_problems
-from config.predictions import OutcomeSpec, PredictionSpec
-from config.predictions import problems as prediction_problems
+from riffle.config.alerts import AlertRule, untag
+from riffle.config.alerts import rule_problems as alert_problems
+from riffle.config.durations import Duration
+from riffle.config.enrichment import EnrichmentSpec
+from riffle.config.enrichment import reference_problems as enrichment_problems
+from riffle.config.errors import SpecError
+from riffle.config.models import AnomalySpec, ForecastSpec
+from riffle.config.notifications import NotificationsSpec, notification_problems
+from riffle.config.predictions import OutcomeSpec, PredictionSpec
+from riffle.config.predictions import problems as prediction_problems
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)

@@ -37,10 +37,10 @@ from typing import Protocol
 
 from bytewax.operators import StatefulBatchLogic
 
-from config.alerts import AlertRule, AnomalyRule, ForecastRule, rule_problems
-from config.spec import PipelineSpec
-from operators.alert_rules import RuleBook, RuleChange
-from operators.alerts import (
+from riffle.config.alerts import AlertRule, AnomalyRule, ForecastRule, rule_problems
+from riffle.config.spec import PipelineSpec
+from riffle.operators.alert_rules import RuleBook, RuleChange
+from riffle.operators.alerts import (
     AlertTransition,
     Instance,
     Observation,
@@ -48,9 +48,9 @@ from operators.alerts import (
     group_of,
     instance_id,
 )
-from operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
-from operators.records import WindowResult
-from operators.watermark import IDLE, NEVER
+from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
+from riffle.operators.records import WindowResult
+from riffle.operators.watermark import IDLE, NEVER
 
 CLOCK = ""
 """The rule key of a partition-clock item (no rule is named so)."""

@@ -26,9 +26,9 @@ import redis as redis_client
 from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
-from config.settings import Settings
-from config.spec import PipelineSpec
-from dataflows.alert_logic import (
+from riffle.config.settings import Settings
+from riffle.config.spec import PipelineSpec
+from riffle.dataflows.alert_logic import (
     AlertLogic,
     AlertShardState,
     CompiledRule,
@@ -39,13 +39,13 @@ from dataflows.alert_logic import (
     compile_rules,
     shard_of,
 )
-from dataflows.outputs import _Partition, warehouse_settings
-from operators.alerts import AlertTransition
-from operators.models.series import ModelRecord
-from operators.records import WindowResult
-from sinks.alert_store import AlertProducer, RedisAlerts, WarehouseAlerts
-from sinks.warehouses import open_warehouse
-from sources.topics import ensure_topics
+from riffle.dataflows.outputs import _Partition, warehouse_settings
+from riffle.operators.alerts import AlertTransition
+from riffle.operators.models.series import ModelRecord
+from riffle.operators.records import WindowResult
+from riffle.sinks.alert_store import AlertProducer, RedisAlerts, WarehouseAlerts
+from riffle.sinks.warehouses import open_warehouse
+from riffle.sources.topics import ensure_topics
 
 ALERTS_TOPIC = "riffle.alerts"
 

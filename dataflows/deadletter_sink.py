@@ -13,12 +13,12 @@ from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from config.settings import Settings
-from dataflows.outputs import _Partition, warehouse_settings
-from operators.records import DeadLetter
-from sinks.deadletter_store import WarehouseDeadLetters
-from sinks.deadletters import DeadLetterProducer
-from sinks.warehouses import open_warehouse
+from riffle.config.settings import Settings
+from riffle.dataflows.outputs import _Partition, warehouse_settings
+from riffle.operators.records import DeadLetter
+from riffle.sinks.deadletter_store import WarehouseDeadLetters
+from riffle.sinks.deadletters import DeadLetterProducer
+from riffle.sinks.warehouses import open_warehouse
 
 
 class DeadLetterFanoutSink(DynamicSink[DeadLetter]):

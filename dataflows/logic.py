@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.telemetry import FlowTelemetry
-from operators.enrich import Enricher, EnrichmentPlan
-from operators.extract import MetricPlan
-from operators.ingest import EventCheck, Partial, PartitionIngest
-from operators.models.entities import EntityExtractor, Observation
-from operators.records import DeadLetter, WindowResult
-from operators.watermark import NEVER, PartitionClock
-from operators.windows import BucketSnapshot, BucketWindows, WindowRule
-from sources.kafka import PartitionPoll
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.enrich import Enricher, EnrichmentPlan
+from riffle.operators.extract import MetricPlan
+from riffle.operators.ingest import EventCheck, Partial, PartitionIngest
+from riffle.operators.models.entities import EntityExtractor, Observation
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.operators.watermark import NEVER, PartitionClock
+from riffle.operators.windows import BucketSnapshot, BucketWindows, WindowRule
+from riffle.sources.kafka import PartitionPoll
 
 
 def now_ms() -> int:

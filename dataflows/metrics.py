@@ -20,25 +20,25 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from config.registry import load_schemas
-from config.settings import Settings
-from config.spec import OTHER, PipelineSpec
-from dataflows.alert_logic import PartitionClock, RuleLog
-from dataflows.alerts import alert_stage
-from dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
-from dataflows.models import model_stage
-from dataflows.predictions import prediction_stage
-from dataflows.telemetry import FlowTelemetry
-from operators.alerts import AlertTransition
-from operators.enrich import compile_enrichment
-from operators.extract import compile_plans
-from operators.models.entities import EntityExtractor, PredictionOut
-from operators.models.series import ModelRecord
-from operators.records import DeadLetter, WindowResult
-from operators.schemas import EventValidator
-from operators.sketches import sketch_for
-from operators.windows import WindowRule
-from sources.kafka import PartitionPoll
+from riffle.config.registry import load_schemas
+from riffle.config.settings import Settings
+from riffle.config.spec import OTHER, PipelineSpec
+from riffle.dataflows.alert_logic import PartitionClock, RuleLog
+from riffle.dataflows.alerts import alert_stage
+from riffle.dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
+from riffle.dataflows.models import model_stage
+from riffle.dataflows.predictions import prediction_stage
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.alerts import AlertTransition
+from riffle.operators.enrich import compile_enrichment
+from riffle.operators.extract import compile_plans
+from riffle.operators.models.entities import EntityExtractor, PredictionOut
+from riffle.operators.models.series import ModelRecord
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.operators.schemas import EventValidator
+from riffle.operators.sketches import sketch_for
+from riffle.operators.windows import WindowRule
+from riffle.sources.kafka import PartitionPoll
 
 
 @dataclass(frozen=True)

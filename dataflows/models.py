@@ -22,20 +22,20 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from config.models import AnomalySpec, ForecastSpec
-from config.spec import PipelineSpec
-from dataflows.outputs import HotTarget, StoreSink, Writer
-from operators.models.series import (
+from riffle.config.models import AnomalySpec, ForecastSpec
+from riffle.config.spec import PipelineSpec
+from riffle.dataflows.outputs import HotTarget, StoreSink, Writer
+from riffle.operators.models.series import (
     AnomalyRecord,
     ForecastRecord,
     ModelRecord,
     SeriesModels,
     ShardModels,
 )
-from operators.records import Dims, WindowResult
-from sinks.model_health_store import ModelHealthStore
-from sinks.model_store import ModelStore, RedisModelStore
-from sinks.warehouse_base import Warehouse
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.model_health_store import ModelHealthStore
+from riffle.sinks.model_store import ModelStore, RedisModelStore
+from riffle.sinks.warehouse_base import Warehouse
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
 

@@ -53,28 +53,28 @@ from prometheus_client import (
     start_http_server,
 )
 
-from config.errors import RiffleError
-from config.notifications import (
+from riffle.config.errors import RiffleError
+from riffle.config.notifications import (
     NotificationsSpec,
     ReceiverSpec,
     RootRoute,
     WebhookConfig,
     resolve_env,
 )
-from config.settings import Settings
-from config.spec import PipelineSpec, load_spec
-from dataflows.alerts import ALERTS_TOPIC
-from operators.alerts import AlertTransition
-from operators.notify import Dispatcher, Notification
-from sinks.acks import AckStore
-from sinks.alertmanager import AlertmanagerChannel
-from sinks.channels import Channel, ChannelError, RedisUndelivered, deliver
-from sinks.notify_state import LeaseLostError, NotifyState
-from sinks.silences import Silence, SilenceStore
-from sinks.slack import SlackChannel
-from sinks.smtp_channel import EmailChannel
-from sinks.webhook import WebhookChannel
-from sources.topics import ensure_topics
+from riffle.config.settings import Settings
+from riffle.config.spec import PipelineSpec, load_spec
+from riffle.dataflows.alerts import ALERTS_TOPIC
+from riffle.operators.alerts import AlertTransition
+from riffle.operators.notify import Dispatcher, Notification
+from riffle.sinks.acks import AckStore
+from riffle.sinks.alertmanager import AlertmanagerChannel
+from riffle.sinks.channels import Channel, ChannelError, RedisUndelivered, deliver
+from riffle.sinks.notify_state import LeaseLostError, NotifyState
+from riffle.sinks.silences import Silence, SilenceStore
+from riffle.sinks.slack import SlackChannel
+from riffle.sinks.smtp_channel import EmailChannel
+from riffle.sinks.webhook import WebhookChannel
+from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 LEGACY_SECRET_ENV = "RIFFLE_ALERT_WEBHOOK_SECRET"  # noqa: S105 - a variable name

@@ -20,14 +20,14 @@ import structlog
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from config.settings import Settings
-from operators.records import DeadLetter, WindowResult, latest_per_window
-from sinks.batching import BatchWriter
-from sinks.deadletters import DeadLetterError, DeadLetterProducer
-from sinks.errors import SinkError
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouse_base import Warehouse
-from sinks.warehouses import open_warehouse
+from riffle.config.settings import Settings
+from riffle.operators.records import DeadLetter, WindowResult, latest_per_window
+from riffle.sinks.batching import BatchWriter
+from riffle.sinks.deadletters import DeadLetterError, DeadLetterProducer
+from riffle.sinks.errors import SinkError
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouses import open_warehouse
 
 X = TypeVar("X")
 log = structlog.get_logger(__name__)

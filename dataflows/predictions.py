@@ -24,19 +24,19 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from config.predictions import PredictionSpec
-from config.spec import PipelineSpec
-from dataflows.logic import EntityUpdate, IngestOut
-from dataflows.outputs import HotTarget, StoreSink, Writer
-from operators.models.entities import (
+from riffle.config.predictions import PredictionSpec
+from riffle.config.spec import PipelineSpec
+from riffle.dataflows.logic import EntityUpdate, IngestOut
+from riffle.dataflows.outputs import HotTarget, StoreSink, Writer
+from riffle.operators.models.entities import (
     EntityTracker,
     ModelStatsRecord,
     Observation,
     PredictionOut,
     PredictionRecord,
 )
-from sinks.prediction_store import PredictionStore, RedisPredictionStore
-from sinks.warehouse_base import Warehouse
+from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
+from riffle.sinks.warehouse_base import Warehouse
 
 PredictionSnapshot = tuple[str, bytes]
 """``(prediction name, tracker snapshot)``."""

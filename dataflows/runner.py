@@ -12,22 +12,22 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
-from config.errors import RiffleError
-from config.settings import Settings
-from config.spec import load_spec
-from dataflows.alerts import AlertSink
-from dataflows.deadletter_sink import DeadLetterFanoutSink
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.models import ModelStoreSink
-from dataflows.outputs import RedisWindowsSink, WarehouseSink
-from dataflows.predictions import PredictionStoreSink
-from dataflows.telemetry import FlowTelemetry
-from sinks.rule_store import AlertRuleStore
-from sinks.warehouses import open_warehouse
-from sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
-from sources.pubsub import PubSubSource
-from sources.pubsub import partition_key as pubsub_partition
-from sources.topics import ensure_topics
+from riffle.config.errors import RiffleError
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
+from riffle.dataflows.alerts import AlertSink
+from riffle.dataflows.deadletter_sink import DeadLetterFanoutSink
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.models import ModelStoreSink
+from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
+from riffle.dataflows.predictions import PredictionStoreSink
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.sinks.rule_store import AlertRuleStore
+from riffle.sinks.warehouses import open_warehouse
+from riffle.sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
+from riffle.sources.pubsub import PubSubSource
+from riffle.sources.pubsub import partition_key as pubsub_partition
+from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from operators.ingest import BatchResult
-from operators.records import DeadLetter, WindowResult
+from riffle.operators.ingest import BatchResult
+from riffle.operators.records import DeadLetter, WindowResult
 
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 _SNAPSHOT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)

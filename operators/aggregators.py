@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from config.spec import Aggregation
-from operators.sketches import Sketch, SketchSpec
+from riffle.config.spec import Aggregation
+from riffle.operators.sketches import Sketch, SketchSpec
 
 Agg = list[Any]
 """``[count, sum, min, max]`` (+ ``sketch``); min and max are ``inf``/``-inf`` while empty."""

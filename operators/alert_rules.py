@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from config.alerts import AlertRule
+from riffle.config.alerts import AlertRule
 
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
 

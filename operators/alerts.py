@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 import orjson
 
-from config.alerts import (
+from riffle.config.alerts import (
     AbsenceRule,
     AlertRule,
     AnomalyRule,
@@ -55,7 +55,7 @@ from config.alerts import (
     compare,
     render_annotations,
 )
-from operators.records import Dims, WindowResult
+from riffle.operators.records import Dims, WindowResult
 
 State = Literal["normal", "pending", "firing", "recovering", "nodata"]
 STATES: tuple[State, ...] = ("normal", "pending", "firing", "recovering", "nodata")

@@ -24,15 +24,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from config.enrichment import EnrichmentSpec
-from config.errors import SpecError
-from config.spec import PipelineSpec
-from operators.enrichers.derive import Derivation, DerivationError
-from operators.enrichers.geo import INVALID, GeoLookup
-from operators.enrichers.privacy import IpProtector
-from operators.enrichers.sessions import Sessionizer
-from operators.enrichers.useragent import UserAgentParser
-from operators.envelope import EnvelopeError
+from riffle.config.enrichment import EnrichmentSpec
+from riffle.config.errors import SpecError
+from riffle.config.spec import PipelineSpec
+from riffle.operators.enrichers.derive import Derivation, DerivationError
+from riffle.operators.enrichers.geo import INVALID, GeoLookup
+from riffle.operators.enrichers.privacy import IpProtector
+from riffle.operators.enrichers.sessions import Sessionizer
+from riffle.operators.enrichers.useragent import UserAgentParser
+from riffle.operators.envelope import EnvelopeError
 
 MAX_USER_ID = 256
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from config.errors import RiffleError
-from operators.records import FailureType, FieldIssue
+from riffle.config.errors import RiffleError
+from riffle.operators.records import FailureType, FieldIssue
 
 MAX_EVENT_ID = 128
 MIN_TS = 946_684_800_000  # 2000-01-01: older stamps are seconds or garbage

@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.spec import Condition, PipelineSpec
-from operators.calendar import Calendar
-from operators.envelope import EnvelopeError
-from operators.records import Dims
-from operators.sketches import SketchSpec, sketch_for
+from riffle.config.spec import Condition, PipelineSpec
+from riffle.operators.calendar import Calendar
+from riffle.operators.envelope import EnvelopeError
+from riffle.operators.records import Dims
+from riffle.operators.sketches import SketchSpec, sketch_for
 
 Getter = Callable[[dict[str, Any]], Any]
 MAX_DIM_VALUE = 128

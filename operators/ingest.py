@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.aggregators import Agg, add, add_item, frozen, new_agg
-from operators.enrich import Enricher
-from operators.envelope import EnvelopeError, check, decode
-from operators.extract import MetricPlan
-from operators.models.entities import EntityExtractor, Observation
-from operators.records import DeadLetter, Dims
-from operators.watermark import PartitionClock
+from riffle.operators.aggregators import Agg, add, add_item, frozen, new_agg
+from riffle.operators.enrich import Enricher
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.operators.extract import MetricPlan
+from riffle.operators.models.entities import EntityExtractor, Observation
+from riffle.operators.records import DeadLetter, Dims
+from riffle.operators.watermark import PartitionClock
 
 Message = tuple[bytes | None, str | None, int]
 """A raw message: ``(value, tenant header, offset)``."""

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from config.notifications import (
+from riffle.config.notifications import (
     ChildRoute,
     InhibitRule,
     Matcher,
@@ -44,7 +44,7 @@ from config.notifications import (
     TimeInterval,
     matches_all,
 )
-from operators.alerts import AlertTransition
+from riffle.operators.alerts import AlertTransition
 
 
 def _ms_of(duration: timedelta) -> int:

@@ -16,9 +16,9 @@ from typing import Any
 
 import jsonschema_rs
 
-from config.registry import SchemaEntry
-from operators.envelope import EnvelopeError
-from operators.records import FieldIssue
+from riffle.config.registry import SchemaEntry
+from riffle.operators.envelope import EnvelopeError
+from riffle.operators.records import FieldIssue
 
 SCHEMA_FIELD = "schema"
 MAX_ISSUES = 20

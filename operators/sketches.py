@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import datasketches as ds
 
-from config.spec import MetricSpec
+from riffle.config.spec import MetricSpec
 
 SketchKind = Literal["hll", "kll", "items"]
 

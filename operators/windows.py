@@ -34,12 +34,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from config.spec import Aggregation
-from operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, new_agg, thawed
-from operators.ingest import Partial, SeriesKey
-from operators.records import Dims, WindowResult
-from operators.sketches import SketchSpec
-from operators.watermark import IDLE, NEVER
+from riffle.config.spec import Aggregation
+from riffle.operators.aggregators import INF, VALUE_OF, Agg, frozen, merge, new_agg, thawed
+from riffle.operators.ingest import Partial, SeriesKey
+from riffle.operators.records import Dims, WindowResult
+from riffle.operators.sketches import SketchSpec
+from riffle.operators.watermark import IDLE, NEVER
 
 WindowKey = tuple[str, str, Dims, int]
 """``(tenant, metric, dims, window_start)``."""

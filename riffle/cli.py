@@ -19,9 +19,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from config.errors import RiffleError
-from config.settings import Settings, get_settings
-from config.spec import load_spec
+from riffle.config.errors import RiffleError
+from riffle.config.settings import Settings, get_settings
+from riffle.config.spec import load_spec
 from riffle.docs import effective_settings, settings_table
 from riffle.logging import configure_logging
 
@@ -112,7 +112,7 @@ def run(
     hosts = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
     if hosts is not None and process_id is not None and process_id >= len(hosts):
         raise typer.BadParameter(f"--process-id {process_id} is not an index of --addresses")
-    from dataflows.runner import run_dataflow
+    from riffle.dataflows.runner import run_dataflow
 
     settings = get_settings()
     overrides: dict[str, object] = {}
@@ -140,7 +140,7 @@ def recovery_init(
     ] = 1,
 ) -> None:
     """Prepare a recovery store for `riffle run --recovery-dir`."""
-    from dataflows.runner import init_recovery
+    from riffle.dataflows.runner import init_recovery
 
     with _clear_errors():
         init_recovery(directory, partitions)
@@ -157,7 +157,7 @@ def api(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
-    from api.app import create_app
+    from riffle.api.app import create_app
 
     settings = get_settings()
     with _clear_errors():
@@ -170,7 +170,7 @@ def api(
 @app.command()
 def notify() -> None:
     """Deliver alert notifications: read riffle.alerts, route, group, send (docs/alerts.md)."""
-    from dataflows.notifier import run_notifier
+    from riffle.dataflows.notifier import run_notifier
 
     stop = threading.Event()
 
@@ -198,8 +198,8 @@ def demo_produce(
     count: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
 ) -> None:
     """Send demo web-shop events to Kafka; exit 1 if any were not acknowledged."""
-    from sources.demo import produce
-    from sources.topics import ensure_topics
+    from riffle.sources.demo import produce
+    from riffle.sources.topics import ensure_topics
 
     settings = get_settings()
     target = topic or settings.events_topic
@@ -233,7 +233,7 @@ def topics_create(
     ] = None,
 ) -> None:
     """Create the events and dead-letter topics if they do not exist."""
-    from sources.topics import ensure_topics
+    from riffle.sources.topics import ensure_topics
 
     settings = get_settings()
     names = [settings.events_topic, settings.deadletter_topic]
@@ -262,7 +262,7 @@ def spec_check(
 def warehouse_init() -> None:
     """Create the warehouse's tables and views, add missing columns, set partition
     expiration to the spec's retention.warehouse; safe to repeat."""
-    from sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouses import open_warehouse
 
     settings = get_settings()
     with _clear_errors():
@@ -286,7 +286,7 @@ def warehouse_compact(
     writes, and to repeat: what readers see does not change."""
     import time
 
-    from sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouses import open_warehouse
 
     settings = get_settings()
     with _clear_errors():
@@ -359,7 +359,7 @@ def schemas_check(
     ] = None,
 ) -> None:
     """Refuse incompatible schema edits within a MODEL; print the problems and exit 1."""
-    from config.registry import check_registry, load_schemas
+    from riffle.config.registry import check_registry, load_schemas
 
     target = directory or get_settings().schemas_dir
     with _clear_errors():
@@ -400,12 +400,12 @@ def models_backtest(
     """
     import time
 
-    from api.times import parse_instant
-    from config.models import AnomalySpec
-    from config.spec import load_spec
-    from operators.models.backtest import backtest
-    from operators.models.registry import DETECTORS
-    from sinks.warehouses import open_warehouse
+    from riffle.api.times import parse_instant
+    from riffle.config.models import AnomalySpec
+    from riffle.config.spec import load_spec
+    from riffle.operators.models.backtest import backtest
+    from riffle.operators.models.registry import DETECTORS
+    from riffle.sinks.warehouses import open_warehouse
 
     if show not in ("flagged", "anomaly", "all", "none"):
         raise typer.BadParameter("one of flagged, anomaly, all, none", param_hint="--show")

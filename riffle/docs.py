@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from config.settings import DEMO_SPEC, Settings
+from riffle.config.settings import DEMO_SPEC, Settings
 
 MASK = "***"
 

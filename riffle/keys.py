@@ -7,10 +7,10 @@ from datetime import datetime
 
 import redis
 
-from config.durations import parse_duration
-from config.errors import RiffleError
-from config.settings import Settings
-from sinks.keys import ApiKey, KeyStore
+from riffle.config.durations import parse_duration
+from riffle.config.errors import RiffleError
+from riffle.config.settings import Settings
+from riffle.sinks.keys import ApiKey, KeyStore
 
 
 class KeyCommandError(RiffleError):

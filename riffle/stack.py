@@ -29,11 +29,11 @@ from urllib.parse import urlsplit
 import redis
 import structlog
 
-from config.errors import RiffleError
-from config.settings import Settings
-from config.spec import load_spec
+from riffle.config.errors import RiffleError
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
 from riffle.docs import masked_url
-from sources.topics import ensure_topics
+from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 

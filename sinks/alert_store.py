@@ -23,11 +23,11 @@ import orjson
 import redis
 from confluent_kafka import KafkaError, Message, Producer
 
-from operators.alerts import ACTIVE, AlertTransition
-from sinks.errors import SinkError
-from sinks.tables import ALERTS
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import Cmp, Pred, Select
+from riffle.operators.alerts import ACTIVE, AlertTransition
+from riffle.sinks.errors import SinkError
+from riffle.sinks.tables import ALERTS
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import Cmp, Pred, Select
 
 
 class AlertSinkError(SinkError):

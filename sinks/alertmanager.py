@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from operators.notify import GroupAlert, Notification
-from sinks.channels import check_url, http_post
+from riffle.operators.notify import GroupAlert, Notification
+from riffle.sinks.channels import check_url, http_post
 
 
 def _iso(ms: float) -> str:

@@ -28,8 +28,8 @@ from typing import Generic, TypeVar
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-from sinks.bigquery import is_transient
-from sinks.errors import SinkError
+from riffle.sinks.bigquery import is_transient
+from riffle.sinks.errors import SinkError
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

@@ -34,13 +34,13 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from operators.calendar import Calendar
-from operators.records import Dims, WindowResult
-from sinks.duckdb_sql import rollup_rows
-from sinks.errors import SinkError, TransientSinkError
-from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
-from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path, window_rows
-from sinks.warehouse_query import BigQueryDialect, Select, prefer_sql, render
+from riffle.operators.calendar import Calendar
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.duckdb_sql import rollup_rows
+from riffle.sinks.errors import SinkError, TransientSinkError
+from riffle.sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
+from riffle.sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path, window_rows
+from riffle.sinks.warehouse_query import BigQueryDialect, Select, prefer_sql, render
 
 INSERT_CHUNK_ROWS = 1_000
 """Rows per insertAll request (BigQuery recommends at most 500-1,000 and 10 MB)."""

@@ -21,8 +21,8 @@ import redis
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from config.errors import RiffleError
-from operators.notify import Notification
+from riffle.config.errors import RiffleError
+from riffle.operators.notify import Notification
 
 log = structlog.get_logger(__name__)
 

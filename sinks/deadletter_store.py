@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from operators.records import DeadLetter
-from sinks.tables import DEAD_LETTERS
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import AllOf, AnyOf, Cmp, In, Null, Pred, Select
+from riffle.operators.records import DeadLetter
+from riffle.sinks.tables import DEAD_LETTERS
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import AllOf, AnyOf, Cmp, In, Null, Pred, Select
 
 
 @dataclass(frozen=True, slots=True)

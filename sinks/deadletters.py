@@ -17,8 +17,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from config.errors import RiffleError
-from operators.records import DeadLetter
+from riffle.config.errors import RiffleError
+from riffle.operators.records import DeadLetter
 
 FAILURE_HEADER = "riffle-failure-type"
 TENANT_HEADER = "riffle-tenant"

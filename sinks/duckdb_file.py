@@ -20,7 +20,7 @@ from typing import TypeVar
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from sinks.errors import SinkError, TransientSinkError
+from riffle.sinks.errors import SinkError, TransientSinkError
 
 T = TypeVar("T")
 

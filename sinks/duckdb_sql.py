@@ -7,11 +7,11 @@ from typing import Any
 
 import duckdb
 
-from operators.calendar import Calendar
-from sinks.errors import SinkError
-from sinks.tables import DUCKDB_TYPES, TABLES, TableDef
-from sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
-from sinks.warehouse_query import prefer_sql
+from riffle.operators.calendar import Calendar
+from riffle.sinks.errors import SinkError
+from riffle.sinks.tables import DUCKDB_TYPES, TABLES, TableDef
+from riffle.sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
+from riffle.sinks.warehouse_query import prefer_sql
 
 
 def create_table_sql(table: TableDef) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.errors import RiffleError
+from riffle.config.errors import RiffleError
 
 
 class SinkError(RiffleError):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import redis
 from redis.typing import EncodableT, FieldT
 
-from sinks.errors import SinkError
+from riffle.sinks.errors import SinkError
 
 Scope = Literal["ingest", "read", "admin"]
 SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin")

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from operators.models.series import AnomalyRecord, ModelRecord
-from operators.records import series_id
-from sinks.tables import MODEL_HEALTH
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import Agg, Cmp, Select
+from riffle.operators.models.series import AnomalyRecord, ModelRecord
+from riffle.operators.records import series_id
+from riffle.sinks.tables import MODEL_HEALTH
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import Agg, Cmp, Select
 
 
 class ModelHealthStore:

@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from operators.alerts import Observation
-from sinks.tables import ANOMALIES, FORECASTS, TableDef
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import Cmp, Select
+from riffle.operators.alerts import Observation
+from riffle.sinks.tables import ANOMALIES, FORECASTS, TableDef
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import Cmp, Select
 
 
 def _dims(raw: str) -> tuple[tuple[str, str], ...]:

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
-from operators.records import series_id
-from sinks.tables import ANOMALIES, FORECASTS
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import Agg, Cmp, Select
+from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
+from riffle.operators.records import series_id
+from riffle.sinks.tables import ANOMALIES, FORECASTS
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import Agg, Cmp, Select
 
 
 def _finite(x: float | None) -> float | None:

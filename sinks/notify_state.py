@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 import orjson
 import redis
 
-from operators.notify import Group, Notification, Seen
-from sinks.errors import SinkError
+from riffle.operators.notify import Group, Notification, Seen
+from riffle.sinks.errors import SinkError
 
 DELIVERED_KEEP_MS = 7 * 86_400_000
 """How long the delivery log remembers a delivery."""

@@ -27,10 +27,10 @@ from typing import Any
 
 import orjson
 
-from operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
-from sinks.tables import PREDICTION_MODELS, PREDICTIONS
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import Cmp, Select
+from riffle.operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
+from riffle.sinks.tables import PREDICTION_MODELS, PREDICTIONS
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import Cmp, Select
 
 _ENTITY_COLUMNS = ("prediction", "ts", "probability", "status", "events", "learned")
 _MODEL_COLUMNS = (

@@ -47,8 +47,8 @@ import orjson
 import redis
 from redis.typing import EncodableT, FieldT
 
-from operators.records import Dims, WindowResult
-from sinks.errors import SinkError
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.errors import SinkError
 
 # KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key, KEYS[3] its "written" stamp.
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then

@@ -30,8 +30,8 @@ import orjson
 import redis
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from operators.alert_rules import RuleChange
-from sinks.errors import SinkError
+from riffle.operators.alert_rules import RuleChange
+from riffle.sinks.errors import SinkError
 
 
 class RuleStoreError(SinkError):

@@ -19,7 +19,7 @@ import orjson
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config.notifications import Matcher
+from riffle.config.notifications import Matcher
 
 __all__ = ["Matcher", "Silence", "SilenceSpec", "SilenceStore"]
 

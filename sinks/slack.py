@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from operators.notify import GroupAlert, Notification
-from sinks.channels import check_url, http_post
+from riffle.operators.notify import GroupAlert, Notification
+from riffle.sinks.channels import check_url, http_post
 
 MAX_ALERTS = 10
 """Sections per message (Slack allows 50 blocks; long messages are unreadable)."""

@@ -14,8 +14,8 @@ import smtplib
 from collections.abc import Sequence
 from email.message import EmailMessage
 
-from operators.notify import Notification
-from sinks.channels import ChannelError
+from riffle.operators.notify import Notification
+from riffle.sinks.channels import ChannelError
 
 
 def render(note: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:

@@ -24,13 +24,13 @@ from typing import Any, TypeVar
 import duckdb
 import orjson
 
-from operators.calendar import Calendar
-from operators.records import Dims, WindowResult
-from sinks.duckdb_file import visit
-from sinks.duckdb_sql import evolve, rollup_rows, rollup_sql, upsert_sql
-from sinks.tables import METRIC_WINDOWS, TABLES, TableDef
-from sinks.warehouse_base import Filters, RollupRow, window_rows
-from sinks.warehouse_query import DuckDBDialect, Select, expiry_cutoff_ms, render
+from riffle.operators.calendar import Calendar
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.duckdb_file import visit
+from riffle.sinks.duckdb_sql import evolve, rollup_rows, rollup_sql, upsert_sql
+from riffle.sinks.tables import METRIC_WINDOWS, TABLES, TableDef
+from riffle.sinks.warehouse_base import Filters, RollupRow, window_rows
+from riffle.sinks.warehouse_query import DuckDBDialect, Select, expiry_cutoff_ms, render
 
 T = TypeVar("T")
 

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from operators.records import Dims, WindowResult
-from sinks.tables import TableDef
-from sinks.warehouse_query import Select
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.tables import TableDef
+from riffle.sinks.warehouse_query import Select
 
 Filters = Mapping[str, Collection[str]]
 """Dimension -> allowed values: OR within a dimension, AND across dimensions."""

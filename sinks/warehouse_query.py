@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from sinks.tables import DUCKDB_TYPES, ColumnType, TableDef
+from riffle.sinks.tables import DUCKDB_TYPES, ColumnType, TableDef
 
 Op = Literal["=", "!=", "<", "<=", ">", ">="]
 AggFn = Literal["count", "count_distinct", "avg", "min", "max", "sum", "any_value", "share"]

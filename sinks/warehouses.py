@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from config.settings import Settings
-from sinks.warehouse_base import Warehouse
+from riffle.config.settings import Settings
+from riffle.sinks.warehouse_base import Warehouse
 
 
 def open_warehouse(settings: Settings, retention: timedelta | None = None) -> Warehouse:
@@ -19,12 +19,14 @@ def open_warehouse(settings: Settings, retention: timedelta | None = None) -> Wa
     """
     retention_ms = None if retention is None else int(retention.total_seconds() * 1000)
     if settings.warehouse_engine == "bigquery":
-        from sinks.bigquery import BigQueryWarehouse  # the client library loads only when used
+        from riffle.sinks.bigquery import (
+            BigQueryWarehouse,  # the client library loads only when used
+        )
 
         project, dataset = settings.warehouse.removeprefix("bigquery://").split("/", 1)
         return BigQueryWarehouse(
             project, dataset, endpoint=settings.bigquery_endpoint, retention_ms=retention_ms
         )
-    from sinks.warehouse import DuckDBWarehouse
+    from riffle.sinks.warehouse import DuckDBWarehouse
 
     return DuckDBWarehouse(settings.duckdb_path, retention_ms=retention_ms)

@@ -32,8 +32,8 @@ from collections.abc import Callable
 
 import orjson
 
-from operators.notify import Notification
-from sinks.channels import check_url, http_post
+from riffle.operators.notify import Notification
+from riffle.sinks.channels import check_url, http_post
 
 SIGNATURE_HEADER = "X-Riffle-Signature"
 TIMESTAMP_HEADER = "X-Riffle-Timestamp"

@@ -20,7 +20,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from config.errors import RiffleError
+from riffle.config.errors import RiffleError
 
 TENANT_HEADER = "riffle-tenant"
 """Message header naming the tenant; set by the ingest API from the API key."""

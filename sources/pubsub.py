@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from sources.kafka import TENANT_HEADER, PartitionPoll
+from riffle.sources.kafka import TENANT_HEADER, PartitionPoll
 
 log = structlog.get_logger(__name__)
 

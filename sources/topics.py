@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from config.errors import RiffleError
+from riffle.config.errors import RiffleError
 
 log = structlog.get_logger(__name__)
 

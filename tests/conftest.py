@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import pytest
 import redis
 
-from config.settings import Settings
+from riffle.config.settings import Settings
+from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
-from sources.topics import ensure_topics
 
 pytest_plugins = ["tests.warehouse_fixtures"]
 """Warehouse fixtures: the session's BigQuery emulator, both engines per test."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import orjson
 
-from config.spec import SKETCHED, MetricSpec, PipelineSpec
+from riffle.config.spec import SKETCHED, MetricSpec, PipelineSpec
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, on every window boundary
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from sinks.warehouse_base import Warehouse
-from sinks.warehouses import open_warehouse
+from riffle.config.settings import Settings
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouses import open_warehouse
 from tests.bq_support import Emulator, start_emulator
 
 

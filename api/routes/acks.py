@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from api.auth import Principal, require_scope
-from api.deps import ServicesDep
-from api.errors import ApiError
-from sinks.acks import AckSpec, AckStore, episode_start
-from sinks.alert_store import RedisAlerts
+from riffle.api.auth import Principal, require_scope
+from riffle.api.deps import ServicesDep
+from riffle.api.errors import ApiError
+from riffle.sinks.acks import AckSpec, AckStore, episode_start
+from riffle.sinks.alert_store import RedisAlerts
 
 router = APIRouter(tags=["alerts"])
 ACKABLE = frozenset({"firing", "recovering", "nodata"})

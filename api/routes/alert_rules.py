@@ -17,15 +17,22 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from api.auth import Principal, require_scope
-from api.deps import ServicesDep
-from api.errors import ApiError, error_response
-from api.routes.alerts import _range
-from config.alerts import AlertRule, AnomalyRule, ChangeRule, ForecastRule, rule_problems, untag
-from operators.alert_rules import RuleChange
-from operators.alerts import Observation, evaluate_series
-from sinks.model_history import anomaly_observations, forecast_observations
-from sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
+from riffle.api.auth import Principal, require_scope
+from riffle.api.deps import ServicesDep
+from riffle.api.errors import ApiError, error_response
+from riffle.api.routes.alerts import _range
+from riffle.config.alerts import (
+    AlertRule,
+    AnomalyRule,
+    ChangeRule,
+    ForecastRule,
+    rule_problems,
+    untag,
+)
+from riffle.operators.alert_rules import RuleChange
+from riffle.operators.alerts import Observation, evaluate_series
+from riffle.sinks.model_history import anomaly_observations, forecast_observations
+from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
 
 router = APIRouter(tags=["alert rules"])
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)

@@ -8,14 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.auth import Principal, require_scope
-from api.deps import ServicesDep, Tenant
-from api.errors import ApiError
-from api.routes.acks import with_acks
-from api.times import parse_instant
-from operators.alerts import STATES
-from sinks.alert_store import RedisAlerts, WarehouseAlerts
-from sinks.silences import SilenceSpec, SilenceStore
+from riffle.api.auth import Principal, require_scope
+from riffle.api.deps import ServicesDep, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.routes.acks import with_acks
+from riffle.api.times import parse_instant
+from riffle.operators.alerts import STATES
+from riffle.sinks.alert_store import RedisAlerts, WarehouseAlerts
+from riffle.sinks.silences import SilenceSpec, SilenceStore
 
 router = APIRouter(tags=["alerts"])
 

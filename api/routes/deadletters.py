@@ -19,15 +19,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import CollectDep, Principal, require_scope
-from api.deps import Spec
-from api.errors import ApiError
-from api.models import ErrorResponse
-from api.publisher import OutMessage, PublishUnavailableError
-from api.routes.ingest import UNPARSED, IssueOut, judge
-from api.times import format_instant, parse_instant
-from operators.records import FailureType
-from sinks.deadletter_store import LetterQuery, StoredLetter
+from riffle.api.auth import CollectDep, Principal, require_scope
+from riffle.api.deps import Spec
+from riffle.api.errors import ApiError
+from riffle.api.models import ErrorResponse
+from riffle.api.publisher import OutMessage, PublishUnavailableError
+from riffle.api.routes.ingest import UNPARSED, IssueOut, judge
+from riffle.api.times import format_instant, parse_instant
+from riffle.operators.records import FailureType
+from riffle.sinks.deadletter_store import LetterQuery, StoredLetter
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 MAX_PAGE = 1000

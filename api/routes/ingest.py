@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import (
+from riffle.api.auth import (
     CollectDep,
     Principal,
     RateLimitedError,
@@ -32,16 +32,16 @@ from api.auth import (
     require_scope,
     tenant_rate,
 )
-from api.collect import Collect
-from api.deps import Spec
-from api.errors import ApiError
-from api.models import ErrorResponse
-from api.publisher import OutMessage, PublishUnavailableError
-from config.spec import PipelineSpec
-from operators.envelope import EnvelopeError, check
-from operators.records import DeadLetter, FailureType, FieldIssue
-from operators.schemas import EventValidator
-from sinks.deadletters import FAILURE_HEADER
+from riffle.api.collect import Collect
+from riffle.api.deps import Spec
+from riffle.api.errors import ApiError
+from riffle.api.models import ErrorResponse
+from riffle.api.publisher import OutMessage, PublishUnavailableError
+from riffle.config.spec import PipelineSpec
+from riffle.operators.envelope import EnvelopeError, check
+from riffle.operators.records import DeadLetter, FailureType, FieldIssue
+from riffle.operators.schemas import EventValidator
+from riffle.sinks.deadletters import FAILURE_HEADER
 
 MAX_EVENT_BYTES = 1_000_000
 """Largest single event (Kafka's default message size limit, with room for headers)."""

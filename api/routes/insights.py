@@ -16,15 +16,15 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
-from api.deps import ServicesDep, Spec, Tenant
-from api.errors import ApiError
-from api.series import Series, group_series, read_windows
-from api.times import parse_instant
-from config.durations import format_duration, parse_duration
-from config.spec import MetricSpec, PipelineSpec
-from operators.models import insights as found
-from operators.sketches import sketch_for
-from sinks.model_store import ModelStore, RedisModelStore
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.series import Series, group_series, read_windows
+from riffle.api.times import parse_instant
+from riffle.config.durations import format_duration, parse_duration
+from riffle.config.spec import MetricSpec, PipelineSpec
+from riffle.operators.models import insights as found
+from riffle.operators.sketches import sketch_for
+from riffle.sinks.model_store import ModelStore, RedisModelStore
 
 router = APIRouter(tags=["models"])
 

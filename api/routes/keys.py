@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import CollectDep, Principal, require_scope
-from api.errors import ApiError
-from api.models import ErrorResponse
-from api.times import format_instant
-from sinks.keys import ApiKey, Scope
+from riffle.api.auth import CollectDep, Principal, require_scope
+from riffle.api.errors import ApiError
+from riffle.api.models import ErrorResponse
+from riffle.api.times import format_instant
+from riffle.sinks.keys import ApiKey, Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

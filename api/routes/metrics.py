@@ -6,9 +6,9 @@ import time
 
 from fastapi import APIRouter, Query, Request
 
-from api.deps import ServicesDep, Spec, Tenant
-from api.errors import ApiError
-from api.models import (
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.models import (
     ErrorResponse,
     MetricList,
     MetricOut,
@@ -17,11 +17,11 @@ from api.models import (
     SeriesOut,
     SeriesResponse,
 )
-from api.ratios import as_metric, parts, ratio_series
-from api.series import Series, group_series, read_windows
-from api.times import format_instant, parse_instant
-from config.spec import MetricSpec, PipelineSpec
-from operators.sketches import sketch_for
+from riffle.api.ratios import as_metric, parts, ratio_series
+from riffle.api.series import Series, group_series, read_windows
+from riffle.api.times import format_instant, parse_instant
+from riffle.config.spec import MetricSpec, PipelineSpec
+from riffle.operators.sketches import sketch_for
 
 MAX_WINDOWS = 10_000
 """Most windows one series may span in a single query."""

@@ -9,14 +9,14 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
-from api.deps import ServicesDep, Spec, Tenant
-from api.errors import ApiError
-from api.routes.predictions import model_summary
-from api.times import parse_instant
-from config.spec import PipelineSpec
-from sinks.model_health_store import ModelHealthStore
-from sinks.model_store import ModelStore, RedisModelStore
-from sinks.prediction_store import PredictionStore
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.routes.predictions import model_summary
+from riffle.api.times import parse_instant
+from riffle.config.spec import PipelineSpec
+from riffle.sinks.model_health_store import ModelHealthStore
+from riffle.sinks.model_store import ModelStore, RedisModelStore
+from riffle.sinks.prediction_store import PredictionStore
 
 router = APIRouter(tags=["models"])
 

@@ -7,10 +7,10 @@ from typing import Any
 import redis
 from fastapi import APIRouter, Query
 
-from api.deps import ServicesDep, Spec, Tenant
-from api.errors import ApiError
-from config.spec import PipelineSpec
-from sinks.prediction_store import PredictionStore, RedisPredictionStore
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.config.spec import PipelineSpec
+from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
 
 router = APIRouter(tags=["models"])
 

@@ -13,18 +13,18 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import ServicesDep, Spec, Tenant
-from api.errors import ApiError
-from api.models import ErrorResponse
-from api.query import STEPS, rollup_grid
-from api.ratios import as_metric, parts, ratio_grid_points
-from api.rollup import Bucket, Grid, finish
-from api.routes.metrics import _known_dimension, _metric, requested_range
-from api.times import format_instant
-from config.spec import MetricSpec, PipelineSpec, RatioSpec
-from operators.calendar import Calendar
-from operators.records import Dims
-from operators.sketches import sketch_for
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.models import ErrorResponse
+from riffle.api.query import STEPS, rollup_grid
+from riffle.api.ratios import as_metric, parts, ratio_grid_points
+from riffle.api.rollup import Bucket, Grid, finish
+from riffle.api.routes.metrics import _known_dimension, _metric, requested_range
+from riffle.api.times import format_instant
+from riffle.config.spec import MetricSpec, PipelineSpec, RatioSpec
+from riffle.operators.calendar import Calendar
+from riffle.operators.records import Dims
+from riffle.operators.sketches import sketch_for
 
 MAX_BY = 3
 """Most dimensions one breakdown groups by."""

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from api.auth import CollectDep, Principal, require_scope
-from api.errors import ApiError
-from api.models import ErrorResponse
+from riffle.api.auth import CollectDep, Principal, require_scope
+from riffle.api.errors import ApiError
+from riffle.api.models import ErrorResponse
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

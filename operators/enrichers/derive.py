@@ -16,7 +16,7 @@ from typing import Any
 
 from simpleeval import SimpleEval
 
-from config.enrichment import DerivedField
+from riffle.config.enrichment import DerivedField
 
 
 def _coalesce(*values: Any) -> Any:

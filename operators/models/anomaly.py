@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from operators.models.base import AnomalyScore, Label, ModelError, label_for
+from riffle.operators.models.base import AnomalyScore, Label, ModelError, label_for
 
 DAY_MS = 86_400_000
 _LOG_FLOOR = math.log(1.0 - 0.9999999999)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from config.models import AnomalySpec, ForecastSpec
-from operators.models.forecast import ForecastSkill
-from operators.models.series import AnomalyRecord, ShardModels
-from operators.records import Dims, WindowResult
+from riffle.config.models import AnomalySpec, ForecastSpec
+from riffle.operators.models.forecast import ForecastSkill
+from riffle.operators.models.series import AnomalyRecord, ShardModels
+from riffle.operators.records import Dims, WindowResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from config.errors import RiffleError
+from riffle.config.errors import RiffleError
 
 Label = Literal["normal", "warning", "anomaly", "learning"]
 

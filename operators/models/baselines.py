@@ -12,7 +12,7 @@ from collections import deque
 
 from river import anomaly, preprocessing
 
-from operators.models.base import AnomalyScore, label_for
+from riffle.operators.models.base import AnomalyScore, label_for
 
 _SQRT2 = math.sqrt(2.0)
 

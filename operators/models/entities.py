@@ -47,10 +47,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from config.predictions import PredictionSpec
-from operators.extract import getter, predicate
-from operators.models.classifier import ClassifierStats, OnlineClassifier
-from operators.watermark import IDLE, NEVER
+from riffle.config.predictions import PredictionSpec
+from riffle.operators.extract import getter, predicate
+from riffle.operators.models.classifier import ClassifierStats, OnlineClassifier
+from riffle.operators.watermark import IDLE, NEVER
 
 Update = tuple[str, str, Any]
 """``(op, name, value)``: ``count`` name (+1), ``cat`` field value, ``last``/``sum``/``max``."""

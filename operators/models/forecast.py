@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from operators.models.base import Forecast
+from riffle.operators.models.base import Forecast
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ from typing import Any, Literal
 from river import drift
 from scipy import stats
 
-from config.durations import format_duration
-from operators.records import Dims
+from riffle.config.durations import format_duration
+from riffle.operators.records import Dims
 
 Kind = Literal["trend", "change_point", "top_mover", "unusual"]
 Point = tuple[int, float]

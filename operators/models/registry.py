@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from operators.models.anomaly import SeasonalLikelihoodDetector
-from operators.models.base import AnomalyDetector, UnknownModelError
+from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
+from riffle.operators.models.base import AnomalyDetector, UnknownModelError
 
 
 def _baseline(name: str) -> Callable[..., AnomalyDetector]:
     # Imported lazily: the baselines pull in River's forest code.
     def build(**kwargs: Any) -> AnomalyDetector:
-        from operators.models import baselines
+        from riffle.operators.models import baselines
 
         if name == "windowed_gaussian":
             return baselines.WindowedGaussianDetector(**kwargs)

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from config.models import AnomalySpec, ForecastSpec
-from operators.models.base import AnomalyDetector, AnomalyScore, Forecast, label_for
-from operators.models.drift import ErrorDrift, InputDrift
-from operators.models.forecast import ForecastSkill, HoltWintersForecaster, _smape
-from operators.models.registry import make_detector
-from operators.records import Dims, WindowResult
+from riffle.config.models import AnomalySpec, ForecastSpec
+from riffle.operators.models.base import AnomalyDetector, AnomalyScore, Forecast, label_for
+from riffle.operators.models.drift import ErrorDrift, InputDrift
+from riffle.operators.models.forecast import ForecastSkill, HoltWintersForecaster, _smape
+from riffle.operators.models.registry import make_detector
+from riffle.operators.records import Dims, WindowResult
 
 DAY_MS = 86_400_000
 

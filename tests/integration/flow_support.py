@@ -16,11 +16,11 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from config.settings import Settings
-from config.spec import PipelineSpec, load_spec
-from operators.records import Dims, WindowResult
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouses import open_warehouse
+from riffle.config.settings import Settings
+from riffle.config.spec import PipelineSpec, load_spec
+from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouses import open_warehouse
 from tests.scenario import Sent, expected_windows
 
 SPEC = load_spec("config/demo.yaml")

@@ -20,10 +20,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from api.app import create_app
-from config.settings import Settings
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.sources.kafka import list_partitions
 from riffle.stack import free_port
-from sources.kafka import list_partitions
 
 
 @dataclass

@@ -6,7 +6,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from sources.kafka import list_partitions
+from riffle.sources.kafka import list_partitions
 
 
 def read_topic(

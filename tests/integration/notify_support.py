@@ -16,12 +16,12 @@ import orjson
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
-from config.notifications import NotificationsSpec
-from dataflows.notifier import Notifier, build_channels
-from operators.alerts import AlertTransition
+from riffle.config.notifications import NotificationsSpec
+from riffle.dataflows.notifier import Notifier, build_channels
+from riffle.operators.alerts import AlertTransition
+from riffle.sinks.alert_store import AlertProducer
+from riffle.sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from riffle.stack import free_port
-from sinks.alert_store import AlertProducer
-from sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 SECRET = b"s3cret-for-tests"
 

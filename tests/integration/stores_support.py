@@ -6,9 +6,9 @@ import uuid
 
 import redis
 
-from config.spec import Aggregation
-from operators.aggregators import value_of
-from operators.records import Dims, WindowResult
+from riffle.config.spec import Aggregation
+from riffle.operators.aggregators import value_of
+from riffle.operators.records import Dims, WindowResult
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BASE_MS = 1_700_000_040_000

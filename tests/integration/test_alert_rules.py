@@ -20,20 +20,20 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from api.app import create_app
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.alert_logic import AlertLogic, RuleFeed, compile_rules
-from dataflows.alerts import alert_stage
-from operators.alerts import AlertTransition, Observation
-from operators.models.base import AnomalyScore, Forecast
-from operators.models.forecast import ForecastSkill
-from operators.models.series import AnomalyRecord, ForecastRecord
-from operators.records import WindowResult
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.alert_logic import AlertLogic, RuleFeed, compile_rules
+from riffle.dataflows.alerts import alert_stage
+from riffle.operators.alerts import AlertTransition, Observation
+from riffle.operators.models.base import AnomalyScore, Forecast
+from riffle.operators.models.forecast import ForecastSkill
+from riffle.operators.models.series import AnomalyRecord, ForecastRecord
+from riffle.operators.records import WindowResult
+from riffle.sinks.model_store import ModelStore
+from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
+from riffle.sinks.warehouse import DuckDBWarehouse
 from riffle.stack import free_port
-from sinks.model_store import ModelStore
-from sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
-from sinks.warehouse import DuckDBWarehouse
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from api.app import create_app
-from config.settings import Settings
-from sinks.alert_store import WarehouseAlerts
-from sinks.warehouses import open_warehouse
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.sinks.alert_store import WarehouseAlerts
+from riffle.sinks.warehouses import open_warehouse
 from tests.api_support import keyed_client
 from tests.integration.flow_support import kill, start_flow, wait_for
 

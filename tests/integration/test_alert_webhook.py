@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.app import create_app
-from config.notifications import NotificationsSpec
-from config.settings import Settings
-from operators.notify import Dispatcher, Notification
+from riffle.api.app import create_app
+from riffle.config.notifications import NotificationsSpec
+from riffle.config.settings import Settings
+from riffle.operators.notify import Dispatcher, Notification
+from riffle.sinks.channels import deliver
+from riffle.sinks.silences import SilenceStore
+from riffle.sinks.webhook import WebhookChannel, verify
 from riffle.stack import free_port
-from sinks.channels import deliver
-from sinks.silences import SilenceStore
-from sinks.webhook import WebhookChannel, verify
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.notify_support import SECRET, Receiver, transition

@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 import pytest
 
-from config.notifications import NotificationsSpec
-from dataflows.notifier import build_channels
-from operators.alerts import AlertTransition
-from operators.notify import Dispatcher, Notification
+from riffle.config.notifications import NotificationsSpec
+from riffle.dataflows.notifier import build_channels
+from riffle.operators.alerts import AlertTransition
+from riffle.operators.notify import Dispatcher, Notification
+from riffle.sinks.alertmanager import AlertmanagerChannel
+from riffle.sinks.channels import deliver
 from riffle.stack import free_port
-from sinks.alertmanager import AlertmanagerChannel
-from sinks.channels import deliver
 from tests.conftest import RedisTarget
 from tests.integration.notify_support import running_notifier, transition, wait_until
 

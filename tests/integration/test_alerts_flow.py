@@ -17,11 +17,11 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from api.app import create_app
-from config.spec import parse_spec
-from dataflows.alerts import AlertSink, alert_stage, compile_rules
-from operators.alerts import AlertTransition, Observation, RuleEvaluator
-from operators.records import WindowResult
+from riffle.api.app import create_app
+from riffle.config.spec import parse_spec
+from riffle.dataflows.alerts import AlertSink, alert_stage, compile_rules
+from riffle.operators.alerts import AlertTransition, Observation, RuleEvaluator
+from riffle.operators.records import WindowResult
 from riffle.stack import free_port
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget

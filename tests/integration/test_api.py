@@ -13,14 +13,14 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from api.routes.metrics import MAX_WINDOWS
-from config.settings import Settings
-from config.spec import load_spec
-from operators.records import WindowResult
-from sinks.errors import SinkError
-from sinks.redis_store import RedisWindowStore
-from sinks.warehouse import DuckDBWarehouse
+from riffle.api.app import create_app
+from riffle.api.routes.metrics import MAX_WINDOWS
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
+from riffle.operators.records import WindowResult
+from riffle.sinks.errors import SinkError
+from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.warehouse import DuckDBWarehouse
 from tests.integration.stores_support import REDIS_URL, delete_prefix, unique_prefix, window
 
 pytestmark = pytest.mark.integration

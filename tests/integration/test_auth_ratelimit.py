@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import Settings
+from riffle.config.settings import Settings
 from tests.integration.ingest_support import Served, serve
 
 pytestmark = pytest.mark.integration

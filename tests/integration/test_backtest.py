@@ -19,15 +19,15 @@ from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from config.models import AnomalySpec
-from config.settings import get_settings
-from config.spec import parse_spec
-from dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
-from operators.models.backtest import backtest
-from operators.records import WindowResult
 from riffle.cli import app
-from sinks.model_store import ModelStore
-from sinks.warehouse import DuckDBWarehouse
+from riffle.config.models import AnomalySpec
+from riffle.config.settings import get_settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
+from riffle.operators.models.backtest import backtest
+from riffle.operators.records import WindowResult
+from riffle.sinks.model_store import ModelStore
+from riffle.sinks.warehouse import DuckDBWarehouse
 from tests.integration.stores_support import valued
 from tests.warehouse_fixtures import WarehouseTarget
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from config.settings import Settings
-from dataflows.runner import init_recovery
-from operators.records import WindowResult
+from riffle.config.settings import Settings
+from riffle.dataflows.runner import init_recovery
+from riffle.operators.records import WindowResult
+from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port
-from sources.topics import ensure_topics
 from tests.durable_broker import DurableBroker, durable_broker
 from tests.integration.flow_support import (
     Expected,

@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from config.settings import Settings
-from config.spec import load_spec
-from sinks.redis_store import RedisWindowStore
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
+from riffle.sinks.redis_store import RedisWindowStore
 from tests.integration.flow_support import (
     Expected,
     cluster_ports,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from config.settings import Settings
-from config.spec import load_spec
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
 from tests.integration.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from operators.envelope import EnvelopeError, check, decode
-from sources.demo import DemoGenerator, produce
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.sources.demo import DemoGenerator, produce
 from tests.integration.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration

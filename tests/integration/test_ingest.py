@@ -15,12 +15,12 @@ import httpx
 import orjson
 import pytest
 
-from config.registry import check_registry
-from config.settings import SCHEMAS_DIR, Settings
-from operators.records import DeadLetter
+from riffle.config.registry import check_registry
+from riffle.config.settings import SCHEMAS_DIR, Settings
+from riffle.operators.records import DeadLetter
+from riffle.sources.demo import generate
+from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
-from sources.demo import generate
-from sources.topics import ensure_topics
 from tests.integration.ingest_support import Served, read_messages, serve
 from tests.warehouse_fixtures import WarehouseTarget
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import Settings
+from riffle.config.settings import Settings
 from riffle.keys import store
 from tests.integration.ingest_support import serve_process
 

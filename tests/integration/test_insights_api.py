@@ -6,13 +6,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.settings import Settings
-from operators.models.base import AnomalyScore
-from operators.models.series import AnomalyRecord
-from operators.records import WindowResult
-from sinks.model_store import ModelStore
-from sinks.warehouse import DuckDBWarehouse
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.operators.models.base import AnomalyScore
+from riffle.operators.models.series import AnomalyRecord
+from riffle.operators.records import WindowResult
+from riffle.sinks.model_store import ModelStore
+from riffle.sinks.warehouse import DuckDBWarehouse
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.stores_support import valued

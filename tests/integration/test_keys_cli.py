@@ -8,8 +8,8 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from config.settings import Settings, get_settings
 from riffle.cli import app
+from riffle.config.settings import Settings, get_settings
 from riffle.keys import store
 
 pytestmark = pytest.mark.integration

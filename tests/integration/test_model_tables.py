@@ -6,12 +6,12 @@ dedup views), whatever order and how often a batch is written.
 
 from __future__ import annotations
 
-from operators.models.base import AnomalyScore
-from operators.models.classifier import ClassifierStats
-from operators.models.entities import ModelStatsRecord, PredictionRecord
-from operators.models.series import AnomalyRecord
-from sinks.model_health_store import ModelHealthStore
-from sinks.prediction_store import PredictionStore
+from riffle.operators.models.base import AnomalyScore
+from riffle.operators.models.classifier import ClassifierStats
+from riffle.operators.models.entities import ModelStatsRecord, PredictionRecord
+from riffle.operators.models.series import AnomalyRecord
+from riffle.sinks.model_health_store import ModelHealthStore
+from riffle.sinks.prediction_store import PredictionStore
 from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000

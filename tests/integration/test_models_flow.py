@@ -19,15 +19,15 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.settings import DEMO_SPEC, Settings
-from config.spec import load_spec, parse_spec
-from dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
-from operators.models.series import AnomalyRecord, ShardModels
-from operators.records import WindowResult
-from sinks.model_store import ModelStore, RedisModelStore
-from sinks.warehouse import DuckDBWarehouse
-from sources.demo import anomalies, daily_factor
+from riffle.api.app import create_app
+from riffle.config.settings import DEMO_SPEC, Settings
+from riffle.config.spec import load_spec, parse_spec
+from riffle.dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
+from riffle.operators.models.series import AnomalyRecord, ShardModels
+from riffle.operators.records import WindowResult
+from riffle.sinks.model_store import ModelStore, RedisModelStore
+from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sources.demo import anomalies, daily_factor
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.stores_support import valued

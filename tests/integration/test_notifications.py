@@ -17,15 +17,15 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.notifications import NotificationsSpec
-from config.settings import Settings
-from dataflows.notifier import Notifier, NotifierError
-from sinks.alert_store import RedisAlerts
-from sinks.channels import RedisUndelivered
-from sinks.notify_state import LeaseLostError, NotifyState
-from sinks.silences import Matcher, SilenceSpec, SilenceStore
-from sinks.webhook import verify
+from riffle.api.app import create_app
+from riffle.config.notifications import NotificationsSpec
+from riffle.config.settings import Settings
+from riffle.dataflows.notifier import Notifier, NotifierError
+from riffle.sinks.alert_store import RedisAlerts
+from riffle.sinks.channels import RedisUndelivered
+from riffle.sinks.notify_state import LeaseLostError, NotifyState
+from riffle.sinks.silences import Matcher, SilenceSpec, SilenceStore
+from riffle.sinks.webhook import verify
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.notify_support import (

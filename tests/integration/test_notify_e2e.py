@@ -20,13 +20,13 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from config.settings import Settings
-from dataflows.runner import init_recovery
-from operators.alerts import AlertTransition
+from riffle.config.settings import Settings
+from riffle.dataflows.runner import init_recovery
+from riffle.operators.alerts import AlertTransition
+from riffle.sinks.alert_store import AlertProducer
+from riffle.sinks.notify_state import NotifyState
+from riffle.sinks.webhook import verify
 from riffle.stack import free_port
-from sinks.alert_store import AlertProducer
-from sinks.notify_state import NotifyState
-from sinks.webhook import verify
 from tests.integration.flow_support import kill, settings_env, start_flow
 from tests.integration.notify_support import (
     SECRET,

@@ -20,19 +20,19 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.logic import EntityUpdate
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.predictions import PredictionStoreSink, PredictionTelemetry
-from dataflows.telemetry import FlowTelemetry
-from operators.models.classifier import ClassifierStats
-from operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
-from operators.records import DeadLetter, WindowResult
-from sinks.prediction_store import PredictionStore, RedisPredictionStore
-from sinks.warehouse import DuckDBWarehouse
-from sources.demo import generate
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.logic import EntityUpdate
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.predictions import PredictionStoreSink, PredictionTelemetry
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.models.classifier import ClassifierStats
+from riffle.operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
+from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sources.demo import generate
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.scenario import Sent

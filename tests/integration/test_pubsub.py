@@ -19,10 +19,10 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from google.cloud import pubsub_v1
 
-from config.settings import Settings
+from riffle.config.settings import Settings
+from riffle.sources.kafka import PartitionPoll
+from riffle.sources.pubsub import PubSubSource
 from riffle.stack import free_port
-from sources.kafka import PartitionPoll
-from sources.pubsub import PubSubSource
 from tests.integration.flow_support import (
     assert_matches,
     closed_expectation,

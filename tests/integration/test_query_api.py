@@ -21,11 +21,11 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from api.times import format_instant
-from operators.aggregators import value_of
-from operators.records import WindowResult
-from sinks.redis_store import RedisWindowStore
+from riffle.api.app import create_app
+from riffle.api.times import format_instant
+from riffle.operators.aggregators import value_of
+from riffle.operators.records import WindowResult
+from riffle.sinks.redis_store import RedisWindowStore
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.warehouse_fixtures import WarehouseTarget

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from dataflows.runner import RecoveryError, init_recovery
+from riffle.config.settings import Settings
+from riffle.dataflows.runner import RecoveryError, init_recovery
 from riffle.stack import free_port
 from tests.integration.flow_support import (
     assert_matches,

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from dataflows.runner import init_recovery
+from riffle.config.settings import Settings
+from riffle.dataflows.runner import init_recovery
+from riffle.sinks.bigquery import BigQueryWarehouse
 from riffle.stack import free_port
-from sinks.bigquery import BigQueryWarehouse
 from tests.bq_support import Emulator
 from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.flow_support import (

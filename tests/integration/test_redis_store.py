@@ -9,8 +9,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sinks.errors import SinkError
-from sinks.redis_store import RedisWindowStore
+from riffle.sinks.errors import SinkError
+from riffle.sinks.redis_store import RedisWindowStore
 from tests.integration.stores_support import (
     BASE_MS,
     REDIS_URL,

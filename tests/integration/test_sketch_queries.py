@@ -18,11 +18,11 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from config.spec import parse_spec
-from operators.records import WindowResult
-from operators.sketches import Sketch, sketch_for
-from sinks.redis_store import RedisWindowStore
+from riffle.api.app import create_app
+from riffle.config.spec import parse_spec
+from riffle.operators.records import WindowResult
+from riffle.operators.sketches import Sketch, sketch_for
+from riffle.sinks.redis_store import RedisWindowStore
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.warehouse_fixtures import WarehouseTarget

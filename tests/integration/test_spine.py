@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from config.settings import Settings
+from riffle.api.app import create_app
+from riffle.config.settings import Settings
+from riffle.sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
+from riffle.sinks.deadletters import read_dead_letters
+from riffle.sinks.warehouses import open_warehouse
 from riffle.stack import free_port
-from sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
-from sinks.deadletters import read_dead_letters
-from sinks.warehouses import open_warehouse
 from tests.integration.flow_support import (
     Expected,
     assert_matches,

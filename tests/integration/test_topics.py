@@ -8,8 +8,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from riffle.sources.topics import BrokerUnavailableError, ensure_topics
 from riffle.stack import free_port
-from sources.topics import BrokerUnavailableError, ensure_topics
 
 pytestmark = pytest.mark.integration
 

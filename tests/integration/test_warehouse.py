@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataflows.outputs import WarehouseSink
-from sinks.errors import SinkError
-from sinks.warehouse import DuckDBWarehouse
+from riffle.dataflows.outputs import WarehouseSink
+from riffle.sinks.errors import SinkError
+from riffle.sinks.warehouse import DuckDBWarehouse
 from tests.integration.stores_support import BASE_MS, window
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ WRITER = textwrap.dedent(
     import sys
     import time
     from pathlib import Path
-    from sinks.warehouse import DuckDBWarehouse
+    from riffle.sinks.warehouse import DuckDBWarehouse
     from tests.integration.stores_support import BASE_MS, window
 
     warehouse = DuckDBWarehouse(Path(sys.argv[1]))

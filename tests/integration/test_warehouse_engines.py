@@ -25,15 +25,15 @@ import duckdb
 import pytest
 from google.cloud import bigquery
 
-from operators.records import DeadLetter
-from sinks.batching import BackpressureError, BatchWriter
-from sinks.bigquery import BigQueryWarehouse
-from sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
-from sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
-from sinks.warehouse import DuckDBWarehouse
-from sinks.warehouse_base import Warehouse
-from sinks.warehouse_query import expiry_cutoff_ms
-from sinks.warehouses import open_warehouse
+from riffle.operators.records import DeadLetter
+from riffle.sinks.batching import BackpressureError, BatchWriter
+from riffle.sinks.bigquery import BigQueryWarehouse
+from riffle.sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
+from riffle.sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
+from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse_query import expiry_cutoff_ms
+from riffle.sinks.warehouses import open_warehouse
 from tests.bq_support import Emulator
 from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.stores_support import BASE_MS, window
@@ -181,9 +181,9 @@ def test_rollup_merges_exactly_in_the_engine(warehouse_target: WarehouseTarget) 
 WRITER = textwrap.dedent(
     """
     import sys
-    from config.settings import Settings
-    from sinks.batching import BatchWriter
-    from sinks.warehouses import open_warehouse
+    from riffle.config.settings import Settings
+    from riffle.sinks.batching import BatchWriter
+    from riffle.sinks.warehouses import open_warehouse
     from tests.integration.stores_support import BASE_MS, window
 
     url, endpoint, first, batches, size = sys.argv[1:6]

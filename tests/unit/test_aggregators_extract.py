@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from config.spec import Condition, load_spec
-from operators.aggregators import VALUE_OF, add, merge, new_agg, value_of
-from operators.envelope import EnvelopeError
-from operators.extract import compile_plans, getter, predicate
+from riffle.config.spec import Condition, load_spec
+from riffle.operators.aggregators import VALUE_OF, add, merge, new_agg, value_of
+from riffle.operators.envelope import EnvelopeError
+from riffle.operators.extract import compile_plans, getter, predicate
 
 
 def test_aggregations_from_one_state() -> None:

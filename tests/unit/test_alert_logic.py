@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from config.spec import parse_spec
-from dataflows.alert_logic import CLOCK, AlertLogic, PartitionClock, compile_rules
-from operators.alert_rules import RuleBook, RuleChange
-from operators.alerts import Observation
-from operators.watermark import IDLE
+from riffle.config.spec import parse_spec
+from riffle.dataflows.alert_logic import CLOCK, AlertLogic, PartitionClock, compile_rules
+from riffle.operators.alert_rules import RuleBook, RuleChange
+from riffle.operators.alerts import Observation
+from riffle.operators.watermark import IDLE
 
 SEC = 1000
 SPEC = """

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from config.alerts import AlertRule, ForecastRule, ThresholdRule
-from config.errors import SpecError
-from config.spec import PipelineSpec, parse_spec
-from operators.alerts import (
+from riffle.config.alerts import AlertRule, ForecastRule, ThresholdRule
+from riffle.config.errors import SpecError
+from riffle.config.spec import PipelineSpec, parse_spec
+from riffle.operators.alerts import (
     AlertTransition,
     Machine,
     Observation,

@@ -16,7 +16,7 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.calendar import Calendar
+from riffle.operators.calendar import Calendar
 
 HOUR, DAY, MINUTE = 3_600_000, 86_400_000, 60_000
 ZONES = [

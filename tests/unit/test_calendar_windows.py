@@ -19,14 +19,14 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import CollectorRegistry
 
-from config.errors import SpecError
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, WindowResult
+from riffle.config.errors import SpecError
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.sources.kafka import PartitionPoll
 from riffle.stack import free_port
-from sources.kafka import PartitionPoll
 
 SPEC = parse_spec("""
 event_types: {view: {}}

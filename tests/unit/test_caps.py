@@ -17,15 +17,15 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import CollectorRegistry
 
-from config.errors import SpecError
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, Dims, WindowResult
-from operators.sketches import Sketch, sketch_for
+from riffle.config.errors import SpecError
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, Dims, WindowResult
+from riffle.operators.sketches import Sketch, sketch_for
+from riffle.sources.kafka import PartitionPoll
 from riffle.stack import free_port
-from sources.kafka import PartitionPoll
 
 T0 = 1_767_225_600_000
 MIN = 60_000

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from config.settings import DEMO_SPEC
-from config.spec import load_spec
-from operators.enrich import Enricher, compile_enrichment
-from operators.envelope import EnvelopeError, check, decode
-from sources.demo import (
+from riffle.config.settings import DEMO_SPEC
+from riffle.config.spec import load_spec
+from riffle.operators.enrich import Enricher, compile_enrichment
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.sources.demo import (
     ANOMALY_SLOT_MS,
     LATE_SHARE,
     MALFORMED_SHARE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.settings import Settings
+from riffle.config.settings import Settings
 from riffle.docs import effective_settings, masked_url, settings_table
 
 README = Path(__file__).parents[2] / "README.md"

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sinks.duckdb_file import visit
-from sinks.errors import SinkError, TransientSinkError
+from riffle.sinks.duckdb_file import visit
+from riffle.sinks.errors import SinkError, TransientSinkError
 
 
 def _count(con: duckdb.DuckDBPyConnection) -> int:

@@ -11,18 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.enrichment import EnrichmentSpec
-from config.errors import SpecError
-from config.spec import PipelineSpec, parse_spec
-from operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
-from operators.enrichers.geo import INVALID, GeoLookup
-from operators.enrichers.privacy import IpProtector
-from operators.enrichers.sessions import Sessionizer, session_id
-from operators.enrichers.useragent import UserAgentParser
-from operators.envelope import EnvelopeError
-from operators.extract import compile_plans
-from operators.ingest import PartitionIngest
-from operators.watermark import PartitionClock
+from riffle.config.enrichment import EnrichmentSpec
+from riffle.config.errors import SpecError
+from riffle.config.spec import PipelineSpec, parse_spec
+from riffle.operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
+from riffle.operators.enrichers.geo import INVALID, GeoLookup
+from riffle.operators.enrichers.privacy import IpProtector
+from riffle.operators.enrichers.sessions import Sessionizer, session_id
+from riffle.operators.enrichers.useragent import UserAgentParser
+from riffle.operators.envelope import EnvelopeError
+from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import PartitionIngest
+from riffle.operators.watermark import PartitionClock
 
 BASE = 1_767_225_600_000
 MINUTE = 60_000

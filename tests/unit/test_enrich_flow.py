@@ -9,11 +9,11 @@ import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, WindowResult
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, WindowResult
 from tests.scenario import BASE, Sent
 from tests.unit.test_enrich import CHROME, GOOGLEBOT, IPHONE
 from tests.unit.test_metrics_flow import polls

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from operators.envelope import EnvelopeError, check, decode, parse_ts
+from riffle.operators.envelope import EnvelopeError, check, decode, parse_ts
 
 GOOD = {"event_id": "e1", "type": "page_view", "ts": 1_767_225_600_000, "props": {}}
 

@@ -8,7 +8,7 @@ import statistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.models import insights
+from riffle.operators.models import insights
 
 BASE = 1_700_000_000_000
 MIN = 60_000

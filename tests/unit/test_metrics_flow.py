@@ -8,13 +8,13 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings
-from config.spec import load_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, WindowResult
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.sources.kafka import PartitionPoll
 from riffle.stack import free_port
-from sources.kafka import PartitionPoll
 from tests.scenario import Sent, comparable, expected_windows, late_valid_count, scenario
 
 SPEC = load_spec("config/demo.yaml")

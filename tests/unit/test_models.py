@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.models.base import UnknownModelError
-from operators.models.forecast import HoltWintersForecaster
-from operators.models.registry import DETECTORS, make_detector
+from riffle.operators.models.base import UnknownModelError
+from riffle.operators.models.forecast import HoltWintersForecaster
+from riffle.operators.models.registry import DETECTORS, make_detector
 
 STEP = 300_000
 
@@ -167,7 +167,7 @@ def test_riffle_novelty_flags_a_never_seen_level_once_then_stays_quiet() -> None
 
 
 def test_error_drift_sees_a_change_of_error_level_and_pickles() -> None:
-    from operators.models.drift import ErrorDrift
+    from riffle.operators.models.drift import ErrorDrift
 
     rng = random.Random(2)
     watch = ErrorDrift()
@@ -184,8 +184,8 @@ def test_error_drift_sees_a_change_of_error_level_and_pickles() -> None:
 
 
 def test_demo_spec_models_page_views_and_api_errors() -> None:
-    from config.spec import load_spec
-    from dataflows.models import modelled_metrics
+    from riffle.config.spec import load_spec
+    from riffle.dataflows.models import modelled_metrics
 
     modelled = modelled_metrics(load_spec("config/demo.yaml"))
     assert modelled["page_views_10s"][1] is not None and modelled["page_views_10s"][2] is not None
@@ -208,7 +208,7 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
 
 
 def test_riffle_shape_fact_spans_at_most_the_kept_bands() -> None:
-    from operators.models.base import ModelError
+    from riffle.operators.models.base import ModelError
 
     with pytest.raises(ModelError, match="shape"):
         make_detector("riffle", shape=4)
@@ -217,7 +217,7 @@ def test_riffle_shape_fact_spans_at_most_the_kept_bands() -> None:
 
 
 def test_input_drift_sees_a_level_shift_in_raw_values_and_pickles() -> None:
-    from operators.models.drift import InputDrift
+    from riffle.operators.models.drift import InputDrift
 
     rng = random.Random(4)
     watch = InputDrift()
@@ -233,9 +233,9 @@ def test_input_drift_sees_a_level_shift_in_raw_values_and_pickles() -> None:
 
 
 def test_series_models_of_a_snapshot_without_input_drift_still_apply() -> None:
-    from config.models import AnomalySpec
-    from operators.models.series import SeriesModels, ShardModels
-    from operators.records import WindowResult
+    from riffle.config.models import AnomalySpec
+    from riffle.operators.models.series import SeriesModels, ShardModels
+    from riffle.operators.records import WindowResult
 
     old = SeriesModels(STEP, AnomalySpec(), None)
     del old.input_drift  # as pickled before the slot existed
@@ -266,7 +266,7 @@ def test_forecast_steps_equal_the_per_step_prediction(seed: int, horizon: int, s
     )
 )
 def test_input_drift_takes_any_floats_and_counts_what_it_reports(values: list[float]) -> None:
-    from operators.models.drift import InputDrift
+    from riffle.operators.models.drift import InputDrift
 
     watch = InputDrift()
     found = sum(watch.update(v) for v in values)

@@ -29,7 +29,7 @@ from benchmarks.nab import (
     sigmoid,
     subset_score,
 )
-from operators.models.baselines import WindowedGaussianDetector
+from riffle.operators.models.baselines import WindowedGaussianDetector
 
 STANDARD = PROFILES["standard"]
 

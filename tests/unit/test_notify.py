@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from config.errors import SpecError
-from config.notifications import NotificationsSpec, TimeInterval
-from config.spec import parse_spec
-from operators.alerts import AlertTransition
-from operators.notify import Dispatcher, Group, GroupAlert, Notification
+from riffle.config.errors import SpecError
+from riffle.config.notifications import NotificationsSpec, TimeInterval
+from riffle.config.spec import parse_spec
+from riffle.operators.alerts import AlertTransition
+from riffle.operators.notify import Dispatcher, Group, GroupAlert, Notification
 
 S = 1000
 BASE_SPEC = """
@@ -248,10 +248,10 @@ notifications:
 def test_legacy_webhook_setting_becomes_a_receiver_and_secrets_come_from_the_environment(
     tmp_path: Any,
 ) -> None:
-    from config.notifications import NotificationConfigError
-    from config.settings import Settings
-    from dataflows.notifier import LEGACY_SECRET_ENV, build_channels, notifications_for
-    from sinks.webhook import WebhookChannel
+    from riffle.config.notifications import NotificationConfigError
+    from riffle.config.settings import Settings
+    from riffle.dataflows.notifier import LEGACY_SECRET_ENV, build_channels, notifications_for
+    from riffle.sinks.webhook import WebhookChannel
 
     spec = parse_spec(BASE_SPEC)
     settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", alert_webhook_secret="k")
@@ -274,8 +274,8 @@ def test_two_transitions_at_one_event_time_replay_as_no_ops() -> None:
 
 
 def test_slack_and_email_layouts() -> None:
-    from sinks.slack import MAX_ALERTS, payload
-    from sinks.smtp_channel import render
+    from riffle.sinks.slack import MAX_ALERTS, payload
+    from riffle.sinks.smtp_channel import render
 
     d = Dispatcher(_spec(group_wait="0s"))
     for i in range(MAX_ALERTS + 3):
@@ -339,8 +339,8 @@ notifications:
 
 
 def test_the_notifier_refuses_to_run_without_receivers() -> None:
-    from config.settings import Settings
-    from dataflows.notifier import NotifierError, run_notifier
+    from riffle.config.settings import Settings
+    from riffle.dataflows.notifier import NotifierError, run_notifier
 
     with pytest.raises(NotifierError, match="no notifications: section"):
         run_notifier(Settings())
@@ -365,7 +365,7 @@ def test_active_time_intervals_hold_notifications_outside_them() -> None:
 def test_webhook_body_truncates_to_max_alerts() -> None:
     import orjson
 
-    from sinks.webhook import body
+    from riffle.sinks.webhook import body
 
     d = Dispatcher(_spec(group_wait="0s"))
     for i in range(5):

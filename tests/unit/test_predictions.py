@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.errors import SpecError
-from config.spec import load_spec, parse_spec
-from operators.enrich import Enricher, compile_enrichment
-from operators.envelope import EnvelopeError, check, decode
-from operators.models.classifier import OnlineClassifier
-from operators.models.entities import (
+from riffle.config.errors import SpecError
+from riffle.config.spec import load_spec, parse_spec
+from riffle.operators.enrich import Enricher, compile_enrichment
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.operators.models.classifier import OnlineClassifier
+from riffle.operators.models.entities import (
     EntityExtractor,
     EntityTracker,
     ModelStatsRecord,
@@ -23,8 +23,8 @@ from operators.models.entities import (
     PredictionOut,
     PredictionRecord,
 )
-from operators.watermark import NEVER
-from sources.demo import generate
+from riffle.operators.watermark import NEVER
+from riffle.sources.demo import generate
 
 BASE = 1_700_000_000_000
 SPEC = """
@@ -316,7 +316,7 @@ def test_demo_purchase_propensity_beats_the_base_rate() -> None:
 
 
 def test_idle_partitions_hold_nothing_back_and_all_idle_releases_nothing() -> None:
-    from operators.watermark import IDLE
+    from riffle.operators.watermark import IDLE
 
     tracker = _tracker(("p0", "p1"))
     obs = _observe([_event("view", "s1", BASE)])

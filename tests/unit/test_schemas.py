@@ -10,16 +10,21 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from config.registry import SchemaRegistryError, check_compatibility, check_registry, load_schemas
-from config.settings import SCHEMAS_DIR
-from config.spec import load_spec
-from operators.envelope import EnvelopeError, check, decode
-from operators.extract import compile_plans
-from operators.ingest import PartitionIngest
-from operators.schemas import EventValidator
-from operators.watermark import PartitionClock
 from riffle.cli import app
-from sources.demo import generate
+from riffle.config.registry import (
+    SchemaRegistryError,
+    check_compatibility,
+    check_registry,
+    load_schemas,
+)
+from riffle.config.settings import SCHEMAS_DIR
+from riffle.config.spec import load_spec
+from riffle.operators.envelope import EnvelopeError, check, decode
+from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import PartitionIngest
+from riffle.operators.schemas import EventValidator
+from riffle.operators.watermark import PartitionClock
+from riffle.sources.demo import generate
 
 BASE: dict[str, Any] = {
     "type": "object",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from api.series import Series, cold_range, combine, group_series, merge_hot_cold
-from api.times import format_instant, parse_instant
-from config.spec import Aggregation
-from operators.records import Dims
+from riffle.api.series import Series, cold_range, combine, group_series, merge_hot_cold
+from riffle.api.times import format_instant, parse_instant
+from riffle.config.spec import Aggregation
+from riffle.operators.records import Dims
 from tests.integration.stores_support import BASE_MS, window
 
 MIN = 60_000

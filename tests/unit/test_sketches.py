@@ -9,14 +9,14 @@ import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, WindowResult
-from operators.sketches import Sketch, SketchSpec
-from operators.windows import BucketWindows, WindowRule
-from sources.kafka import PartitionPoll
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.operators.sketches import Sketch, SketchSpec
+from riffle.operators.windows import BucketWindows, WindowRule
+from riffle.sources.kafka import PartitionPoll
 
 T0 = 1_767_225_600_000
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from config.durations import format_duration, parse_duration
-from config.errors import SpecError
-from config.spec import load_spec, parse_spec
+from riffle.config.durations import format_duration, parse_duration
+from riffle.config.errors import SpecError
+from riffle.config.spec import load_spec, parse_spec
 
 DEMO = Path("config/demo.yaml")
 

@@ -7,9 +7,9 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from dataflows.logic import BucketLogic, BucketUpdate
-from dataflows.telemetry import FlowTelemetry
-from operators.windows import WindowRule
+from riffle.dataflows.logic import BucketLogic, BucketUpdate
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.windows import WindowRule
 from tests.scenario import scenario
 from tests.unit.test_metrics_flow import run
 

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from config.errors import SpecError
-from config.notifications import NotificationsSpec, TimeInterval
-from config.spec import parse_spec
-from operators.notify import Dispatcher
+from riffle.config.errors import SpecError
+from riffle.config.notifications import NotificationsSpec, TimeInterval
+from riffle.config.spec import parse_spec
+from riffle.operators.notify import Dispatcher
 from tests.unit.test_notify import BASE_SPEC, _t
 
 DAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]

@@ -7,15 +7,15 @@ import requests
 from google.api_core import exceptions as gexc
 from pydantic import ValidationError
 
-from api.rollup import Bucket, add_windows, finish, merge_into
-from config.settings import Settings
-from operators.records import WindowResult
-from sinks.bigquery import BigQueryWarehouse, is_transient, row_id
-from sinks.errors import TransientSinkError
-from sinks.tables import METRIC_WINDOWS
-from sinks.warehouse import DuckDBWarehouse
-from sinks.warehouse_base import window_rows
-from sinks.warehouses import open_warehouse
+from riffle.api.rollup import Bucket, add_windows, finish, merge_into
+from riffle.config.settings import Settings
+from riffle.operators.records import WindowResult
+from riffle.sinks.bigquery import BigQueryWarehouse, is_transient, row_id
+from riffle.sinks.errors import TransientSinkError
+from riffle.sinks.tables import METRIC_WINDOWS
+from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse_base import window_rows
+from riffle.sinks.warehouses import open_warehouse
 
 
 def test_the_url_picks_the_engine() -> None:

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.spec import load_spec, parse_spec
-from operators.extract import compile_plans
-from operators.ingest import PartitionIngest, bucket_of
-from operators.watermark import IDLE, NEVER, PartitionClock
-from operators.windows import BucketWindows, WindowRule
+from riffle.config.spec import load_spec, parse_spec
+from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import PartitionIngest, bucket_of
+from riffle.operators.watermark import IDLE, NEVER, PartitionClock
+from riffle.operators.windows import BucketWindows, WindowRule
 
 MIN = 60_000
 T0 = 1_767_225_600_000

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings
-from config.spec import parse_spec
-from dataflows.metrics import FlowOutputs, build_flow
-from dataflows.telemetry import FlowTelemetry
-from operators.records import DeadLetter, WindowResult
-from sources.kafka import PartitionPoll
+from riffle.config.settings import Settings
+from riffle.config.spec import parse_spec
+from riffle.dataflows.metrics import FlowOutputs, build_flow
+from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.records import DeadLetter, WindowResult
+from riffle.sources.kafka import PartitionPoll
 
 T0 = 1_767_225_600_000
 SPEC = parse_spec("""
