@@ -33,7 +33,7 @@ from riffle.api.telemetry import RequestTelemetry
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.engines import open_warehouse
 
 
 def create_app(

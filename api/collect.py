@@ -20,10 +20,10 @@ from riffle.config.registry import load_schemas
 from riffle.config.settings import Settings
 from riffle.operators.records import DeadLetter
 from riffle.operators.schemas import EventValidator
-from riffle.sinks.deadletter_store import DeadLetterStore, WarehouseDeadLetters
 from riffle.sinks.errors import SinkError
 from riffle.sinks.keys import KeyStore
-from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.dead_letters import DeadLetterStore, WarehouseDeadLetters
 
 log = structlog.get_logger(__name__)
 

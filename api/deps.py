@@ -18,7 +18,7 @@ from riffle.api.cache import QueryCache
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse.base import Warehouse
 
 
 @dataclass(frozen=True, slots=True)

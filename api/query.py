@@ -5,7 +5,7 @@ warehouse answers everything before the first window Redis returned (or the
 whole range when Redis has none). The two spans do not overlap and leave no
 gap, so every window is counted once, and a bucket straddling the boundary
 is the exact merge of its two halves. The warehouse aggregates its span in
-SQL (:meth:`~sinks.warehouse_base.Warehouse.rollup`); Redis windows are
+SQL (:meth:`~sinks.warehouse.base.Warehouse.rollup`); Redis windows are
 rolled up here (:mod:`api.rollup`). Both reads filter by tenant in the
 query itself.
 """
@@ -18,7 +18,7 @@ from riffle.api.rollup import Grid, add_rows, add_windows
 from riffle.operators.calendar import Calendar
 from riffle.operators.sketches import SketchSpec
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouse_base import Filters, Warehouse
+from riffle.sinks.warehouse.base import Filters, Warehouse
 
 STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 """The resolutions ``step`` accepts."""

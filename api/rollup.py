@@ -22,7 +22,7 @@ from riffle.operators.aggregators import value_of
 from riffle.operators.calendar import Calendar
 from riffle.operators.records import Dims, WindowResult
 from riffle.operators.sketches import Sketch, SketchSpec
-from riffle.sinks.warehouse_base import RollupRow, bucket_of
+from riffle.sinks.warehouse.base import RollupRow, bucket_of
 
 
 @dataclass(slots=True)

@@ -2,12 +2,12 @@
 
     python -m benchmarks.warehouse [--rows 20000] [--table-rows 5000] [--requests 60] [--rate 20]
 
-Writes: ``--rows`` final windows through :class:`sinks.batching.BatchWriter`
+Writes: ``--rows`` final windows through :class:`sinks.warehouse.batching.BatchWriter`
 (500 rows per write) into a DuckDB file (upsert) and into the emulator
 (streaming inserts into ``metric_windows_raw``, read through the dedup view);
 then ``--table-rows`` rows of every other table (dead letters, anomalies,
 forecasts, alerts) the same way through the generic
-:meth:`~sinks.warehouse_base.Warehouse.upsert`, and the ratio of the
+:meth:`~sinks.warehouse.base.Warehouse.upsert`, and the ratio of the
 speedier engine.
 
 Queries, at a steady ``--rate`` per second, each with the cache off (cold)
@@ -34,10 +34,10 @@ from prometheus_client import CollectorRegistry
 from riffle.api.app import create_app
 from riffle.config.settings import Settings
 from riffle.operators.records import WindowResult
-from riffle.sinks.batching import BatchWriter
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.tables import TABLES, TableDef
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.batching import BatchWriter
+from riffle.sinks.warehouse.engines import open_warehouse
+from riffle.sinks.warehouse.tables import TABLES, TableDef
 from tests.api_support import keyed_client
 from tests.bq_support import start_emulator
 

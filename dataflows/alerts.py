@@ -44,7 +44,7 @@ from riffle.operators.alerts import AlertTransition
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import WindowResult
 from riffle.sinks.alert_store import AlertProducer, RedisAlerts, WarehouseAlerts
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.topics import ensure_topics
 
 ALERTS_TOPIC = "riffle.alerts"

@@ -33,9 +33,9 @@ from riffle.operators.models.series import (
     ShardModels,
 )
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.model_health_store import ModelHealthStore
-from riffle.sinks.model_store import ModelStore, RedisModelStore
-from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.model_health import ModelHealthStore
+from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
 
@@ -200,7 +200,7 @@ def model_stage(
 
 class ModelStoreSink(StoreSink[ModelRecord]):
     """Model records into the warehouse's ``anomalies``, ``forecasts`` and ``model_health``,
-    then (with ``redis``) into :class:`~sinks.model_store.RedisModelStore`."""
+    then (with ``redis``) into :class:`~sinks.warehouse.model_results.RedisModelStore`."""
 
     name = "models"
 

@@ -22,12 +22,12 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from riffle.config.settings import Settings
 from riffle.operators.records import DeadLetter, WindowResult, latest_per_window
-from riffle.sinks.batching import BatchWriter
 from riffle.sinks.deadletters import DeadLetterError, DeadLetterProducer
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.batching import BatchWriter
+from riffle.sinks.warehouse.engines import open_warehouse
 
 X = TypeVar("X")
 log = structlog.get_logger(__name__)
@@ -126,13 +126,13 @@ class RedisWindowsSink(DynamicSink[WindowResult]):
 class WarehouseSink(DynamicSink[WindowResult]):
     """Final windows into the warehouse of ``RIFFLE_WAREHOUSE`` (idempotent upserts).
 
-    Each worker's partition owns a :class:`~sinks.batching.BatchWriter`
+    Each worker's partition owns a :class:`~sinks.warehouse.batching.BatchWriter`
     (batches by size and time, retries, bounded buffer) and returns from a
     batch only once its windows are written, so Bytewax never completes an
     epoch (or a recovery snapshot) ahead of the warehouse. Takes the settings,
     or a DuckDB file path for callers that have no settings. With a
     ``retention``, worker 0 applies it on start and every hour
-    (:meth:`~sinks.warehouse_base.Warehouse.expire`).
+    (:meth:`~sinks.warehouse.base.Warehouse.expire`).
     """
 
     def __init__(

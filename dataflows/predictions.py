@@ -35,8 +35,8 @@ from riffle.operators.models.entities import (
     PredictionOut,
     PredictionRecord,
 )
-from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
-from riffle.sinks.warehouse_base import Warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
 
 PredictionSnapshot = tuple[str, bytes]
 """``(prediction name, tracker snapshot)``."""
@@ -208,7 +208,7 @@ def prediction_stage(
 
 class PredictionStoreSink(StoreSink[PredictionOut]):
     """Prediction records into the warehouse's ``predictions`` tables, then (with
-    ``redis``) into :class:`~sinks.prediction_store.RedisPredictionStore`."""
+    ``redis``) into :class:`~sinks.warehouse.predictions.RedisPredictionStore`."""
 
     name = "predictions"
 

@@ -23,7 +23,7 @@ from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
 from riffle.dataflows.predictions import PredictionStoreSink
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.sinks.rule_store import AlertRuleStore
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
 from riffle.sources.pubsub import PubSubSource
 from riffle.sources.pubsub import partition_key as pubsub_partition

@@ -262,7 +262,7 @@ def spec_check(
 def warehouse_init() -> None:
     """Create the warehouse's tables and views, add missing columns, set partition
     expiration to the spec's retention.warehouse; safe to repeat."""
-    from riffle.sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouse.engines import open_warehouse
 
     settings = get_settings()
     with _clear_errors():
@@ -286,7 +286,7 @@ def warehouse_compact(
     writes, and to repeat: what readers see does not change."""
     import time
 
-    from riffle.sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouse.engines import open_warehouse
 
     settings = get_settings()
     with _clear_errors():
@@ -405,7 +405,7 @@ def models_backtest(
     from riffle.config.spec import load_spec
     from riffle.operators.models.backtest import backtest
     from riffle.operators.models.registry import DETECTORS
-    from riffle.sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouse.engines import open_warehouse
 
     if show not in ("flagged", "anomaly", "all", "none"):
         raise typer.BadParameter("one of flagged, anomaly, all, none", param_hint="--show")

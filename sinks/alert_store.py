@@ -1,6 +1,6 @@
 """Alert transitions in their three homes: the warehouse, Redis and the ``riffle.alerts`` topic.
 
-* Warehouse table ``alerts`` (:data:`sinks.tables.ALERTS`, either engine): one
+* Warehouse table ``alerts`` (:data:`sinks.warehouse.tables.ALERTS`, either engine): one
   row per transition, keyed by ``transition_id`` (stable, see
   :class:`~operators.alerts.AlertTransition`; event time in ``ts``, ``at`` is a
   reserved word in DuckDB), written by upserts — the history
@@ -25,9 +25,9 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from riffle.operators.alerts import ACTIVE, AlertTransition
 from riffle.sinks.errors import SinkError
-from riffle.sinks.tables import ALERTS
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import Cmp, Pred, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import Cmp, Pred, Select
+from riffle.sinks.warehouse.tables import ALERTS
 
 
 class AlertSinkError(SinkError):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from riffle.config.settings import Settings
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.engines import open_warehouse
 from tests.bq_support import Emulator, start_emulator
 
 

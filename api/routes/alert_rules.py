@@ -31,8 +31,8 @@ from riffle.config.alerts import (
 )
 from riffle.operators.alert_rules import RuleChange
 from riffle.operators.alerts import Observation, evaluate_series
-from riffle.sinks.model_history import anomaly_observations, forecast_observations
 from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
+from riffle.sinks.warehouse.model_history import anomaly_observations, forecast_observations
 
 router = APIRouter(tags=["alert rules"])
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)

@@ -27,7 +27,7 @@ from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.api.routes.ingest import UNPARSED, IssueOut, judge
 from riffle.api.times import format_instant, parse_instant
 from riffle.operators.records import FailureType
-from riffle.sinks.deadletter_store import LetterQuery, StoredLetter
+from riffle.sinks.warehouse.dead_letters import LetterQuery, StoredLetter
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 MAX_PAGE = 1000

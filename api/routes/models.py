@@ -14,9 +14,9 @@ from riffle.api.errors import ApiError
 from riffle.api.routes.predictions import model_summary
 from riffle.api.times import parse_instant
 from riffle.config.spec import PipelineSpec
-from riffle.sinks.model_health_store import ModelHealthStore
-from riffle.sinks.model_store import ModelStore, RedisModelStore
-from riffle.sinks.prediction_store import PredictionStore
+from riffle.sinks.warehouse.model_health import ModelHealthStore
+from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 
 router = APIRouter(tags=["models"])
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from riffle.api.deps import ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.config.spec import PipelineSpec
-from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
+from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
 
 router = APIRouter(tags=["models"])
 

@@ -20,7 +20,7 @@ from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec, load_spec
 from riffle.operators.records import Dims, WindowResult
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.engines import open_warehouse
 from tests.scenario import Sent, expected_windows
 
 SPEC = load_spec("config/demo.yaml")

@@ -30,9 +30,9 @@ from riffle.operators.models.base import AnomalyScore, Forecast
 from riffle.operators.models.forecast import ForecastSkill
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord
 from riffle.operators.records import WindowResult
-from riffle.sinks.model_store import ModelStore
 from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.stack import free_port
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget

@@ -20,7 +20,7 @@ from riffle.config.spec import load_spec
 from riffle.operators.records import WindowResult
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis_store import RedisWindowStore
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
 from tests.integration.stores_support import REDIS_URL, delete_prefix, unique_prefix, window
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ from riffle.config.spec import parse_spec
 from riffle.dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
 from riffle.operators.models.backtest import backtest
 from riffle.operators.records import WindowResult
-from riffle.sinks.model_store import ModelStore
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.model_results import ModelStore
 from tests.integration.stores_support import valued
 from tests.warehouse_fixtures import WarehouseTarget
 

@@ -11,8 +11,8 @@ from riffle.config.settings import Settings
 from riffle.operators.models.base import AnomalyScore
 from riffle.operators.models.series import AnomalyRecord
 from riffle.operators.records import WindowResult
-from riffle.sinks.model_store import ModelStore
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.model_results import ModelStore
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.stores_support import valued

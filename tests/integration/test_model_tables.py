@@ -10,8 +10,8 @@ from riffle.operators.models.base import AnomalyScore
 from riffle.operators.models.classifier import ClassifierStats
 from riffle.operators.models.entities import ModelStatsRecord, PredictionRecord
 from riffle.operators.models.series import AnomalyRecord
-from riffle.sinks.model_health_store import ModelHealthStore
-from riffle.sinks.prediction_store import PredictionStore
+from riffle.sinks.warehouse.model_health import ModelHealthStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 from tests.warehouse_fixtures import WarehouseTarget
 
 MIN = 60_000

@@ -30,8 +30,8 @@ from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.models.classifier import ClassifierStats
 from riffle.operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
 from riffle.operators.records import DeadLetter, WindowResult
-from riffle.sinks.prediction_store import PredictionStore, RedisPredictionStore
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
 from riffle.sources.demo import generate
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget

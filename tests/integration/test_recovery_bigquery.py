@@ -23,7 +23,7 @@ import pytest
 
 from riffle.config.settings import Settings
 from riffle.dataflows.runner import init_recovery
-from riffle.sinks.bigquery import BigQueryWarehouse
+from riffle.sinks.warehouse.bigquery import BigQueryWarehouse
 from riffle.stack import free_port
 from tests.bq_support import Emulator
 from tests.fault_proxy import FaultProxy, start_proxy

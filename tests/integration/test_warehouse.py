@@ -14,7 +14,7 @@ import pytest
 
 from riffle.dataflows.outputs import WarehouseSink
 from riffle.sinks.errors import SinkError
-from riffle.sinks.warehouse import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
 from tests.integration.stores_support import BASE_MS, window
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ WRITER = textwrap.dedent(
     import sys
     import time
     from pathlib import Path
-    from riffle.sinks.warehouse import DuckDBWarehouse
+    from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
     from tests.integration.stores_support import BASE_MS, window
 
     warehouse = DuckDBWarehouse(Path(sys.argv[1]))

@@ -26,14 +26,14 @@ import pytest
 from google.cloud import bigquery
 
 from riffle.operators.records import DeadLetter
-from riffle.sinks.batching import BackpressureError, BatchWriter
-from riffle.sinks.bigquery import BigQueryWarehouse
-from riffle.sinks.deadletter_store import LetterQuery, WarehouseDeadLetters
-from riffle.sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
-from riffle.sinks.warehouse import DuckDBWarehouse
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import expiry_cutoff_ms
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.batching import BackpressureError, BatchWriter
+from riffle.sinks.warehouse.bigquery import BigQueryWarehouse
+from riffle.sinks.warehouse.dead_letters import LetterQuery, WarehouseDeadLetters
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.engines import open_warehouse
+from riffle.sinks.warehouse.query import expiry_cutoff_ms
+from riffle.sinks.warehouse.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
 from tests.bq_support import Emulator
 from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.stores_support import BASE_MS, window
@@ -182,8 +182,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from riffle.config.settings import Settings
-    from riffle.sinks.batching import BatchWriter
-    from riffle.sinks.warehouses import open_warehouse
+    from riffle.sinks.warehouse.batching import BatchWriter
+    from riffle.sinks.warehouse.engines import open_warehouse
     from tests.integration.stores_support import BASE_MS, window
 
     url, endpoint, first, batches, size = sys.argv[1:6]

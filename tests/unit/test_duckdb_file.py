@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from riffle.sinks.duckdb_file import visit
 from riffle.sinks.errors import SinkError, TransientSinkError
+from riffle.sinks.warehouse.duckdb_file import visit
 
 
 def _count(con: duckdb.DuckDBPyConnection) -> int:

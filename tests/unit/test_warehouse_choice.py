@@ -10,12 +10,12 @@ from pydantic import ValidationError
 from riffle.api.rollup import Bucket, add_windows, finish, merge_into
 from riffle.config.settings import Settings
 from riffle.operators.records import WindowResult
-from riffle.sinks.bigquery import BigQueryWarehouse, is_transient, row_id
 from riffle.sinks.errors import TransientSinkError
-from riffle.sinks.tables import METRIC_WINDOWS
-from riffle.sinks.warehouse import DuckDBWarehouse
-from riffle.sinks.warehouse_base import window_rows
-from riffle.sinks.warehouses import open_warehouse
+from riffle.sinks.warehouse.base import window_rows
+from riffle.sinks.warehouse.bigquery import BigQueryWarehouse, is_transient, row_id
+from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.engines import open_warehouse
+from riffle.sinks.warehouse.tables import METRIC_WINDOWS
 
 
 def test_the_url_picks_the_engine() -> None:

@@ -5,7 +5,7 @@ One row per (tenant, metric, series id, model) — model ``detector`` or
 (ADWIN over its errors), the series' input drifts and level (ADWIN over its
 values), and the last window it saw. Each row is the newest record's
 cumulative figures and the row of the newest window wins, so a replay
-rewrites the same row. The columns are defined once in :mod:`sinks.tables`
+rewrites the same row. The columns are defined once in :mod:`sinks.warehouse.tables`
 (``MODEL_HEALTH``); either warehouse engine serves it. ``/v1/models``
 aggregates it per metric.
 """
@@ -20,9 +20,9 @@ import orjson
 
 from riffle.operators.models.series import AnomalyRecord, ModelRecord
 from riffle.operators.records import series_id
-from riffle.sinks.tables import MODEL_HEALTH
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import Agg, Cmp, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import Agg, Cmp, Select
+from riffle.sinks.warehouse.tables import MODEL_HEALTH
 
 
 class ModelHealthStore:

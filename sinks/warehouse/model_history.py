@@ -1,7 +1,8 @@
 """Stored model results as alert observations, for simulating anomaly and forecast rules.
 
-Reads the ``anomalies`` and ``forecasts`` tables (either engine; layout in :mod:`sinks.tables`)
-of one metric and turns each row into the :class:`~operators.alerts.Observation`
+Reads the ``anomalies`` and ``forecasts`` tables (either engine; layout in
+:mod:`sinks.warehouse.tables`) of one metric and turns each row into the
+:class:`~operators.alerts.Observation`
 the alert stage would have received from the model stage: an anomaly score at
 the end of the scored window, or the one-step interval a forecast gave for the
 window after the one it was issued on.
@@ -14,9 +15,9 @@ from typing import Any
 import orjson
 
 from riffle.operators.alerts import Observation
-from riffle.sinks.tables import ANOMALIES, FORECASTS, TableDef
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import Cmp, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import Cmp, Select
+from riffle.sinks.warehouse.tables import ANOMALIES, FORECASTS, TableDef
 
 
 def _dims(raw: str) -> tuple[tuple[str, str], ...]:

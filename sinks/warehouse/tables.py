@@ -15,8 +15,8 @@ which reads as ``NULL``). Queries reach a dimension with
 Every table is keyed, and which of several rows of a key readers see is part
 of the definition (``keep``): DuckDB upserts in place under that rule, BigQuery
 appends to ``<name>_raw`` and reads through a view that applies it. Writing
-and reading go through :meth:`sinks.warehouse_base.Warehouse.upsert` and
-:meth:`~sinks.warehouse_base.Warehouse.select`, so a store (dead letters,
+and reading go through :meth:`sinks.warehouse.base.Warehouse.upsert` and
+:meth:`~sinks.warehouse.base.Warehouse.select`, so a store (dead letters,
 model results, alerts) is written once for both engines. A later table (raw
 ``events``) is one more :class:`TableDef` in :data:`TABLES`.
 """
@@ -186,7 +186,7 @@ DEAD_LETTERS = TableDef(
 )
 """Rejected events (``operators.records.DeadLetter``), one row per deterministic
 ``letter_id``; ``event_ts`` is the event's own time in epoch ms (as sent).
-Written and read through :mod:`sinks.deadletter_store`."""
+Written and read through :mod:`sinks.warehouse.dead_letters`."""
 
 _SERIES = (
     Column("tenant", "STRING", True),
@@ -217,7 +217,7 @@ ANOMALIES = TableDef(
     keep=("updated_at DESC",),
     stamp="updated_at",
 )
-"""One anomaly score per scored window of a series (:mod:`sinks.model_store`)."""
+"""One anomaly score per scored window of a series (:mod:`sinks.warehouse.model_results`)."""
 
 FORECASTS = TableDef(
     name="forecasts",
@@ -292,7 +292,7 @@ MODEL_HEALTH = TableDef(
 )
 """The newest cumulative health figures of each series' model (``detector`` or
 ``forecaster``): ADWIN drifts and level of its errors and of the series' input
-(:mod:`sinks.model_health_store`)."""
+(:mod:`sinks.warehouse.model_health`)."""
 
 PREDICTIONS = TableDef(
     name="predictions",
@@ -316,7 +316,7 @@ PREDICTIONS = TableDef(
 )
 """The newest probability of each entity per prediction, with its status
 (``open``, ``positive``, ``negative``) and the event time it refers to
-(:mod:`sinks.prediction_store`)."""
+(:mod:`sinks.warehouse.predictions`)."""
 
 PREDICTION_MODELS = TableDef(
     name="prediction_models",
@@ -343,7 +343,7 @@ PREDICTION_MODELS = TableDef(
     stamp="updated_at",
 )
 """Each prediction model's rolling accuracy beside the base-rate baseline, as of
-the watermark of its latest release (:mod:`sinks.prediction_store`)."""
+the watermark of its latest release (:mod:`sinks.warehouse.predictions`)."""
 
 TABLES: tuple[TableDef, ...] = (
     METRIC_WINDOWS,

@@ -1,4 +1,4 @@
-"""SQL the DuckDB engine generates from :mod:`sinks.tables`: DDL, evolution, upserts, rollups."""
+"""SQL the DuckDB engine generates from :mod:`.tables`: DDL, evolution, upserts, rollups."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import duckdb
 
 from riffle.operators.calendar import Calendar
 from riffle.sinks.errors import SinkError
-from riffle.sinks.tables import DUCKDB_TYPES, TABLES, TableDef
-from riffle.sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path
-from riffle.sinks.warehouse_query import prefer_sql
+from riffle.sinks.warehouse.base import Filters, RollupRow, clamp_ms, dim_path
+from riffle.sinks.warehouse.query import prefer_sql
+from riffle.sinks.warehouse.tables import DUCKDB_TYPES, TABLES, TableDef
 
 
 def create_table_sql(table: TableDef) -> str:
@@ -47,8 +47,8 @@ def evolve(con: duckdb.DuckDBPyConnection, tables: Sequence[TableDef] = TABLES) 
             if found is not None and found != DUCKDB_TYPES[column.type]:
                 raise SinkError(
                     f"{table.name}.{column.name} is {found} in this file, {column.type} in "
-                    f"sinks/tables.py: export the table, drop it and let `riffle warehouse "
-                    f"init` recreate it"
+                    f"sinks/warehouse/tables.py: export the table, drop it and let "
+                    f"`riffle warehouse init` recreate it"
                 )
             if found is None:
                 con.execute(
@@ -63,7 +63,7 @@ def upsert_sql(table: TableDef) -> str:
 
     TIMESTAMP columns travel as epoch milliseconds. A row replaces the stored
     row of its key only when it ranks at or before it in ``table.keep``
-    (:meth:`~sinks.tables.TableDef.prefers`), as BigQuery's dedup view would
+    (:meth:`~sinks.warehouse.tables.TableDef.prefers`), as BigQuery's dedup view would
     choose. The batch must hold one row per key.
     """
     wire = {

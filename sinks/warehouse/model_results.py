@@ -5,7 +5,7 @@ window_start)``, the window a detector scored or after which a forecast was
 issued — and written by last-write-wins upserts, so a replayed window
 rewrites its row. ``dims`` is JSON text; ``points`` of a forecast is a JSON
 list of ``[ts_ms, mean, low, high]``. The columns are defined once in
-:mod:`sinks.tables` (``ANOMALIES``, ``FORECASTS``); :class:`ModelStore` works
+:mod:`sinks.warehouse.tables` (``ANOMALIES``, ``FORECASTS``); :class:`ModelStore` works
 on either warehouse engine through the generic ``upsert``/``select``.
 """
 
@@ -19,9 +19,9 @@ import orjson
 
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
 from riffle.operators.records import series_id
-from riffle.sinks.tables import ANOMALIES, FORECASTS
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import Agg, Cmp, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import Agg, Cmp, Select
+from riffle.sinks.warehouse.tables import ANOMALIES, FORECASTS
 
 
 def _finite(x: float | None) -> float | None:

@@ -1,15 +1,15 @@
 """What every warehouse engine offers: the :class:`Warehouse` protocol and its records.
 
-Two engines implement it, :class:`sinks.warehouse.DuckDBWarehouse` (embedded,
-the default) and :class:`sinks.bigquery.BigQueryWarehouse`;
-:func:`sinks.warehouses.open_warehouse` picks one from the settings. Callers
+Two engines implement it, :class:`sinks.warehouse.duckdb.DuckDBWarehouse` (embedded,
+the default) and :class:`sinks.warehouse.bigquery.BigQueryWarehouse`;
+:func:`sinks.warehouse.engines.open_warehouse` picks one from the settings. Callers
 (the dataflow's sink, the API) hold a ``Warehouse`` and never ask which.
 
 Every read of windows takes the tenant and puts it in the query's ``WHERE``
 clause: no engine method returns rows of another tenant. The generic
 :meth:`Warehouse.upsert` and :meth:`Warehouse.select` serve the other tables
-(:mod:`sinks.tables`); their callers (the stores) put the tenant in
-:attr:`~sinks.warehouse_query.Select.where` the same way.
+(:mod:`sinks.warehouse.tables`); their callers (the stores) put the tenant in
+:attr:`~sinks.warehouse.query.Select.where` the same way.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import orjson
 
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.tables import TableDef
-from riffle.sinks.warehouse_query import Select
+from riffle.sinks.warehouse.query import Select
+from riffle.sinks.warehouse.tables import TableDef
 
 Filters = Mapping[str, Collection[str]]
 """Dimension -> allowed values: OR within a dimension, AND across dimensions."""
@@ -109,7 +109,7 @@ class Warehouse(Protocol):
         """Apply the retention to engines that do not expire partitions themselves.
 
         Deletes rows whose partition column is before
-        :func:`~sinks.warehouse_query.expiry_cutoff_ms` (BigQuery's partition
+        :func:`~sinks.warehouse.query.expiry_cutoff_ms` (BigQuery's partition
         expiration rule); rows removed per table. Without a retention, nothing.
         """
         ...

@@ -1,7 +1,7 @@
 """Engine-neutral reads and writes of the warehouse's tables, rendered per engine.
 
 A store (dead letters, model results, alerts) describes what it reads as a
-:class:`Select` over a :class:`~sinks.tables.TableDef` and what it writes as
+:class:`Select` over a :class:`~sinks.warehouse.tables.TableDef` and what it writes as
 rows (``dict`` column -> value); each engine turns that into its own SQL
 (:class:`DuckDBDialect`, :class:`BigQueryDialect`). Values cross the boundary
 in one convention on both engines: TIMESTAMP columns as epoch milliseconds
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from riffle.sinks.tables import DUCKDB_TYPES, ColumnType, TableDef
+from riffle.sinks.warehouse.tables import DUCKDB_TYPES, ColumnType, TableDef
 
 Op = Literal["=", "!=", "<", "<=", ">", ">="]
 AggFn = Literal["count", "count_distinct", "avg", "min", "max", "sum", "any_value", "share"]

@@ -1,7 +1,7 @@
 """The BigQuery engine: streaming inserts with deterministic row ids, read through dedup views.
 
 Write path (see ``docs/warehouse.md`` for the choice): every table of
-:mod:`sinks.tables` is written with ``tabledata.insertAll`` into
+:mod:`sinks.warehouse.tables` is written with ``tabledata.insertAll`` into
 ``<name>_raw`` (partitioned by day, clustered, partitions expiring after the
 retention). Every row carries its write time (the table's ``stamp``) and is
 sent with a row id derived from its other columns, so BigQuery's best-effort
@@ -15,7 +15,7 @@ they are out of the streaming buffer.
 Retries: the client's own retry is switched off for inserts; failures are
 classified (429, 5xx, connection problems and timeouts are
 :class:`~sinks.errors.TransientSinkError`) so the caller's retry policy
-(:mod:`sinks.batching`) decides, with backoff and backpressure.
+(:mod:`sinks.warehouse.batching`) decides, with backoff and backpressure.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from google.cloud import bigquery
 
 from riffle.operators.calendar import Calendar
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.duckdb_sql import rollup_rows
 from riffle.sinks.errors import SinkError, TransientSinkError
-from riffle.sinks.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
-from riffle.sinks.warehouse_base import Filters, RollupRow, clamp_ms, dim_path, window_rows
-from riffle.sinks.warehouse_query import BigQueryDialect, Select, prefer_sql, render
+from riffle.sinks.warehouse.base import Filters, RollupRow, clamp_ms, dim_path, window_rows
+from riffle.sinks.warehouse.duckdb_sql import rollup_rows
+from riffle.sinks.warehouse.query import BigQueryDialect, Select, prefer_sql, render
+from riffle.sinks.warehouse.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
 
 INSERT_CHUNK_ROWS = 1_000
 """Rows per insertAll request (BigQuery recommends at most 500-1,000 and 10 MB)."""
@@ -209,7 +209,7 @@ class BigQueryWarehouse:
         self.upsert(METRIC_WINDOWS, window_rows(finals, now))
 
     def upsert(self, table: TableDef, rows: Sequence[Mapping[str, Any]]) -> None:
-        """See :meth:`sinks.warehouse_base.Warehouse.upsert`: insertAll into ``<name>_raw``.
+        """See :meth:`sinks.warehouse.base.Warehouse.upsert`: insertAll into ``<name>_raw``.
 
         Sent in requests of at most :data:`INSERT_CHUNK_ROWS`; a failed
         request may have landed (its answer lost), so the caller's retry
@@ -246,7 +246,7 @@ class BigQueryWarehouse:
                 raise SinkError(f"bigquery refused rows of {target}: {problems[:3]}")
 
     def select(self, query: Select) -> list[dict[str, Any]]:
-        """See :meth:`sinks.warehouse_base.Warehouse.select`; a missing table reads as empty."""
+        """See :meth:`sinks.warehouse.base.Warehouse.select`; a missing table reads as empty."""
         dialect = BigQueryDialect(prefix=f"{self.project}.{self.dataset}.")
         sql = render(query, dialect)
         try:
@@ -304,7 +304,7 @@ class BigQueryWarehouse:
         end_ms: int,
         filters: Mapping[str, Collection[str]] | None = None,
     ) -> list[tuple[Dims, list[WindowResult]]]:
-        """Same contract as :meth:`sinks.warehouse.DuckDBWarehouse.read_series`."""
+        """Same contract as :meth:`sinks.warehouse.duckdb.DuckDBWarehouse.read_series`."""
         where, params = self._where(tenant, metric, start_ms, end_ms, filters)
         if where is None:
             return []
@@ -352,7 +352,7 @@ class BigQueryWarehouse:
         filters: Filters | None = None,
         zone: str = "UTC",
     ) -> list[RollupRow]:
-        """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in BigQuery."""
+        """See :meth:`sinks.warehouse.base.Warehouse.rollup`; one ``GROUP BY`` in BigQuery."""
         calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
         where, params = self._where(tenant, metric, start_ms, end_ms, filters)
         if where is None:

@@ -3,7 +3,7 @@
 One row per dead letter, key ``letter_id`` (:attr:`DeadLetter.letter_id`, a
 hash of tenant, source and original bytes), so writing the same letter twice
 — a redelivered message, a retried request — leaves one row readers see.
-Columns (:data:`sinks.tables.DEAD_LETTERS`): ``tenant``, ``failure_type``,
+Columns (:data:`sinks.warehouse.tables.DEAD_LETTERS`): ``tenant``, ``failure_type``,
 ``reason``/``path`` (the first broken rule), ``errors`` (JSON
 ``[[path, rule, message], ...]``), ``raw`` (the original bytes), ``source``,
 ``event_type``, ``event_id``, ``event_ts``, ``lateness_ms``,
@@ -11,7 +11,7 @@ Columns (:data:`sinks.tables.DEAD_LETTERS`): ``tenant``, ``failure_type``,
 a replay re-injected it).
 
 :class:`WarehouseDeadLetters` implements :class:`DeadLetterStore` over any
-:class:`~sinks.warehouse_base.Warehouse` (DuckDB or BigQuery) with the
+:class:`~sinks.warehouse.base.Warehouse` (DuckDB or BigQuery) with the
 generic ``upsert``/``select``. Marking a letter replayed writes its row again
 with ``replayed_at`` set; the table's ``keep`` order (first replay mark,
 else first write) makes that the row readers see, without an ``UPDATE`` —
@@ -29,9 +29,9 @@ from typing import Any, Protocol
 import orjson
 
 from riffle.operators.records import DeadLetter
-from riffle.sinks.tables import DEAD_LETTERS
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import AllOf, AnyOf, Cmp, In, Null, Pred, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import AllOf, AnyOf, Cmp, In, Null, Pred, Select
+from riffle.sinks.warehouse.tables import DEAD_LETTERS
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ row, never adds to it.
 
 The dataflow writes and the API reads from separate processes, so no
 connection is kept: every call is a short visit of the file
-(:func:`sinks.duckdb_file.visit`) that rides out the other process's lock for
+(:func:`sinks.warehouse.duckdb_file.visit`) that rides out the other process's lock for
 up to ``lock_timeout_seconds``.
 """
 
@@ -26,18 +26,18 @@ import orjson
 
 from riffle.operators.calendar import Calendar
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.duckdb_file import visit
-from riffle.sinks.duckdb_sql import evolve, rollup_rows, rollup_sql, upsert_sql
-from riffle.sinks.tables import METRIC_WINDOWS, TABLES, TableDef
-from riffle.sinks.warehouse_base import Filters, RollupRow, window_rows
-from riffle.sinks.warehouse_query import DuckDBDialect, Select, expiry_cutoff_ms, render
+from riffle.sinks.warehouse.base import Filters, RollupRow, window_rows
+from riffle.sinks.warehouse.duckdb_file import visit
+from riffle.sinks.warehouse.duckdb_sql import evolve, rollup_rows, rollup_sql, upsert_sql
+from riffle.sinks.warehouse.query import DuckDBDialect, Select, expiry_cutoff_ms, render
+from riffle.sinks.warehouse.tables import METRIC_WINDOWS, TABLES, TableDef
 
 T = TypeVar("T")
 
 _LIMIT_MS = 253_402_300_799_999
 """Bounds are clamped to the end of year 9999, well inside DuckDB's TIMESTAMP range."""
 
-# Writes go through :func:`sinks.duckdb_sql.upsert_sql`: rows travel as one
+# Writes go through :func:`sinks.warehouse.duckdb_sql.upsert_sql`: rows travel as one
 # list per column and are unnested in SQL, a single statement for the whole
 # batch. (executemany runs the statement once per row: 5,000 rows took ~16 s
 # against ~0.07 s this way.)
@@ -73,7 +73,7 @@ class DuckDBWarehouse:
         return f"duckdb:///{self._path}"
 
     def init(self, tables: Sequence[TableDef] = TABLES) -> None:
-        """Create the file, missing tables and missing columns (:mod:`sinks.tables`)."""
+        """Create the file, missing tables and missing columns (:mod:`sinks.warehouse.tables`)."""
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
             evolve(con, tables)
@@ -92,7 +92,7 @@ class DuckDBWarehouse:
         filters: Filters | None = None,
         zone: str = "UTC",
     ) -> list[RollupRow]:
-        """See :meth:`sinks.warehouse_base.Warehouse.rollup`; one ``GROUP BY`` in DuckDB."""
+        """See :meth:`sinks.warehouse.base.Warehouse.rollup`; one ``GROUP BY`` in DuckDB."""
         calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
         built = rollup_sql(tenant, metric, start_ms, end_ms, step_ms, by, filters, calendar)
         if built is None or not self._path.exists():
@@ -117,7 +117,7 @@ class DuckDBWarehouse:
         self.upsert(METRIC_WINDOWS, window_rows(finals, int(time.time() * 1000)))
 
     def upsert(self, table: TableDef, rows: Sequence[Mapping[str, Any]]) -> None:
-        """See :meth:`sinks.warehouse_base.Warehouse.upsert`: one statement, one transaction."""
+        """See :meth:`sinks.warehouse.base.Warehouse.upsert`: one statement, one transaction."""
         batch = table.best_per_key(rows)
         if not batch:
             return
@@ -135,7 +135,7 @@ class DuckDBWarehouse:
         self._run(write, read_only=False)
 
     def select(self, query: Select) -> list[dict[str, Any]]:
-        """See :meth:`sinks.warehouse_base.Warehouse.select`."""
+        """See :meth:`sinks.warehouse.base.Warehouse.select`."""
         if not self._path.exists():
             return []
         dialect = DuckDBDialect()
@@ -156,7 +156,7 @@ class DuckDBWarehouse:
         return {}
 
     def expire(self, now_ms: int) -> dict[str, int]:
-        """See :meth:`sinks.warehouse_base.Warehouse.expire`: a ``DELETE`` per partitioned table."""
+        """See :meth:`sinks.warehouse.base.Warehouse.expire`: a ``DELETE`` per partitioned table."""
         if self._retention_ms is None or not self._path.exists():
             return {}
         cutoff = expiry_cutoff_ms(now_ms, self._retention_ms)
@@ -168,7 +168,7 @@ class DuckDBWarehouse:
                     continue
                 try:
                     row = con.execute(
-                        f"DELETE FROM {table.name} "  # noqa: S608 - names from sinks.tables
+                        f"DELETE FROM {table.name} "  # noqa: S608 - names from sinks.warehouse.tables
                         f"WHERE {table.partition_by} < epoch_ms(?::BIGINT)",
                         [cutoff],
                     ).fetchone()
@@ -267,7 +267,7 @@ class DuckDBWarehouse:
             self._run(lambda con: con.execute("SELECT 1").fetchall(), read_only=True)
 
     def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
-        """Open the file, run ``work``, close (see :mod:`sinks.duckdb_file`)."""
+        """Open the file, run ``work``, close (see :mod:`sinks.warehouse.duckdb_file`)."""
         return visit(
             self._path,
             work,

@@ -1,6 +1,6 @@
 """Per-entity predictions in the warehouse and in Redis (hot).
 
-Tables (defined once in :mod:`sinks.tables`, either warehouse engine;
+Tables (defined once in :mod:`sinks.warehouse.tables`, either warehouse engine;
 last-write-wins upserts, so a replayed release rewrites the same rows):
 
 ``predictions``
@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 
 from riffle.operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
-from riffle.sinks.tables import PREDICTION_MODELS, PREDICTIONS
-from riffle.sinks.warehouse_base import Warehouse
-from riffle.sinks.warehouse_query import Cmp, Select
+from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.query import Cmp, Select
+from riffle.sinks.warehouse.tables import PREDICTION_MODELS, PREDICTIONS
 
 _ENTITY_COLUMNS = ("prediction", "ts", "probability", "status", "events", "learned")
 _MODEL_COLUMNS = (
