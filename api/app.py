@@ -32,7 +32,7 @@ from riffle.api.routes import predictions as prediction_routes
 from riffle.api.telemetry import RequestTelemetry
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.engines import open_warehouse
 
 

@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from riffle.api.collect import Collect
 from riffle.api.errors import ApiError
 from riffle.api.ratelimit import STATE_KEY, Decision, tighter
-from riffle.sinks.keys import ApiKey
+from riffle.sinks.redis.api_keys import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer rfl_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: rfl_...`")

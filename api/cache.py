@@ -2,7 +2,7 @@
 
 Key ``P:T:qcache:M:<sha1 of the normalised query>`` holds
 ``{"v": <updated>, "w": <written or null>, "body": <response JSON>}`` with a
-TTL. Two stamps of the hot store (:mod:`sinks.redis_store`) decide whether an
+TTL. Two stamps of the hot store (:mod:`sinks.redis.windows`) decide whether an
 entry is current, read in the same ``MGET`` as the entry:
 
 * ``P:T:updated:M``, the newest ``window_end`` written for the metric: when it

@@ -21,7 +21,7 @@ from riffle.config.settings import Settings
 from riffle.operators.records import DeadLetter
 from riffle.operators.schemas import EventValidator
 from riffle.sinks.errors import SinkError
-from riffle.sinks.keys import KeyStore
+from riffle.sinks.redis.api_keys import KeyStore
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.dead_letters import DeadLetterStore, WarehouseDeadLetters
 

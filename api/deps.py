@@ -17,7 +17,7 @@ from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.base import Warehouse
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from riffle.api.rollup import Grid, add_rows, add_windows
 from riffle.operators.calendar import Calendar
 from riffle.operators.sketches import SketchSpec
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.base import Filters, Warehouse
 
 STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}

@@ -12,7 +12,7 @@ instances keep changing state. Then:
 * ``stage``: the real alert stage (:func:`dataflows.alerts.alert_stage`: fan-out,
   shards, snapshots per epoch) in ``bytewax.testing.run_main``, the rules from the spec;
 * ``stage+log`` (with ``--redis``): the same rules as tenant rules in a Redis rule log
-  (:mod:`sinks.rule_store`), so every window's routing asks the rule book.
+  (:mod:`sinks.redis.rules`), so every window's routing asks the rule book.
 
 Prints evaluations (windows x rules), seconds, evaluations/s and the ratio to the
 evaluator, and checks every mode made the same transitions.
@@ -37,7 +37,7 @@ from riffle.config.spec import PipelineSpec, parse_spec
 from riffle.dataflows.alerts import alert_stage, compile_rules
 from riffle.operators.alerts import AlertTransition, Observation
 from riffle.operators.records import WindowResult
-from riffle.sinks.rule_store import AlertRuleStore
+from riffle.sinks.redis.rules import AlertRuleStore
 
 SECOND = 1000
 BASE = """

@@ -58,7 +58,7 @@ from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.outputs import DeadLetterSink, RedisWindowsSink, WarehouseSink
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.extract import getter, predicate
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sources.kafka import KafkaPollSource, partition_key
 from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu

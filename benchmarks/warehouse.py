@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from riffle.api.app import create_app
 from riffle.config.settings import Settings
 from riffle.operators.records import WindowResult
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.batching import BatchWriter
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sinks.warehouse.tables import TABLES, TableDef

@@ -3,7 +3,7 @@
 Rules come from two places: the spec's ``alerts:`` list (fixed for the life of
 the flow, keyed by name) and the tenants' rules made through the API, read
 from a versioned log (:mod:`operators.alert_rules`, stored by
-:mod:`sinks.rule_store`) and keyed ``tenant/name``. A tenant rule applies to
+:mod:`sinks.redis.rules`) and keyed ``tenant/name``. A tenant rule applies to
 that tenant's windows that end at or after its ``effective_from``; the stage
 reads the log again whenever it is asked about an event time the log it holds
 does not cover, so every reader (the fan-out, every shard, a replay) applies
@@ -145,7 +145,7 @@ def shard_of(tenant: str, rule: AlertRule, obs: Observation, shards: int) -> str
 
 
 class RuleLog(Protocol):
-    """Where tenant rules are read from (:class:`sinks.rule_store.AlertRuleStore`)."""
+    """Where tenant rules are read from (:class:`sinks.redis.rules.AlertRuleStore`)."""
 
     def read(self, start: int = 0, through: int = 0) -> tuple[int, list[RuleChange]]: ...
 

@@ -43,7 +43,9 @@ from riffle.dataflows.outputs import _Partition, warehouse_settings
 from riffle.operators.alerts import AlertTransition
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import WindowResult
-from riffle.sinks.alert_store import AlertProducer, RedisAlerts, WarehouseAlerts
+from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.topics.alerts import AlertProducer
+from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.topics import ensure_topics
 

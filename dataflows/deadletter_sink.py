@@ -16,7 +16,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from riffle.config.settings import Settings
 from riffle.dataflows.outputs import _Partition, warehouse_settings
 from riffle.operators.records import DeadLetter
-from riffle.sinks.deadletters import DeadLetterProducer
+from riffle.sinks.topics.deadletters import DeadLetterProducer
 from riffle.sinks.warehouse.dead_letters import WarehouseDeadLetters
 from riffle.sinks.warehouse.engines import open_warehouse
 

@@ -66,11 +66,12 @@ from riffle.config.spec import PipelineSpec, load_spec
 from riffle.dataflows.alerts import ALERTS_TOPIC
 from riffle.operators.alerts import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
-from riffle.sinks.acks import AckStore
 from riffle.sinks.alertmanager import AlertmanagerChannel
-from riffle.sinks.channels import Channel, ChannelError, RedisUndelivered, deliver
-from riffle.sinks.notify_state import LeaseLostError, NotifyState
-from riffle.sinks.silences import Silence, SilenceStore
+from riffle.sinks.channels import Channel, ChannelError, deliver
+from riffle.sinks.redis.acks import AckStore
+from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
+from riffle.sinks.redis.silences import Silence, SilenceStore
+from riffle.sinks.redis.undelivered import RedisUndelivered
 from riffle.sinks.slack import SlackChannel
 from riffle.sinks.smtp_channel import EmailChannel
 from riffle.sinks.webhook import WebhookChannel

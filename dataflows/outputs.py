@@ -22,9 +22,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from riffle.config.settings import Settings
 from riffle.operators.records import DeadLetter, WindowResult, latest_per_window
-from riffle.sinks.deadletters import DeadLetterError, DeadLetterProducer
 from riffle.sinks.errors import SinkError
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
+from riffle.sinks.topics.deadletters import DeadLetterError, DeadLetterProducer
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.batching import BatchWriter
 from riffle.sinks.warehouse.engines import open_warehouse

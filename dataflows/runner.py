@@ -22,7 +22,7 @@ from riffle.dataflows.models import ModelStoreSink
 from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
 from riffle.dataflows.predictions import PredictionStoreSink
 from riffle.dataflows.telemetry import FlowTelemetry
-from riffle.sinks.rule_store import AlertRuleStore
+from riffle.sinks.redis.rules import AlertRuleStore
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
 from riffle.sources.pubsub import PubSubSource

@@ -12,7 +12,7 @@ read the log.
 The log is complete only up to the time it was read (``complete_before``):
 an entry written later is stamped at or after that time. A reader asked about
 a later event time must read the log again first (:meth:`RuleBook.covers`).
-Pure, no I/O: ``sinks.rule_store`` reads and writes the log.
+Pure, no I/O: ``sinks.redis.rules`` reads and writes the log.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import redis
 from riffle.config.durations import parse_duration
 from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
-from riffle.sinks.keys import ApiKey, KeyStore
+from riffle.sinks.redis.api_keys import ApiKey, KeyStore
 
 
 class KeyCommandError(RiffleError):

@@ -1,5 +1,5 @@
 """What every notification channel shares: the channel protocol, its errors, retries with
-backoff, an HTTP POST, and the dead-letter store of undelivered notifications.
+backoff and an HTTP POST (undelivered notifications are kept by :mod:`sinks.redis.undelivered`).
 
 A channel's :meth:`Channel.send` makes one attempt to deliver one notification and
 raises :class:`ChannelError` when it fails (``retryable`` when another attempt may
@@ -16,8 +16,6 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Protocol
 
-import orjson
-import redis
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -69,32 +67,6 @@ def check_url(url: str, what: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"a {what} URL is http:// or https://, not {url!r}")
     return url
-
-
-class RedisUndelivered:
-    """Dead letters in the Redis hash ``{prefix}:alerts:undelivered``: field
-    ``{dedup_key}:{channel}`` → ``{"reason", "channel", "receiver", "notification"}``
-    (a second failure of the same delivery replaces the first)."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self.key = f"{prefix}:alerts:undelivered"
-
-    def __call__(self, note: Notification, channel: str, reason: str) -> None:
-        record = {
-            "reason": reason,
-            "channel": channel,
-            "receiver": note.receiver,
-            "notification": note.to_dict(),
-        }
-        self.client.hset(self.key, f"{note.dedup_key}:{channel}", orjson.dumps(record))
-
-    def all(self) -> dict[str, dict[str, object]]:
-        """Every dead letter by ``{dedup_key}:{channel}``."""
-        raw = self.client.hgetall(self.key)
-        return {
-            (k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()
-        }
 
 
 def deliver(channel: Channel, note: Notification, *, max_wait_s: float = 30.0) -> str | None:

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Response
 from riffle.api.auth import Principal, require_scope
 from riffle.api.deps import ServicesDep
 from riffle.api.errors import ApiError
-from riffle.sinks.acks import AckSpec, AckStore, episode_start
-from riffle.sinks.alert_store import RedisAlerts
+from riffle.sinks.redis.acks import AckSpec, AckStore, episode_start
+from riffle.sinks.redis.alerts import RedisAlerts
 
 router = APIRouter(tags=["alerts"])
 ACKABLE = frozenset({"firing", "recovering", "nodata"})

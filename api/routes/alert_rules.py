@@ -4,7 +4,7 @@ replaced and deleted through the API, and a simulator that runs a rule over stor
 A tenant rule is validated exactly like a rule of the spec's ``alerts:`` list (same
 models, same cross-checks against the spec's metrics); problems come back as 422
 ``invalid_rule`` with one ``{"field", "message"}`` per problem. Every change is an
-entry of the versioned rule log (:mod:`sinks.rule_store`) that the running dataflow
+entry of the versioned rule log (:mod:`sinks.redis.rules`) that the running dataflow
 applies from the change's ``effective_from`` on, without a restart.
 """
 
@@ -31,7 +31,7 @@ from riffle.config.alerts import (
 )
 from riffle.operators.alert_rules import RuleChange
 from riffle.operators.alerts import Observation, evaluate_series
-from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
+from riffle.sinks.redis.rules import AlertRuleStore, RuleExistsError, RuleMissingError
 from riffle.sinks.warehouse.model_history import anomaly_observations, forecast_observations
 
 router = APIRouter(tags=["alert rules"])

@@ -14,8 +14,9 @@ from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
 from riffle.api.times import parse_instant
 from riffle.operators.alerts import STATES
-from riffle.sinks.alert_store import RedisAlerts, WarehouseAlerts
-from riffle.sinks.silences import SilenceSpec, SilenceStore
+from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.redis.silences import SilenceSpec, SilenceStore
+from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 
 router = APIRouter(tags=["alerts"])
 

@@ -41,7 +41,7 @@ from riffle.config.spec import PipelineSpec
 from riffle.operators.envelope import EnvelopeError, check
 from riffle.operators.records import DeadLetter, FailureType, FieldIssue
 from riffle.operators.schemas import EventValidator
-from riffle.sinks.deadletters import FAILURE_HEADER
+from riffle.sinks.topics.deadletters import FAILURE_HEADER
 
 MAX_EVENT_BYTES = 1_000_000
 """Largest single event (Kafka's default message size limit, with room for headers)."""

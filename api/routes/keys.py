@@ -13,7 +13,7 @@ from riffle.api.auth import CollectDep, Principal, require_scope
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 from riffle.api.times import format_instant
-from riffle.sinks.keys import ApiKey, Scope
+from riffle.sinks.redis.api_keys import ApiKey, Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -189,7 +189,7 @@ class DuckDBWarehouse:
     ) -> list[tuple[Dims, list[WindowResult]]]:
         """Windows starting in ``[start_ms, end_ms)`` of every series matching ``filters``.
 
-        Same contract as :meth:`sinks.redis_store.RedisWindowStore.read_series`:
+        Same contract as :meth:`sinks.redis.windows.RedisWindowStore.read_series`:
         OR within a dimension, AND across; series sorted by dimensions, windows
         by start. ``emitted_at`` of the results is the row's ``updated_at``. A
         warehouse that has not been written yet reads as empty.

@@ -147,7 +147,7 @@ class RedisModelStore:
     """Model results in Redis (hot), with the same series identity as the warehouse rows.
 
     Key layout (``P`` prefix, ``T`` tenant, ``M`` metric, ``S`` series id of
-    :func:`operators.records.series_id`, as in :mod:`sinks.redis_store`):
+    :func:`operators.records.series_id`, as in :mod:`sinks.redis.windows`):
 
     ``P:T:anomaly:M:S``
         ZSET of the series' scored windows; score ``window_start``, member the

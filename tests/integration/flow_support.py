@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec, load_spec
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.engines import open_warehouse
 from tests.scenario import Sent, expected_windows
 

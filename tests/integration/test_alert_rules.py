@@ -30,7 +30,7 @@ from riffle.operators.models.base import AnomalyScore, Forecast
 from riffle.operators.models.forecast import ForecastSkill
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord
 from riffle.operators.records import WindowResult
-from riffle.sinks.rule_store import AlertRuleStore, RuleExistsError, RuleMissingError
+from riffle.sinks.redis.rules import AlertRuleStore, RuleExistsError, RuleMissingError
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
 from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.stack import free_port

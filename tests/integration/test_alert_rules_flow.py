@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 from riffle.api.app import create_app
 from riffle.config.settings import Settings
-from riffle.sinks.alert_store import WarehouseAlerts
+from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 from riffle.sinks.warehouse.engines import open_warehouse
 from tests.api_support import keyed_client
 from tests.integration.flow_support import kill, start_flow, wait_for

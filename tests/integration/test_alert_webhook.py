@@ -16,7 +16,7 @@ from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
 from riffle.operators.notify import Dispatcher, Notification
 from riffle.sinks.channels import deliver
-from riffle.sinks.silences import SilenceStore
+from riffle.sinks.redis.silences import SilenceStore
 from riffle.sinks.webhook import WebhookChannel, verify
 from riffle.stack import free_port
 from tests.api_support import keyed_client

@@ -19,7 +19,7 @@ from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
 from riffle.operators.records import WindowResult
 from riffle.sinks.errors import SinkError
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
 from tests.integration.stores_support import REDIS_URL, delete_prefix, unique_prefix, window
 

@@ -24,7 +24,7 @@ import redis
 
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from tests.integration.flow_support import (
     Expected,
     cluster_ports,

@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from riffle.sinks.errors import SinkError
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from tests.integration.stores_support import (
     BASE_MS,
     REDIS_URL,

@@ -22,7 +22,7 @@ from riffle.api.app import create_app
 from riffle.config.spec import parse_spec
 from riffle.operators.records import WindowResult
 from riffle.operators.sketches import Sketch, sketch_for
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.warehouse_fixtures import WarehouseTarget

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from riffle.api.app import create_app
 from riffle.config.settings import Settings
-from riffle.sinks.deadletters import read_dead_letters
+from riffle.sinks.topics.deadletters import read_dead_letters
 from riffle.sinks.warehouse.dead_letters import LetterQuery, WarehouseDeadLetters
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.stack import free_port

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from riffle.api.app import create_app
 from riffle.api.times import format_instant
 from riffle.operators.records import WindowResult
-from riffle.sinks.redis_store import RedisWindowStore
+from riffle.sinks.redis.windows import RedisWindowStore
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.warehouse_fixtures import WarehouseTarget
