@@ -40,7 +40,7 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from riffle.sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from riffle.sinks.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
 

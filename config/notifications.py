@@ -153,7 +153,7 @@ def _one_of(value: str | None, env: str | None, what: str) -> None:
 
 
 class WebhookConfig(_Delivery):
-    """A signed JSON POST (``X-Riffle-Signature``, see ``sinks.webhook``)."""
+    """A signed JSON POST (``X-Riffle-Signature``, see ``sinks.channels.webhook``)."""
 
     url: str | None = Field(None, pattern=r"^https?://.+")
     url_env: str | None = Field(None, pattern=_ENV)

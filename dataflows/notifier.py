@@ -66,15 +66,15 @@ from riffle.config.spec import PipelineSpec, load_spec
 from riffle.dataflows.alerts import ALERTS_TOPIC
 from riffle.operators.alerts import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
-from riffle.sinks.alertmanager import AlertmanagerChannel
-from riffle.sinks.channels import Channel, ChannelError, deliver
+from riffle.sinks.channels.alertmanager import AlertmanagerChannel
+from riffle.sinks.channels.base import Channel, ChannelError, deliver
+from riffle.sinks.channels.email import EmailChannel
+from riffle.sinks.channels.slack import SlackChannel
+from riffle.sinks.channels.webhook import WebhookChannel
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
 from riffle.sinks.redis.silences import Silence, SilenceStore
 from riffle.sinks.redis.undelivered import RedisUndelivered
-from riffle.sinks.slack import SlackChannel
-from riffle.sinks.smtp_channel import EmailChannel
-from riffle.sinks.webhook import WebhookChannel
 from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)

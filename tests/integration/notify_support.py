@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.notifier import Notifier, build_channels
 from riffle.operators.alerts import AlertTransition
+from riffle.sinks.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from riffle.sinks.topics.alerts import AlertProducer
-from riffle.sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from riffle.stack import free_port
 
 SECRET = b"s3cret-for-tests"

@@ -15,9 +15,9 @@ from riffle.api.app import create_app
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
 from riffle.operators.notify import Dispatcher, Notification
-from riffle.sinks.channels import deliver
+from riffle.sinks.channels.base import deliver
+from riffle.sinks.channels.webhook import WebhookChannel, verify
 from riffle.sinks.redis.silences import SilenceStore
-from riffle.sinks.webhook import WebhookChannel, verify
 from riffle.stack import free_port
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget

@@ -20,8 +20,8 @@ from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.notifier import build_channels
 from riffle.operators.alerts import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
-from riffle.sinks.alertmanager import AlertmanagerChannel
-from riffle.sinks.channels import deliver
+from riffle.sinks.channels.alertmanager import AlertmanagerChannel
+from riffle.sinks.channels.base import deliver
 from riffle.stack import free_port
 from tests.conftest import RedisTarget
 from tests.integration.notify_support import running_notifier, transition, wait_until

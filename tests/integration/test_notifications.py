@@ -21,11 +21,11 @@ from riffle.api.app import create_app
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
 from riffle.dataflows.notifier import Notifier, NotifierError
+from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
 from riffle.sinks.redis.silences import Matcher, SilenceSpec, SilenceStore
 from riffle.sinks.redis.undelivered import RedisUndelivered
-from riffle.sinks.webhook import verify
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
 from tests.integration.notify_support import (

@@ -23,9 +23,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from riffle.config.settings import Settings
 from riffle.dataflows.runner import init_recovery
 from riffle.operators.alerts import AlertTransition
+from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.notify_state import NotifyState
 from riffle.sinks.topics.alerts import AlertProducer
-from riffle.sinks.webhook import verify
 from riffle.stack import free_port
 from tests.integration.flow_support import kill, settings_env, start_flow
 from tests.integration.notify_support import (

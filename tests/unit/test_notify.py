@@ -251,7 +251,7 @@ def test_legacy_webhook_setting_becomes_a_receiver_and_secrets_come_from_the_env
     from riffle.config.notifications import NotificationConfigError
     from riffle.config.settings import Settings
     from riffle.dataflows.notifier import LEGACY_SECRET_ENV, build_channels, notifications_for
-    from riffle.sinks.webhook import WebhookChannel
+    from riffle.sinks.channels.webhook import WebhookChannel
 
     spec = parse_spec(BASE_SPEC)
     settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", alert_webhook_secret="k")
@@ -274,8 +274,8 @@ def test_two_transitions_at_one_event_time_replay_as_no_ops() -> None:
 
 
 def test_slack_and_email_layouts() -> None:
-    from riffle.sinks.slack import MAX_ALERTS, payload
-    from riffle.sinks.smtp_channel import render
+    from riffle.sinks.channels.email import render
+    from riffle.sinks.channels.slack import MAX_ALERTS, payload
 
     d = Dispatcher(_spec(group_wait="0s"))
     for i in range(MAX_ALERTS + 3):
@@ -365,7 +365,7 @@ def test_active_time_intervals_hold_notifications_outside_them() -> None:
 def test_webhook_body_truncates_to_max_alerts() -> None:
     import orjson
 
-    from riffle.sinks.webhook import body
+    from riffle.sinks.channels.webhook import body
 
     d = Dispatcher(_spec(group_wait="0s"))
     for i in range(5):

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from riffle.operators.notify import GroupAlert, Notification
-from riffle.sinks.channels import check_url, http_post
+from riffle.sinks.channels.base import check_url, http_post
 
 
 def _iso(ms: float) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 
 from riffle.operators.notify import Notification
-from riffle.sinks.channels import ChannelError
+from riffle.sinks.channels.base import ChannelError
 
 
 def render(note: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:

@@ -20,7 +20,7 @@ Request::
 :func:`operators.notify.dedup_key`), so a receiver that remembers it sees each
 notification once although delivery is at-least-once. A 2xx answer is success;
 408, 429, 5xx, timeouts and connection errors are retryable
-(:func:`sinks.channels.deliver`); other 4xx are not.
+(:func:`sinks.channels.base.deliver`); other 4xx are not.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Callable
 import orjson
 
 from riffle.operators.notify import Notification
-from riffle.sinks.channels import check_url, http_post
+from riffle.sinks.channels.base import check_url, http_post
 
 SIGNATURE_HEADER = "X-Riffle-Signature"
 TIMESTAMP_HEADER = "X-Riffle-Timestamp"

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from riffle.operators.notify import GroupAlert, Notification
-from riffle.sinks.channels import check_url, http_post
+from riffle.sinks.channels.base import check_url, http_post
 
 MAX_ALERTS = 10
 """Sections per message (Slack allows 50 blocks; long messages are unreadable)."""
