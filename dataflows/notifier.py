@@ -59,7 +59,6 @@ from riffle.config.notifications import (
     ReceiverSpec,
     RootRoute,
     WebhookConfig,
-    resolve_env,
 )
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec, load_spec
@@ -68,9 +67,7 @@ from riffle.operators.alerts import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import Channel, ChannelError, deliver
-from riffle.sinks.channels.email import EmailChannel
-from riffle.sinks.channels.slack import SlackChannel
-from riffle.sinks.channels.webhook import WebhookChannel
+from riffle.sinks.channels.registry import build_receiver
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
 from riffle.sinks.redis.silences import Silence, SilenceStore
@@ -109,68 +106,13 @@ def notifications_for(spec: PipelineSpec, settings: Settings) -> NotificationsSp
 def build_channels(
     spec: NotificationsSpec, environ: Mapping[str, str] | None = None
 ) -> dict[str, list[Channel]]:
-    """Each receiver's channels with their secrets read from the environment.
+    """Each receiver's channels with their secrets read from ``environ`` (default: the
+    process environment).
 
     Raises :class:`~config.notifications.NotificationConfigError` naming a missing variable.
     """
-    out: dict[str, list[Channel]] = {}
-    for r in spec.receivers:
-        channels: list[Channel] = []
-        if r.webhook is not None:
-            c = r.webhook
-            channels.append(
-                WebhookChannel(
-                    c.url or resolve_env(c.url_env or "", environ),
-                    resolve_env(c.secret_env, environ).encode(),
-                    max_alerts=c.max_alerts,
-                    timeout_s=c.timeout.total_seconds(),
-                    attempts=c.max_attempts,
-                    backoff_s=c.backoff.total_seconds(),
-                )
-            )
-        if r.slack is not None:
-            s = r.slack
-            channels.append(
-                SlackChannel(
-                    s.url or resolve_env(s.url_env or "", environ),
-                    channel=s.channel,
-                    timeout_s=s.timeout.total_seconds(),
-                    attempts=s.max_attempts,
-                    backoff_s=s.backoff.total_seconds(),
-                )
-            )
-        if r.email is not None:
-            e = r.email
-            channels.append(
-                EmailChannel(
-                    e.host,
-                    e.port,
-                    e.sender,
-                    e.to,
-                    starttls=e.starttls,
-                    username=e.username,
-                    password=None
-                    if e.password_env is None
-                    else resolve_env(e.password_env, environ),
-                    timeout_s=e.timeout.total_seconds(),
-                    attempts=e.max_attempts,
-                    backoff_s=e.backoff.total_seconds(),
-                )
-            )
-        if r.alertmanager is not None:
-            a = r.alertmanager
-            channels.append(
-                AlertmanagerChannel(
-                    a.url,
-                    hold_s=a.hold.total_seconds(),
-                    generator_url=a.generator_url,
-                    timeout_s=a.timeout.total_seconds(),
-                    attempts=a.max_attempts,
-                    backoff_s=a.backoff.total_seconds(),
-                )
-            )
-        out[r.name] = channels
-    return out
+    env = os.environ if environ is None else environ
+    return {r.name: build_receiver(r, env) for r in spec.receivers}
 
 
 class NotifyMetrics:

@@ -16,12 +16,13 @@ de-duplication (by label set); a route towards it should therefore use
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from riffle.config.notifications import AlertmanagerConfig
 from riffle.operators.notify import GroupAlert, Notification
 from riffle.sinks.channels.base import check_url, http_post
 
@@ -53,6 +54,17 @@ class AlertmanagerChannel:
         self.backoff_s = backoff_s
         self.generator_url = generator_url
         self.clock = clock
+
+    @classmethod
+    def from_config(cls, c: AlertmanagerConfig, environ: Mapping[str, str]) -> AlertmanagerChannel:
+        return cls(
+            c.url,
+            hold_s=c.hold.total_seconds(),
+            generator_url=c.generator_url,
+            timeout_s=c.timeout.total_seconds(),
+            attempts=c.max_attempts,
+            backoff_s=c.backoff.total_seconds(),
+        )
 
     def payload(self, a: GroupAlert) -> dict[str, Any]:
         """One alert of Alertmanager's v2 API."""

@@ -11,9 +11,10 @@ replies are retryable; 5xx replies are not.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
+from riffle.config.notifications import EmailConfig, resolve_env
 from riffle.operators.notify import Notification
 from riffle.sinks.channels.base import ChannelError
 
@@ -72,6 +73,21 @@ class EmailChannel:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
+
+    @classmethod
+    def from_config(cls, c: EmailConfig, environ: Mapping[str, str]) -> EmailChannel:
+        return cls(
+            c.host,
+            c.port,
+            c.sender,
+            c.to,
+            starttls=c.starttls,
+            username=c.username,
+            password=None if c.password_env is None else resolve_env(c.password_env, environ),
+            timeout_s=c.timeout.total_seconds(),
+            attempts=c.max_attempts,
+            backoff_s=c.backoff.total_seconds(),
+        )
 
     def send(self, note: Notification) -> None:
         msg = render(note, self.sender, self.recipients)

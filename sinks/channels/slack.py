@@ -9,11 +9,13 @@ message so a person can tell a re-send apart. 429 and 5xx are retryable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from riffle.config.notifications import SlackConfig, resolve_env
 from riffle.operators.notify import GroupAlert, Notification
 from riffle.sinks.channels.base import check_url, http_post
 
@@ -100,6 +102,16 @@ class SlackChannel:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
+
+    @classmethod
+    def from_config(cls, c: SlackConfig, environ: Mapping[str, str]) -> SlackChannel:
+        return cls(
+            c.url or resolve_env(c.url_env or "", environ),
+            channel=c.channel,
+            timeout_s=c.timeout.total_seconds(),
+            attempts=c.max_attempts,
+            backoff_s=c.backoff.total_seconds(),
+        )
 
     def send(self, note: Notification) -> None:
         http_post(

@@ -28,10 +28,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import orjson
 
+from riffle.config.notifications import WebhookConfig, resolve_env
 from riffle.operators.notify import Notification
 from riffle.sinks.channels.base import check_url, http_post
 
@@ -86,6 +87,17 @@ class WebhookChannel:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.clock = clock
+
+    @classmethod
+    def from_config(cls, c: WebhookConfig, environ: Mapping[str, str]) -> WebhookChannel:
+        return cls(
+            c.url or resolve_env(c.url_env or "", environ),
+            resolve_env(c.secret_env, environ).encode(),
+            max_alerts=c.max_alerts,
+            timeout_s=c.timeout.total_seconds(),
+            attempts=c.max_attempts,
+            backoff_s=c.backoff.total_seconds(),
+        )
 
     def send(self, note: Notification) -> None:
         payload = body(note, self.max_alerts)

@@ -35,6 +35,8 @@ class Hit:
     headers: dict[str, str]
     at: float
     """Wall-clock seconds it arrived."""
+    code: int = 200
+    """The status it was answered with."""
 
     @property
     def json(self) -> Any:
@@ -70,7 +72,9 @@ class Receiver:
                     self.close_connection = True
                     return
                 code = receiver.script.pop(0) if receiver.script else receiver.default
-                receiver.received.append(Hit(self.path, body, dict(self.headers), time.time()))
+                receiver.received.append(
+                    Hit(self.path, body, dict(self.headers), time.time(), code)
+                )
                 self.send_response(code)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -96,18 +100,22 @@ class Receiver:
 
 
 class Inbox:
-    """aiosmtpd handler that keeps every message and fails the first ``fail`` of them."""
+    """aiosmtpd handler that keeps every message and refuses the first ``fail`` of them
+    with ``reply`` (451: try again later; a 5xx reply is a permanent refusal)."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, reply: str = "451 try again later") -> None:
         self.messages: list[Any] = []
         self.fail = fail
+        self.reply = reply
+        self.attempts = 0
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any
     ) -> str:
+        self.attempts += 1
         if self.fail:
             self.fail -= 1
-            return "451 try again later"
+            return self.reply
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
