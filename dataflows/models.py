@@ -33,9 +33,10 @@ from riffle.operators.models.series import (
     ShardModels,
 )
 from riffle.operators.records import Dims, WindowResult
+from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.model_health import ModelHealthStore
-from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
+from riffle.sinks.warehouse.model_results import ModelStore
 
 ShardSnapshot = dict[tuple[str, str, Dims], SeriesModels]
 

@@ -35,8 +35,9 @@ from riffle.operators.models.entities import (
     PredictionOut,
     PredictionRecord,
 )
+from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.warehouse.base import Warehouse
-from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 
 PredictionSnapshot = tuple[str, bytes]
 """``(prediction name, tracker snapshot)``."""

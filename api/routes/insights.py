@@ -24,7 +24,8 @@ from riffle.config.durations import format_duration, parse_duration
 from riffle.config.spec import MetricSpec, PipelineSpec
 from riffle.operators.models import insights as found
 from riffle.operators.sketches import sketch_for
-from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
+from riffle.sinks.redis.model_results import RedisModelStore
+from riffle.sinks.warehouse.model_results import ModelStore
 
 router = APIRouter(tags=["models"])
 

@@ -14,8 +14,9 @@ from riffle.api.errors import ApiError
 from riffle.api.routes.predictions import model_summary
 from riffle.api.times import parse_instant
 from riffle.config.spec import PipelineSpec
+from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.warehouse.model_health import ModelHealthStore
-from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
+from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.sinks.warehouse.predictions import PredictionStore
 
 router = APIRouter(tags=["models"])

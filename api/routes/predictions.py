@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from riffle.api.deps import ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.config.spec import PipelineSpec
-from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
+from riffle.sinks.redis.predictions import RedisPredictionStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 
 router = APIRouter(tags=["models"])
 

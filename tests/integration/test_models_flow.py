@@ -25,8 +25,9 @@ from riffle.config.spec import load_spec, parse_spec
 from riffle.dataflows.models import ModelStoreSink, ModelTelemetry, model_stage
 from riffle.operators.models.series import AnomalyRecord, ShardModels
 from riffle.operators.records import WindowResult
+from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
-from riffle.sinks.warehouse.model_results import ModelStore, RedisModelStore
+from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.sources.demo import anomalies, daily_factor
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget

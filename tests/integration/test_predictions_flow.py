@@ -30,8 +30,9 @@ from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.models.classifier import ClassifierStats
 from riffle.operators.models.entities import ModelStatsRecord, PredictionOut, PredictionRecord
 from riffle.operators.records import DeadLetter, WindowResult
+from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
-from riffle.sinks.warehouse.predictions import PredictionStore, RedisPredictionStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 from riffle.sources.demo import generate
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
