@@ -29,6 +29,7 @@ from riffle.api.routes import deadletters, health, ingest, keys, metrics, query,
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
+from riffle.api.routes import silences as silence_routes
 from riffle.api.telemetry import RequestTelemetry
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
@@ -91,7 +92,7 @@ def create_app(
     app.include_router(insight_routes.router, dependencies=read)
     app.include_router(alert_rule_routes.router)
     app.include_router(alert_routes.router, dependencies=read)
-    app.include_router(alert_routes.silences_router)
+    app.include_router(silence_routes.router)
     app.include_router(ack_routes.router)
     app.include_router(health.router, dependencies=[Depends(operational_guard)])
     app.include_router(ingest.router)

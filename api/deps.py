@@ -1,8 +1,11 @@
-"""Dependency aliases for routes: the app's services, the spec, the stores and the tenant.
+"""Dependency aliases for routes: the app's services, the spec, the stores and the caller.
 
 Routes ask for ``Tenant``: the tenant of the request's API key (never a
-header or payload field). ``ApiKey`` is the authenticated caller and
-``RequireScope("read")`` a dependency admitting keys with that scope.
+header or payload field). ``ApiKey`` is the authenticated caller;
+``ReadKey``, ``IngestKey`` and ``AdminKey`` admit only keys with that scope.
+Each store a route reads or writes is an alias here (``Silences``,
+``AlertRules``, ``ModelResults``, …), built over the app's Redis client or
+warehouse, so a route module never constructs one itself.
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
+from riffle.sinks.redis.acks import AckStore
+from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.redis.model_results import RedisModelStore
+from riffle.sinks.redis.predictions import RedisPredictionStore
+from riffle.sinks.redis.rules import AlertRuleStore
+from riffle.sinks.redis.silences import SilenceStore
 from riffle.sinks.redis.windows import RedisWindowStore
+from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.model_health import ModelHealthStore
+from riffle.sinks.warehouse.model_results import ModelStore
+from riffle.sinks.warehouse.predictions import PredictionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,65 @@ def spec(app: ServicesDep) -> PipelineSpec:
     return app.spec
 
 
+def _hot_ttl(app: Services) -> int:
+    """Seconds the spec keeps results in Redis (its ``retention.hot``)."""
+    return max(1, int(app.spec.retention.hot.total_seconds()))
+
+
+def _acks(app: ServicesDep) -> AckStore:
+    return AckStore(app.hot.client, app.hot.prefix)
+
+
+def _alert_states(app: ServicesDep) -> RedisAlerts:
+    return RedisAlerts(app.hot.client, app.hot.prefix)
+
+
+def _alert_history(app: ServicesDep) -> WarehouseAlerts:
+    return WarehouseAlerts(app.warehouse)
+
+
+def _alert_rules(app: ServicesDep) -> AlertRuleStore:
+    return AlertRuleStore(app.hot.client, app.hot.prefix)
+
+
+def _silences(app: ServicesDep) -> SilenceStore:
+    return SilenceStore(app.hot.client, app.hot.prefix)
+
+
+def _model_results(app: ServicesDep) -> ModelStore:
+    return ModelStore(app.warehouse)
+
+
+def _hot_model_results(app: ServicesDep) -> RedisModelStore:
+    return RedisModelStore(app.hot.client, app.hot.prefix, _hot_ttl(app))
+
+
+def _model_health(app: ServicesDep) -> ModelHealthStore:
+    return ModelHealthStore(app.warehouse)
+
+
+def _predictions(app: ServicesDep) -> PredictionStore:
+    return PredictionStore(app.warehouse)
+
+
+def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
+    return RedisPredictionStore(app.hot.client, app.hot.prefix, _hot_ttl(app))
+
+
 Tenant = Annotated[str, Depends(tenant)]
 ApiKey = Annotated[Principal, Depends(principal)]
-RequireScope = require_scope
+ReadKey = Annotated[Principal, Depends(require_scope("read"))]
+IngestKey = Annotated[Principal, Depends(require_scope("ingest"))]
+AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
 Spec = Annotated[PipelineSpec, Depends(spec)]
+
+Acks = Annotated[AckStore, Depends(_acks)]
+AlertStates = Annotated[RedisAlerts, Depends(_alert_states)]
+AlertHistory = Annotated[WarehouseAlerts, Depends(_alert_history)]
+AlertRules = Annotated[AlertRuleStore, Depends(_alert_rules)]
+Silences = Annotated[SilenceStore, Depends(_silences)]
+ModelResults = Annotated[ModelStore, Depends(_model_results)]
+HotModelResults = Annotated[RedisModelStore, Depends(_hot_model_results)]
+ModelHealth = Annotated[ModelHealthStore, Depends(_model_health)]
+Predictions = Annotated[PredictionStore, Depends(_predictions)]
+HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]

@@ -4,29 +4,23 @@ repeating, or withdraw the acknowledgement."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from riffle.api.auth import Principal, require_scope
-from riffle.api.deps import ServicesDep
+from riffle.api.deps import Acks, AdminKey, AlertStates
 from riffle.api.errors import ApiError
 from riffle.sinks.redis.acks import AckSpec, AckStore, episode_start
-from riffle.sinks.redis.alerts import RedisAlerts
 
 router = APIRouter(tags=["alerts"])
 ACKABLE = frozenset({"firing", "recovering", "nodata"})
 """States an instance can be acknowledged in."""
 
 
-def acks(app: ServicesDep) -> AckStore:
-    return AckStore(app.hot.client, app.hot.prefix)
-
-
-def with_acks(app: ServicesDep, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_acks(acks: AckStore, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` (active alert rows) with ``ack``: the ack holding for the row's episode, or
     None."""
-    found = acks(app).all(tenant)
+    found = acks.all(tenant)
     now = int(time.time() * 1000)
     out = []
     for row in rows:
@@ -43,15 +37,15 @@ def with_acks(app: ServicesDep, tenant: str, rows: list[dict[str, Any]]) -> list
     status_code=201,
 )
 def ack_alert(
-    app: ServicesDep,
-    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    acks: Acks,
+    states: AlertStates,
+    caller: AdminKey,
     instance: str,
     body: AckSpec,
 ) -> dict[str, Any]:
     """``instance`` is the alert's id in ``GET /v1/alerts``. The ack covers the current
     episode (until the alert resolves) or ends at ``until`` (ms since the epoch)."""
-    store = RedisAlerts(app.hot.client, app.hot.prefix)
-    row = next((r for r in store.instances(caller.tenant) if r["instance"] == instance), None)
+    row = next((r for r in states.instances(caller.tenant) if r["instance"] == instance), None)
     if row is None:
         raise ApiError(404, "not_found", f"no alert instance {instance!r}")
     if row["to_state"] not in ACKABLE:
@@ -61,7 +55,7 @@ def ack_alert(
             f"alert {instance!r} is {row['to_state']}; only firing ones are acked",
         )
     try:
-        ack = acks(app).ack(caller.tenant, instance, episode_start(row), body)
+        ack = acks.ack(caller.tenant, instance, episode_start(row), body)
     except ValueError as exc:
         raise ApiError(422, "invalid_ack", str(exc)) from exc
     return ack.model_dump()
@@ -74,10 +68,10 @@ def ack_alert(
     status_code=204,
 )
 def unack_alert(
-    app: ServicesDep,
-    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    acks: Acks,
+    caller: AdminKey,
     instance: str,
 ) -> Response:
-    if not acks(app).delete(caller.tenant, instance):
+    if not acks.delete(caller.tenant, instance):
         raise ApiError(404, "not_found", f"alert {instance!r} has no acknowledgement")
     return Response(status_code=204)

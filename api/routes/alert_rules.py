@@ -11,14 +11,13 @@ applies from the change's ``effective_from`` on, without a restart.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from riffle.api.auth import Principal, require_scope
-from riffle.api.deps import ServicesDep
+from riffle.api.deps import AdminKey, AlertRules, ReadKey, ServicesDep
 from riffle.api.errors import ApiError, error_response
 from riffle.api.routes.alerts import _range
 from riffle.config.alerts import (
@@ -38,9 +37,6 @@ router = APIRouter(tags=["alert rules"])
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
 _READ_ONLY = ("source", "version", "effective_from")
 """Keys a listed rule carries besides its own; accepted and ignored on the way back in."""
-
-Reader = Annotated[Principal, Depends(require_scope("read"))]
-Admin = Annotated[Principal, Depends(require_scope("admin"))]
 
 
 class InvalidRuleError(Exception):
@@ -75,10 +71,6 @@ def parse_rule(app: ServicesDep, body: dict[str, Any]) -> AlertRule:
     return rule
 
 
-def _store(app: ServicesDep) -> AlertRuleStore:
-    return AlertRuleStore(app.hot.client, app.hot.prefix)
-
-
 def _spec_rule(app: ServicesDep, name: str) -> AlertRule | None:
     return next((r for r in app.spec.alerts if r.name == name), None)
 
@@ -97,19 +89,19 @@ def _listed(entry: RuleChange) -> dict[str, Any]:
 
 
 @router.get("/v1/alerts/rules", operation_id="listAlertRules", summary="Every rule in force")
-def list_rules(app: ServicesDep, caller: Reader) -> dict[str, Any]:
+def list_rules(app: ServicesDep, caller: ReadKey, rules: AlertRules) -> dict[str, Any]:
     """The spec's rules (``source: spec``) and the tenant's (``source: api``, with the
     ``version`` — the log position — and ``effective_from``, event time in ms)."""
     spec_rules = [_dump(r) | {"source": "spec"} for r in app.spec.alerts]
-    return {"rules": spec_rules + [_listed(e) for e in _store(app).current(caller.tenant)]}
+    return {"rules": spec_rules + [_listed(e) for e in rules.current(caller.tenant)]}
 
 
 @router.get("/v1/alerts/rules/{name}", operation_id="getAlertRule", summary="One rule by name")
-def get_rule(app: ServicesDep, caller: Reader, name: str) -> dict[str, Any]:
+def get_rule(app: ServicesDep, caller: ReadKey, rules: AlertRules, name: str) -> dict[str, Any]:
     found = _spec_rule(app, name)
     if found is not None:
         return _dump(found) | {"source": "spec"}
-    entry = _store(app).get(caller.tenant, name)
+    entry = rules.get(caller.tenant, name)
     if entry is None:
         raise ApiError(404, "not_found", f"no alert rule {name!r}")
     return _listed(entry)
@@ -130,7 +122,7 @@ def _read_only(app: ServicesDep, name: str) -> None:
     response_model=None,
 )
 def create_rule(
-    app: ServicesDep, caller: Admin, body: dict[str, Any]
+    app: ServicesDep, caller: AdminKey, rules: AlertRules, body: dict[str, Any]
 ) -> dict[str, Any] | JSONResponse:
     """The rule as in the spec's ``alerts:`` list. 409 when the name is taken (by the
     spec or the tenant), 422 ``invalid_rule`` with the problems' field paths."""
@@ -140,7 +132,7 @@ def create_rule(
         return exc.response()
     _read_only(app, rule.name)
     try:
-        entry = _store(app).write(caller.tenant, rule.name, _dump(rule), "create")
+        entry = rules.write(caller.tenant, rule.name, _dump(rule), "create")
     except RuleExistsError as exc:
         raise ApiError(409, "exists", str(exc)) from exc
     return _listed(entry)
@@ -153,7 +145,7 @@ def create_rule(
     response_model=None,
 )
 def replace_rule(
-    app: ServicesDep, caller: Admin, name: str, body: dict[str, Any]
+    app: ServicesDep, caller: AdminKey, rules: AlertRules, name: str, body: dict[str, Any]
 ) -> dict[str, Any] | JSONResponse:
     """A new version of the tenant's rule ``name`` (the body's ``name`` may be left out,
     or must match). 404 when there is none, 409 for a spec rule."""
@@ -165,7 +157,7 @@ def replace_rule(
     except InvalidRuleError as exc:
         return exc.response()
     try:
-        entry = _store(app).write(caller.tenant, name, _dump(rule), "update")
+        entry = rules.write(caller.tenant, name, _dump(rule), "update")
     except RuleMissingError as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
     return _listed(entry)
@@ -177,11 +169,11 @@ def replace_rule(
     summary="Delete a tenant rule from now on",
     status_code=204,
 )
-def delete_rule(app: ServicesDep, caller: Admin, name: str) -> Response:
+def delete_rule(app: ServicesDep, caller: AdminKey, rules: AlertRules, name: str) -> Response:
     """Its alerts that are not Normal resolve at the deletion's ``effective_from``."""
     _read_only(app, name)
     try:
-        _store(app).write(caller.tenant, name, None, "delete")
+        rules.write(caller.tenant, name, None, "delete")
     except RuleMissingError as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
     return Response(status_code=204)
@@ -197,7 +189,9 @@ class SimulateRequest(BaseModel):
     end: str | None = Field(None, description="Default now.")
 
 
-def _simulated_rule(app: ServicesDep, tenant: str, body: SimulateRequest) -> AlertRule:
+def _simulated_rule(
+    app: ServicesDep, rules: AlertRuleStore, tenant: str, body: SimulateRequest
+) -> AlertRule:
     if (body.rule is None) == (body.name is None):
         raise InvalidRuleError([("", "give either rule or name")])
     if body.rule is not None:
@@ -206,7 +200,7 @@ def _simulated_rule(app: ServicesDep, tenant: str, body: SimulateRequest) -> Ale
     found = _spec_rule(app, body.name)
     if found is not None:
         return found
-    entry = _store(app).get(tenant, body.name)
+    entry = rules.get(tenant, body.name)
     if entry is None or entry.rule is None:
         raise ApiError(404, "not_found", f"no alert rule {body.name!r}")
     return parse_rule(app, entry.rule)
@@ -219,7 +213,7 @@ def _simulated_rule(app: ServicesDep, tenant: str, body: SimulateRequest) -> Ale
     response_model=None,
 )
 def simulate(
-    app: ServicesDep, caller: Reader, body: SimulateRequest
+    app: ServicesDep, caller: ReadKey, rules: AlertRules, body: SimulateRequest
 ) -> dict[str, Any] | JSONResponse:
     """Runs the rule over the tenant's stored final windows (and, for anomaly and forecast
     rules, the stored scores and forecasts) in event-time order with the stream's
@@ -229,7 +223,7 @@ def simulate(
     warehouse holds finals, which decide)."""
     tenant = caller.tenant
     try:
-        rule = _simulated_rule(app, tenant, body)
+        rule = _simulated_rule(app, rules, tenant, body)
     except InvalidRuleError as exc:
         return exc.response()
     metric = app.spec.metric(rule.metric)

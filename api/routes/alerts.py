@@ -1,22 +1,18 @@
 """``/v1/alerts``: active alerts (Redis) and their history (warehouse); rules and the
-simulator are in :mod:`api.routes.alert_rules`."""
+simulator are in :mod:`api.routes.alert_rules`, silences in :mod:`api.routes.silences`."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query
 
-from riffle.api.auth import Principal, require_scope
-from riffle.api.deps import ServicesDep, Tenant
+from riffle.api.deps import Acks, AlertHistory, AlertStates, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
 from riffle.api.times import parse_instant
 from riffle.operators.alerts import STATES
-from riffle.sinks.redis.alerts import RedisAlerts
-from riffle.sinks.redis.silences import SilenceSpec, SilenceStore
-from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 
 router = APIRouter(tags=["alerts"])
 
@@ -43,7 +39,8 @@ def _labels(matchers: list[str]) -> dict[str, str]:
 
 @router.get("/v1/alerts", operation_id="listAlerts", summary="Active alert instances")
 def list_alerts(
-    app: ServicesDep,
+    states: AlertStates,
+    acks: Acks,
     tenant: Tenant,
     state: Annotated[
         list[str] | None,
@@ -62,8 +59,7 @@ def list_alerts(
         if s not in STATES:
             raise ApiError(400, "bad_state", f"unknown state {s!r} (known: {', '.join(STATES)})")
     wanted = _labels(label or [])
-    store = RedisAlerts(app.hot.client, app.hot.prefix)
-    rows = store.instances(tenant) if state else store.active(tenant)
+    rows = states.instances(tenant) if state else states.active(tenant)
     out = [
         r
         for r in rows
@@ -72,19 +68,15 @@ def list_alerts(
         and all(r["labels"].get(k) == v for k, v in wanted.items())
     ]
     out.sort(key=lambda r: (-r["at"], r["rule"], r["instance"]))
-    out = with_acks(app, tenant, out)
+    out = with_acks(acks, tenant, out)
     return {"alerts": out, "count": len(out)}
-
-
-def _table(app: ServicesDep) -> WarehouseAlerts:
-    return WarehouseAlerts(app.warehouse)
 
 
 @router.get(
     "/v1/alerts/history", operation_id="alertHistory", summary="Alert transitions, newest first"
 )
 def alert_history(
-    app: ServicesDep,
+    history: AlertHistory,
     tenant: Tenant,
     start: str | None = Query(None, description="Event time; default -7d."),
     end: str | None = Query(None, description="Default now."),
@@ -94,62 +86,5 @@ def alert_history(
 ) -> dict[str, Any]:
     """Every transition with event time in ``[start, end)``."""
     start_ms, end_ms = _range(start, end, 7 * 86_400_000)
-    rows = _table(app).history(tenant, start_ms, end_ms, rule=rule, instance=instance, limit=limit)
+    rows = history.history(tenant, start_ms, end_ms, rule=rule, instance=instance, limit=limit)
     return {"transitions": rows, "start": start_ms, "end": end_ms}
-
-
-silences_router = APIRouter(tags=["silences"])
-
-
-def _silences(app: ServicesDep) -> SilenceStore:
-    return SilenceStore(app.hot.client, app.hot.prefix)
-
-
-@silences_router.post(
-    "/v1/silences",
-    operation_id="createSilence",
-    summary="Mute notifications of matching alerts for a time range",
-    status_code=201,
-)
-def create_silence(
-    app: ServicesDep,
-    caller: Annotated[Principal, Depends(require_scope("admin"))],
-    body: SilenceSpec,
-) -> dict[str, Any]:
-    """Matchers (``=``, ``!=``, ``=~``, ``!~`` on labels) and ``[starts_at, ends_at)`` in ms."""
-    try:
-        silence = _silences(app).create(caller.tenant, body)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_silence", str(exc)) from exc
-    return silence.model_dump()
-
-
-@silences_router.get("/v1/silences", operation_id="listSilences", summary="Every silence")
-def list_silences(
-    app: ServicesDep,
-    caller: Annotated[Principal, Depends(require_scope("read"))],
-    active: bool = Query(False, description="Only silences in force now."),
-) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    items = [
-        s.model_dump() | {"active": s.active(now)}
-        for s in _silences(app).list(caller.tenant)
-        if not active or s.active(now)
-    ]
-    return {"silences": items}
-
-
-@silences_router.delete(
-    "/v1/silences/{silence_id}",
-    operation_id="deleteSilence",
-    summary="Remove a silence",
-    status_code=204,
-)
-def delete_silence(
-    app: ServicesDep,
-    caller: Annotated[Principal, Depends(require_scope("admin"))],
-    silence_id: str,
-) -> Response:
-    if not _silences(app).delete(caller.tenant, silence_id):
-        raise ApiError(404, "not_found", f"no silence {silence_id!r}")
-    return Response(status_code=204)

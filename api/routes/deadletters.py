@@ -14,13 +14,13 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from riffle.api.auth import CollectDep, Principal, require_scope
-from riffle.api.deps import Spec
+from riffle.api.auth import CollectDep
+from riffle.api.deps import IngestKey, ReadKey, Spec
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
@@ -142,7 +142,7 @@ def _instant(value: str | None, name: str) -> int | None:
 )
 async def list_dead_letters(
     app: CollectDep,
-    caller: Annotated[Principal, Depends(require_scope("read"))],
+    caller: ReadKey,
     failure_type: Annotated[FailureType | None, Query(description="parse, schema, late, …")] = None,
     event_type: Annotated[str | None, Query(description="The event's type.")] = None,
     since: Annotated[
@@ -183,7 +183,7 @@ async def list_dead_letters(
 async def get_dead_letter(
     letter_id: str,
     app: CollectDep,
-    caller: Annotated[Principal, Depends(require_scope("read"))],
+    caller: ReadKey,
 ) -> DeadLetterOut:
     """A dead letter of the key's tenant; another tenant's is ``404``."""
     await run_in_threadpool(app.recorder.flush)
@@ -203,7 +203,7 @@ async def replay_dead_letters(
     request: ReplayRequest,
     app: CollectDep,
     spec: Spec,
-    caller: Annotated[Principal, Depends(require_scope("ingest"))],
+    caller: IngestKey,
 ) -> JSONResponse:
     """``200`` with per-letter results; ``503`` if the broker did not confirm every re-injection."""
     await run_in_threadpool(app.recorder.flush)

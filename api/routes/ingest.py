@@ -17,23 +17,21 @@ import asyncio
 import time
 import uuid
 import zlib
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from riffle.api.auth import (
     CollectDep,
-    Principal,
     RateLimitedError,
     record_decision,
-    require_scope,
     tenant_rate,
 )
 from riffle.api.collect import Collect
-from riffle.api.deps import Spec
+from riffle.api.deps import IngestKey, Spec
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
@@ -113,7 +111,7 @@ async def ingest_events(
     request: Request,
     app: CollectDep,
     spec: Spec,
-    caller: Annotated[Principal, Depends(require_scope("ingest"))],
+    caller: IngestKey,
     wait: bool = Query(True, description="Wait for broker confirmation (200) or not (202)."),
 ) -> JSONResponse:
     """Validate each event, publish the accepted ones, dead-letter the rest."""

@@ -16,12 +16,12 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.deps import HotModelResults, ModelResults, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.series import Series, group_series, read_windows
 from riffle.api.times import parse_instant
 from riffle.config.durations import format_duration, parse_duration
-from riffle.config.spec import MetricSpec, PipelineSpec
+from riffle.config.spec import MetricSpec
 from riffle.operators.models import insights as found
 from riffle.operators.sketches import sketch_for
 from riffle.sinks.redis.model_results import RedisModelStore
@@ -74,6 +74,8 @@ def _metric_insights(
 def list_insights(
     app: ServicesDep,
     spec: Spec,
+    warm: ModelResults,
+    hot: HotModelResults,
     tenant: Tenant,
     period: str = Query("1h", description=PERIOD_HELP),
     end: str | None = Query(None, description="End of the period (forms of the series API)."),
@@ -130,7 +132,7 @@ def list_insights(
         )
         feed.extend(_metric_insights(m, series, start_ms, mid_ms, label, kinds))
     if "unusual" in kinds:
-        feed.extend(found.unusual(_anomalies(app, spec, tenant, mid_ms, end_ms, chosen)))
+        feed.extend(found.unusual(_anomalies(warm, hot, tenant, mid_ms, end_ms, chosen)))
     return {
         "period": {"start": mid_ms, "end": end_ms, "previous_start": start_ms, "length": label},
         "insights": [asdict(i) for i in found.ranked(feed, limit)],
@@ -138,8 +140,8 @@ def list_insights(
 
 
 def _anomalies(
-    app: ServicesDep,
-    spec: PipelineSpec,
+    warm: ModelStore,
+    hot: RedisModelStore,
     tenant: str,
     start_ms: int,
     end_ms: int,
@@ -150,14 +152,12 @@ def _anomalies(
     if not names:
         return []
     rows: list[dict[str, Any]] = []
-    ttl = max(1, int(spec.retention.hot.total_seconds()))
     try:
-        hot = RedisModelStore(app.hot.client, app.hot.prefix, ttl)
         rows = hot.anomalies(tenant, names, start_ms, end_ms, min_score=0.0, limit=10_000)
     except redis.RedisError:
         rows = []
     if not rows:
-        rows = ModelStore(app.warehouse).anomalies(tenant, start_ms, end_ms, limit=10_000)
+        rows = warm.anomalies(tenant, start_ms, end_ms, limit=10_000)
     for row in rows:
         if isinstance(row["dims"], str):
             row["dims"] = orjson.loads(row["dims"])

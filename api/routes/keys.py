@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from riffle.api.auth import CollectDep, Principal, require_scope
+from riffle.api.auth import CollectDep
+from riffle.api.deps import AdminKey
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 from riffle.api.times import format_instant
@@ -69,9 +70,7 @@ class KeyList(BaseModel):
 
 
 @router.get("", operation_id="listKeys", summary="The tenant's API keys", responses=_ERRORS)
-def list_keys(
-    app: CollectDep, caller: Annotated[Principal, Depends(require_scope("admin"))]
-) -> KeyList:
+def list_keys(app: CollectDep, caller: AdminKey) -> KeyList:
     """Every key of the caller's tenant (active, revoked and expired)."""
     return KeyList(keys=[KeyOut.of(k) for k in app.keys.list(caller.tenant)])
 
@@ -86,7 +85,7 @@ def list_keys(
 def create_key(
     body: KeyCreate,
     app: CollectDep,
-    caller: Annotated[Principal, Depends(require_scope("admin"))],
+    caller: AdminKey,
 ) -> JSONResponse:
     """A new key of the caller's tenant; the full key is in this response only."""
     expires = None if body.expires_at is None else int(body.expires_at.timestamp() * 1000)
@@ -98,9 +97,7 @@ def create_key(
 
 
 @router.delete("/{prefix}", operation_id="revokeKey", summary="Revoke a key", responses=_ERRORS)
-def revoke_key(
-    prefix: str, app: CollectDep, caller: Annotated[Principal, Depends(require_scope("admin"))]
-) -> KeyOut:
+def revoke_key(prefix: str, app: CollectDep, caller: AdminKey) -> KeyOut:
     """Revoke a key of the caller's tenant; another tenant's key is ``404``."""
     record = app.keys.revoke(prefix, caller.tenant)
     if record is None:

@@ -9,21 +9,12 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.deps import HotModelResults, ModelHealth, ModelResults, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.routes.predictions import model_summary
 from riffle.api.times import parse_instant
-from riffle.config.spec import PipelineSpec
-from riffle.sinks.redis.model_results import RedisModelStore
-from riffle.sinks.warehouse.model_health import ModelHealthStore
-from riffle.sinks.warehouse.model_results import ModelStore
-from riffle.sinks.warehouse.predictions import PredictionStore
 
 router = APIRouter(tags=["models"])
-
-
-def _store(app: ServicesDep) -> ModelStore:
-    return ModelStore(app.warehouse)
 
 
 SOURCE_HELP = (
@@ -31,11 +22,6 @@ SOURCE_HELP = (
     "auto: hot when the range "
     "fits in the hot retention and Redis has results, else the warehouse."
 )
-
-
-def _hot(app: ServicesDep, spec: PipelineSpec) -> RedisModelStore:
-    ttl = max(1, int(spec.retention.hot.total_seconds()))
-    return RedisModelStore(app.hot.client, app.hot.prefix, ttl)
 
 
 def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,7 +37,9 @@ def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @router.get("/v1/anomalies", operation_id="listAnomalies", summary="Scored windows, newest first")
 def list_anomalies(
-    app: ServicesDep,
+    spec: Spec,
+    warm: ModelResults,
+    hot: HotModelResults,
     tenant: Tenant,
     start: str | None = Query(None, description="Same forms as the series API; default -24h."),
     end: str | None = Query(None, description="Default now."),
@@ -67,7 +55,6 @@ def list_anomalies(
         start_ms = parse_instant(start, now) if start else end_ms - 86_400_000
     except ValueError as exc:
         raise ApiError(400, "bad_time", str(exc)) from exc
-    spec = app.spec
     rows: list[dict[str, Any]] = []
     used = "warehouse"
     if source == "hot" or (
@@ -75,7 +62,7 @@ def list_anomalies(
     ):
         metrics = [m.name for m in spec.metrics if m.anomaly is not None]
         try:
-            rows = _hot(app, spec).anomalies(
+            rows = hot.anomalies(
                 tenant, metrics, start_ms, end_ms, min_score=min_score, limit=limit
             )
         except redis.RedisError:
@@ -83,7 +70,7 @@ def list_anomalies(
                 raise
         used = "hot"
     if source == "warehouse" or (source == "auto" and not rows):
-        rows = _store(app).anomalies(tenant, start_ms, end_ms, min_score=min_score, limit=limit)
+        rows = warm.anomalies(tenant, start_ms, end_ms, min_score=min_score, limit=limit)
         used = "warehouse"
     if label is not None:
         rows = [r for r in rows if r["label"] == label]
@@ -97,8 +84,9 @@ def list_anomalies(
 )
 def get_forecasts(
     metric: str,
-    app: ServicesDep,
     spec: Spec,
+    warm: ModelResults,
+    hot: HotModelResults,
     tenant: Tenant,
     source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
 ) -> dict[str, Any]:
@@ -112,17 +100,23 @@ def get_forecasts(
     used = "warehouse"
     if source in ("auto", "hot"):
         try:
-            rows, used = _hot(app, spec).latest_forecasts(tenant, metric), "hot"
+            rows, used = hot.latest_forecasts(tenant, metric), "hot"
         except redis.RedisError:
             if source == "hot":
                 raise
     if source == "warehouse" or (source == "auto" and not rows):
-        rows, used = _store(app).latest_forecasts(tenant, metric), "warehouse"
+        rows, used = warm.latest_forecasts(tenant, metric), "warehouse"
     return {"metric": metric, "forecasts": _dims(rows), "source": used}
 
 
 @router.get("/v1/models", operation_id="listModels", summary="Health of every model")
-def list_models(app: ServicesDep, spec: Spec, tenant: Tenant) -> dict[str, Any]:
+def list_models(
+    spec: Spec,
+    results: ModelResults,
+    health_store: ModelHealth,
+    prediction_store: Predictions,
+    tenant: Tenant,
+) -> dict[str, Any]:
     """Configured models per metric and their health: alert rate, forecast skill, drifts.
 
     ``health`` holds per metric the anomaly rows (series, alert rate) and the
@@ -140,13 +134,13 @@ def list_models(app: ServicesDep, spec: Spec, tenant: Tenant) -> dict[str, Any]:
         for m in spec.metrics
         if m.anomaly is not None or m.forecast is not None
     ]
-    health = _store(app).health(tenant)
+    health = results.health(tenant)
     for row in health:
         if row["kind"] == "forecast":
             naive = row["naive_mae"]
             row["skill"] = 1.0 - row["mae"] / naive if naive else None
-    monitoring = ModelHealthStore(app.warehouse).summary(tenant)
-    learned = {m["prediction"]: m for m in PredictionStore(app.warehouse).models(tenant)}
+    monitoring = health_store.summary(tenant)
+    learned = {m["prediction"]: m for m in prediction_store.models(tenant)}
     predictions = [
         {
             "prediction": p.name,

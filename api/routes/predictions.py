@@ -7,11 +7,8 @@ from typing import Any
 import redis
 from fastapi import APIRouter, Query
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.deps import HotPredictions, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.config.spec import PipelineSpec
-from riffle.sinks.redis.predictions import RedisPredictionStore
-from riffle.sinks.warehouse.predictions import PredictionStore
 
 router = APIRouter(tags=["models"])
 
@@ -19,15 +16,6 @@ SOURCE_HELP = (
     "hot: Redis; warehouse: the warehouse (DuckDB or BigQuery); auto: Redis, else the"
     " warehouse when Redis has nothing."
 )
-
-
-def _warm(app: ServicesDep) -> PredictionStore:
-    return PredictionStore(app.warehouse)
-
-
-def _hot(app: ServicesDep, spec: PipelineSpec) -> RedisPredictionStore:
-    ttl = max(1, int(spec.retention.hot.total_seconds()))
-    return RedisPredictionStore(app.hot.client, app.hot.prefix, ttl)
 
 
 def model_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +36,9 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
 def get_prediction(
     entity_type: str,
     entity_id: str,
-    app: ServicesDep,
     spec: Spec,
+    warm: Predictions,
+    hot: HotPredictions,
     tenant: Tenant,
     source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
 ) -> dict[str, Any]:
@@ -70,7 +59,6 @@ def get_prediction(
     used = "warehouse"
     if source in ("auto", "hot"):
         try:
-            hot = _hot(app, spec)
             rows = hot.entity(tenant, entity_type, entity_id)
             models = hot.models(tenant, entity_type)
             used = "hot"
@@ -78,7 +66,6 @@ def get_prediction(
             if source == "hot":
                 raise
     if source == "warehouse" or (source == "auto" and not rows):
-        warm = _warm(app)
         rows = warm.entity(tenant, entity_type, entity_id)
         models = [m for m in warm.models(tenant) if m["entity_type"] == entity_type]
         used = "warehouse"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from riffle.api.auth import CollectDep, Principal, require_scope
+from riffle.api.auth import CollectDep
+from riffle.api.deps import ReadKey
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 
@@ -36,9 +37,7 @@ class SchemaList(BaseModel):
 
 
 @router.get("", operation_id="listSchemas", summary="Every schema version", responses=_ERRORS)
-def list_schemas(
-    app: CollectDep, _: Annotated[Principal, Depends(require_scope("read"))]
-) -> SchemaList:
+def list_schemas(app: CollectDep, _: ReadKey) -> SchemaList:
     """The registry in use (``latest`` marks the version an unnamed event is checked against)."""
     validator = app.schemas.validator
     out = []
@@ -67,7 +66,7 @@ def get_schema(
     event_type: str,
     version: str,
     app: CollectDep,
-    _: Annotated[Principal, Depends(require_scope("read"))],
+    _: ReadKey,
 ) -> SchemaOut:
     """One version (``version`` may be ``latest``)."""
     validator = app.schemas.validator
