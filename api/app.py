@@ -21,6 +21,7 @@ from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services
 from riffle.api.errors import install_error_handlers
+from riffle.api.live import LiveHub
 from riffle.api.ratelimit import RateLimitHeaders
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
@@ -30,6 +31,7 @@ from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
 from riffle.api.routes import silences as silence_routes
+from riffle.api.routes import stream as stream_routes
 from riffle.api.telemetry import RequestTelemetry
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
@@ -52,17 +54,17 @@ def create_app(
         settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
     )
     registry = registry if registry is not None else CollectorRegistry()
+    hot = RedisWindowStore(client, settings.redis_prefix, int(spec.retention.hot.total_seconds()))
     services = Services(
         settings=settings,
         spec=spec,
-        hot=RedisWindowStore(
-            client, settings.redis_prefix, int(spec.retention.hot.total_seconds())
-        ),
+        hot=hot,
         warehouse=open_warehouse(settings, spec.retention.warehouse),
         registry=registry,
         query_cache=QueryCache(
             client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
         ),
+        live=LiveHub(settings.redis_url, hot, spec, registry),
     )
 
     collect = build_collect(settings, client, services.warehouse)
@@ -70,6 +72,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await services.live.close()
         collect.close()
         client.close()
 
@@ -87,6 +90,7 @@ def create_app(
     read = [Depends(require_scope("read"))]
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
+    app.include_router(stream_routes.router, dependencies=read)
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)

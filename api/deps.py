@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
+from riffle.api.live import LiveHub
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.redis.acks import AckStore
@@ -44,6 +45,7 @@ class Services:
     warehouse: Warehouse
     registry: CollectorRegistry
     query_cache: QueryCache
+    live: LiveHub
 
 
 def services(request: Request) -> Services:
