@@ -3,7 +3,8 @@
 The dataflow's window writer appends every changed window to its tenant's
 live stream (:meth:`sinks.redis.windows.RedisWindowStore.live_key`). A
 :class:`LiveHub` reads those streams with one ``XREAD BLOCK`` loop per
-process and hands each subscriber the windows of its :class:`Subscription`:
+process and hands each subscriber the windows of its :class:`Subscription` (one
+or several, multiplexed, so a page needs one connection):
 per series as written, or, with ``group_by``, each changed group's window
 recomputed from Redis exactly as ``/series?group_by=`` would (once per batch
 for every subscriber of the same subscription).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,22 +90,27 @@ class LiveBatch:
 
 @dataclass(eq=False)
 class _Subscriber:
-    sub: Subscription
+    subs: tuple[Subscription, ...]
     limit: int
-    pending: dict[tuple[Dims, int], dict[str, Any]] = field(default_factory=dict)
+    pending: dict[tuple[int, Dims, int], dict[str, Any]] = field(default_factory=dict)
     last_id: str = "0-0"
     reset: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, windows: list[dict[str, Any]], last_id: str, *, newer: bool = True) -> int:
-        """Merge ``windows`` into the buffer; returns how many windows were dropped."""
+    def offer(
+        self, index: int, windows: list[dict[str, Any]], last_id: str, *, newer: bool = True
+    ) -> int:
+        """Merge ``windows`` of subscription ``index`` into the buffer; returns how many
+        windows were dropped (an overflow)."""
         dropped = 0
+        sub = self.subs[index] if self.subs else None
         for window in windows:
-            key = (self.sub.group_of(window["dims"]), window["window_start"])
+            assert sub is not None
+            key = (index, sub.group_of(window["dims"]), window["window_start"])
             if newer or key not in self.pending:
                 old = self.pending.get(key)
                 if old is None or window["is_final"] or not old["is_final"]:
-                    self.pending[key] = window
+                    self.pending[key] = {**window, "sub": index}
         if len(self.pending) > self.limit:
             dropped = len(self.pending)
             self.pending.clear()
@@ -177,9 +183,14 @@ class LiveHub:
             self._client = None
 
     async def subscribe(
-        self, sub: Subscription, last_id: str | None = None, *, heartbeat_s: float = 15.0
+        self,
+        subs: Sequence[Subscription],
+        last_id: str | None = None,
+        *,
+        heartbeat_s: float = 15.0,
     ) -> AsyncIterator[LiveBatch]:
-        """Batches of ``sub``'s changed windows, from ``last_id`` (default: from now).
+        """Batches of the changed windows of ``subs`` (all of one tenant), from ``last_id``
+        (default: from now). Each window has ``sub``, the index of its subscription.
 
         The first batch comes at once: the catch-up since ``last_id`` (maybe
         empty), or a ``reset``. Then one batch whenever windows changed, and an
@@ -187,12 +198,16 @@ class LiveHub:
         iterator runs until the caller stops iterating it.
         """
         client = self._connect()
-        key = self._hot.live_key(sub.tenant)
-        subscriber = _Subscriber(sub, self._limit)
-        tenant_subs = self._subscribers.setdefault(sub.tenant, set())
-        if sub.tenant not in self._positions:
-            self._positions[sub.tenant] = await _newest_id(client, key)
-        position = self._positions[sub.tenant]
+        tenants = {sub.tenant for sub in subs}
+        if len(tenants) != 1:
+            raise ValueError(f"one tenant per subscriber (got {sorted(tenants)})")
+        (tenant,) = tenants
+        key = self._hot.live_key(tenant)
+        subscriber = _Subscriber(tuple(subs), self._limit)
+        tenant_subs = self._subscribers.setdefault(tenant, set())
+        if tenant not in self._positions:
+            self._positions[tenant] = await _newest_id(client, key)
+        position = self._positions[tenant]
         subscriber.last_id = position
         tenant_subs.add(subscriber)
         self._connections.inc()
@@ -213,8 +228,8 @@ class LiveHub:
         finally:
             tenant_subs.discard(subscriber)
             if not tenant_subs:
-                self._subscribers.pop(sub.tenant, None)
-                self._positions.pop(sub.tenant, None)
+                self._subscribers.pop(tenant, None)
+                self._positions.pop(tenant, None)
             self._connections.dec()
 
     def _connect(self) -> aioredis.Redis:
@@ -236,21 +251,22 @@ class LiveHub:
         position: str,
     ) -> None:
         if _id_key(last_id) > _id_key(position):
-            subscriber.offer([], position)
+            subscriber.offer(0, [], position)
             return
         if await _lost_after(client, key, last_id):
             subscriber.reset = True
-            subscriber.offer([], position)
+            subscriber.offer(0, [], position)
             return
         entries = _entries(
             await client.xrange(key, f"({last_id}", position, count=CATCH_UP_LIMIT + 1)
         )
         if len(entries) > CATCH_UP_LIMIT:
             subscriber.reset = True
-            subscriber.offer([], position)
+            subscriber.offer(0, [], position)
             return
-        updates = await self._updates(subscriber.sub, [w for _, w in entries])
-        subscriber.offer(updates, position, newer=False)
+        for index, sub in enumerate(subscriber.subs):
+            updates = await self._updates(sub, [w for _, w in entries])
+            subscriber.offer(index, updates, position, newer=False)
 
     async def _read_forever(self) -> None:
         client = self._connect()
@@ -278,19 +294,20 @@ class LiveHub:
                 await self._deliver(tenant, [w for _, w in entries], newest)
 
     async def _deliver(self, tenant: str, windows: list[dict[str, Any]], newest: str) -> None:
-        by_sub: dict[Subscription, list[_Subscriber]] = {}
+        by_sub: dict[Subscription, list[tuple[_Subscriber, int]]] = {}
         for subscriber in self._subscribers.get(tenant, ()):
-            by_sub.setdefault(subscriber.sub, []).append(subscriber)
+            for index, sub in enumerate(subscriber.subs):
+                by_sub.setdefault(sub, []).append((subscriber, index))
         for sub, subscribers in by_sub.items():
             try:
                 updates = await self._updates(sub, windows)
             except redis.RedisError as exc:
                 log.warning("live_group_read_failed", error=str(exc), metric=sub.metric)
                 updates = []
-                for subscriber in subscribers:
+                for subscriber, _ in subscribers:
                     subscriber.reset = True
-            for subscriber in subscribers:
-                subscriber.offer(updates, newest)
+            for subscriber, index in subscribers:
+                subscriber.offer(index, updates, newest)
 
     async def _updates(
         self, sub: Subscription, windows: list[dict[str, Any]]

@@ -1,9 +1,13 @@
 """``GET /v1/stream``: server-sent events of a metric's changed windows, for any client.
 
 One ``window`` event per changed window (per series, or per group with
-``group_by``), its data the window as JSON (``dims``, ``window_start``,
-``window_end``, ``value``, ``count``, ``sum``, ``min``, ``max``, ``detail``,
-``is_final``; ``retracted`` windows are gone). A ``ready`` event opens the
+``group_by``), its data the window as JSON (``metric``, ``dims``,
+``window_start``, ``window_end``, ``value``, ``count``, ``sum``, ``min``,
+``max``, ``detail``, ``is_final``; ``retracted`` windows are gone; ``sub``
+says which subscription it answers). ``metric``/``group_by``/dimension
+filters make one subscription; each ``sub`` parameter (JSON
+``{"metric": …, "group_by": [...] | null, "filters": {dim: [values]}}``)
+adds one, so a page follows all its panels over one connection. A ``ready`` event opens the
 stream; a ``reset`` event means "re-read your range" (the client fell too
 far behind). The last event of each batch carries ``id:``, the stream entry
 it reflects: a client reconnecting with ``Last-Event-ID`` (header, or the
@@ -29,7 +33,8 @@ from riffle.api.models import ErrorResponse
 from riffle.config.spec import PipelineSpec
 
 HEARTBEAT_SECONDS = 15.0
-_RESERVED = frozenset({"metric", "group_by", "last_event_id"})
+_RESERVED = frozenset({"metric", "group_by", "last_event_id", "sub"})
+MAX_SUBSCRIPTIONS = 50
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorResponse, "description": "A parameter is malformed or unknown."},
     404: {"model": ErrorResponse, "description": "No metric of that name."},
@@ -38,31 +43,64 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 router = APIRouter(prefix="/v1", tags=["stream"])
 
 
-def subscription(
-    spec: PipelineSpec, tenant: str, request: Request, metric: str, group_by: str | None
-) -> Subscription:
-    """The subscription a stream request asks for; ``400``/``404`` for bad parameters.
+def subscriptions(
+    spec: PipelineSpec, tenant: str, request: Request, metric: str | None, group_by: str | None
+) -> list[Subscription]:
+    """The subscriptions a stream request asks for; ``400``/``404`` for bad parameters.
 
-    Parameters other than ``metric``, ``group_by`` and ``last_event_id`` are
-    dimension filters, as in ``/series``.
+    ``metric`` (with ``group_by`` and the parameters named after dimensions,
+    filters as in ``/series``) is one; every ``sub`` parameter another.
     """
+    subs = []
+    if metric is not None:
+        filters: dict[str, set[str]] = {}
+        for key, value in request.query_params.multi_items():
+            if key not in _RESERVED:
+                filters.setdefault(key, set()).add(value)
+        groups = None if group_by is None else [g for g in group_by.split(",") if g]
+        subs.append(_subscription(spec, tenant, metric, groups, filters))
+    for raw in request.query_params.getlist("sub"):
+        try:
+            data = orjson.loads(raw)
+            subs.append(
+                _subscription(
+                    spec,
+                    tenant,
+                    str(data["metric"]),
+                    None if data.get("group_by") is None else list(data["group_by"]),
+                    {str(k): set(v) for k, v in (data.get("filters") or {}).items()},
+                )
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ApiError(
+                400, "invalid_sub", f'sub takes {{"metric": ..., "group_by": [...]}}: {exc}'
+            ) from exc
+    if not 1 <= len(subs) <= MAX_SUBSCRIPTIONS:
+        raise ApiError(
+            400, "invalid_sub", f"1 to {MAX_SUBSCRIPTIONS} subscriptions (metric= or sub=)"
+        )
+    return subs
+
+
+def _subscription(
+    spec: PipelineSpec,
+    tenant: str,
+    metric: str,
+    groups: list[str] | None,
+    filters: dict[str, set[str]],
+) -> Subscription:
     found = spec.metric(metric)
     if found is None:
         if spec.ratio(metric) is not None:
             raise ApiError(400, "not_streamed", f"{metric!r} is a ratio: stream its parts")
         raise ApiError(404, "unknown_metric", f"no metric named {metric!r}")
-    groups = None if group_by is None else tuple(g for g in group_by.split(",") if g)
-    filters: dict[str, set[str]] = {}
-    for key, value in request.query_params.multi_items():
-        if key not in _RESERVED:
-            filters.setdefault(key, set()).add(value)
     for name in [*(groups or ()), *filters]:
         if name not in found.dimensions:
             raise ApiError(400, "unknown_dimension", f"metric {metric!r} has no dimension {name!r}")
     return Subscription(
         tenant,
         metric,
-        groups,
+        None if groups is None else tuple(groups),
         tuple(sorted((k, frozenset(v)) for k, v in filters.items())),
     )
 
@@ -94,10 +132,10 @@ class EventStreamResponse(StreamingResponse):
             await until_done(partial(self.listen_for_disconnect, receive))
 
 
-def sse_response(hub: LiveHub, sub: Subscription, last_id: str | None) -> StreamingResponse:
-    """The SSE response of ``sub`` from ``last_id``."""
+def sse_response(hub: LiveHub, subs: list[Subscription], last_id: str | None) -> StreamingResponse:
+    """The SSE response of ``subs`` from ``last_id``."""
     return EventStreamResponse(
-        _events(hub, sub, last_id),
+        _events(hub, subs, last_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -115,7 +153,7 @@ async def stream(
     app: ServicesDep,
     spec: Spec,
     tenant: Tenant,
-    metric: str = Query(description="The metric to follow."),
+    metric: str | None = Query(None, description="The metric to follow."),
     group_by: str | None = Query(
         None, description="Comma-separated dimensions to merge series by; empty merges all."
     ),
@@ -123,13 +161,15 @@ async def stream(
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     """Changed windows of ``metric`` for the caller's tenant, as they are written."""
-    sub = subscription(spec, tenant, request, metric, group_by)
-    return sse_response(app.live, sub, resume_id(last_event_header, last_event_id))
+    subs = subscriptions(spec, tenant, request, metric, group_by)
+    return sse_response(app.live, subs, resume_id(last_event_header, last_event_id))
 
 
-async def _events(hub: LiveHub, sub: Subscription, last_id: str | None) -> AsyncIterator[bytes]:
+async def _events(
+    hub: LiveHub, subs: list[Subscription], last_id: str | None
+) -> AsyncIterator[bytes]:
     first = True
-    async for batch in hub.subscribe(sub, last_id, heartbeat_s=HEARTBEAT_SECONDS):
+    async for batch in hub.subscribe(subs, last_id, heartbeat_s=HEARTBEAT_SECONDS):
         yield _encode(batch, first)
         first = False
 
