@@ -27,11 +27,13 @@ from riffle.api.errors import install_error_handlers
 from riffle.api.live import LiveHub
 from riffle.api.provision import provision, provision_tenants
 from riffle.api.ratelimit import RateLimitHeaders
+from riffle.api.render import Renderer
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
 from riffle.api.routes import alerts as alert_routes
 from riffle.api.routes import dashboards as dashboard_routes
 from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import export as export_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
@@ -75,6 +77,7 @@ def create_app(
             client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
         ),
         live=LiveHub(settings.redis_url, hot, spec, registry),
+        renderer=Renderer(registry),
     )
 
     collect = build_collect(settings, client, services.warehouse)
@@ -124,6 +127,7 @@ def create_app(
     app.include_router(schemas.router)
     app.include_router(keys.router)
     app.include_router(dashboard_routes.router)
+    app.include_router(export_routes.router)
     app.include_router(shared_routes.router)
     app.include_router(ui_router(registry))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.live import LiveHub
+from riffle.api.render import Renderer
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.errors import SinkError
@@ -52,6 +53,7 @@ class Services:
     registry: CollectorRegistry
     query_cache: QueryCache
     live: LiveHub
+    renderer: Renderer
 
 
 def services(request: Request) -> Services:

@@ -145,9 +145,10 @@ function buildGrid() {
   for (const p of Object.values(S.panels)) if (p.chart) p.chart.dispose();
   S.panels = {};
   const grid = $("#grid"); grid.textContent = "";
-  const panels = S.render ? S.dash.panels.filter((p) => p.id === S.render.panel) : S.dash.panels;
+  const one = S.render && S.render.panel;
+  const panels = one ? S.dash.panels.filter((p) => p.id === S.render.panel) : S.dash.panels;
   for (const panel of panels) {
-    const view = S.render ? { ...panel, layout: { x: 0, y: 0, w: 12, h: panel.layout.h } } : panel;
+    const view = one ? { ...panel, layout: { x: 0, y: 0, w: 12, h: panel.layout.h } } : panel;
     const el = panelEl(view);
     grid.append(el);
     S.panels[panel.id] = { panel, el, groups: new Map(), chart: null, stepMs: 60000, items: [] };
@@ -253,13 +254,13 @@ function seriesOption(state) {
     const firstPartial = pts.findIndex(([, p]) => p.partial);
     const name = label(g.dims);
     if (bars) {
-      series.push({ name, type: "bar", stack: "all", data: pts.map(([t, p]) => ({
+      series.push({ name, type: "bar", stack: "all", barMaxWidth: 28, data: pts.map(([t, p]) => ({
         value: [t, p.value],
         itemStyle: p.partial ? { opacity: 0.45, decal: { symbol: "rect", dashArrayX: [1, 0], dashArrayY: [2, 3], rotation: -0.7 } } : undefined,
       })) });
       continue;
     }
-    series.push({ name, type: "line", showSymbol: false, data: finals, stack: stacked ? "all" : undefined,
+    series.push({ name, type: "line", showSymbol: finals.length < 3, data: finals, stack: stacked ? "all" : undefined,
       areaStyle: stacked ? { opacity: 0.35 } : undefined, emphasis: { focus: "series" } });
     if (firstPartial >= 0) {
       const tail = pts.slice(Math.max(0, firstPartial - 1)).map(([t, p]) => [t, p.value]);
@@ -302,7 +303,7 @@ function quantileOption(state) {
       series.push({ name: lo, type: "line", stack: "q", symbol: "none", lineStyle: { opacity: 0 }, data: pts.map(([t, p]) => [t, p.detail[lo]]) });
       series.push({ name: `${lo}–${hi}`, type: "line", stack: "q", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { opacity: 0.3 },
         data: pts.map(([t, p]) => [t, p.detail[hi] - p.detail[lo]]) });
-      series.push({ name: mid, type: "line", showSymbol: false, data: pts.map(([t, p]) => [t, p.detail[mid]]) });
+      series.push({ name: mid, type: "line", showSymbol: pts.length < 3, data: pts.map(([t, p]) => [t, p.detail[mid]]) });
       series.push({ name: hi, type: "line", showSymbol: false, lineStyle: { type: "dashed", width: 1 }, data: pts.map(([t, p]) => [t, p.detail[hi]]) });
     }
   }
@@ -336,10 +337,11 @@ function heatmapOption(state) {
   const max = Math.max(1, ...data.map((d) => d[2]));
   return {
     tooltip: { position: "top", valueFormatter: (v) => fmt.format(v) },
-    grid: { left: 8, right: 8, top: 8, bottom: 44, containLabel: true },
+    grid: { left: 8, right: 70, top: 8, bottom: 8, containLabel: true },
     xAxis: { type: "category", data: [...Array(24).keys()].map((h) => `${h}`), splitArea: { show: true } },
     yAxis: { type: "category", data: days, splitArea: { show: true } },
-    visualMap: { min: 0, max, calculable: true, orient: "horizontal", left: "center", bottom: 0, itemHeight: 80, textStyle: { fontSize: 10 } },
+    visualMap: { min: 0, max, calculable: true, orient: "vertical", right: 4, top: "middle", itemHeight: 90,
+      textStyle: { fontSize: 10 }, formatter: (v) => compact.format(v) },
     series: [{ type: "heatmap", data }],
   };
 }
@@ -622,7 +624,10 @@ async function start() {
   const params = new URLSearchParams(location.search);
   const savedTheme = params.get("theme") || localStorage.getItem("riffle.theme");
   if (savedTheme) document.documentElement.dataset.theme = savedTheme;
-  if (params.get("panel")) { S.render = { panel: params.get("panel"), svg: params.get("renderer") === "svg" }; document.body.classList.add("render"); }
+  if (params.get("panel") || params.get("print")) {
+    S.render = { panel: params.get("panel"), svg: params.get("renderer") === "svg" || !!params.get("print") };
+    document.body.classList.add("render");
+  }
   if (location.pathname.endsWith("/shared")) {
     S.share = location.hash.slice(1);
     document.body.classList.add("shared");
