@@ -230,7 +230,7 @@ function timeAxis() {
   return {
     type: "time", min: a, max: b,
     axisLabel: { hideOverlap: true, formatter: (v) => zoned(v, (b - a) > 2 * 864e5
-      ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" }) },
+      ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit", hour12: false }) },
   };
 }
 function valueAxis() {
@@ -495,7 +495,7 @@ function rangeIsLive() { return S.range.end === "now"; }
 async function reloadAll(restream) {
   await loadMarks();
   await Promise.all(Object.keys(S.panels).map(loadPanel));
-  if (restream) { S.lastId = null; openStream(); }
+  if (restream) openStream();  // resumes after the last id seen: nothing written meanwhile is missed
   document.body.dataset.ready = "1";
 }
 function setRefresh(value) {
