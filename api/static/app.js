@@ -246,25 +246,31 @@ function sortedGroups(state) {
 function seriesOption(state) {
   const { panel } = state;
   const series = [];
-  const stacked = panel.type === "area";
-  const bars = panel.type === "bar";
-  for (const g of sortedGroups(state)) {
-    const pts = [...g.points.entries()].sort((x, y) => x[0] - y[0]);
-    const finals = pts.filter(([, p]) => !p.partial).map(([t, p]) => [t, p.value]);
-    const firstPartial = pts.findIndex(([, p]) => p.partial);
+  const stacked = panel.type === "area" || panel.type === "bar";
+  const groups = sortedGroups(state);
+  // Stacks add up point by point: every group gets every time (0 where it had no window).
+  const times = [...new Set(groups.flatMap((g) => [...g.points.keys()]))].sort((x, y) => x - y);
+  for (const g of groups) {
+    const pts = stacked
+      ? times.map((t) => [t, g.points.get(t) || { value: 0, partial: false }])
+      : [...g.points.entries()].sort((x, y) => x[0] - y[0]);
+    // Only the trailing run of partial points is still filling; earlier ones are corrections.
+    let tail = pts.length;
+    while (tail > 0 && pts[tail - 1][1].partial) tail -= 1;
     const name = label(g.dims);
-    if (bars) {
-      series.push({ name, type: "bar", stack: "all", barMaxWidth: 28, data: pts.map(([t, p]) => ({
+    if (panel.type === "bar") {
+      series.push({ name, type: "bar", stack: "all", barMaxWidth: 28, data: pts.map(([t, p], i) => ({
         value: [t, p.value],
-        itemStyle: p.partial ? { opacity: 0.45, decal: { symbol: "rect", dashArrayX: [1, 0], dashArrayY: [2, 3], rotation: -0.7 } } : undefined,
+        itemStyle: i >= tail ? { opacity: 0.45, decal: { symbol: "rect", dashArrayX: [1, 0], dashArrayY: [2, 3], rotation: -0.7 } } : undefined,
       })) });
       continue;
     }
-    series.push({ name, type: "line", showSymbol: finals.length < 3, data: finals, stack: stacked ? "all" : undefined,
+    const solid = pts.slice(0, tail).map(([t, p]) => [t, p.value]);
+    series.push({ name, type: "line", showSymbol: solid.length < 3, data: solid, stack: stacked ? "all" : undefined,
       areaStyle: stacked ? { opacity: 0.35 } : undefined, emphasis: { focus: "series" } });
-    if (firstPartial >= 0) {
-      const tail = pts.slice(Math.max(0, firstPartial - 1)).map(([t, p]) => [t, p.value]);
-      series.push({ name, type: "line", data: tail, symbol: "emptyCircle", symbolSize: 7,
+    if (tail < pts.length) {
+      const open = pts.slice(Math.max(0, tail - 1)).map(([t, p]) => [t, p.value]);
+      series.push({ name, type: "line", data: open, symbol: "emptyCircle", symbolSize: 7,
         lineStyle: { type: "dashed", width: 2 }, stack: stacked ? "partial" : undefined,
         tooltip: { valueFormatter: (v) => `${fmt.format(v)} (partial)` }, z: 3 });
     }

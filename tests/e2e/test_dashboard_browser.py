@@ -52,9 +52,21 @@ refresh: "off"
 time: {start: -30m, end: now}
 variables: [{name: country, label: Country}]
 panels:
-  - {id: now, title: Views this minute, type: stat, query: {metric: views}, layout: {x: 0, y: 0, w: 4, h: 3}}
-  - {id: series, title: Views by country, type: timeseries, query: {metric: views, by: [country]}, layout: {x: 4, y: 0, w: 8, h: 3}}
-  - {id: top, title: Top countries, type: topk, query: {kind: top, metric: views, by: [country]}, layout: {x: 0, y: 3, w: 6, h: 3}}
+  - id: now
+    title: Views this minute
+    type: stat
+    query: {metric: views}
+    layout: {x: 0, y: 0, w: 4, h: 3}
+  - id: series
+    title: Views by country
+    type: timeseries
+    query: {metric: views, by: [country]}
+    layout: {x: 4, y: 0, w: 8, h: 3}
+  - id: top
+    title: Top countries
+    type: topk
+    query: {kind: top, metric: views, by: [country]}
+    layout: {x: 0, y: 3, w: 6, h: 3}
 """
 MIN = 60_000
 

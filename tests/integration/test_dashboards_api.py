@@ -126,7 +126,7 @@ def test_share_token_reads_only_its_dashboard_until_revoked(served: Served) -> N
                 1,
             )
             for c, n in (("de", 5), ("fr", 3))
-        ]  # fmt: skip
+        ]
     )
     made = admin.post("/v1/dashboards/views/shares", json={"expires_in": "1h"})
     assert made.status_code == 201, made.text
