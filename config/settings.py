@@ -221,14 +221,6 @@ class Settings(BaseSettings):
         SecretStr("change-me"),
         description="Key of the HMAC that signs dashboard share links; set it outside development.",
     )
-    scheduler_lease_seconds: float = Field(
-        15.0,
-        gt=0,
-        description="The running scheduler's lease in Redis; a standby takes over after this.",
-    )
-    scheduler_metrics_port: int = Field(
-        9466, ge=0, description="Port of the scheduler's Prometheus /metrics (0: off)."
-    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
