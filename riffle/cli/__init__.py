@@ -17,6 +17,7 @@ from __future__ import annotations
 import typer
 
 from riffle.cli import (
+    dashboards,
     keys,
     models,
     processes,
@@ -46,6 +47,7 @@ app.add_typer(warehouse.app, name="warehouse")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
+app.add_typer(dashboards.app, name="dashboards")
 
 
 @app.callback()
