@@ -25,7 +25,7 @@ from riffle.api.ratelimit import RateLimitHeaders
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
 from riffle.api.routes import alerts as alert_routes
-from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import deadletters, grafana, health, ingest, keys, metrics, query, schemas
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
@@ -87,6 +87,7 @@ def create_app(
     read = [Depends(require_scope("read"))]
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
+    app.include_router(grafana.router, dependencies=read)
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)
