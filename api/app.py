@@ -21,6 +21,7 @@ from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services
 from riffle.api.errors import install_error_handlers
+from riffle.api.graphql.router import graphql_router
 from riffle.api.ratelimit import RateLimitHeaders
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
     app.include_router(grafana.router, dependencies=read)
+    app.include_router(graphql_router(settings, registry))
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)
