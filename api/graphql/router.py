@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.fastapi import GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from riffle.api.graphql.context import GraphContext, context
 from riffle.api.graphql.limits import cost_histogram, limits, operation_log
@@ -32,7 +33,16 @@ def _masked(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-def build_schema(registry: CollectorRegistry | None = None) -> strawberry.Schema:
+class RiffleSchema(strawberry.Schema):
+    """Logs only the errors a client did not cause (they are masked in the answer)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        super().process_errors([e for e in errors if _masked(e)], execution_context)
+
+
+def build_schema(registry: CollectorRegistry | None = None) -> RiffleSchema:
     """The schema with its limits; operation costs go to ``registry`` when one is given."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         *limits(),
@@ -40,7 +50,7 @@ def build_schema(registry: CollectorRegistry | None = None) -> strawberry.Schema
     ]
     if registry is not None:
         extensions.append(operation_log(cost_histogram(registry)))
-    return strawberry.Schema(
+    return RiffleSchema(
         query=Query,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS, sort_schema=True),

@@ -28,7 +28,7 @@ from riffle.api.routes.metrics import _metric
 from riffle.api.routes.models import get_forecasts, list_anomalies
 from riffle.api.routes.predictions import get_prediction
 from riffle.api.routes.query import _step, query_answer, top_answer
-from riffle.config.spec import MetricSpec
+from riffle.config.spec import MetricSpec, PipelineSpec
 from riffle.operators.records import FAILURE_TYPES
 
 Ctx = Info[GraphContext, None]
@@ -106,18 +106,21 @@ def _metric_of(spec_metric: MetricSpec, ratio: Any = None) -> Metric:
     )
 
 
+def _all_metrics(spec: PipelineSpec) -> list[Metric]:
+    return [_metric_of(m) for m in spec.metrics] + [
+        _metric_of(as_metric(spec, r), r) for r in spec.ratios
+    ]
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Every metric and ratio of the spec, in spec order.")
     def metrics(self, info: Ctx) -> list[Metric]:
-        spec = info.context.app.spec
-        return [_metric_of(m) for m in spec.metrics] + [
-            _metric_of(as_metric(spec, r), r) for r in spec.ratios
-        ]
+        return _all_metrics(info.context.app.spec)
 
     @strawberry.field(description="One metric or ratio by name; null when there is none.")
     def metric(self, info: Ctx, name: str) -> Metric | None:
-        return next((m for m in self.metrics(info) if m.name == name), None)
+        return next((m for m in _all_metrics(info.context.app.spec) if m.name == name), None)
 
     @strawberry.field(
         description="A metric rolled up to `step` (1m, 1h, 1d; default the finest that fits "
