@@ -269,6 +269,22 @@ def frames(
     ]
 
 
+def annotation_table(notes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Annotation events as the table Grafana maps to annotations (tags comma-joined)."""
+    columns = [
+        {"text": "time", "type": "time"},
+        {"text": "timeEnd", "type": "time"},
+        {"text": "title", "type": "string"},
+        {"text": "text", "type": "string"},
+        {"text": "tags", "type": "string"},
+    ]
+    rows = [
+        [n["time"], n.get("timeEnd", n["time"]), n["title"], n["text"], ",".join(n["tags"])]
+        for n in notes
+    ]
+    return {"type": "table", "columns": columns, "rows": rows}
+
+
 def metric_config(metric: MetricSpec, is_ratio: bool) -> dict[str, Any]:
     """One entry of ``/metrics``: the metric and its payload options (group-by, field,
     format, and one multi-select filter per dimension whose values load on demand)."""

@@ -34,6 +34,9 @@ from riffle.api.routes.models import list_anomalies
 from riffle.api.routes.query import query_answer
 from riffle.api.times import format_instant
 from riffle.config.spec import MetricSpec, PipelineSpec
+from riffle.sinks.redis.model_results import RedisModelStore
+from riffle.sinks.warehouse.alert_history import WarehouseAlerts
+from riffle.sinks.warehouse.model_results import ModelStore
 
 MAX_ANNOTATIONS = 1_000
 """Most annotations of each kind in one answer."""
@@ -106,19 +109,35 @@ def payload_options(
     return proto.options(dimension_values(app, tenant, _stored(app.spec, body.metric), body.name))
 
 
-@router.post("/query", operation_id="grafanaQuery", summary="Panel data")
-def query(body: proto.QueryBody, app: ServicesDep, tenant: Tenant) -> list[dict[str, Any]]:
+@router.post("/query", operation_id="grafanaQuery", summary="Panel data and annotations")
+def query(
+    body: proto.QueryBody,
+    app: ServicesDep,
+    tenant: Tenant,
+    history: AlertHistory,
+    warm: ModelResults,
+    hot: HotModelResults,
+) -> list[dict[str, Any]]:
     """One time series per group (or one table) per target, over the dashboard's range.
 
     The step is the finest multiple of the metric's window that is at least
     ``intervalMs`` and keeps each series within ``maxDataPoints``; hours and
     days follow the tenant's time zone. Payload keys named after dimensions,
-    and ad-hoc filters (``=``), filter the series.
+    and ad-hoc filters (``=``), filter the series. A target ``@alerts`` or
+    ``@anomalies`` (as plugin versions that send annotation queries through
+    ``/query`` do) answers the annotations of ``/annotations`` as a table of
+    ``time``, ``timeEnd``, ``title``, ``text`` and ``tags``.
     """
     start_ms, end_ms = proto.instants(body.range)
     out: list[dict[str, Any]] = []
     for target in body.targets:
         if target.hide or not target.target:
+            continue
+        if target.target.startswith("@"):
+            notes = _annotations(
+                app, tenant, history, warm, hot, target.target[1:], {}, start_ms, end_ms
+            )
+            out.append(proto.annotation_table(notes))
             continue
         metric, is_ratio = _resolve(app.spec, target.target)
         payload = proto.payload_of(target)
@@ -203,15 +222,38 @@ def list_annotations(
     ``alerts <rule>``, ``anomalies`` or ``anomalies <metric>``.
     """
     start_ms, end_ms = proto.instants(body.range)
-    kind, _, rest = body.annotation.query.strip().partition(" ")
+    return _annotations(
+        app,
+        tenant,
+        history,
+        warm,
+        hot,
+        body.annotation.query,
+        body.annotation.model_dump(),
+        start_ms,
+        end_ms,
+    )
+
+
+def _annotations(
+    app: Services,
+    tenant: str,
+    history: WarehouseAlerts,
+    warm: ModelStore,
+    hot: RedisModelStore,
+    query: str,
+    echo: dict[str, Any],
+    start_ms: int,
+    end_ms: int,
+) -> list[dict[str, Any]]:
+    kind, _, rest = query.strip().partition(" ")
     subject = rest.strip() or None
     if kind not in ("", "alerts", "anomalies"):
         raise ApiError(
             400,
             "invalid_annotation",
-            f"annotation query {body.annotation.query!r}: alerts [rule] | anomalies [metric]",
+            f"annotation query {query!r}: alerts [rule] | anomalies [metric]",
         )
-    echo = body.annotation.model_dump()
     out: list[dict[str, Any]] = []
     if kind in ("", "alerts"):
         rows = history.history(tenant, start_ms, end_ms, rule=subject, limit=MAX_ANNOTATIONS)

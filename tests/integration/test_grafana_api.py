@@ -8,12 +8,14 @@ is not installable here: these request and response shapes are the proof.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from riffle.api.times import format_instant
+from riffle.dashboards import ALL, as_json, spec_dashboard
 from tests.conftest import RedisTarget
 from tests.integration.readapi_support import COUNTRIES, HOUR, MIN, World
 
@@ -298,3 +300,31 @@ def test_grafana_and_rest_give_the_same_numbers(world: World) -> None:
         for v, ts in s["datapoints"]
     }
     assert from_panel == from_rest
+
+
+def test_the_generated_dashboard_runs_against_the_datasource(world: World) -> None:
+    """Every panel target and variable of `riffle grafana dashboards` answers, with variables
+    at "All" (the dashboard's allValue) and annotations sent through /query."""
+    http = _client(world)
+    board = json.loads(as_json(spec_dashboard(world.app.state.services.spec)))
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            answer = http.post("/grafana/variable", json={"payload": variable["query"]["query"]})
+            assert answer.status_code == 200 and answer.json(), variable
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            payload = {k: ALL for k in target["payload"]}  # $dimension at All
+            body = _query(world, [{**target, "payload": payload}])
+            answer = http.post("/grafana/query", json=body)
+            assert answer.status_code == 200, (panel["title"], answer.text)
+            assert answer.json()[0]["datapoints"], panel["title"]
+    for note in board["annotations"]["list"]:
+        body = _query(world, [note["target"]])
+        [table] = http.post("/grafana/query", json=body).json()
+        assert [c["text"] for c in table["columns"]] == ["time", "timeEnd", "title", "text", "tags"]
+        assert table["rows"], note["name"]
+    alerts = http.post("/grafana/query", json=_query(world, [{"target": "@alerts high_revenue"}]))
+    assert [row[4] for row in alerts.json()[0]["rows"]] == [
+        "alert,high_revenue,firing,page",
+        "alert,high_revenue,normal,page",
+    ]
