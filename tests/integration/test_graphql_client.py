@@ -207,8 +207,9 @@ def test_fuzzed_documents_never_fail_the_server(keyed: TestClient, document: str
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1_800)
 @settings(
-    max_examples=2_000,
+    max_examples=1_000,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
