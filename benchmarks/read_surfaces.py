@@ -143,16 +143,18 @@ def main() -> None:
             rate_tenant_requests=100_000,
         )
         now = int(time.time() * 1000)
-        _store(settings, db, args.series, now)
-        with serve(settings) as served:
-            headers = {"X-API-Key": served.key("bench", ["read"])}
-            configure_logging("WARNING", "console")
-            with httpx.Client(base_url=served.url, headers=headers, timeout=60) as http:
-                _run(http, now, args.requests)
         client = redis.Redis.from_url(settings.redis_url)
-        keys = list(client.scan_iter(match=f"{settings.redis_prefix}*"))
-        if keys:
-            client.delete(*keys)
+        try:
+            _store(settings, db, args.series, now)
+            with serve(settings) as served:
+                headers = {"X-API-Key": served.key("bench", ["read"])}
+                configure_logging("WARNING", "console")
+                with httpx.Client(base_url=served.url, headers=headers, timeout=60) as http:
+                    _run(http, now, args.requests)
+        finally:
+            keys = list(client.scan_iter(match=f"{settings.redis_prefix}*"))
+            if keys:
+                client.delete(*keys)
 
 
 Ask = Callable[[httpx.Client, int, int], httpx.Response]
