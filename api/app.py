@@ -24,6 +24,7 @@ from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services, dashboard_store
 from riffle.api.errors import install_error_handlers
+from riffle.api.graphql.router import graphql_router
 from riffle.api.live import LiveHub
 from riffle.api.provision import provision, provision_tenants
 from riffle.api.ratelimit import RateLimitHeaders
@@ -32,7 +33,7 @@ from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
 from riffle.api.routes import alerts as alert_routes
 from riffle.api.routes import dashboards as dashboard_routes
-from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import deadletters, grafana, health, ingest, keys, metrics, query, schemas
 from riffle.api.routes import export as export_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
@@ -114,6 +115,8 @@ def create_app(
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
     app.include_router(stream_routes.router, dependencies=read)
+    app.include_router(grafana.router, dependencies=read)
+    app.include_router(graphql_router(settings, registry))
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)
