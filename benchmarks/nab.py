@@ -92,6 +92,10 @@ VARIANTS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
         ("point 0.5", {"point": 0.5}),
         ("anomaly 0.30", {"anomaly": 0.30, "warning": 0.27}),
         ("anomaly 0.44", {"anomaly": 0.44}),
+        ("novelty x0.6", {"context_weight": 0.6}),
+        ("novelty x1", {"context_weight": 1.0}),
+        ("8 bands", {"levels": 8}),
+        ("12 bands", {"levels": 12}),
     ),
 }
 """Per detector, the alternatives to its defaults that the leave-one-family-out
