@@ -113,6 +113,8 @@ class SeasonalLikelihoodDetector:
     ) -> None:
         if not 0 <= shape <= min(3, context):
             raise ModelError(f"shape must be within 0..{min(3, context)}, got {shape}")
+        if probation < 1:
+            raise ModelError(f"probation must be at least 1 point, got {probation}")
         self.levels = levels
         self.context = context
         self.context_weight = context_weight
@@ -269,7 +271,11 @@ class SeasonalLikelihoodDetector:
         # Contextual novelty: a level, or a level after the recent ones, never seen before.
         novelty = self._novelty(x)
         if n > self.warmup:
-            score = max(score, self.context_weight * novelty)
+            # The fact memory is trusted by degrees: no weight during the
+            # probation, full weight after a second one (new facts are common
+            # while it fills, and most of them are not incidents).
+            maturity = min(1.0, max(0.0, (n - self.probation) / self.probation))
+            score = max(score, self.context_weight * maturity * novelty)
             # After an alert the series rests: one alert per incident.
             if self._quiet_left > 0:
                 self._quiet_left -= 1
