@@ -88,6 +88,8 @@ VARIANTS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
         ("defaults", {}),
         ("rest 0.1", {"rest": 0.1}),
         ("rest 0.3", {"rest": 0.3}),
+        ("mature 0.5", {"mature": 0.5}),
+        ("mature 1.5", {"mature": 1.5}),
         ("point 0", {"point": 0.0}),
         ("point 0.5", {"point": 0.5}),
         ("anomaly 0.30", {"anomaly": 0.30, "warning": 0.27}),

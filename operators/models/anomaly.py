@@ -60,6 +60,8 @@ class SeasonalLikelihoodDetector:
         "_seas_err",
         "_seas_n",
         "_shape_seen",
+        "_slot_mu1",
+        "_slot_var1",
         "_var",
         "_var1",
         "alpha",
@@ -73,6 +75,7 @@ class SeasonalLikelihoodDetector:
         "half",
         "levels",
         "long_alpha",
+        "mature",
         "period_ms",
         "point",
         "probation",
@@ -109,17 +112,19 @@ class SeasonalLikelihoodDetector:
         context_weight: float = 0.8,
         probation: int = 500,
         rest: float = 0.2,
+        mature: float = 1.0,
         shape: int = 2,
     ) -> None:
         if not 0 <= shape <= min(3, context):
             raise ModelError(f"shape must be within 0..{min(3, context)}, got {shape}")
-        if probation < 1:
-            raise ModelError(f"probation must be at least 1 point, got {probation}")
+        if probation < 1 or mature < 0:
+            raise ModelError(f"probation must be >= 1 and mature >= 0, got {probation}, {mature}")
         self.levels = levels
         self.context = context
         self.context_weight = context_weight
         self.probation = probation
         self.rest = rest
+        self.mature = mature
         self.quiet = round(rest * probation)
         self._quiet_left = 0
         self._ctx_lo = math.inf
@@ -140,6 +145,9 @@ class SeasonalLikelihoodDetector:
         self.point = point
         self._mu1 = 0.0
         self._var1 = 0.0
+        # The single surprises of each seasonal slot: their mean and variance.
+        self._slot_mu1 = [0.0] * bins
+        self._slot_var1 = [0.0] * bins
         self.half = half
         self.decay = decay
         self.damp = damp
@@ -258,8 +266,13 @@ class SeasonalLikelihoodDetector:
             # -log10 of the upper tail, squashed into [0, 1) without ties at the top.
             evidence = -math.log10(max(0.5 * math.erfc(z / _SQRT2), 1e-300))
             if self.point and self._var1 > 0.0:
-                # A single outlier is diluted in the mean: its own likelihood counts too.
-                z1 = (surprise - self._mu1) / math.sqrt(self._var1)
+                # A single outlier is diluted in the mean: its own likelihood counts
+                # too, against the series' single surprises or, if they are larger,
+                # this time of day's (a spike that recurs at this hour is no news).
+                mu1, var1 = self._mu1, self._var1
+                if seasonal:
+                    mu1, var1 = max(mu1, self._slot_mu1[slot]), max(var1, self._slot_var1[slot])
+                z1 = (surprise - mu1) / math.sqrt(var1)
                 point = -math.log10(max(0.5 * math.erfc(z1 / _SQRT2), 1e-300))
                 evidence = max(evidence, self.point * point)
             score = evidence / (evidence + self.half)
@@ -272,9 +285,10 @@ class SeasonalLikelihoodDetector:
         novelty = self._novelty(x)
         if n > self.warmup:
             # The fact memory is trusted by degrees: no weight during the
-            # probation, full weight after a second one (new facts are common
-            # while it fills, and most of them are not incidents).
-            maturity = min(1.0, max(0.0, (n - self.probation) / self.probation))
+            # probation, full weight ``mature`` probations later (new facts are
+            # common while it fills, and most of them are not incidents).
+            ramp = self.mature * self.probation
+            maturity = min(1.0, max(0.0, (n - self.probation) / ramp)) if ramp else 1.0
             score = max(score, self.context_weight * maturity * novelty)
             # After an alert the series rests: one alert per incident.
             if self._quiet_left > 0:
@@ -292,6 +306,11 @@ class SeasonalLikelihoodDetector:
             delta = surprise - self._mu1
             self._mu1 += la * delta
             self._var1 = (1 - la) * (self._var1 + la * delta * delta)
+            # A slot sees one point in ``bins``: the same memory in time.
+            rate = max(1.0 / (self._seas_n[slot] + 1), min(1.0, self.bins * self.long_alpha))
+            delta = surprise - self._slot_mu1[slot]
+            self._slot_mu1[slot] += rate * delta
+            self._slot_var1[slot] = (1 - rate) * (self._slot_var1[slot] + rate * delta * delta)
         # Learn the value.
         a = 1.0 / (n + 1) if n < 1.0 / self.alpha else self.alpha
         r = x - self._level
