@@ -7,11 +7,15 @@ the series explains it. Surprises are not comparable
 across series (noise, spikiness and scale differ), so they are turned into
 a score with an anomaly likelihood in the spirit of Numenta's: the mean of
 the last few surprises is compared with the long-run distribution of that
-mean, and the Gaussian tail probability is log-scaled into [0, 1]. The
-series calibrates itself; nothing is tuned per series.
+mean (and a single surprise with the wider of the series' and its time of
+day's distribution of single surprises), and the Gaussian tail probability
+is log-scaled into [0, 1]. A second score, in the spirit of CAD-OSE, is the
+share of the value's quantised contexts never seen before; it is trusted by
+degrees as the series outlives its probation. The series calibrates
+itself; nothing is tuned per series.
 
-The state is a few dozen floats plus one small list per seasonal bin, so a
-snapshot stays cheap.
+The state is a few dozen floats, a few small lists per seasonal bin and two
+bitmaps of seen contexts, so a snapshot stays under 4 KB.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ class SeasonalLikelihoodDetector:
     each detector its file's, ``min(15 % of the rows, 750)``); after a score
     reaches ``anomaly`` the next ``rest * probation`` scores are 0, as
     CAD-OSE rests for a fifth of the probation: one alert per incident. The
-    default 500 keeps the dataflow's rest at the 100 points it had.
+    novelty weighs nothing during the probation and its full
+    ``context_weight`` ``mature`` probations later. The default 500 keeps
+    the dataflow's rest at the 100 points it had.
     """
 
     name = "riffle"
