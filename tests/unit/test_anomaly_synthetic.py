@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from operators.models.anomaly import SeasonalLikelihoodDetector
+from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
 
 STEP = 300_000
 N, AT, PROBATION = 3000, 2000, 450

@@ -208,7 +208,7 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
 
 
 def test_riffle_restores_a_snapshot_with_fields_it_dropped() -> None:
-    from operators.models.anomaly import SeasonalLikelihoodDetector
+    from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
 
     det = SeasonalLikelihoodDetector()
     for t, v in _series(1)[:300]:
@@ -225,7 +225,7 @@ def test_riffle_restores_a_snapshot_with_fields_it_dropped() -> None:
 
 
 def test_riffle_needs_a_probation_of_at_least_one_point() -> None:
-    from operators.models.base import ModelError
+    from riffle.operators.models.base import ModelError
 
     with pytest.raises(ModelError, match="probation"):
         make_detector("riffle", probation=0)
