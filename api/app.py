@@ -96,6 +96,7 @@ def create_app(
             log.warning("dashboards_not_provisioned", error=str(exc))
         yield
         await services.live.close()
+        await asyncio.to_thread(services.renderer.close)
         collect.close()
         client.close()
 
