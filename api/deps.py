@@ -121,7 +121,11 @@ def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
 
 def dashboard_store(app: ServicesDep) -> DashboardStore:
     """The dashboards table, saves locked per dashboard in Redis."""
-    client, prefix = app.hot.client, app.hot.prefix
+    return locked_dashboards(app.hot.client, app.hot.prefix, app.warehouse)
+
+
+def locked_dashboards(client: redis.Redis, prefix: str, warehouse: Warehouse) -> DashboardStore:
+    """The dashboards table of ``warehouse``, saves locked per dashboard in Redis."""
 
     @contextmanager
     def lock(name: str) -> Iterator[None]:
@@ -131,7 +135,7 @@ def dashboard_store(app: ServicesDep) -> DashboardStore:
         except redis.exceptions.LockError as exc:
             raise SinkError(f"could not lock {name}: {exc}") from exc
 
-    return DashboardStore(app.warehouse, lock)
+    return DashboardStore(warehouse, lock)
 
 
 def _shares(app: ServicesDep) -> ShareStore:

@@ -277,3 +277,37 @@ class ReportJobs:
         )
         token = sign(self.settings.share_secret.get_secret_value(), share)
         return f"{self.settings.base_url}/ui/shared#{token}"
+
+
+def report_jobs(
+    settings: Settings, registry: CollectorRegistry = REGISTRY, renderer: Renderer | None = None
+) -> ReportJobs:
+    """The report kind for ``settings``' spec, over its Redis and warehouse (connecting on
+    first use), rendering with ``renderer`` (default: a browser of its own)."""
+    import redis
+
+    from riffle.api.deps import locked_dashboards
+    from riffle.config.spec import load_spec
+    from riffle.sinks.redis.windows import RedisWindowStore
+    from riffle.sinks.warehouse.engines import open_warehouse
+
+    spec = load_spec(settings.spec)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+    hot_ttl = int(spec.retention.hot.total_seconds())
+    warehouse = open_warehouse(settings, spec.retention.warehouse)
+    sources = Sources(
+        hot=RedisWindowStore(client, settings.redis_prefix, hot_ttl),
+        warehouse=warehouse,
+        spec=spec,
+        hot_horizon_s=settings.hot_horizon_seconds,
+        hot_ttl_s=hot_ttl,
+    )
+    return ReportJobs(
+        settings,
+        spec,
+        sources,
+        renderer or Renderer(registry),
+        locked_dashboards(client, settings.redis_prefix, warehouse),
+        ShareStore(client, settings.redis_prefix),
+        registry=registry,
+    )

@@ -3,8 +3,9 @@
 One module per command group, each with its own Typer app: :mod:`.processes` (the
 long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
-``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas`` and
-``models``. A new group is a module here and one ``add_typer`` line below.
+``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
+``models``, ``dashboards``, ``scheduler`` (the process, and ``runs``) and
+``reports``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -22,6 +23,8 @@ from riffle.cli import (
     models,
     processes,
     recovery,
+    reports,
+    scheduler,
     schemas,
     settings,
     spec,
@@ -48,6 +51,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(reports.app, name="reports")
 
 
 @app.callback()
