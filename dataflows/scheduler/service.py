@@ -106,7 +106,7 @@ class Scheduler:
                     self._claim(job, due, count, now)
                     cursors[key] = due
                 wake = min(wake, next_due(job.cron, job.zone, max(now, cursors[key])))
-            queued = self.store.queued()
+            queued = sorted(self.store.queued(), key=lambda r: (r.due, r.id))
             self.metrics.queued.set(len(queued))
             for run in queued:
                 if run.job_key not in jobs:

@@ -140,6 +140,4 @@ def test_dashboards_generate_never_drops_panels(tmp_path: Path) -> None:
     from riffle.config.dashboards import load_dashboards
 
     boards = load_dashboards(tmp_path, spec)
-    assert sum(len(b.panels) for b in boards) == sum(
-        3 if m.dimensions else 2 for m in spec.metrics
-    )
+    assert sum(len(b.panels) for b in boards) == sum(3 if m.dimensions else 2 for m in spec.metrics)
