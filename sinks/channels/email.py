@@ -9,11 +9,12 @@ replies are retryable; 5xx replies are not.
 
 A report is one message: its title as subject, the text summary and the HTML
 page as alternatives, its attachments (the PDF) attached, and the dashboard
-link in both bodies.
+link in both bodies; its ``Message-ID`` is a hash of its dedup key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
@@ -52,7 +53,9 @@ def render_report(report: ReportMessage, sender: str, recipients: Sequence[str])
     msg["Subject"] = report.title[:900]
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    msg["Message-ID"] = f"<{report.dedup_key}@riffle>"
+    # A report's key holds ':' and '@' (run id, receiver, channel): hashed, it is a valid id.
+    digest = hashlib.sha256(report.dedup_key.encode()).hexdigest()[:32]
+    msg["Message-ID"] = f"<report-{digest}@riffle>"
     msg["X-Riffle-Dedup-Key"] = report.dedup_key
     link = f"\n\nOpen the dashboard: {report.link}\n" if report.link else "\n"
     msg.set_content(report.text.rstrip() + link)
