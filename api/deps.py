@@ -31,6 +31,7 @@ from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.redis.rules import AlertRuleStore
+from riffle.sinks.redis.schedule import ScheduleStore
 from riffle.sinks.redis.shares import ShareStore
 from riffle.sinks.redis.silences import SilenceStore
 from riffle.sinks.redis.windows import RedisWindowStore
@@ -142,6 +143,10 @@ def _shares(app: ServicesDep) -> ShareStore:
     return ShareStore(app.hot.client, app.hot.prefix)
 
 
+def _schedules(app: ServicesDep) -> ScheduleStore:
+    return ScheduleStore(app.hot.client, app.hot.prefix)
+
+
 Tenant = Annotated[str, Depends(tenant)]
 ApiKey = Annotated[Principal, Depends(principal)]
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]
@@ -161,3 +166,4 @@ Predictions = Annotated[PredictionStore, Depends(_predictions)]
 HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
 Dashboards = Annotated[DashboardStore, Depends(dashboard_store)]
 Shares = Annotated[ShareStore, Depends(_shares)]
+Schedules = Annotated[ScheduleStore, Depends(_schedules)]

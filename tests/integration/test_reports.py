@@ -289,3 +289,38 @@ def test_a_report_of_a_dashboard_links_to_it_over_its_period(
     assert "Web shop daily" in pdf_text(made.pdf, tmp_path)
     again = jobs.make(report, world.day, details)  # a retry keeps the link it made
     assert again.link == made.link
+
+
+def test_the_api_lists_a_tenants_reports_and_their_runs(world: World) -> None:
+    from fastapi.testclient import TestClient
+
+    from riffle.api.app import create_app
+    from tests.api_support import keyed_client
+
+    app = create_app(world.settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"}),
+                     CollectorRegistry())  # fmt: skip
+    store = ScheduleStore(
+        redis.Redis.from_url(world.settings.redis_url), world.settings.redis_prefix
+    )
+    due = world.day[1] + 8 * HOUR
+    details = {"period": {"start": world.day[0], "end": world.day[1]}, "deliveries": [
+        {"receiver": "shop-team", "channel": "email", "status": "delivered", "attempts": 1,
+         "error": None, "at": due}]}  # fmt: skip
+    store.record(Run(run_id("report:daily-shop", due), "report", "daily-shop", TENANT, due,
+                     status="succeeded", attempts=1, started_at=due, finished_at=due + 5,
+                     details=details))  # fmt: skip
+    mine = keyed_client(app, TENANT)
+    [listed] = mine.get("/v1/reports").json()["reports"]
+    assert (listed["name"], listed["schedule"], listed["time_zone"]) == (
+        "daily-shop",
+        "0 8 * * *",
+        ZONE,
+    )
+    assert listed["next_run"].endswith("Z") and listed["last_run"]["status"] == "succeeded"
+    [run] = mine.get("/v1/reports/daily-shop/runs").json()["runs"]
+    assert run["deliveries"][0]["status"] == "delivered" and run["period"] == details["period"]
+    assert mine.get("/v1/reports/nope/runs").status_code == 404
+    other = keyed_client(app, "other-tenant")
+    assert other.get("/v1/reports").json() == {"reports": []}
+    assert other.get("/v1/reports/daily-shop/runs").status_code == 404
+    assert TestClient(app).get("/v1/reports").status_code == 401
