@@ -75,7 +75,7 @@ def main() -> None:
     try:
         for _ in range(600):
             try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
+                if httpx.get(f"{url}/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
