@@ -324,3 +324,47 @@ def test_the_api_lists_a_tenants_reports_and_their_runs(world: World) -> None:
     assert other.get("/v1/reports").json() == {"reports": []}
     assert other.get("/v1/reports/daily-shop/runs").status_code == 404
     assert TestClient(app).get("/v1/reports").status_code == 401
+
+
+def test_riffle_reports_run_makes_one_now_and_records_it(
+    world: World, inbox: tuple[Inbox, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from riffle.cli import app
+    from riffle.config.settings import get_settings
+
+    box, _ = inbox
+    env = {
+        "RIFFLE_SPEC": str(world.settings.spec),
+        "RIFFLE_REDIS_URL": world.settings.redis_url,
+        "RIFFLE_REDIS_PREFIX": world.settings.redis_prefix,
+        "RIFFLE_WAREHOUSE": world.settings.warehouse,
+        "RIFFLE_HOT_HORIZON_SECONDS": "60",
+        "REPORT_HOOK_SECRET": SECRET,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    day = datetime.fromtimestamp(world.day[0] / 1000, ZoneInfo(ZONE)).strftime("%Y-%m-%d")
+
+    def riffle(*args: str) -> Any:
+        get_settings.cache_clear()  # the command reads this test's environment
+        try:
+            return CliRunner().invoke(app, list(args))
+        finally:
+            get_settings.cache_clear()
+
+    bad = riffle("reports", "run", "daily-shop", "--period", "yesterday-ish")
+    assert bad.exit_code == 2 and "a period is last" in bad.output
+    out = tmp_path / "out"
+    made = riffle("reports", "run", "daily-shop", "--period", day, "--out", str(out))
+    assert made.exit_code == 0, made.output
+    pdf = out / f"daily-shop-{day}.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.with_suffix(".html").is_file()
+    assert "shop-team/email: delivered" in made.output
+    assert "shop-team/webhook: delivered" in made.output
+    assert len(box.messages) == 1 and len(world.hook.at("/reports")) == 1
+    listed = riffle("scheduler", "runs", "report:daily-shop")
+    assert listed.exit_code == 0, listed.output
+    assert "report:daily-shop@manual-" in listed.output
+    assert "succeeded attempts=1 trigger=manual" in listed.output
