@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from riffle.api.render import Renderer, RenderUnavailableError
+from riffle.api.render import Renderer
 from riffle.api.reports.figures import Figures, Sources, period_figures
 from riffle.api.reports.render import render_html, summary_text
 from riffle.api.share import sign
@@ -42,7 +42,6 @@ from riffle.config.spec import PipelineSpec
 from riffle.operators.schedule import Job, JobFailedError, period_before, previous_span
 from riffle.sinks.channels.base import Attachment, Channel, ReportMessage, deliver_report
 from riffle.sinks.channels.registry import build_receiver
-from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.schedule import Run
 from riffle.sinks.redis.shares import ShareStore
 from riffle.sinks.warehouse.dashboards import DashboardStore
@@ -151,10 +150,10 @@ class ReportJobs:
             span = self.span_of(report, run)
             details["period"] = {"start": span[0], "end": span[1]}
             made = self.make(report, span, details)
-        except (ReportJobError, RenderUnavailableError, SinkError) as exc:
+            details["bytes"] = len(made.pdf)
+            details = self.deliver(report, run.id, made, details)
+        except RiffleError as exc:  # no dashboard, a template, the browser, a store, a secret
             raise JobFailedError(str(exc), details) from exc
-        details["bytes"] = len(made.pdf)
-        details = self.deliver(report, run.id, made, details)
         failed = [d for d in details["deliveries"] if d["status"] != "delivered"]
         if failed:
             names = ", ".join(f"{d['receiver']}/{d['channel']}" for d in failed)

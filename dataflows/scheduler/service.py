@@ -174,8 +174,6 @@ class Scheduler:
             # Still queued in Redis: the scheduler holding the lease runs it again.
             log.warning("scheduler_state_error", run=run.id, error=str(exc))
             self._lost = self._lost or isinstance(exc, LeaseLostError)
-        except Exception:
-            log.exception("scheduler_run_bug", run=run.id)
         finally:
             with self._lock:
                 self._in_flight.discard(run.id)
@@ -194,6 +192,10 @@ class Scheduler:
             self._finish_attempt(running, str(exc), self._now_ms(), exc.retryable)
         except RiffleError as exc:
             self._finish_attempt(running, str(exc), self._now_ms())
+        except Exception as exc:
+            # A bug in a kind is recorded on its run and backed off; the scheduler goes on.
+            log.exception("scheduler_run_bug", run=run.id)
+            self._finish_attempt(running, f"unexpected error: {exc!r}", self._now_ms())
         else:
             done = running.but(
                 status="succeeded", finished_at=self._now_ms(), error=None, details=details

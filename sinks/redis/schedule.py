@@ -138,15 +138,21 @@ class ScheduleStore:
         pipe.execute()
 
     def runs(self, job_key: str, limit: int = 50) -> list[Run]:
-        """The newest ``limit`` runs of one job, newest first."""
-        ids: list[bytes] = self.client.zrevrange(self.index_key(job_key), 0, max(0, limit - 1))  # type: ignore[assignment]
-        if not ids:
-            return []
-        found = self.client.hmget(self.runs_key, ids)
+        """The newest ``limit`` runs of one job, newest first; :class:`SinkError` when Redis
+        cannot be read."""
+        try:
+            ids: list[bytes] = self.client.zrevrange(self.index_key(job_key), 0, max(0, limit - 1))  # type: ignore[assignment]
+            found = self.client.hmget(self.runs_key, ids) if ids else []
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of scheduled runs failed: {exc}") from exc
         return [Run.from_json(raw) for raw in found if raw is not None]
 
     def get(self, run: str) -> Run | None:
-        raw = self.client.hget(self.runs_key, run)
+        """One run by id; :class:`SinkError` when Redis cannot be read."""
+        try:
+            raw = self.client.hget(self.runs_key, run)
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of a scheduled run failed: {exc}") from exc
         return None if raw is None else Run.from_json(raw)
 
     def _record(self, pipe: redis.client.Pipeline, run: Run) -> None:

@@ -206,3 +206,25 @@ def test_a_standby_takes_over_when_the_holder_stops(store: ScheduleStore) -> Non
     assert (done.status, done.attempts) == ("succeeded", 2)
     holder.close(release=False)
     standby.close()
+
+
+def test_a_bug_in_a_kind_is_recorded_and_backed_off(store: ScheduleStore) -> None:
+    class Broken(Probe):
+        def run(self, run: Run) -> dict[str, Any]:
+            self.calls.append((run.id, run.attempts, {}))
+            raise ValueError("a bug")
+
+    clock, probe = Clock(), Broken("0 * * * *")
+    s = scheduler(store, probe, clock, backoff_s=30)
+    assert s.start(wait_s=5)
+    s.step()
+    clock.now += 3570
+    s.step()
+    settle(s, lambda: len(probe.calls) == 1)
+    for _ in range(3):  # not tried again before its backoff
+        s.step()
+        settle(s)
+    [run] = store.runs("probe:every")
+    assert (run.status, run.attempts, len(probe.calls)) == ("retrying", 1, 1)
+    assert run.error == "unexpected error: ValueError('a bug')"
+    s.close()
