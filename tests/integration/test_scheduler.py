@@ -228,3 +228,44 @@ def test_a_bug_in_a_kind_is_recorded_and_backed_off(store: ScheduleStore) -> Non
     assert (run.status, run.attempts, len(probe.calls)) == ("retrying", 1, 1)
     assert run.error == "unexpected error: ValueError('a bug')"
     s.close()
+
+
+def test_two_scheduler_processes_one_leads_the_other_stands_by(
+    store: ScheduleStore, redis_url: RedisTarget
+) -> None:
+    from riffle.config.settings import Settings
+    from riffle.dataflows.scheduler.run import run_scheduler
+
+    settings = Settings(
+        redis_url=redis_url.url,
+        redis_prefix=store.base.removesuffix(":sched"),
+        scheduler_lease_seconds=1.0,
+        scheduler_metrics_port=0,
+    )
+    stops = [threading.Event(), threading.Event()]
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    threads = [
+        threading.Thread(target=run_scheduler, args=(settings, {"probe": Probe()}, stop, reg))
+        for stop, reg in zip(stops, registries, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+
+    def leaders() -> list[float]:
+        return [r.get_sample_value("riffle_scheduler_leader") or 0.0 for r in registries]
+
+    deadline = time.monotonic() + 10
+    while sorted(leaders()) != [0.0, 1.0]:
+        assert time.monotonic() < deadline, leaders()
+        time.sleep(0.05)
+    first = leaders().index(1.0)
+    stops[first].set()  # the leader stops (and releases): the other takes over
+    threads[first].join(10)
+    deadline = time.monotonic() + 5
+    while leaders()[1 - first] != 1.0:
+        assert time.monotonic() < deadline, leaders()
+        time.sleep(0.05)
+    stops[1 - first].set()
+    threads[1 - first].join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert store.client.get(store.lease.key) is None
