@@ -17,7 +17,6 @@ runs of each job are kept.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -184,10 +183,6 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
 redis.call('HDEL', KEYS[2], unpack(old))
 return extra
 """
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _text(value: bytes | str) -> str:
