@@ -38,6 +38,7 @@ from riffle.api.routes import export as export_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
+from riffle.api.routes import reports as report_routes
 from riffle.api.routes import shared as shared_routes
 from riffle.api.routes import silences as silence_routes
 from riffle.api.routes import stream as stream_routes
@@ -97,6 +98,7 @@ def create_app(
             log.warning("dashboards_not_provisioned", error=str(exc))
         yield
         await services.live.close()
+        await asyncio.to_thread(services.renderer.close)
         collect.close()
         client.close()
 
@@ -132,6 +134,7 @@ def create_app(
     app.include_router(dashboard_routes.router)
     app.include_router(export_routes.router)
     app.include_router(shared_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(ui_router(registry))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     return app

@@ -31,6 +31,7 @@ from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.redis.rules import AlertRuleStore
+from riffle.sinks.redis.schedule import ScheduleStore
 from riffle.sinks.redis.shares import ShareStore
 from riffle.sinks.redis.silences import SilenceStore
 from riffle.sinks.redis.windows import RedisWindowStore
@@ -121,7 +122,11 @@ def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
 
 def dashboard_store(app: ServicesDep) -> DashboardStore:
     """The dashboards table, saves locked per dashboard in Redis."""
-    client, prefix = app.hot.client, app.hot.prefix
+    return locked_dashboards(app.hot.client, app.hot.prefix, app.warehouse)
+
+
+def locked_dashboards(client: redis.Redis, prefix: str, warehouse: Warehouse) -> DashboardStore:
+    """The dashboards table of ``warehouse``, saves locked per dashboard in Redis."""
 
     @contextmanager
     def lock(name: str) -> Iterator[None]:
@@ -131,11 +136,15 @@ def dashboard_store(app: ServicesDep) -> DashboardStore:
         except redis.exceptions.LockError as exc:
             raise SinkError(f"could not lock {name}: {exc}") from exc
 
-    return DashboardStore(app.warehouse, lock)
+    return DashboardStore(warehouse, lock)
 
 
 def _shares(app: ServicesDep) -> ShareStore:
     return ShareStore(app.hot.client, app.hot.prefix)
+
+
+def _schedules(app: ServicesDep) -> ScheduleStore:
+    return ScheduleStore(app.hot.client, app.hot.prefix)
 
 
 Tenant = Annotated[str, Depends(tenant)]
@@ -157,3 +166,4 @@ Predictions = Annotated[PredictionStore, Depends(_predictions)]
 HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
 Dashboards = Annotated[DashboardStore, Depends(dashboard_store)]
 Shares = Annotated[ShareStore, Depends(_shares)]
+Schedules = Annotated[ScheduleStore, Depends(_schedules)]

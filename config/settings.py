@@ -212,6 +212,29 @@ class Settings(BaseSettings):
     notify_metrics_port: int = Field(
         9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
+    scheduler_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="The running scheduler's lease in Redis; a standby takes over after this.",
+    )
+    scheduler_workers: int = Field(2, ge=1, description="Scheduled runs executed at once.")
+    scheduler_max_attempts: int = Field(
+        5, ge=1, le=50, description="Attempts at a scheduled run before it is recorded failed."
+    )
+    scheduler_backoff_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Wait before a run's second attempt; it doubles per attempt (at most 1 h).",
+    )
+    scheduler_metrics_port: int = Field(
+        9466, ge=0, description="Port of the scheduler's Prometheus /metrics (0: off)."
+    )
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s]+)?$",
+        description="The API's address as people reach it, for links in reports "
+        "(default http://RIFFLE_API_HOST:RIFFLE_API_PORT).",
+    )
     dashboards_dir: Path = Field(
         DASHBOARDS_DIR,
         description="Dashboards provisioned to every tenant at API start (*.yaml); "
@@ -253,6 +276,11 @@ class Settings(BaseSettings):
             "RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb or "
             f"bigquery://project/dataset (got {value!r})"
         )
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the API: ``public_url``, else the API's own address."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def kafka_servers(self) -> str:

@@ -186,8 +186,11 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
             "api": ["api"],
             "producer": ["demo-produce", "--rate", f"{rate:g}"],
         }
-        if load_spec(settings.spec).notifications is not None or settings.alert_webhook_url:
+        spec = load_spec(settings.spec)
+        if spec.notifications is not None or settings.alert_webhook_url:
             commands["notifier"] = ["notify"]  # delivers alert notifications (docs/alerts.md)
+        if spec.reports:
+            commands["scheduler"] = ["scheduler"]  # runs scheduled reports (docs/dashboards.md)
         for name, args in commands.items():
             path = logs / f"{name}.log"
             process = _spawn([sys.executable, "-m", "riffle.cli", *args], path, env)

@@ -21,14 +21,38 @@ def dashboards_generate(
         Path | None, typer.Option("--spec", help="The spec (default RIFFLE_SPEC).")
     ] = None,
     dashboard_id: Annotated[str, typer.Option("--id", help="The dashboard's id.")] = "overview",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write <id>.yaml files here (needed when the spec makes several).", file_okay=False
+        ),
+    ] = None,
 ) -> None:
-    """Print a starting dashboard for every metric of the spec as YAML."""
-    from riffle.config.dashboards import starter_dashboard
+    """A starting dashboard for every metric of the spec, as YAML on stdout (or files in
+    --out). Past 50 panels the rows are split over several dashboards, none dropped."""
+    from riffle.config.dashboards import MAX_PANELS, starter_dashboards
 
     with clear_errors():
         spec = load_spec(spec_path or get_settings().spec)
-        dashboard = starter_dashboard(spec, dashboard_id)
-    typer.echo(yaml.safe_dump(dashboard.model_dump(mode="json"), sort_keys=False), nl=False)
+        dashboards = starter_dashboards(spec, dashboard_id)
+    if out is None and len(dashboards) > 1:
+        panels = sum(len(d.panels) for d in dashboards)
+        typer.echo(
+            f"error: the spec makes {panels} panels and a dashboard holds at most {MAX_PANELS}: "
+            f"give --out DIR to write {len(dashboards)} dashboards "
+            f"({', '.join(d.id for d in dashboards)})",
+            err=True,
+        )
+        raise typer.Exit(1)
+    texts = [yaml.safe_dump(d.model_dump(mode="json"), sort_keys=False) for d in dashboards]
+    if out is None:
+        typer.echo(texts[0], nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for dashboard, text in zip(dashboards, texts, strict=True):
+        path = out / f"{dashboard.id}.yaml"
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path} ({len(dashboard.panels)} panels)")
 
 
 @app.command("provision")

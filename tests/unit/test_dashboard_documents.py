@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from riffle.config.dashboards import (
+    MAX_PANELS,
     Dashboard,
     check_dashboard,
     load_dashboards,
     parse_dashboard,
-    starter_dashboard,
+    starter_dashboards,
 )
 from riffle.config.errors import SpecError
 from riffle.config.settings import DASHBOARDS_DIR
@@ -27,11 +28,24 @@ def test_bundled_web_shop_dashboard_fits_the_demo_spec() -> None:
     assert {p.type for p in shop.panels} >= {"stat", "area", "topk", "bar", "quantiles", "heatmap"}
 
 
-def test_generated_dashboard_fits_its_spec() -> None:
-    generated = starter_dashboard(DEMO)
-    assert check_dashboard(generated, DEMO) == []
-    assert generated.panels[0].type == "stat"
-    assert Dashboard.model_validate_json(generated.model_dump_json()) == generated
+def test_generated_dashboards_fit_their_spec_and_keep_every_panel() -> None:
+    generated = starter_dashboards(DEMO)
+    rows = sum(3 if m.dimensions else 2 for m in DEMO.metrics)
+    assert rows > MAX_PANELS  # the demo makes more panels than one dashboard holds
+    assert sum(len(d.panels) for d in generated) == rows
+    assert [d.id for d in generated] == ["overview", "overview-2"]
+    for dashboard in generated:
+        assert check_dashboard(dashboard, DEMO) == []
+        assert len(dashboard.panels) <= MAX_PANELS
+        assert Dashboard.model_validate_json(dashboard.model_dump_json()) == dashboard
+    first = generated[0]
+    assert first.panels[0].type == "stat"
+    # A metric's row is never split between two dashboards.
+    for dashboard in generated:
+        metrics = {p.query.metric for p in dashboard.panels}
+        for other in generated:
+            if other is not dashboard:
+                assert metrics.isdisjoint({p.query.metric for p in other.panels})
 
 
 def test_misfits_are_named() -> None:
