@@ -1,9 +1,10 @@
 """The dashboard page in a real browser (Debian's chromium driven by Playwright) against
 the API over real HTTP, Redis and DuckDB, with windows written by the dataflow's own
 Redis writer: a chart appears, a partial value changes live (server-sent events, no
-refresh), an alert transition from the alert writer becomes a mark, a variable filters, a panel is added and saved, a share link opens in a fresh
-context without a key, exports come out right. Screenshots land in
-``tests/e2e/screenshots/`` and are checked not to be blank."""
+refresh), an alert transition from the alert writer becomes a mark, a variable filters,
+a panel is added and saved, a share link opens in a fresh context without a key, exports
+come out right. Screenshots land in ``tests/e2e/screenshots/`` and are checked not to be
+blank."""
 
 from __future__ import annotations
 
