@@ -78,7 +78,9 @@ def create_app(
         query_cache=QueryCache(
             client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
         ),
-        live=LiveHub(settings.redis_url, hot, spec, registry),
+        live=LiveHub(
+            settings.redis_url, hot, spec, registry, buffer_limit=settings.stream_buffer_limit
+        ),
         renderer=Renderer(registry),
     )
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from prometheus_client import CollectorRegistry
 
 from riffle.api.auth import Principal, principal, require_scope
@@ -57,9 +58,9 @@ class Services:
     renderer: Renderer
 
 
-def services(request: Request) -> Services:
-    """The services of the app serving ``request``."""
-    return cast(Services, request.app.state.services)
+def services(connection: HTTPConnection) -> Services:
+    """The services of the app serving ``connection`` (a request or a websocket)."""
+    return cast(Services, connection.app.state.services)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -1,26 +1,28 @@
-"""Live window updates: one Redis reader per process, fanned out to subscribers.
+"""Live changes: one Redis reader per process, fanned out to subscribers.
 
-The dataflow's window writer appends every changed window to its tenant's
-live stream (:meth:`sinks.redis.windows.RedisWindowStore.live_key`). A
+The dataflow's writers append every changed window, and every new alert
+transition, to their tenant's live stream (:mod:`sinks.redis.live`). A
 :class:`LiveHub` reads those streams with one ``XREAD BLOCK`` loop per
-process and hands each subscriber the windows of its :class:`Subscription` (one
-or several, multiplexed, so a page needs one connection):
-per series as written, or, with ``group_by``, each changed group's window
-recomputed from Redis exactly as ``/series?group_by=`` would (once per batch
-for every subscriber of the same subscription).
+process and hands each subscriber what its subscriptions follow (one or
+several, multiplexed, so a page needs one connection): a :class:`Subscription`
+follows a metric's windows, per series as written, or, with ``group_by``,
+each changed group's window recomputed from Redis exactly as
+``/series?group_by=`` would (once per batch for every subscriber of the same
+subscription); an :class:`AlertSubscription` follows alert transitions.
 
 Subscribers iterate :meth:`LiveHub.subscribe`, an async iterator of
 :class:`LiveBatch`; it is independent of any wire format (SSE in
-:mod:`api.routes.stream`). Each subscriber has a bounded buffer keyed by
-(group, window start): a slow reader gets the latest value of every window
-it has not read yet, coalesced, never an unbounded queue; past
-``buffer_limit`` distinct windows the buffer is dropped and the next batch
-is a ``reset`` (re-read the range, then carry on).
+:mod:`api.routes.stream`, GraphQL subscriptions in
+:mod:`api.graphql.subscriptions`). Each subscriber has a bounded buffer keyed
+by (group, window start), or by transition id: a slow reader gets the latest
+value of every window it has not read yet, coalesced, and every transition,
+never an unbounded queue; past ``buffer_limit`` pending items the buffer is
+dropped and the next batch is a ``reset`` (re-read the range, then carry on).
 
 Resuming: every batch carries ``last_id``, the newest stream entry it
 reflects; a subscription started with that id as ``last_id`` sees every
-window changed after it, exactly (from the stream, while it still holds the
-id; otherwise the first batch is a ``reset``).
+window changed and every transition made after it, exactly (from the stream,
+while it still holds the id; otherwise the first batch is a ``reset``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from riffle.api.series import group_series
 from riffle.config.spec import PipelineSpec
 from riffle.operators.records import Dims
 from riffle.operators.sketches import sketch_for
+from riffle.sinks.redis.live import ALERT_FIELD, WINDOW_FIELD
 from riffle.sinks.redis.windows import RedisWindowStore
 
 log = structlog.get_logger(__name__)
@@ -75,53 +78,106 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertSubscription:
+    """What an alerts subscriber follows: the transitions of one tenant's alert instances.
+
+    Each of ``metrics``, ``rules`` and ``severities`` keeps the transitions
+    whose field takes one of its values; empty keeps all.
+    """
+
+    tenant: str
+    metrics: frozenset[str] = frozenset()
+    rules: frozenset[str] = frozenset()
+    severities: frozenset[str] = frozenset()
+
+    def admits(self, transition: Mapping[str, Any]) -> bool:
+        """Whether ``transition`` (an alert-stream entry) passes the filters."""
+        return (
+            (not self.metrics or transition["metric"] in self.metrics)
+            and (not self.rules or transition["rule"] in self.rules)
+            and (not self.severities or transition["severity"] in self.severities)
+        )
+
+
+Follow = Subscription | AlertSubscription
+"""One thing a subscriber follows: a metric's windows or alert transitions."""
+Change = tuple[str, dict[str, Any]]
+"""A stream entry's kind (its field, :mod:`sinks.redis.live`) and what it holds."""
+
+
+@dataclass(frozen=True, slots=True)
 class LiveBatch:
-    """Windows that changed, each its latest value, and the stream id they reflect.
+    """Windows that changed, each its latest value, transitions made since the last
+    batch, and the stream id they reflect.
 
     ``reset`` asks the subscriber to re-read its range (the buffer overflowed,
-    or a resume reached back past what the stream keeps); ``windows`` is then
-    empty and ``last_id`` is where the stream continues from.
+    or a resume reached back past what the stream keeps); ``windows`` and
+    ``alerts`` are then empty and ``last_id`` is where the stream continues
+    from. Each window and transition has ``sub``, the index of the
+    subscription it answers; a transition is :meth:`AlertTransition.to_json
+    <operators.alerts.AlertTransition.to_json>` without its tenant.
     """
 
     last_id: str
     windows: list[dict[str, Any]]
     reset: bool = False
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
 class _Subscriber:
-    subs: tuple[Subscription, ...]
+    subs: tuple[Follow, ...]
     limit: int
+    buffered: Gauge
     pending: dict[tuple[int, Dims, int], dict[str, Any]] = field(default_factory=dict)
+    transitions: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     last_id: str = "0-0"
     reset: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(
-        self, index: int, windows: list[dict[str, Any]], last_id: str, *, newer: bool = True
+        self, index: int, items: list[dict[str, Any]], last_id: str, *, newer: bool = True
     ) -> int:
-        """Merge ``windows`` of subscription ``index`` into the buffer; returns how many
-        windows were dropped (an overflow)."""
+        """Merge ``items`` (windows, or transitions, as subscription ``index`` follows) into
+        the buffer; returns how many pending items were dropped (an overflow)."""
         dropped = 0
+        before = self.size
         sub = self.subs[index] if self.subs else None
-        for window in windows:
+        for item in items:
+            if isinstance(sub, AlertSubscription):
+                self.transitions[index, item["transition_id"]] = {**item, "sub": index}
+                continue
             assert sub is not None
-            key = (index, sub.group_of(window["dims"]), window["window_start"])
+            key = (index, sub.group_of(item["dims"]), item["window_start"])
             if newer or key not in self.pending:
                 old = self.pending.get(key)
-                if old is None or window["is_final"] or not old["is_final"]:
-                    self.pending[key] = {**window, "sub": index}
-        if len(self.pending) > self.limit:
-            dropped = len(self.pending)
+                if old is None or item["is_final"] or not old["is_final"]:
+                    self.pending[key] = {**item, "sub": index}
+        if self.size > self.limit:
+            dropped = self.size
             self.pending.clear()
+            self.transitions.clear()
             self.reset = True
+        self.buffered.inc(self.size - before)
         self.last_id = max(self.last_id, last_id, key=_id_key)
         self.wake.set()
         return dropped
 
+    @property
+    def size(self) -> int:
+        """Windows and transitions waiting to be taken."""
+        return len(self.pending) + len(self.transitions)
+
     def take(self) -> LiveBatch:
-        batch = LiveBatch(self.last_id, list(self.pending.values()), self.reset)
+        batch = LiveBatch(
+            self.last_id,
+            list(self.pending.values()),
+            self.reset,
+            list(self.transitions.values()),
+        )
+        self.buffered.dec(self.size)
         self.pending = {}
+        self.transitions = {}
         self.reset = False
         self.wake.clear()
         return batch
@@ -132,7 +188,7 @@ class LiveHub:
 
     ``block_ms`` is how long one ``XREAD`` waits (also how soon a new
     tenant's stream joins the read); ``buffer_limit`` bounds each
-    subscriber's pending windows. Metrics go to ``registry``.
+    subscriber's pending windows and transitions. Metrics go to ``registry``.
     """
 
     def __init__(
@@ -170,6 +226,16 @@ class LiveHub:
             "Live-stream batches that asked the subscriber to re-read (overflow, lost resume).",
             registry=registry,
         )
+        self._transitions = Counter(
+            "riffle_api_stream_alerts",
+            "Alert transitions handed to live-stream subscribers.",
+            registry=registry,
+        )
+        self._buffered = Gauge(
+            "riffle_api_stream_buffered",
+            "Windows and transitions waiting in live-stream subscribers' buffers, all together.",
+            registry=registry,
+        )
 
     async def close(self) -> None:
         """Stop the reader and close its connection; subscribers end."""
@@ -184,18 +250,20 @@ class LiveHub:
 
     async def subscribe(
         self,
-        subs: Sequence[Subscription],
+        subs: Sequence[Follow],
         last_id: str | None = None,
         *,
         heartbeat_s: float = 15.0,
     ) -> AsyncIterator[LiveBatch]:
-        """Batches of the changed windows of ``subs`` (all of one tenant), from ``last_id``
-        (default: from now). Each window has ``sub``, the index of its subscription.
+        """Batches of the changed windows and new transitions ``subs`` (all of one tenant)
+        follow, from ``last_id`` (default: from now). Each window and transition has
+        ``sub``, the index of its subscription.
 
         The first batch comes at once: the catch-up since ``last_id`` (maybe
-        empty), or a ``reset``. Then one batch whenever windows changed, and an
-        empty one after ``heartbeat_s`` without changes (a keep-alive). The
-        iterator runs until the caller stops iterating it.
+        empty), or a ``reset``. Then one batch whenever the tenant's stream
+        moved (possibly empty: nothing of ``subs`` changed), and an empty one
+        after ``heartbeat_s`` without changes (a keep-alive). The iterator runs
+        until the caller stops iterating it.
         """
         client = self._connect()
         tenants = {sub.tenant for sub in subs}
@@ -203,7 +271,7 @@ class LiveHub:
             raise ValueError(f"one tenant per subscriber (got {sorted(tenants)})")
         (tenant,) = tenants
         key = self._hot.live_key(tenant)
-        subscriber = _Subscriber(tuple(subs), self._limit)
+        subscriber = _Subscriber(tuple(subs), self._limit, self._buffered)
         tenant_subs = self._subscribers.setdefault(tenant, set())
         if tenant not in self._positions:
             self._positions[tenant] = await _newest_id(client, key)
@@ -224,8 +292,10 @@ class LiveHub:
                 if batch.reset:
                     self._resets.inc()
                 self._events.inc(len(batch.windows))
+                self._transitions.inc(len(batch.alerts))
                 yield batch
         finally:
+            self._buffered.dec(subscriber.size)
             tenant_subs.discard(subscriber)
             if not tenant_subs:
                 self._subscribers.pop(tenant, None)
@@ -265,7 +335,7 @@ class LiveHub:
             subscriber.offer(0, [], position)
             return
         for index, sub in enumerate(subscriber.subs):
-            updates = await self._updates(sub, [w for _, w in entries])
+            updates = await self._updates(sub, [(kind, item) for _, kind, item in entries])
             subscriber.offer(index, updates, position, newer=False)
 
     async def _read_forever(self) -> None:
@@ -291,29 +361,34 @@ class LiveHub:
                     continue
                 newest = entries[-1][0]
                 self._positions[tenant] = newest
-                await self._deliver(tenant, [w for _, w in entries], newest)
+                await self._deliver(tenant, [(kind, item) for _, kind, item in entries], newest)
 
-    async def _deliver(self, tenant: str, windows: list[dict[str, Any]], newest: str) -> None:
-        by_sub: dict[Subscription, list[tuple[_Subscriber, int]]] = {}
+    async def _deliver(self, tenant: str, changes: list[Change], newest: str) -> None:
+        by_sub: dict[Follow, list[tuple[_Subscriber, int]]] = {}
         for subscriber in self._subscribers.get(tenant, ()):
             for index, sub in enumerate(subscriber.subs):
                 by_sub.setdefault(sub, []).append((subscriber, index))
         for sub, subscribers in by_sub.items():
             try:
-                updates = await self._updates(sub, windows)
+                updates = await self._updates(sub, changes)
             except redis.RedisError as exc:
-                log.warning("live_group_read_failed", error=str(exc), metric=sub.metric)
+                log.warning("live_group_read_failed", error=str(exc), subscription=repr(sub))
                 updates = []
                 for subscriber, _ in subscribers:
                     subscriber.reset = True
             for subscriber, index in subscribers:
                 subscriber.offer(index, updates, newest)
 
-    async def _updates(
-        self, sub: Subscription, windows: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """The windows ``sub`` sees for these changed windows (grouped ones recomputed)."""
-        mine = [w for w in windows if w["metric"] == sub.metric and sub.admits(w["dims"])]
+    async def _updates(self, sub: Follow, changes: list[Change]) -> list[dict[str, Any]]:
+        """What ``sub`` sees of these changes: its transitions, or its windows (grouped
+        ones recomputed)."""
+        if isinstance(sub, AlertSubscription):
+            return [item for kind, item in changes if kind == ALERT_FIELD and sub.admits(item)]
+        mine = [
+            item
+            for kind, item in changes
+            if kind == WINDOW_FIELD and item["metric"] == sub.metric and sub.admits(item["dims"])
+        ]
         if sub.group_by is None or not mine:
             return mine
         return await asyncio.to_thread(self._groups, sub, mine)
@@ -360,9 +435,18 @@ async def _newest_id(client: aioredis.Redis, key: str) -> str:
     return newest[0][0] if newest else "0-0"
 
 
-def _entries(raw: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Stream entries as ``(id, window)`` pairs."""
-    return [(_text(entry_id), orjson.loads(fields[b"w"])) for entry_id, fields in raw or ()]
+def _entries(raw: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """Stream entries as ``(id, kind, change)``: ``kind`` the entry's field (a window or
+    an alert transition, :mod:`sinks.redis.live`); a transition loses its tenant."""
+    out = []
+    for entry_id, fields in raw or ():
+        for name, value in fields.items():
+            kind = _text(name)
+            change = orjson.loads(value)
+            if kind == ALERT_FIELD:
+                change.pop("tenant", None)
+            out.append((_text(entry_id), kind, change))
+    return out
 
 
 async def _lost_after(client: aioredis.Redis, key: str, last_id: str) -> bool:

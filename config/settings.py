@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     query_cache_ttl_seconds: float = Field(
         10.0, ge=0, description="Lifetime of cached query results in Redis (0: no cache)."
     )
+    stream_buffer_limit: int = Field(
+        5000,
+        ge=1,
+        description="Windows and alert transitions the live stream holds for one slow "
+        "subscriber (SSE or GraphQL) before it drops them and sends a reset.",
+    )
     spec: Path = Field(DEMO_SPEC, description="Path of the pipeline spec YAML.")
     default_tenant: str = Field(
         "demo",

@@ -6,9 +6,9 @@ and by how much: depth (:data:`MAX_DEPTH` levels of selection), aliases
 and cost (:data:`MAX_COST`). The cost of a document is the sum over every
 field it selects, fragments expanded, of the field's weight: 1, or the
 weight in :data:`WEIGHTS` for fields that read a store or run the query
-engine. Every operation is logged (``graphql_operation``: tenant,
-operation name, cost, duration, errors, the document's SHA-256) and
-counted in ``riffle_api_graphql_cost``.
+engine. Every operation is logged when it ends (``graphql_operation``:
+tenant, operation name, cost, duration — a subscription's is its lifetime —,
+errors, the document's SHA-256) and counted in ``riffle_api_graphql_cost``.
 """
 
 from __future__ import annotations
@@ -119,7 +119,12 @@ def operation_log(histogram: Histogram) -> type[SchemaExtension]:
     class OperationLog(SchemaExtension):
         def on_operation(self) -> Iterator[None]:
             started = time.perf_counter()
-            yield
+            try:
+                yield
+            finally:  # a subscription ends when its client stops it: logged then
+                self._log(started)
+
+        def _log(self, started: float) -> None:
             context = self.execution_context
             document = context.graphql_document
             cost = 0 if document is None else document_cost(document)

@@ -425,7 +425,7 @@ class Query:
         rows = found["transitions"][offset:]
         shown = rows[:first]
         return t.AlertTransitionPage(
-            nodes=[_transition(r) for r in shown],
+            nodes=[t.alert_transition(r) for r in shown],
             page_info=t.page_info(offset, len(shown), offset + len(rows)),
         )
 
@@ -487,12 +487,6 @@ class Query:
         )
 
 
-def _pairs(raw: Any) -> list[t.Dimension]:
-    if isinstance(raw, str | bytes):
-        raw = orjson.loads(raw) if raw else {}
-    return t.dimensions(raw or {})
-
-
 def _alert(row: dict[str, Any]) -> t.Alert:
     ack = row.get("ack")
     return t.Alert(
@@ -504,27 +498,11 @@ def _alert(row: dict[str, Any]) -> t.Alert:
         from_state=row["from_state"],
         at_ms=row["at"],
         value=row.get("value"),
-        labels=_pairs(row.get("labels")),
-        annotations=_pairs(row.get("annotations")),
+        labels=t.pairs(row.get("labels")),
+        annotations=t.pairs(row.get("annotations")),
         ack=None
         if ack is None
         else t.Ack(
             by=ack["by"], comment=ack["comment"], acked_at_ms=ack["acked_at"], until_ms=ack["until"]
         ),
-    )
-
-
-def _transition(row: dict[str, Any]) -> t.AlertTransition:
-    return t.AlertTransition(
-        id=row["transition_id"],
-        rule=row["rule"],
-        metric=row["metric"],
-        instance=row["instance"],
-        severity=row["severity"],
-        from_state=row["from_state"],
-        to_state=row["to_state"],
-        at_ms=row["at"],
-        value=row.get("value"),
-        labels=_pairs(row.get("labels")),
-        annotations=_pairs(row.get("annotations")),
     )

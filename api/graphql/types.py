@@ -294,6 +294,30 @@ class AlertTransition:
     annotations: list[Dimension]
 
 
+def pairs(raw: Any) -> list[Dimension]:
+    """Labels or annotations (an object, or its JSON text) as sorted pairs."""
+    if isinstance(raw, str | bytes):
+        raw = orjson.loads(raw) if raw else {}
+    return dimensions(raw or {})
+
+
+def alert_transition(row: dict[str, Any]) -> AlertTransition:
+    """A transition of the history table or the live stream."""
+    return AlertTransition(
+        id=row["transition_id"],
+        rule=row["rule"],
+        metric=row["metric"],
+        instance=row["instance"],
+        severity=row["severity"],
+        from_state=row["from_state"],
+        to_state=row["to_state"],
+        at_ms=row["at"],
+        value=row.get("value"),
+        labels=pairs(row.get("labels")),
+        annotations=pairs(row.get("annotations")),
+    )
+
+
 @strawberry.type(description="A page of alert transitions, newest first.")
 class AlertTransitionPage:
     nodes: list[AlertTransition]

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from riffle.api.deps import ServicesDep, Spec
+from riffle.api.errors import ApiError
+from riffle.api.live import Subscription
 from riffle.api.models import ErrorResponse, MetricOut, RatioOut
 from riffle.api.routes import query as query_routes
 from riffle.api.routes.stream import resume_id, sse_response, subscriptions
@@ -100,8 +102,10 @@ async def shared_stream(
     last_event_id: str | None = Query(None),
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
-    """``/v1/stream`` of a metric of the shared dashboard."""
+    """``/v1/stream`` of a metric of the shared dashboard (windows only: no alerts)."""
     subs = subscriptions(spec, view.tenant, request, metric, group_by)
     for sub in subs:
+        if not isinstance(sub, Subscription):
+            raise ApiError(403, "not_shared", "alert transitions are not shared")
         view.check_metric(sub.metric)
     return sse_response(app.live, subs, resume_id(last_event_header, last_event_id))

@@ -7,7 +7,11 @@ One ``window`` event per changed window (per series, or per group with
 says which subscription it answers). ``metric``/``group_by``/dimension
 filters make one subscription; each ``sub`` parameter (JSON
 ``{"metric": …, "group_by": [...] | null, "filters": {dim: [values]}}``)
-adds one, so a page follows all its panels over one connection. A ``ready`` event opens the
+adds one, so a page follows all its panels over one connection. A ``sub``
+of ``{"kind": "alerts", "metrics": [...], "rules": [...], "severities": [...]}``
+(each list optional; empty or absent keeps all) follows alert transitions:
+one ``alert`` event per transition, its data the transition as JSON (as
+``/v1/alerts/history`` rows, with ``sub``). A ``ready`` event opens the
 stream; a ``reset`` event means "re-read your range" (the client fell too
 far behind). The last event of each batch carries ``id:``, the stream entry
 it reflects: a client reconnecting with ``Last-Event-ID`` (header, or the
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from typing import get_args
 
 import anyio
 import orjson
@@ -28,8 +33,9 @@ from starlette.types import Receive, Scope, Send
 
 from riffle.api.deps import ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.live import LiveBatch, LiveHub, Subscription, valid_id
+from riffle.api.live import AlertSubscription, Follow, LiveBatch, LiveHub, Subscription, valid_id
 from riffle.api.models import ErrorResponse
+from riffle.config.alerts import Severity
 from riffle.config.spec import PipelineSpec
 
 HEARTBEAT_SECONDS = 15.0
@@ -45,25 +51,38 @@ router = APIRouter(prefix="/v1", tags=["stream"])
 
 def subscriptions(
     spec: PipelineSpec, tenant: str, request: Request, metric: str | None, group_by: str | None
-) -> list[Subscription]:
+) -> list[Follow]:
     """The subscriptions a stream request asks for; ``400``/``404`` for bad parameters.
 
     ``metric`` (with ``group_by`` and the parameters named after dimensions,
     filters as in ``/series``) is one; every ``sub`` parameter another.
     """
-    subs = []
+    subs: list[Follow] = []
     if metric is not None:
         filters: dict[str, set[str]] = {}
         for key, value in request.query_params.multi_items():
             if key not in _RESERVED:
                 filters.setdefault(key, set()).add(value)
         groups = None if group_by is None else [g for g in group_by.split(",") if g]
-        subs.append(_subscription(spec, tenant, metric, groups, filters))
+        subs.append(subscription(spec, tenant, metric, groups, filters))
     for raw in request.query_params.getlist("sub"):
         try:
             data = orjson.loads(raw)
+            if data.get("kind", "windows") == "alerts":
+                subs.append(
+                    alert_subscription(
+                        spec,
+                        tenant,
+                        _strings(data.get("metrics")),
+                        _strings(data.get("rules")),
+                        _strings(data.get("severities")),
+                    )
+                )
+                continue
+            if data.get("kind", "windows") != "windows":
+                raise ApiError(400, "invalid_sub", "a sub's kind is windows (default) or alerts")
             subs.append(
-                _subscription(
+                subscription(
                     spec,
                     tenant,
                     str(data["metric"]),
@@ -73,7 +92,10 @@ def subscriptions(
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ApiError(
-                400, "invalid_sub", f'sub takes {{"metric": ..., "group_by": [...]}}: {exc}'
+                400,
+                "invalid_sub",
+                f'sub takes {{"metric": ..., "group_by": [...]}} or {{"kind": "alerts", ...}}: '
+                f"{exc}",
             ) from exc
     if not 1 <= len(subs) <= MAX_SUBSCRIPTIONS:
         raise ApiError(
@@ -82,13 +104,23 @@ def subscriptions(
     return subs
 
 
-def _subscription(
+def _strings(raw: object) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise TypeError(f"expected a list of strings, got {raw!r}")
+    return raw
+
+
+def subscription(
     spec: PipelineSpec,
     tenant: str,
     metric: str,
     groups: list[str] | None,
     filters: dict[str, set[str]],
 ) -> Subscription:
+    """A metric's windows to follow, checked against the spec (``404`` for an unknown
+    metric, ``400`` for a ratio or an unknown dimension)."""
     found = spec.metric(metric)
     if found is None:
         if spec.ratio(metric) is not None:
@@ -103,6 +135,27 @@ def _subscription(
         None if groups is None else tuple(groups),
         tuple(sorted((k, frozenset(v)) for k, v in filters.items())),
     )
+
+
+def alert_subscription(
+    spec: PipelineSpec,
+    tenant: str,
+    metrics: list[str],
+    rules: list[str],
+    severities: list[str],
+) -> AlertSubscription:
+    """Alert transitions to follow, checked against the spec (``404`` for an unknown
+    metric, ``400`` for an unknown severity); empty lists keep all."""
+    for name in metrics:
+        if spec.metric(name) is None and spec.ratio(name) is None:
+            raise ApiError(404, "unknown_metric", f"no metric named {name!r}")
+    known = get_args(Severity)
+    for severity in severities:
+        if severity not in known:
+            raise ApiError(
+                400, "unknown_severity", f"severity is one of {', '.join(known)} (got {severity!r})"
+            )
+    return AlertSubscription(tenant, frozenset(metrics), frozenset(rules), frozenset(severities))
 
 
 def resume_id(header: str | None, param: str | None) -> str | None:
@@ -132,7 +185,7 @@ class EventStreamResponse(StreamingResponse):
             await until_done(partial(self.listen_for_disconnect, receive))
 
 
-def sse_response(hub: LiveHub, subs: list[Subscription], last_id: str | None) -> StreamingResponse:
+def sse_response(hub: LiveHub, subs: list[Follow], last_id: str | None) -> StreamingResponse:
     """The SSE response of ``subs`` from ``last_id``."""
     return EventStreamResponse(
         _events(hub, subs, last_id),
@@ -160,14 +213,13 @@ async def stream(
     last_event_id: str | None = Query(None, description="Resume after this id (or the header)."),
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
-    """Changed windows of ``metric`` for the caller's tenant, as they are written."""
+    """Changed windows of ``metric`` (and alert transitions, with a ``sub`` of kind
+    ``alerts``) for the caller's tenant, as they are written."""
     subs = subscriptions(spec, tenant, request, metric, group_by)
     return sse_response(app.live, subs, resume_id(last_event_header, last_event_id))
 
 
-async def _events(
-    hub: LiveHub, subs: list[Subscription], last_id: str | None
-) -> AsyncIterator[bytes]:
+async def _events(hub: LiveHub, subs: list[Follow], last_id: str | None) -> AsyncIterator[bytes]:
     first = True
     async for batch in hub.subscribe(subs, last_id, heartbeat_s=HEARTBEAT_SECONDS):
         yield _encode(batch, first)
@@ -180,6 +232,7 @@ def _encode(batch: LiveBatch, first: bool) -> bytes:
         return b"event: reset\nid: " + batch.last_id.encode() + b"\ndata: {}\n\n"
     parts = [b"event: ready\ndata: {}\n\n"] if first else []
     parts += [b"event: window\ndata: " + orjson.dumps(w) + b"\n\n" for w in batch.windows]
+    parts += [b"event: alert\ndata: " + orjson.dumps(a) + b"\n\n" for a in batch.alerts]
     if not parts:
         return b": ping\n\n"
     parts[-1] = parts[-1][:-1] + b"id: " + batch.last_id.encode() + b"\n\n"

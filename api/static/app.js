@@ -1,6 +1,7 @@
 // Riffle's dashboard page: panels drawn with ECharts from the metrics API, kept live by
-// one server-sent-events connection (/v1/stream), edited in place and saved as a new
-// version (/v1/dashboards). No build step: plain browser JavaScript.
+// one server-sent-events connection (/v1/stream: windows, and alert transitions as marks),
+// edited in place and saved as a new version (/v1/dashboards). No build step: plain
+// browser JavaScript.
 "use strict";
 
 const S = {
@@ -429,6 +430,10 @@ function subscriptions() {
     if (!index.has(key)) { index.set(key, subs.length); subs.push({ sub, panels: [] }); }
     subs[index.get(key)].panels.push(id);
   }
+  if (subs.length && !S.share) {  // alert transitions of the same metrics: live marks
+    const metrics = [...new Set(subs.map((s) => s.sub.metric))];
+    subs.push({ sub: { kind: "alerts", metrics }, panels: subs.flatMap((s) => s.panels) });
+  }
   return subs;
 }
 function closeStream() {
@@ -472,9 +477,16 @@ function onEvent(block, subs) {
   }
   if (id) S.lastId = id;
   if (kind === "reset") { reloadAll(false); return; }
+  if (kind === "alert") { applyAlert(JSON.parse(data), subs); return; }
   if (kind !== "window") return;
   const w = JSON.parse(data);
   for (const pid of (subs[w.sub] || { panels: [] }).panels) applyWindow(pid, w);
+}
+function applyAlert(a, subs) {
+  if (!S.marks.alerts.some((m) => m.transition_id === a.transition_id)) S.marks.alerts.push(a);
+  for (const id of (subs[a.sub] || { panels: [] }).panels) {
+    if (S.panels[id] && S.panels[id].panel.query.metric === a.metric) pendingDraw.add(id);
+  }
 }
 const pendingDraw = new Set(); const pendingLoad = new Set();
 function applyWindow(id, w) {

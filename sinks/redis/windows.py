@@ -20,10 +20,9 @@ Key layout (the only place it is defined; ``P`` is the configured prefix,
     write of any window of the metric, partial or final: what lets a cache
     notice that the open window's value moved (:mod:`api.cache`).
 ``P:T:live``
-    STREAM of the tenant's changed windows (partial, final or retracted), one
-    entry per window written, field ``w``: :func:`live_json` of the window (no
-    sketch). Trimmed to about :data:`LIVE_MAXLEN` entries; expires with the hot
-    retention. :mod:`api.live` reads it; an entry id is the stream's resume point.
+    STREAM of the tenant's changes (:mod:`sinks.redis.live`): one entry per
+    window written, field ``w``: :func:`live_json` of the window (no sketch).
+    Each write sets its expiry to the hot retention.
 
 Writes are full-value upserts, never increments, so writing the same results
 twice leaves the same state as writing them once, and a replay rewrites
@@ -54,6 +53,7 @@ from redis.typing import EncodableT, FieldT
 
 from riffle.operators.records import Dims, WindowResult
 from riffle.sinks.errors import SinkError
+from riffle.sinks.redis.live import LIVE_MAXLEN, WINDOW_FIELD, live_key
 
 # KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key, KEYS[3] its "written" stamp.
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
@@ -90,9 +90,6 @@ redis.call('SET', KEYS[3], now[1] .. '.' .. string.format('%06d', now[2]), 'PX',
 return 0
 """
 _UPSERT_SHA = hashlib.sha1(_UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
-
-LIVE_MAXLEN = 10_000
-"""Entries each tenant's live stream keeps, about (``XADD MAXLEN ~``): the reach of a resume."""
 
 
 class RedisWindowStore:
@@ -136,8 +133,8 @@ class RedisWindowStore:
         return f"{self._prefix}:{tenant}:written:{metric}"
 
     def live_key(self, tenant: str) -> str:
-        """The STREAM of a tenant's changed windows."""
-        return f"{self._prefix}:{tenant}:live"
+        """The STREAM of a tenant's changes (windows and alert transitions)."""
+        return live_key(self._prefix, tenant)
 
     def write(self, results: Sequence[WindowResult]) -> None:
         """Upsert ``results`` in one pipelined round trip; idempotent, safe to retry.
@@ -188,7 +185,9 @@ class RedisWindowStore:
             pipe.evalsha(_UPSERT_SHA, len(keys), *keys, *args)
             live = self.live_key(tenant)
             for window in windows:
-                pipe.xadd(live, {"w": live_json(window)}, maxlen=LIVE_MAXLEN, approximate=True)
+                pipe.xadd(
+                    live, {WINDOW_FIELD: live_json(window)}, maxlen=LIVE_MAXLEN, approximate=True
+                )
         for tenant in {tenant for tenant, _, _ in by_series}:
             pipe.pexpire(self.live_key(tenant), self._ttl_ms)
         for (tenant, metric), entries in index.items():

@@ -1,9 +1,10 @@
 """The dashboard page in a real browser (Debian's chromium driven by Playwright) against
 the API over real HTTP, Redis and DuckDB, with windows written by the dataflow's own
 Redis writer: a chart appears, a partial value changes live (server-sent events, no
-refresh), a variable filters, a panel is added and saved, a share link opens in a fresh
-context without a key, exports come out right. Screenshots land in
-``tests/e2e/screenshots/`` and are checked not to be blank."""
+refresh), an alert transition from the alert writer becomes a mark, a variable filters,
+a panel is added and saved, a share link opens in a fresh context without a key, exports
+come out right. Screenshots land in ``tests/e2e/screenshots/`` and are checked not to be
+blank."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import pytest
 
 from riffle.api.render import CHROMIUM_ARGS, chromium_path
 from riffle.config.settings import Settings
+from riffle.operators.alerts import AlertTransition
 from riffle.operators.records import WindowResult
+from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore
 from tests.integration.ingest_support import Served, serve
 
@@ -138,6 +141,16 @@ def test_dashboard_page_live_edit_share_and_export(
 
     hot.write([window("de", now, 7, False, 2), window("fr", now, 2, False, 1)])
     playwright.expect(big).to_have_text("9", timeout=15_000)
+    # An alert transition the flow writes becomes a mark on the metric's chart, live.
+    RedisAlerts(hot.client, served.settings.redis_prefix).write(
+        [AlertTransition("demo", "views_high", "views", "views-de", (("country", "de"),),
+                         "warning", "pending", "firing", now, 9.0, now)]
+    )  # fmt: skip
+    page.wait_for_function(
+        "() => JSON.stringify(S.panels.series.chart.getOption().series.map((s) => s.markLine))"
+        ".includes('views_high: firing')",
+        timeout=15_000,
+    )
     shot(page, "dashboard-live", tmp_path)
 
     page.select_option("#vars select[data-var=country]", "fr")

@@ -140,6 +140,8 @@ def test_share_token_reads_only_its_dashboard_until_revoked(served: Served) -> N
     assert top.status_code == 200, top.text
     assert {i["country"]: i["value"] for i in top.json()["items"]} == {"de": 5.0, "fr": 3.0}
     assert shared.get("/v1/shared/metrics/clicks/query").status_code == 403
+    alerts = shared.get("/v1/shared/stream", params={"sub": '{"kind": "alerts"}'})
+    assert alerts.status_code == 403
     assert shared.get("/v1/metrics/views/query").status_code == 401  # not an API key
     assert shared.get("/v1/dashboards").status_code == 401
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")

@@ -1,17 +1,22 @@
-"""``GET /v1/stream`` over real HTTP: windows written by the dataflow's Redis writer arrive
-as server-sent events, per series or grouped, tenant-scoped and resumable exactly."""
+"""``GET /v1/stream`` over real HTTP: windows written by the dataflow's Redis writer (and
+transitions by its alert writer) arrive as server-sent events, per series or grouped,
+tenant-scoped and resumable exactly."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
 
 from riffle.config.settings import Settings
+from riffle.operators.alerts import AlertTransition
 from riffle.operators.records import WindowResult
+from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore
 from tests.integration.ingest_support import Served, serve
 from tests.integration.sse_support import sse
@@ -144,3 +149,48 @@ def test_resume_past_the_trimmed_stream_resets(served: Served) -> None:
         event = s.next()
         assert event.event == "reset"
         assert event.id is not None
+
+
+def test_alert_transitions_stream_as_alert_events(served: Served) -> None:
+    key = served.key("demo", ["read"])
+    client = redis.Redis.from_url(served.settings.redis_url)
+    alerts = RedisAlerts(client, served.settings.redis_prefix)
+
+    def transition(metric: str, to_state: str, at: int) -> AlertTransition:
+        return AlertTransition(
+            tenant="demo", rule=f"{metric}_high", metric=metric, instance=f"{metric}-1",
+            labels=(), severity="critical", from_state="normal", to_state=to_state, at=at,
+            value=1.0, active_at=None,
+        )  # fmt: skip
+
+    sub = '{"kind": "alerts", "metrics": ["views"], "severities": ["critical"]}'
+    url = f"{served.url}/v1/stream?metric=views&sub={quote(sub)}"
+    with sse(url, {"Authorization": f"Bearer {key}"}) as s:
+        assert s.next().event == "ready"
+        firing = transition("views", "firing", START)
+        alerts.write([transition("other", "firing", START), firing])
+        store(served).write([window(2)])
+        kinds: dict[str, dict[str, Any]] = {}
+        while len(kinds) < 2:
+            event = s.next()
+            kinds[event.event] = event.data
+        assert kinds["alert"]["transition_id"] == firing.transition_id
+        assert (kinds["alert"]["sub"], kinds["alert"]["to_state"]) == (1, "firing")
+        assert "tenant" not in kinds["alert"]
+        assert (kinds["window"]["sub"], kinds["window"]["value"]) == (0, 2.0)
+
+
+def test_alert_subscriptions_are_checked(served: Served) -> None:
+    import httpx
+
+    auth = {"Authorization": f"Bearer {served.key('demo', ['read'])}"}
+    base = f"{served.url}/v1/stream"
+    bad = {
+        '{"kind": "alerts", "metrics": ["nope"]}': 404,
+        '{"kind": "alerts", "severities": ["dire"]}': 400,
+        '{"kind": "alerts", "rules": "views_high"}': 400,
+        '{"kind": "bogus"}': 400,
+    }
+    with httpx.Client(timeout=10) as client:
+        for sub, status in bad.items():
+            assert client.get(base, params={"sub": sub}, headers=auth).status_code == status, sub
