@@ -208,6 +208,20 @@ class Settings(BaseSettings):
         description="How often the notifier re-pushes active alerts to Alertmanager receivers "
         "(keep it below their hold).",
     )
+    archive_url: str | None = Field(
+        None,
+        description="Raw archive of every valid event (hourly Parquet): a directory or "
+        "gs://bucket/prefix; unset: no archive.",
+    )
+    import_state_dir: Path = Field(
+        Path(".riffle/imports"),
+        description="Where imports keep their resumable state and ledgers.",
+    )
+    import_allowed_dir: Path | None = Field(
+        None,
+        description="Local directory POST /v1/imports may read files from (gs:// sources "
+        "are always allowed); unset: gs:// only.",
+    )
     notify_metrics_port: int = Field(
         9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
