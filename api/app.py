@@ -26,6 +26,7 @@ from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
 from riffle.api.routes import alerts as alert_routes
 from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import imports as import_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
@@ -99,4 +100,5 @@ def create_app(
     app.include_router(deadletters.router)
     app.include_router(schemas.router)
     app.include_router(keys.router)
+    app.include_router(import_routes.router)
     return app

@@ -22,6 +22,7 @@ from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.redis.imports import ImportRunStore
 from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.redis.rules import AlertRuleStore
@@ -89,6 +90,10 @@ def _silences(app: ServicesDep) -> SilenceStore:
     return SilenceStore(app.hot.client, app.hot.prefix)
 
 
+def _import_runs(app: ServicesDep) -> ImportRunStore:
+    return ImportRunStore(app.hot.client, app.hot.prefix)
+
+
 def _model_results(app: ServicesDep) -> ModelStore:
     return ModelStore(app.warehouse)
 
@@ -126,3 +131,4 @@ HotModelResults = Annotated[RedisModelStore, Depends(_hot_model_results)]
 ModelHealth = Annotated[ModelHealthStore, Depends(_model_health)]
 Predictions = Annotated[PredictionStore, Depends(_predictions)]
 HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
+ImportRuns = Annotated[ImportRunStore, Depends(_import_runs)]

@@ -7,6 +7,7 @@ so tests can build their own with explicit values instead of patching.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -274,6 +275,21 @@ class Settings(BaseSettings):
     def warehouse_engine(self) -> Literal["duckdb", "bigquery"]:
         """Which engine ``warehouse`` names."""
         return "bigquery" if self.warehouse.startswith("bigquery://") else "duckdb"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``RIFFLE_*`` variables, secrets in clear: what a child
+        process needs to read the same settings."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            env[f"RIFFLE_{name.upper()}"] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)
