@@ -23,9 +23,11 @@ row if ``required`` (the default) or leaves the field out. ``ts`` formats:
 ``strptime`` pattern; ``zone`` is the IANA zone of times without an offset.
 ``rest: props`` copies every column no field reads into ``props``.
 
-Without a mapping file, rows are taken as events: ``event_id``, ``type``,
-``ts``, ``props`` and ``context`` keys as they are (:data:`ENVELOPE`), and a
-flat row (no ``props``) puts every other column into ``props``.
+Without a mapping file, a row with ``props`` or ``context`` is taken as an
+event, its ``event_id``, ``type``, ``ts``, ``props`` and ``context`` as they
+are (:data:`ENVELOPE`); a flat row puts every column but ``event_id``,
+``type`` and ``ts`` into ``props``. Either way a missing event id is derived
+(as ingest assigns one) and ``--type`` fills a missing type.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class RowMapper:
         event_type = values.get("type") or self.event_type
         if event_type is None:
             raise EnvelopeError("import", "type", "no type column and no --type given")
-        if type(values.get("props")) is dict:
+        if "props" in values or "context" in values:  # an envelope: checked as it is
             event = {k: v for k, v in values.items() if k in ENVELOPE_KEYS}
         else:
             props = {k: _guess(v) for k, v in values.items() if k not in ENVELOPE_KEYS}
