@@ -38,9 +38,11 @@ def execute(
     *,
     if_changed: bool = False,
     progress: Progress | None = None,
+    checkpoint_s: float = 5.0,
 ) -> tuple[ImportRun, RunResult | None]:
     """Run one import and keep its record; never raises for a failed import (the record
-    says ``failed`` with the error)."""
+    says ``failed`` with the error). An interrupted run is recorded ``interrupted``;
+    starting the same import again resumes it."""
     progress = progress or Progress()
     tenant = request.tenant or settings.default_tenant
     key = request.key()
@@ -56,11 +58,17 @@ def execute(
             if runs.last_fingerprint(tenant, key) == stamp:
                 run = run.model_copy(update={"status": "unchanged", "fingerprint": stamp})
                 return _finish(runs, run, stop, recorder), None
-        result = run_import(settings, spec, request, progress=progress, run_id=run.id)
+        result = run_import(
+            settings, spec, request, progress=progress, run_id=run.id, epoch_s=checkpoint_s
+        )
     except RiffleError as exc:
         run = run.model_copy(update={"status": "failed", "error": str(exc)})
         log.warning("import_failed", run_id=run.id, error=str(exc))
         return _finish(runs, run, stop, recorder), None
+    except KeyboardInterrupt:
+        run = run.model_copy(update={"status": "interrupted", "rows_read": progress.rows})
+        _finish(runs, run, stop, recorder)
+        raise
     report = result.report
     run = run.model_copy(
         update={

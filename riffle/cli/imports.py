@@ -72,6 +72,9 @@ def import_(
     archive: Annotated[
         bool, typer.Option(help="Archive accepted events too (with RIFFLE_ARCHIVE_URL).")
     ] = True,
+    checkpoint_seconds: Annotated[
+        float, typer.Option(min=0.1, help="How often the import saves where it is (to resume).")
+    ] = 5.0,
 ) -> None:
     """Import history through the flow's decode, schema, enrich and aggregate steps."""
     from riffle.config.mapping import load_mapping
@@ -93,7 +96,14 @@ def import_(
         if dry_run:
             _dry_run(settings, request, show)
             return
-        _run_recorded(settings, spec, request, if_changed=if_changed, archive=archive)
+        _run_recorded(
+            settings,
+            spec,
+            request,
+            if_changed=if_changed,
+            archive=archive,
+            checkpoint_s=checkpoint_seconds,
+        )
 
 
 def _run_recorded(
@@ -104,6 +114,7 @@ def _run_recorded(
     if_changed: bool,
     archive: bool,
     run: Any = None,
+    checkpoint_s: float = 5.0,
 ) -> None:
     import redis
 
@@ -129,7 +140,14 @@ def _run_recorded(
         if not archive:
             settings = settings.model_copy(update={"archive_url": None})
         run, _ = execute(
-            settings, spec, request, runs, run, if_changed=if_changed, progress=progress
+            settings,
+            spec,
+            request,
+            runs,
+            run,
+            if_changed=if_changed,
+            progress=progress,
+            checkpoint_s=checkpoint_s,
         )
     finally:
         stop.set()
