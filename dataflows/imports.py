@@ -319,14 +319,17 @@ class _Wrapped(StatelessSinkPartition[X], Generic[X]):
         self,
         inner: StatelessSinkPartition[X] | None,
         before: Callable[[list[X]], list[X]],
+        after: Callable[[], None],
     ) -> None:
         self._inner = inner
         self._before = before
+        self._after = after
 
     def write_batch(self, items: list[X]) -> None:
         kept = self._before(items)
         if self._inner is not None and kept:
             self._inner.write_batch(kept)
+        self._after()
 
     def close(self) -> None:
         if self._inner is not None:
@@ -334,32 +337,44 @@ class _Wrapped(StatelessSinkPartition[X], Generic[X]):
 
 
 class LedgerSink(DynamicSink[X]):
-    """Runs ``before`` on each batch (record, filter, check), then writes what it
-    returns to ``inner`` (``None``: nowhere)."""
+    """Runs ``before`` on each batch (record, filter), writes what it returns to
+    ``inner`` (``None``: nowhere), then runs ``after`` (a check that may stop the run:
+    the batch is written first, so nothing read is lost)."""
 
-    def __init__(self, inner: DynamicSink[X] | None, before: Callable[[list[X]], list[X]]) -> None:
+    def __init__(
+        self,
+        inner: DynamicSink[X] | None,
+        before: Callable[[list[X]], list[X]],
+        after: Callable[[], None] = lambda: None,
+    ) -> None:
         self.inner = inner
         self.before = before
+        self.after = after
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Wrapped[X]:
         inner = (
             None if self.inner is None else self.inner.build(step_id, worker_index, worker_count)
         )
-        return _Wrapped(inner, self.before)
+        return _Wrapped(inner, self.before, self.after)
 
 
-def _letters_recorder(
-    ledger: Ledger, max_errors: int | None
-) -> Callable[[list[DeadLetter]], list[DeadLetter]]:
+def _letters_recorder(ledger: Ledger) -> Callable[[list[DeadLetter]], list[DeadLetter]]:
     def record(letters: list[DeadLetter]) -> list[DeadLetter]:
-        rejected = ledger.letters(letters)
+        ledger.letters(letters)
+        return letters
+
+    return record
+
+
+def _error_budget(ledger: Ledger, max_errors: int | None) -> Callable[[], None]:
+    def check() -> None:
+        rejected = ledger.rejected()
         if max_errors is not None and rejected > max_errors:
             raise ImportAbortedError(
                 f"{rejected} rows rejected, more than --max-errors {max_errors}; stopped early"
             )
-        return letters
 
-    return record
+    return check
 
 
 def _windows_recorder(
@@ -373,16 +388,25 @@ def _windows_recorder(
     return record
 
 
-def whole_in(start: int, end: int, spec: PipelineSpec) -> Callable[[WindowResult], bool]:
-    """Whether a window lies whole inside ``[start, end)``: only those a replay of that
-    range computes from all their events (a session must also start a gap after ``start``)."""
-    gaps = {m.name: m.window_ms for m in spec.metrics if m.window.kind == "session"}
+def whole_in(start: int, end: int) -> Callable[[WindowResult], bool]:
+    """Whether a window lies whole inside ``[start, end)``: the windows a replay of that
+    range computes from all their events (given its warm-up, :func:`warmup_ms`)."""
 
     def keep(result: WindowResult) -> bool:
-        lead = gaps.get(result.metric, 0)
-        return result.window_start >= start + lead and result.window_end <= end
+        return result.window_start >= start and result.window_end <= end
 
     return keep
+
+
+def warmup_ms(spec: PipelineSpec) -> int:
+    """How far before its range a replay reads: the longest gap that carries state across
+    events (session windows, the enrichment's sessions), so a session that began before the
+    range is known as one."""
+    gaps = [m.window_ms for m in spec.metrics if m.window.kind == "session"]
+    enrichment = spec.enrichment
+    if enrichment is not None and enrichment.session is not None:
+        gaps.append(int(enrichment.session.gap.total_seconds() * 1000))
+    return max(gaps, default=0)
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -519,15 +543,16 @@ def run_replay(
 ) -> RunResult:
     """Rebuild windows from the archive's events of ``[start, end)``; with ``metric``, that
     metric's windows only (a backfill). With ``whole_windows`` only windows that lie whole
-    inside the range are written; windows crossing its ends keep their stored values."""
+    inside the range are written; windows crossing its ends keep their stored values. The
+    events of a warm-up before ``start`` (:func:`warmup_ms`) are read too, for their state."""
     progress = progress or Progress()
     run_id = run_id or uuid.uuid4().hex[:16]
     folder = settings.import_state_dir / f"replay-{run_id}"
     ledger = Ledger(folder / "ledger.sqlite")
     run_spec = batch_spec(spec, lateness_s, metric)
-    keep = whole_in(start, end, run_spec) if whole_windows else (lambda _r: True)
+    keep = whole_in(start, end) if whole_windows else (lambda _r: True)
     outputs = _outputs(settings, spec, ledger, None, archive=False, letters=False, keep=keep)
-    source = ArchiveSource(store, start, end, tenant, progress)
+    source = ArchiveSource(store, start - warmup_ms(spec), end, tenant, progress)
     log.info("replay_start", run_id=run_id, archive=store.root, start=start, end=end, metric=metric)
     _run(settings, run_spec, source, outputs, decode, 5.0, None)
     report = ledger.report()
@@ -560,7 +585,7 @@ def _outputs(
             lambda rs: [r for r in rs if keep(r) and r.window_end > horizon],
         ),
         finals=LedgerSink(WarehouseSink(settings, retention=spec.retention.warehouse), recorded),
-        dead_letters=LedgerSink(dead, _letters_recorder(ledger, max_errors)),
+        dead_letters=LedgerSink(dead, _letters_recorder(ledger), _error_budget(ledger, max_errors)),
         archive=ArchiveSink(settings.archive_url, [PARTITION])
         if archive and settings.archive_url
         else None,

@@ -64,14 +64,18 @@ class Ledger:
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", (uri, rows, consumed, error)
             )
 
-    def letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Record rejected rows; return how many the run has rejected in all."""
+    def letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Record rejected rows."""
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO letters VALUES (?, ?, ?, ?, ?)",
                 [(d.letter_id, d.failure_type, d.path, d.reason, d.source) for d in letters],
             )
+
+    def rejected(self) -> int:
+        """How many rows the run has rejected in all."""
+        with self._lock:
             (count,) = self._db.execute("SELECT count(*) FROM letters").fetchone()
         return int(count)
 
