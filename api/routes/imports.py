@@ -4,7 +4,8 @@
 the run as ``queued`` and starts ``riffle imports run`` in a process of its
 own; ``GET`` shows the records as the run goes (status, counts, the first
 rejected rows with file, row, column and reason). Local paths are readable
-only under ``RIFFLE_IMPORT_ALLOWED_DIR``; ``gs://`` sources always.
+only under ``RIFFLE_IMPORT_ALLOWED_DIR`` (a relative path is taken from there);
+``gs://`` sources always.
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ def start_import(
         known = ", ".join(sorted(spec.event_types))
         raise ApiError(422, "unknown_type", f"unknown event type {event_type!r} (known: {known})")
     lateness = _lateness(body.lateness)
-    _check_source(body.source, app.settings)
+    source = _allowed_source(body.source, app.settings)
     run = ImportRun(
         id=uuid.uuid4().hex[:16],
         tenant=caller.tenant,
-        source=body.source,
+        source=source,
         event_type=body.type,
         requested_by=f"api:{caller.key.prefix}",
         request={
@@ -110,11 +111,12 @@ def _lateness(text: str) -> float | None:
         raise ApiError(422, "invalid_lateness", f"lateness: {exc} (or 'all')") from exc
 
 
-def _check_source(source: str, settings: Settings) -> None:
+def _allowed_source(source: str, settings: Settings) -> str:
+    """The source as the run reads it (a local path absolute), if the API may read it."""
     if source.startswith("gs://"):
         if len(source) <= len("gs://") or source[5] == "/":
             raise ApiError(422, "invalid_source", "a Cloud Storage source is gs://bucket/prefix")
-        return
+        return source
     allowed = settings.import_allowed_dir
     if allowed is None:
         raise ApiError(
@@ -125,6 +127,7 @@ def _check_source(source: str, settings: Settings) -> None:
     target = (path if path.is_absolute() else root / path).resolve()
     if target != root and root not in target.parents:
         raise ApiError(403, "source_not_allowed", f"{source!r} is not under {root}")
+    return str(target)
 
 
 def _spawn(run: ImportRun, settings: Settings) -> None:
