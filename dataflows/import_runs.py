@@ -41,8 +41,8 @@ def execute(
     checkpoint_s: float = 5.0,
 ) -> tuple[ImportRun, RunResult | None]:
     """Run one import and keep its record; never raises for a failed import (the record
-    says ``failed`` with the error). An interrupted run is recorded ``interrupted``;
-    starting the same import again resumes it."""
+    says ``failed`` with the error) and records an interrupted one as ``interrupted``;
+    starting the same import again resumes either."""
     progress = progress or Progress()
     tenant = request.tenant or settings.default_tenant
     key = request.key()
@@ -61,9 +61,10 @@ def execute(
         result = run_import(
             settings, spec, request, progress=progress, run_id=run.id, epoch_s=checkpoint_s
         )
-    except RiffleError as exc:
-        run = run.model_copy(update={"status": "failed", "error": str(exc)})
-        log.warning("import_failed", run_id=run.id, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the run is its recorded error
+        message = str(exc) if isinstance(exc, RiffleError) else f"{type(exc).__name__}: {exc}"
+        run = run.model_copy(update={"status": "failed", "error": message})
+        log.warning("import_failed", run_id=run.id, error=message)
         return _finish(runs, run, stop, recorder), None
     except KeyboardInterrupt:
         run = run.model_copy(update={"status": "interrupted", "rows_read": progress.rows})

@@ -507,8 +507,7 @@ def run_import(
     if status == "succeeded" and report.rejected:
         status = "rejected"
     folder.save(run_id=run_id, status=status, fingerprint=stamp, source=request.source)
-    if status != "aborted":
-        shutil.rmtree(folder.path / "recovery", ignore_errors=True)
+    shutil.rmtree(folder.path / "recovery", ignore_errors=True)  # a finished run resumes nothing
     return RunResult(run_id, status, report, stamp, resumed, error)
 
 
