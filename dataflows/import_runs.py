@@ -16,7 +16,8 @@ import structlog
 from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
-from riffle.dataflows.imports import ImportRequest, Progress, RunResult, fingerprint, run_import
+from riffle.dataflows.batch_sources import Progress
+from riffle.dataflows.imports import ImportRequest, RunResult, fingerprint, run_import
 from riffle.sinks.redis.imports import ImportRun, ImportRunStore
 from riffle.sources.storage import list_objects
 

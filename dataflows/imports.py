@@ -26,16 +26,15 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 import structlog
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.inputs import FixedPartitionedSource
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import CollectorRegistry
@@ -45,49 +44,33 @@ from riffle.config.mapping import SchemaMapping
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.dataflows.archive import ArchiveSink
+from riffle.dataflows.batch_sinks import (
+    ImportAbortedError,
+    LedgerSink,
+    error_budget,
+    letters_recorder,
+    whole_in,
+    windows_recorder,
+)
+from riffle.dataflows.batch_sources import PARTITION, ArchiveSource, FileSource, Progress
 from riffle.dataflows.deadletter_sink import DeadLetterFanoutSink
 from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.envelope import decode
-from riffle.operators.ingest import Decoder, Message
+from riffle.operators.ingest import Decoder
 from riffle.operators.mapping import RowMapper
-from riffle.operators.records import DeadLetter, WindowResult
-from riffle.sinks.archive.reader import HourDedup, archived_parts, is_archive, part_rows
+from riffle.operators.records import WindowResult
+from riffle.sinks.archive.reader import is_archive
 from riffle.sinks.archive.store import ArchiveStore
 from riffle.sinks.ledger import Ledger, LedgerReport
 from riffle.sinks.warehouse.engines import open_warehouse
-from riffle.sources.files import read_rows
 from riffle.sources.kafka import PartitionPoll
-from riffle.sources.storage import StoredObject, canonical, display, list_objects
+from riffle.sources.storage import StoredObject, canonical, list_objects
 
-X = TypeVar("X")
 log = structlog.get_logger(__name__)
-PARTITION = "batch"
-"""The one source partition of a batch run."""
 NO_PARTIALS_S = 86_400.0 * 365
 """A partial interval no batch run reaches: it emits finals only."""
-
-
-class ImportAbortedError(RiffleError):
-    """An import stopped early: more rows were rejected than its ``max_errors`` allows."""
-
-
-@dataclass
-class Progress:
-    """Where a run is; the source updates it, a display or a logger reads it."""
-
-    total_bytes: int = 0
-    files: int = 0
-    file_index: int = 0
-    rows: int = 0
-    bytes_done: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def rate(self) -> float:
-        """Rows per second so far."""
-        return self.rows / max(1e-9, time.monotonic() - self.started)
 
 
 @dataclass(frozen=True)
@@ -165,240 +148,6 @@ def batch_settings(settings: Settings, epoch_s: float) -> Settings:
             "buckets": 1,
         }
     )
-
-
-# --- sources ---------------------------------------------------------------------------------
-
-Position = tuple[int, int, int]
-"""``(file index, next row, rows read before this file)``: where a resumed import starts."""
-
-
-class FileSource(FixedPartitionedSource[tuple[str, PartitionPoll], Position]):
-    """The rows of an import's files, in name order, as polls of one partition."""
-
-    def __init__(
-        self,
-        objects: list[StoredObject],
-        *,
-        tenant: str,
-        ledger: Ledger,
-        progress: Progress,
-        chunk_rows: int,
-    ) -> None:
-        self.objects = objects
-        self.tenant = tenant
-        self.ledger = ledger
-        self.progress = progress
-        self.chunk_rows = chunk_rows
-
-    def list_parts(self) -> list[str]:
-        return [PARTITION]
-
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: Position | None
-    ) -> StatefulSourcePartition[tuple[str, PartitionPoll], Position]:
-        return _FilePartition(self, resume_state or (0, 1, 0))
-
-
-class _FilePartition(StatefulSourcePartition[tuple[str, PartitionPoll], Position]):
-    def __init__(self, source: FileSource, position: Position) -> None:
-        self._source = source
-        self._index, self._next_row, self._before = position
-        self._chunks: Iterator[Any] | None = None
-        progress = source.progress
-        progress.files = len(source.objects)
-        progress.total_bytes = sum(o.size for o in source.objects)
-        done = source.objects[: self._index]
-        progress.bytes_done = sum(o.size for o in done)
-        progress.rows = self._before + max(0, self._next_row - 1)
-        progress.file_index = self._index
-
-    def next_batch(self) -> list[tuple[str, PartitionPoll]]:
-        source = self._source
-        while self._index < len(source.objects):
-            obj = source.objects[self._index]
-            if self._chunks is None:
-                self._chunks = read_rows(
-                    obj.uri, start=self._next_row, chunk_rows=source.chunk_rows
-                )
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                self._finish(obj, None)
-                continue
-            error = None
-            messages: list[Message] = []
-            for number, row in chunk.rows:
-                messages.append((row, source.tenant, number))
-                if number == 0:
-                    error = orjson.loads(row)["error"]
-            if error is not None:
-                self._finish(obj, error, messages)
-                return [(PARTITION, self._poll(obj, messages))]
-            self._next_row = chunk.next_row
-            progress = source.progress
-            progress.rows = self._before + self._next_row - 1
-            done = sum(o.size for o in source.objects[: self._index])
-            progress.bytes_done = done + min(chunk.consumed, obj.size)
-            return [(PARTITION, self._poll(obj, messages))]
-        raise StopIteration
-
-    def _poll(self, obj: StoredObject, messages: list[Message]) -> PartitionPoll:
-        return PartitionPoll(PARTITION, messages, False, origin=f"import:{display(obj.uri)}")
-
-    def _finish(
-        self,
-        obj: StoredObject,
-        error: str | None,
-        messages: list[tuple[Any, Any, int]] | None = None,
-    ) -> None:
-        read = self._next_row - 1
-        if error is not None and messages:
-            read = max(read, max(m[2] for m in messages))
-        self._source.ledger.file_done(obj.uri, read, obj.size, error)
-        self._before += read
-        self._index += 1
-        self._next_row = 1
-        self._chunks = None
-        progress = self._source.progress
-        progress.file_index = self._index
-        progress.rows = self._before
-        progress.bytes_done = sum(o.size for o in self._source.objects[: self._index])
-
-    def snapshot(self) -> Position:
-        return (self._index, self._next_row, self._before)
-
-
-class ArchiveSource(FixedPartitionedSource[tuple[str, PartitionPoll], None]):
-    """Archived events of ``[start, end)``, hour by hour, each event id once per hour."""
-
-    def __init__(
-        self, store: ArchiveStore, start: int, end: int, tenant: str | None, progress: Progress
-    ) -> None:
-        self.store = store
-        self.start = start
-        self.end = end
-        self.tenant = tenant
-        self.progress = progress
-
-    def list_parts(self) -> list[str]:
-        return [PARTITION]
-
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: None
-    ) -> StatefulSourcePartition[tuple[str, PartitionPoll], None]:
-        parts = archived_parts(self.store, self.start, self.end, self.tenant)
-        self.progress.files = len(parts)
-        return _ArchivePartition(self, iter(parts))
-
-
-class _ArchivePartition(StatefulSourcePartition[tuple[str, PartitionPoll], None]):
-    def __init__(self, source: ArchiveSource, parts: Iterator[Any]) -> None:
-        self._source = source
-        self._parts = parts
-        self._dedup = HourDedup()
-
-    def next_batch(self) -> list[tuple[str, PartitionPoll]]:
-        source = self._source
-        part = next(self._parts, None)
-        if part is None:
-            raise StopIteration
-        messages: list[tuple[bytes | None, str | None, int]] = []
-        for tenant, event_id, ts, offset, event in part_rows(source.store, part):
-            if source.start <= ts < source.end and self._dedup.first(part.hour, tenant, event_id):
-                messages.append((event, tenant, offset))
-        source.progress.file_index += 1
-        source.progress.rows += len(messages)
-        return [(PARTITION, PartitionPoll(PARTITION, messages, False, origin=part.source))]
-
-    def snapshot(self) -> None:
-        return None
-
-
-# --- sinks -----------------------------------------------------------------------------------
-
-
-class _Wrapped(StatelessSinkPartition[X], Generic[X]):
-    def __init__(
-        self,
-        inner: StatelessSinkPartition[X] | None,
-        before: Callable[[list[X]], list[X]],
-        after: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._before = before
-        self._after = after
-
-    def write_batch(self, items: list[X]) -> None:
-        kept = self._before(items)
-        if self._inner is not None and kept:
-            self._inner.write_batch(kept)
-        self._after()
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
-
-class LedgerSink(DynamicSink[X]):
-    """Runs ``before`` on each batch (record, filter), writes what it returns to
-    ``inner`` (``None``: nowhere), then runs ``after`` (a check that may stop the run:
-    the batch is written first, so nothing read is lost)."""
-
-    def __init__(
-        self,
-        inner: DynamicSink[X] | None,
-        before: Callable[[list[X]], list[X]],
-        after: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.inner = inner
-        self.before = before
-        self.after = after
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Wrapped[X]:
-        inner = (
-            None if self.inner is None else self.inner.build(step_id, worker_index, worker_count)
-        )
-        return _Wrapped(inner, self.before, self.after)
-
-
-def _letters_recorder(ledger: Ledger) -> Callable[[list[DeadLetter]], list[DeadLetter]]:
-    def record(letters: list[DeadLetter]) -> list[DeadLetter]:
-        ledger.letters(letters)
-        return letters
-
-    return record
-
-
-def _error_budget(ledger: Ledger, max_errors: int | None) -> Callable[[], None]:
-    def check() -> None:
-        rejected = ledger.rejected()
-        if max_errors is not None and rejected > max_errors:
-            raise ImportAbortedError(
-                f"{rejected} rows rejected, more than --max-errors {max_errors}; stopped early"
-            )
-
-    return check
-
-
-def _windows_recorder(
-    ledger: Ledger, keep: Callable[[WindowResult], bool]
-) -> Callable[[list[WindowResult]], list[WindowResult]]:
-    def record(results: list[WindowResult]) -> list[WindowResult]:
-        kept = [r for r in results if keep(r)]
-        ledger.windows(kept)
-        return kept
-
-    return record
-
-
-def whole_in(start: int, end: int) -> Callable[[WindowResult], bool]:
-    """Whether a window lies whole inside ``[start, end)``: the windows a replay of that
-    range computes from all their events (given its warm-up, :func:`warmup_ms`)."""
-
-    def keep(result: WindowResult) -> bool:
-        return result.window_start >= start and result.window_end <= end
-
-    return keep
 
 
 def warmup_ms(spec: PipelineSpec) -> int:
@@ -580,14 +329,14 @@ def _outputs(
         if letters
         else None
     )
-    recorded = _windows_recorder(ledger, keep)
+    recorded = windows_recorder(ledger, keep)
     return FlowOutputs(
         windows=LedgerSink(
             RedisWindowsSink(settings.redis_url, settings.redis_prefix, hot_s),
             lambda rs: [r for r in rs if keep(r) and r.window_end > horizon],
         ),
         finals=LedgerSink(WarehouseSink(settings, retention=spec.retention.warehouse), recorded),
-        dead_letters=LedgerSink(dead, _letters_recorder(ledger), _error_budget(ledger, max_errors)),
+        dead_letters=LedgerSink(dead, letters_recorder(ledger), error_budget(ledger, max_errors)),
         archive=ArchiveSink(settings.archive_url, [PARTITION])
         if archive and settings.archive_url
         else None,

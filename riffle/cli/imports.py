@@ -118,8 +118,8 @@ def _run_recorded(
 ) -> None:
     import redis
 
+    from riffle.dataflows.batch_sources import Progress
     from riffle.dataflows.import_runs import execute
-    from riffle.dataflows.imports import Progress
     from riffle.sinks.redis.imports import ImportRun, ImportRunStore
 
     runs = ImportRunStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
