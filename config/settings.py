@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SPEC = Path(__file__).with_name("demo.yaml")
 SCHEMAS_DIR = Path(__file__).with_name("schemas")
+DASHBOARDS_DIR = Path(__file__).with_name("dashboards")
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "development"})
 
 
@@ -226,6 +227,15 @@ class Settings(BaseSettings):
     notify_metrics_port: int = Field(
         9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
+    dashboards_dir: Path = Field(
+        DASHBOARDS_DIR,
+        description="Dashboards provisioned to every tenant at API start (*.yaml); "
+        "default the bundled web-shop dashboard.",
+    )
+    share_secret: SecretStr = Field(
+        SecretStr("change-me"),
+        description="Key of the HMAC that signs dashboard share links; set it outside development.",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
@@ -233,6 +243,11 @@ class Settings(BaseSettings):
         if self.environment != "development" and pepper.lower() in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "RIFFLE_API_KEY_PEPPER is a placeholder; set a real secret outside development"
+            )
+        share = self.share_secret.get_secret_value()
+        if self.environment != "development" and share.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "RIFFLE_SHARE_SECRET is a placeholder; set a real secret outside development"
             )
         return self
 

@@ -316,6 +316,7 @@ def _announce(settings: Settings, echo: Callable[[str], None]) -> None:
     base = f"http://{_url_host(settings.api_host)}:{settings.api_port}"
     echo("")
     echo("Riffle is up.")
+    echo(f"  dashboard      {base}/ui/  (paste the API key below once)")
     echo(f"  API docs       {base}/docs")
     echo(f"  live series    {base}/v1/metrics/page_views_10s/series")
     echo(f"  API metrics    {base}/metrics")

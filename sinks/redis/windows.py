@@ -19,6 +19,11 @@ Key layout (the only place it is defined; ``P`` is the configured prefix,
     STRING: Redis's clock (``TIME``, ``seconds.microseconds``) at the last
     write of any window of the metric, partial or final: what lets a cache
     notice that the open window's value moved (:mod:`api.cache`).
+``P:T:live``
+    STREAM of the tenant's changed windows (partial, final or retracted), one
+    entry per window written, field ``w``: :func:`live_json` of the window (no
+    sketch). Trimmed to about :data:`LIVE_MAXLEN` entries; expires with the hot
+    retention. :mod:`api.live` reads it; an entry id is the stream's resume point.
 
 Writes are full-value upserts, never increments, so writing the same results
 twice leaves the same state as writing them once, and a replay rewrites
@@ -86,6 +91,9 @@ return 0
 """
 _UPSERT_SHA = hashlib.sha1(_UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
 
+LIVE_MAXLEN = 10_000
+"""Entries each tenant's live stream keeps, about (``XADD MAXLEN ~``): the reach of a resume."""
+
 
 class RedisWindowStore:
     """Hot window store over one Redis client; safe to share between threads.
@@ -126,6 +134,10 @@ class RedisWindowStore:
     def written_key(self, tenant: str, metric: str) -> str:
         """The STRING stamped with Redis's clock at every write of a metric's windows."""
         return f"{self._prefix}:{tenant}:written:{metric}"
+
+    def live_key(self, tenant: str) -> str:
+        """The STREAM of a tenant's changed windows."""
+        return f"{self._prefix}:{tenant}:live"
 
     def write(self, results: Sequence[WindowResult]) -> None:
         """Upsert ``results`` in one pipelined round trip; idempotent, safe to retry.
@@ -174,6 +186,11 @@ class RedisWindowStore:
                 self.written_key(tenant, metric),
             ]
             pipe.evalsha(_UPSERT_SHA, len(keys), *keys, *args)
+            live = self.live_key(tenant)
+            for window in windows:
+                pipe.xadd(live, {"w": live_json(window)}, maxlen=LIVE_MAXLEN, approximate=True)
+        for tenant in {tenant for tenant, _, _ in by_series}:
+            pipe.pexpire(self.live_key(tenant), self._ttl_ms)
         for (tenant, metric), entries in index.items():
             key = self.index_key(tenant, metric)
             pipe.hset(key, mapping=entries)
@@ -189,6 +206,22 @@ class RedisWindowStore:
         except redis.RedisError as exc:
             raise SinkError(f"redis read of the series index failed: {exc}") from exc
         return {_text(series): _dims(value) for series, value in raw.items()}
+
+    def list_series_many(self, tenant: str, metrics: Sequence[str]) -> dict[str, dict[str, Dims]]:
+        """:meth:`list_series` of several metrics in one pipelined round trip."""
+        if not metrics:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for metric in metrics:
+            pipe.hgetall(self.index_key(tenant, metric))
+        try:
+            replies: list[dict[bytes | str, bytes | str]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of the series indexes failed: {exc}") from exc
+        return {
+            metric: {_text(series): _dims(value) for series, value in raw.items()}
+            for metric, raw in zip(metrics, replies, strict=True)
+        }
 
     def read_series(
         self,
@@ -231,6 +264,28 @@ class RedisWindowStore:
             self._client.ping()
         except redis.RedisError as exc:
             raise SinkError(f"redis unreachable: {exc}") from exc
+
+
+def live_json(window: WindowResult) -> bytes:
+    """A window as a live-stream entry: JSON of its fields, dimensions as an object,
+    without the sketch (its value and ``detail`` already say what it holds)."""
+    return orjson.dumps(
+        {
+            "metric": window.metric,
+            "dims": dict(window.dims),
+            "window_start": window.window_start,
+            "window_end": window.window_end,
+            "count": window.count,
+            "sum": window.sum,
+            "min": window.min,
+            "max": window.max,
+            "value": window.value,
+            "is_final": window.is_final,
+            "revision": window.revision,
+            "retracted": window.retracted,
+            "detail": window.detail,
+        }
+    )
 
 
 def _text(value: bytes | str) -> str:

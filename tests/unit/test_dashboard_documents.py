@@ -1,0 +1,63 @@
+"""Dashboard documents: the bundled web-shop dashboard fits the demo spec, the generated
+one fits any spec, and misfits are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from riffle.config.dashboards import (
+    Dashboard,
+    check_dashboard,
+    load_dashboards,
+    parse_dashboard,
+    starter_dashboard,
+)
+from riffle.config.errors import SpecError
+from riffle.config.settings import DASHBOARDS_DIR
+from riffle.config.spec import load_spec
+
+DEMO = load_spec(Path(__file__).parents[2] / "config" / "demo.yaml")
+
+
+def test_bundled_web_shop_dashboard_fits_the_demo_spec() -> None:
+    (shop,) = load_dashboards(DASHBOARDS_DIR, DEMO)
+    assert shop.id == "web-shop" and len(shop.panels) >= 10
+    assert {p.type for p in shop.panels} >= {"stat", "area", "topk", "bar", "quantiles", "heatmap"}
+
+
+def test_generated_dashboard_fits_its_spec() -> None:
+    generated = starter_dashboard(DEMO)
+    assert check_dashboard(generated, DEMO) == []
+    assert generated.panels[0].type == "stat"
+    assert Dashboard.model_validate_json(generated.model_dump_json()) == generated
+
+
+def test_misfits_are_named() -> None:
+    board = parse_dashboard(
+        {
+            "id": "x",
+            "title": "X",
+            "variables": [{"name": "planet"}],
+            "panels": [
+                {"id": "a", "title": "A", "query": {"metric": "nope"}},
+                {"id": "b", "title": "B", "query": {"metric": "revenue", "by": ["city"]}},
+                {"id": "c", "title": "C", "type": "quantiles", "query": {"metric": "revenue"}},
+            ],
+        }
+    )
+    problems = check_dashboard(board, DEMO)
+    assert problems == [
+        "panels[a].query.metric: unknown metric 'nope'",
+        "panels[b].query: 'revenue' has no dimension 'city'",
+        "panels[c].type: quantile bands need a quantiles metric",
+        "variables[planet]: unknown dimension",
+    ]
+    with pytest.raises(SpecError, match="panel ids must be unique"):
+        parse_dashboard({"id": "x", "title": "X", "panels": [board.panels[0], board.panels[0]]})
+    with pytest.raises(SpecError, match="x \\+ w must be at most 12"):
+        parse_dashboard(
+            {"id": "x", "title": "X", "panels": [{"id": "a", "title": "A",
+             "query": {"metric": "revenue"}, "layout": {"x": 8, "w": 6}}]}
+        )  # fmt: skip
