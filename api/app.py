@@ -35,6 +35,7 @@ from riffle.api.routes import alerts as alert_routes
 from riffle.api.routes import dashboards as dashboard_routes
 from riffle.api.routes import deadletters, grafana, health, ingest, keys, metrics, query, schemas
 from riffle.api.routes import export as export_routes
+from riffle.api.routes import imports as import_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
@@ -139,4 +140,5 @@ def create_app(
     app.include_router(report_routes.router)
     app.include_router(ui_router(registry))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+    app.include_router(import_routes.router)
     return app

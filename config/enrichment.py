@@ -54,12 +54,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_expression(expr: str) -> str:
+def check_expression(expr: str, names: frozenset[str] = EXPRESSION_NAMES) -> str:
     """Parse an expression and refuse anything outside the safe subset; return it unchanged.
 
     The subset is arithmetic, comparisons, ``and``/``or``/``not``,
-    ``a if cond else b``, indexing and slicing, reading the event's parts by
-    attribute (``props.amount``) and calling :data:`EXPRESSION_FUNCTIONS`.
+    ``a if cond else b``, indexing and slicing, reading ``names`` (by default
+    the event's parts) and their fields by attribute (``props.amount``) and
+    calling :data:`EXPRESSION_FUNCTIONS`.
     """
     if len(expr) > MAX_EXPRESSION:
         raise ValueError(f"an expression has at most {MAX_EXPRESSION} characters")
@@ -71,8 +72,8 @@ def check_expression(expr: str) -> str:
         if not isinstance(node, _NODES):
             # pydantic turns ValueError (not TypeError) into a field error with a line.
             raise ValueError(f"{type(node).__name__} is not allowed in an expression")  # noqa: TRY004
-        if isinstance(node, ast.Name) and node.id not in EXPRESSION_NAMES | EXPRESSION_FUNCTIONS:
-            known = ", ".join(sorted(EXPRESSION_NAMES))
+        if isinstance(node, ast.Name) and node.id not in names | EXPRESSION_FUNCTIONS:
+            known = ", ".join(sorted(names))
             raise ValueError(f"unknown name {node.id!r} (an expression reads {known})")
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in EXPRESSION_FUNCTIONS:

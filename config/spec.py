@@ -303,7 +303,7 @@ def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
         raise SpecError(f"{source}:{line}: not valid YAML: {exc.problem}") from exc
     if not isinstance(data, dict) or node is None:
         raise SpecError(f"{source}:1: a spec is a mapping with event_types and metrics")
-    lines = dict(_node_lines(node, ()))
+    lines = dict(node_lines(node, ()))
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
@@ -422,7 +422,7 @@ def _describe(
     return "invalid pipeline spec\n" + "\n".join(out)
 
 
-def _node_lines(
+def node_lines(
     node: yaml.Node, path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], int]]:
     """Map every path in the YAML document to the line it starts on (1-based)."""
@@ -431,9 +431,9 @@ def _node_lines(
         for key, value in node.value:
             child = (*path, str(key.value))
             yield child, key.start_mark.line + 1
-            for sub, line in _node_lines(value, child):
+            for sub, line in node_lines(value, child):
                 if sub != child:
                     yield sub, line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _node_lines(item, (*path, index))
+            yield from node_lines(item, (*path, index))

@@ -38,11 +38,15 @@ class PartitionPoll:
 
     ``at_end`` says the reader was at the end of the partition's log after
     this poll (caught up); it turns false again as soon as new messages come.
+    ``origin`` names where the messages come from when that is not the
+    partition itself (an import's file, the source an archived event was read
+    from); offsets are then positions in the origin.
     """
 
     partition: str
     messages: list[tuple[bytes | None, str | None, int]]
     at_end: bool
+    origin: str | None = None
 
 
 def partition_key(topic: str, partition: int) -> str:

@@ -4,8 +4,9 @@ One module per command group, each with its own Typer app: :mod:`.processes` (th
 long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
 ``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
-``models``, ``grafana``, ``dashboards``, ``scheduler`` (the process, and ``runs``) and
-``reports``. A new group is a module here and one ``add_typer`` line below.
+``models``, ``grafana``, ``dashboards``, ``scheduler`` (the process, and ``runs``),
+``reports`` and ``imports``; :mod:`.imports` also holds ``import``, ``replay`` and
+``backfill``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -20,6 +21,7 @@ import typer
 from riffle.cli import (
     dashboards,
     grafana,
+    imports,
     keys,
     models,
     processes,
@@ -51,6 +53,8 @@ app.add_typer(warehouse.app, name="warehouse")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
+app.add_typer(imports.app)
+app.add_typer(imports.runs_app, name="imports")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(scheduler.app, name="scheduler")
