@@ -21,6 +21,8 @@ from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services
 from riffle.api.errors import install_error_handlers
+from riffle.api.openapi import install_openapi
+from riffle.api.params import known_query_params
 from riffle.api.ratelimit import RateLimitHeaders
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
@@ -78,6 +80,7 @@ def create_app(
         version=version("riffle"),
         description="Event collection and live windowed metrics.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_params)],
     )
     app.state.services = services
     app.state.collect = collect
@@ -99,4 +102,5 @@ def create_app(
     app.include_router(deadletters.router)
     app.include_router(schemas.router)
     app.include_router(keys.router)
+    install_openapi(app, spec, sorted(collect.schemas.validator.entries))
     return app

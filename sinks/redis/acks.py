@@ -17,6 +17,7 @@ import orjson
 import redis
 from pydantic import BaseModel, Field
 
+from riffle.config.instants import EpochMs
 from riffle.operators.notify import GroupAlert
 
 
@@ -25,7 +26,7 @@ class AckSpec(BaseModel):
 
     by: str = Field(min_length=1, max_length=200)
     comment: str = Field("", max_length=2000)
-    until: int | None = Field(None, gt=0, description="Wall-clock ms the ack ends; default never.")
+    until: EpochMs | None = Field(None, description="Wall-clock ms the ack ends; default never.")
 
 
 class Ack(BaseModel):
