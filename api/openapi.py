@@ -27,13 +27,18 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
 from riffle.api.models import ErrorResponse
+from riffle.api.times import TIME_FORMS, TIME_PATTERN
 from riffle.config.alerts import AlertRule
+from riffle.config.instants import MAX_INSTANT_MS
 from riffle.config.spec import PipelineSpec
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Routes that answer without a key unless the settings close them."""
 _ERROR = {"$ref": "#/components/schemas/ErrorResponse"}
 _METHODS = frozenset({"get", "put", "post", "delete", "patch"})
+TIME_EXAMPLES = {"start": "-1h", "since": "-1h", "end": "now", "until": "now"}
+"""Parameters and body fields named so hold an instant (:func:`api.times.parse_instant`)."""
+DURATION_PATTERN = r"^\d{1,9}(\.\d{1,3})?(ms|s|m|h|d)$"
 _AUTH_ERRORS = {
     "401": "Missing, unknown, revoked or expired key.",
     "403": "The key lacks the route's scope.",
@@ -92,7 +97,13 @@ def complete(doc: dict[str, Any], spec: PipelineSpec, schema_types: list[str]) -
         for param in op.get("parameters", []):
             if param["in"] == "path":
                 _error(responses, "404", "Nothing of that name for this tenant.")
-                param["schema"].update(values.get((path, param["name"]), {}))
+            param["schema"].update(values.get((path, param["name"]), {}))
+            if param["in"] == "query":
+                _query_forms(param, spec)
+    for schema in schemas.values():
+        for name, prop in schema.get("properties", {}).items():
+            if name in TIME_EXAMPLES:
+                _time_form(prop, TIME_EXAMPLES[name])
     _links(doc)
     _bodies(doc, spec, list(spec.event_types))
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -113,6 +124,34 @@ def _error(responses: dict[str, Any], status: str, text: str, replace: bool = Fa
     }
 
 
+def _query_forms(param: dict[str, Any], spec: PipelineSpec) -> None:
+    """The forms of query parameters shared by many routes, by name."""
+    name, schema = param["name"], param["schema"]
+    if name in TIME_EXAMPLES:
+        _time_form(schema, TIME_EXAMPLES[name])
+    elif name == "metric":
+        _string_items(schema, {"enum": [m.name for m in spec.metrics]})
+    elif name == "period":
+        _string_items(schema, {"pattern": DURATION_PATTERN, "examples": ["1h"]})
+
+
+def _time_form(schema: dict[str, Any], example: str) -> None:
+    """Document an instant: its forms, as a pattern, and an example that parses."""
+    form = {"pattern": TIME_PATTERN, "minLength": 1, "maxLength": 64, "examples": [example]}
+    _string_items(schema, form)
+    schema["description"] = f"{schema.get('description', '')} Forms: {TIME_FORMS}.".strip()
+
+
+def _string_items(schema: dict[str, Any], constraints: dict[str, Any]) -> None:
+    """Add ``constraints`` to the string (or the strings of an array) ``schema`` holds."""
+    if schema.get("type") == "string":
+        schema.update(constraints)
+    elif schema.get("type") == "array":
+        _string_items(schema.setdefault("items", {}), constraints)
+    for option in schema.get("anyOf", []):
+        _string_items(option, constraints)
+
+
 def _identifier_values(
     spec: PipelineSpec, schema_types: list[str]
 ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -122,15 +161,31 @@ def _identifier_values(
     entities = sorted({p.entity for p in spec.predictions})
     rule = spec.alerts[0].name if spec.alerts else "high_error_rate"
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for suffix in ("", "/series", "/top", "/query"):
+    for suffix in ("", "/series", "/query"):
         out[(f"/v1/metrics/{{name}}{suffix}", "name")] = {"enum": metrics}
+    dimensions = sorted({d for m in spec.metrics for d in m.dimensions})
+    ranked = next((m for m in spec.metrics if m.dimensions), None)
+    out[("/v1/metrics/{name}/top", "by")] = _enum_or_example(dimensions, "country")
+    if ranked is not None:  # the examples: a metric that has the dimension ranked
+        out[("/v1/metrics/{name}/top", "name")] = {"enum": metrics, "examples": [ranked.name]}
+        out[("/v1/metrics/{name}/top", "by")]["examples"] = [ranked.dimensions[0]]
+    out[("/v1/metrics/{name}/top", "compare")] = {"enum": ["previous_period"]}
+    out[("/v1/metrics/{name}/top", "limit")] = {"minimum": 1, "maximum": 100}
+    out[("/v1/metrics/{name}/query", "compare")] = {"enum": ["previous_period"]}
+    out[("/v1/metrics/{name}/query", "step")] = {"enum": ["1m", "1h", "1d"]}
+    one = f"({'|'.join(dimensions) or '[a-z][a-z0-9_]*'})"
+    out[("/v1/metrics/{name}/query", "by")] = {"pattern": f"^{one}(,{one}){{0,2}}$"}
+    out[("/v1/metrics/{name}/series", "group_by")] = {"pattern": f"^({one}(,{one})*)?$"}
+    out[("/v1/dead-letters", "cursor")] = {"pattern": r"^[A-Za-z0-9_=-]{1,400}$"}
     out[("/v1/forecasts/{metric}", "metric")] = _enum_or_example(forecast, "revenue")
     out[("/v1/predictions/{entity_type}/{entity_id}", "entity_type")] = _enum_or_example(
         entities, "user"
     )
     out[("/v1/predictions/{entity_type}/{entity_id}", "entity_id")] = {"examples": ["u-1"]}
-    for path in ("/v1/alerts/rules/{name}",):
-        out[(path, "name")] = {"examples": [rule], "pattern": r"^[a-z][a-z0-9_]{0,62}$"}
+    out[("/v1/alerts/rules/{name}", "name")] = {
+        "examples": ["contract_example", rule],
+        "pattern": r"^[a-z][a-z0-9_]{0,62}$",
+    }
     out[("/v1/silences/{silence_id}", "silence_id")] = {"examples": ["0" * 32]}
     out[("/v1/alerts/{instance}/ack", "instance")] = {"examples": [f"{rule}:0"]}
     out[("/v1/dead-letters/{letter_id}", "letter_id")] = {"examples": ["0" * 32]}
@@ -190,18 +245,64 @@ def _bodies(doc: dict[str, Any], spec: PipelineSpec, event_types: list[str]) -> 
     schemas = doc["components"]["schemas"]
     rule = TypeAdapter(AlertRule).json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(rule.pop("$defs", {}))
-    metrics = [m.name for m in spec.metrics]
-    for kind in rule.get("oneOf", []):
-        target = schemas[kind["$ref"].rsplit("/", 1)[1]]
-        target["properties"]["metric"] = {"type": "string", "enum": metrics}
-    schemas["AlertRule"] = rule
-    rule_body = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertRule"}}},
+    metrics = {
+        "AnomalyRule": [m.name for m in spec.metrics if m.anomaly is not None],
+        "ForecastRule": [m.name for m in spec.metrics if m.forecast is not None],
     }
-    for op_id in ("createAlertRule", "replaceAlertRule"):
-        if op_id in by_id:
-            by_id[op_id]["requestBody"] = copy.deepcopy(rule_body)
+    replacement: dict[str, Any] = {
+        "oneOf": [],
+        "discriminator": copy.deepcopy(rule.get("discriminator")),
+    }
+    for kind in rule.get("oneOf", []):
+        name = kind["$ref"].rsplit("/", 1)[1]
+        target = schemas[name]
+        allowed = metrics.get(name) or [m.name for m in spec.metrics]
+        target["properties"]["metric"] = {"type": "string", "enum": allowed}
+        # A replacement names its rule in the path: its body may leave the name out.
+        without = copy.deepcopy(target)
+        without["properties"].pop("name", None)
+        without["required"] = [r for r in without.get("required", []) if r != "name"]
+        schemas[f"{name}Replacement"] = without
+        replacement["oneOf"].append({"$ref": f"#/components/schemas/{name}Replacement"})
+    mapping = (replacement["discriminator"] or {}).get("mapping", {})
+    for key, ref in mapping.items():
+        mapping[key] = f"{ref}Replacement"
+    schemas["AlertRule"] = rule
+    schemas["AlertRuleReplacement"] = replacement
+    rule_json: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/AlertRule"}}
+    rule_body: dict[str, Any] = {"required": True, "content": {"application/json": rule_json}}
+    counted = next((m for m in spec.metrics if m.aggregation in ("count", "sum")), None)
+    if counted is not None:
+        rule_json["example"] = {
+            "name": "contract_example",
+            "kind": "threshold",
+            "metric": counted.name,
+            "op": "gt",
+            "value": 1000,
+            "for": "1m",
+        }
+    if "createAlertRule" in by_id:
+        by_id["createAlertRule"]["requestBody"] = rule_body
+    if "replaceAlertRule" in by_id:
+        replaced = copy.deepcopy(rule_body)
+        content = replaced["content"]["application/json"]
+        content["schema"] = {"$ref": "#/components/schemas/AlertRuleReplacement"}
+        if "example" in content:
+            content["example"].pop("name")
+        by_id["replaceAlertRule"]["requestBody"] = replaced
+    if "SimulateRequest" in schemas and spec.alerts:
+        schemas["SimulateRequest"]["examples"] = [
+            {"name": spec.alerts[0].name, "start": "-1h", "end": "now"}
+        ]
+    if "SilenceSpec" in schemas:
+        schemas["SilenceSpec"]["examples"] = [
+            {
+                "matchers": [{"name": "alertname", "op": "=~", "value": "api_.*"}],
+                "ends_at": MAX_INSTANT_MS,
+                "comment": "maintenance window",
+                "created_by": "ops",
+            }
+        ]
     simulate = schemas.get("SimulateRequest", {}).get("properties", {})
     if "rule" in simulate:
         simulate["rule"] = {
@@ -217,7 +318,7 @@ def _bodies(doc: dict[str, Any], spec: PipelineSpec, event_types: list[str]) -> 
             "type": {"type": "string", "enum": event_types},
             "ts": {
                 "anyOf": [
-                    {"type": "integer", "minimum": 0, "maximum": 253_370_764_800_000},
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INSTANT_MS},
                     {"type": "string", "format": "date-time"},
                 ],
                 "description": "Event time: epoch ms or RFC 3339.",

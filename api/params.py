@@ -16,7 +16,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from riffle.api.errors import ApiError
-from riffle.api.times import TIME_FORMS, TIME_PATTERN
 
 DIMENSION_FILTERS: dict[str, Any] = {"x-riffle-dimension-filters": True}
 """``openapi_extra`` of a route whose other query parameters name dimensions."""
@@ -50,21 +49,6 @@ def known_query_params(request: Request) -> None:
             f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
             f"this route accepts: {known}",
         )
-
-
-def TimeQuery(description: str) -> Any:  # noqa: N802 - used like fastapi.Query
-    """A query parameter holding an instant: documented with the parser's forms and pattern.
-
-    The pattern is documentation, not a gate: the parser checks the value and
-    answers a 400 naming the forms (and the bounds) when it does not read.
-    """
-    return Query(
-        description=f"{description} {TIME_FORMS}.",
-        min_length=1,
-        max_length=64,
-        json_schema_extra={"pattern": TIME_PATTERN},
-        examples=["-1h"],
-    )
 
 
 Source = Annotated[

@@ -216,6 +216,7 @@ def _simulated_rule(
 @router.post(
     "/v1/alerts/rules/simulate",
     operation_id="simulateAlertRule",
+    responses={404: {"model": ErrorResponse, "description": "No rule of that name."}},
     summary="When a rule would have fired on stored history",
     response_model=None,
 )

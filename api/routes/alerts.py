@@ -12,6 +12,7 @@ from riffle.api.deps import Acks, AlertHistory, AlertStates, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
 from riffle.api.times import format_instant, parse_instant
+from riffle.config.alerts import Severity
 from riffle.operators.alerts import STATES
 
 router = APIRouter(tags=["alerts"])
@@ -55,11 +56,19 @@ def list_alerts(
     tenant: Tenant,
     state: Annotated[
         list[str] | None,
-        Query(description="Only these states (pending, firing, recovering, nodata; normal too)."),
+        Query(
+            description="Only these states (pending, firing, recovering, nodata; normal too).",
+            json_schema_extra={"items": {"type": "string", "enum": list(STATES)}},
+        ),
     ] = None,
-    severity: Annotated[list[str] | None, Query(description="Only these severities.")] = None,
+    severity: Annotated[list[Severity] | None, Query(description="Only these severities.")] = None,
+    metric: Annotated[list[str] | None, Query(description="Only alerts on these metrics.")] = None,
     label: Annotated[
-        list[str] | None, Query(description="name=value; every one must match.")
+        list[str] | None,
+        Query(
+            description="name=value; every one must match.",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """The newest transition of every instance that is not Normal (or in ``state``), each
@@ -76,6 +85,7 @@ def list_alerts(
         for r in rows
         if (not state or r["to_state"] in state)
         and (not severity or r["severity"] in severity)
+        and (not metric or r.get("metric") in metric)
         and all(r["labels"].get(k) == v for k, v in wanted.items())
     ]
     out.sort(key=lambda r: (-r["at"], r["rule"], r["instance"]))

@@ -24,6 +24,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, unknown, revoked or expired key."},
     403: {"model": ErrorResponse, "description": "The key lacks scope `admin`."},
     404: {"model": ErrorResponse, "description": "No such key for this tenant."},
+    409: {"model": ErrorResponse, "description": "A key cannot revoke itself."},
 }
 
 
@@ -106,7 +107,10 @@ def create_key(
 
 @router.delete("/{prefix}", operation_id="revokeKey", summary="Revoke a key", responses=_ERRORS)
 def revoke_key(prefix: str, app: CollectDep, caller: AdminKey) -> KeyOut:
-    """Revoke a key of the caller's tenant; another tenant's key is ``404``."""
+    """Revoke a key of the caller's tenant; another tenant's key is ``404``, the calling
+    key itself ``409`` (revoke it with another admin key, so no one locks themselves out)."""
+    if prefix == caller.key.prefix:
+        raise ApiError(409, "own_key", "a key cannot revoke itself; use another admin key")
     record = app.keys.revoke(prefix, caller.tenant)
     if record is None:
         raise ApiError(404, "key_not_found", f"no key {prefix!r}")

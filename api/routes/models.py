@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 
 from riffle.api.deps import HotModelResults, ModelHealth, ModelResults, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.params import Source, TimeQuery
+from riffle.api.models import UNKNOWN_METRIC
+from riffle.api.params import Source
 from riffle.api.routes.alerts import time_range
 from riffle.api.routes.predictions import model_summary
 
@@ -29,14 +30,19 @@ def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-@router.get("/v1/anomalies", operation_id="listAnomalies", summary="Scored windows, newest first")
+@router.get(
+    "/v1/anomalies",
+    operation_id="listAnomalies",
+    summary="Scored windows, newest first",
+    responses=UNKNOWN_METRIC,
+)
 def list_anomalies(
     spec: Spec,
     warm: ModelResults,
     hot: HotModelResults,
     tenant: Tenant,
-    start: Annotated[str | None, TimeQuery("Window starts from; default end - 24h.")] = None,
-    end: Annotated[str | None, TimeQuery("Window starts before; default now.")] = None,
+    start: str | None = Query(None, description="Window starts from; default end - 24h."),
+    end: str | None = Query(None, description="Window starts before; default now."),
     metric: Annotated[
         list[str] | None, Query(description="Only these metrics (repeatable).")
     ] = None,

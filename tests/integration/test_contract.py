@@ -108,6 +108,8 @@ def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> 
         "30",
         "--generation-database",
         "none",
+        "--generation-with-security-parameters",
+        "false",
         "--no-color",
         "--report",
         "junit,ndjson",
