@@ -72,6 +72,9 @@ bench: venv
 bench-warehouse: venv bqemulator
 	$(BIN)/python -m benchmarks.warehouse
 
+# Resets the local stack too: `riffle reset` revokes its demo key (when Redis answers)
+# and deletes .riffle/ (warehouse file, logs, recovery store, demo key).
 clean:
+	@if [ -x $(BIN)/riffle ]; then $(BIN)/riffle reset || true; fi
 	rm -rf .riffle build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -20,6 +20,7 @@ from riffle.api.auth import operational_guard, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services
+from riffle.api.docs_ui import install_docs
 from riffle.api.errors import install_error_handlers
 from riffle.api.openapi import install_openapi
 from riffle.api.params import known_query_params
@@ -81,6 +82,8 @@ def create_app(
         description="Event collection and live windowed metrics.",
         lifespan=lifespan,
         dependencies=[Depends(known_query_params)],
+        docs_url=None,  # served from the package by install_docs: no CDN
+        redoc_url=None,
     )
     app.state.services = services
     app.state.collect = collect
@@ -103,4 +106,5 @@ def create_app(
     app.include_router(schemas.router)
     app.include_router(keys.router)
     install_openapi(app, spec, sorted(collect.schemas.validator.entries))
+    install_docs(app)
     return app

@@ -19,6 +19,7 @@ route added later gets the same treatment without extra work):
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from pydantic import TypeAdapter
 
 from riffle.api.models import ErrorResponse
 from riffle.api.times import TIME_FORMS, TIME_PATTERN
-from riffle.config.alerts import AlertRule
+from riffle.config.alerts import RESERVED_LABELS, AlertRule
 from riffle.config.instants import MAX_INSTANT_MS
 from riffle.config.spec import PipelineSpec
 
@@ -39,6 +40,7 @@ _METHODS = frozenset({"get", "put", "post", "delete", "patch"})
 TIME_EXAMPLES = {"start": "-1h", "since": "-1h", "end": "now", "until": "now"}
 """Parameters and body fields named so hold an instant (:func:`api.times.parse_instant`)."""
 DURATION_PATTERN = r"^\d{1,9}(\.\d{1,3})?(ms|s|m|h|d)$"
+LABEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _AUTH_ERRORS = {
     "401": "Missing, unknown, revoked or expired key.",
     "403": "The key lacks the route's scope.",
@@ -60,9 +62,29 @@ def install_openapi(app: FastAPI, spec: PipelineSpec, schema_types: list[str]) -
                 routes=app.routes,
             )
             app.openapi_schema = complete(doc, spec, schema_types)
-        return app.openapi_schema
+        return with_now(app.openapi_schema, int(time.time() * 1000))
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+NOT_BEFORE_NOW = (("SilenceSpec", "ends_at"), ("AckSpec", "until"))
+"""Body fields the server wants in the future: the document served says so as a minimum."""
+
+
+def with_now(doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """``doc`` with the fields of ``NOT_BEFORE_NOW`` bounded below by ``now_ms``
+    (a copy of just the schemas touched; ``doc`` is the cached document)."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    touched = {name: copy.deepcopy(schemas[name]) for name, _ in NOT_BEFORE_NOW if name in schemas}
+    for name, field in NOT_BEFORE_NOW:
+        prop = touched.get(name, {}).get("properties", {}).get(field)
+        if prop is not None:
+            for option in [prop, *prop.get("anyOf", [])]:
+                if option.get("type") == "integer":
+                    option["minimum"] = now_ms
+    if not touched:
+        return doc
+    return doc | {"components": doc["components"] | {"schemas": schemas | touched}}
 
 
 def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -245,6 +267,7 @@ def _bodies(doc: dict[str, Any], spec: PipelineSpec, event_types: list[str]) -> 
     schemas = doc["components"]["schemas"]
     rule = TypeAdapter(AlertRule).json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(rule.pop("$defs", {}))
+    dimensions = sorted({d for m in spec.metrics for d in m.dimensions}) or ["country"]
     metrics = {
         "AnomalyRule": [m.name for m in spec.metrics if m.anomaly is not None],
         "ForecastRule": [m.name for m in spec.metrics if m.forecast is not None],
@@ -258,6 +281,11 @@ def _bodies(doc: dict[str, Any], spec: PipelineSpec, event_types: list[str]) -> 
         target = schemas[name]
         allowed = metrics.get(name) or [m.name for m in spec.metrics]
         target["properties"]["metric"] = {"type": "string", "enum": allowed}
+        target["properties"]["labels"]["propertyNames"] = {
+            "pattern": LABEL_PATTERN,
+            "not": {"enum": sorted(RESERVED_LABELS)},
+        }
+        _string_items(target["properties"]["group_by"], {"enum": dimensions})
         # A replacement names its rule in the path: its body may leave the name out.
         without = copy.deepcopy(target)
         without["properties"].pop("name", None)
@@ -303,12 +331,18 @@ def _bodies(doc: dict[str, Any], spec: PipelineSpec, event_types: list[str]) -> 
                 "created_by": "ops",
             }
         ]
-    simulate = schemas.get("SimulateRequest", {}).get("properties", {})
-    if "rule" in simulate:
-        simulate["rule"] = {
-            "anyOf": [{"$ref": "#/components/schemas/AlertRule"}, {"type": "null"}],
+    simulate = schemas.get("SimulateRequest", {})
+    if "rule" in simulate.get("properties", {}):
+        simulate["properties"]["rule"] = {
+            "$ref": "#/components/schemas/AlertRule",
             "description": "A rule as in the spec's alerts: list.",
         }
+        simulate["properties"]["name"] = {
+            "type": "string",
+            "pattern": r"^[a-z][a-z0-9_]{0,62}$",
+            "description": "A rule in force (spec or tenant) instead.",
+        }
+        simulate["oneOf"] = [{"required": ["rule"]}, {"required": ["name"]}]
     schemas["Event"] = {
         "type": "object",
         "description": "One event: its type's schema checks props; rejected events become "

@@ -57,7 +57,7 @@ Duration = Annotated[
         {
             "type": "string",
             "pattern": r"^\d{1,9}(\.\d{1,3})?(ms|s|m|h|d)$",
-            "examples": ["10s", "5m", "1h"],
+            "examples": ["1h", "1d"],
             "description": "A number with a unit: ms, s, m, h or d.",
         }
     ),

@@ -25,7 +25,6 @@ EpochMs = Annotated[
         ge=MIN_INSTANT_MS,
         le=MAX_INSTANT_MS,
         description="Milliseconds since 1970-01-01T00:00:00Z, up to 9999-01-01.",
-        examples=[1_767_225_600_000],
     ),
 ]
 """An instant in a request body."""

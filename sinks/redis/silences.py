@@ -36,8 +36,8 @@ class SilenceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     matchers: list[Matcher] = Field(min_length=1, max_length=32)
-    starts_at: EpochMs | None = Field(None, description="Default: now.")
-    ends_at: EpochMs = Field(description="After starts_at.")
+    starts_at: EpochMs | None = Field(None, description="Default: now.", examples=[0])
+    ends_at: EpochMs = Field(description="After starts_at.", examples=[4_102_444_800_000])
     comment: str = Field("", max_length=2000)
     created_by: str = Field("", max_length=200)
 

@@ -12,8 +12,8 @@ run; the soak marker runs a longer one.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,14 +21,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from riffle.config.settings import Settings
 from riffle.keys import store
+from riffle.operators.models.entities import PredictionRecord
+from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.redis.predictions import RedisPredictionStore
+from riffle.sinks.redis.silences import Matcher, SilenceSpec, SilenceStore
 from tests.integration.ingest_support import serve_process
+from tests.integration.notify_support import transition
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+TENANT = "contract"
 
 CHECKS = (
     "not_a_server_error",
@@ -51,11 +58,37 @@ def schemathesis_bin() -> Path:
 
 @dataclass
 class Api:
-    """A served API process and an admin key of its tenant."""
+    """A served API process, an admin key of its tenant and the identifiers seeded for it."""
 
     url: str
     key: str
     log: Path
+    seeded: dict[str, dict[str, str]]
+    """Per operation id, path parameters naming resources that exist when the run starts."""
+
+
+def seed(settings: Settings) -> dict[str, dict[str, str]]:
+    """Resources no operation of the API creates (a firing alert, a prediction) and a
+    silence, written as the dataflow and a user would; their identifiers per operation."""
+    client = redis.Redis.from_url(settings.redis_url)
+    now = int(time.time() * 1000)
+    instance = "contract_rule:0"
+    RedisAlerts(client, settings.redis_prefix).write(
+        [transition(instance, at=now - 60_000, rule="contract_rule", tenant=TENANT)]
+    )
+    RedisPredictionStore(client, settings.redis_prefix, 3600).write(
+        [PredictionRecord(TENANT, "purchase_propensity", "session", "s-1", now, 0.4, "open", 3, 10)]
+    )
+    silence = SilenceStore(client, settings.redis_prefix).create(
+        TENANT, SilenceSpec(matchers=[Matcher(name="alertname", value="x")], ends_at=now + 3600_000)
+    )
+    client.close()
+    return {
+        "ackAlert": {"instance": instance},
+        "unackAlert": {"instance": instance},
+        "getPrediction": {"entity_type": "session", "entity_id": "s-1"},
+        "deleteSilence": {"silence_id": silence.id},
+    }
 
 
 @pytest.fixture
@@ -67,10 +100,25 @@ def api(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[A
         rate_key_events=100_000.0,
         rate_tenant_events=100_000.0,
     )
-    key, _ = store(settings).create("contract", ["ingest", "read", "admin"], name="contract")
+    key, _ = store(settings).create(TENANT, ["ingest", "read", "admin"], name="contract")
     log = tmp_path / "api.log"
-    with serve_process(settings, log) as url:
-        yield Api(url, key, log)
+    seeded = seed(settings)
+    with serve_process(settings, log, startup_timeout=120) as url:
+        yield Api(url, key, log, seeded)
+
+
+def config_file(api: Api, path: Path) -> Path:
+    """A schemathesis.toml that hands the seeded identifiers to the operations using them."""
+    lines = []
+    for operation, params in api.seeded.items():
+        lines += [
+            "[[operations]]",
+            f'include-operation-id = "{operation}"',
+            "[operations.parameters]",
+        ]
+        lines += [f'"path.{name}" = "{value}"' for name, value in params.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @dataclass
@@ -90,6 +138,8 @@ def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> 
     ndjson = tmp_path / "events.ndjson"
     argv = [
         str(schemathesis_bin()),
+        "--config-file",
+        str(config_file(api, tmp_path / "schemathesis.toml")),
         "run",
         f"{api.url}/openapi.json",
         "--header",
@@ -151,14 +201,13 @@ def _assert_clean(outcome: Outcome, api: Api, operations: int) -> None:
     assert not outcome.failures, "\n".join(outcome.failures[:20]) + "\n" + tail
     assert "validation" not in outcome.warnings.lower(), outcome.warnings
     assert outcome.operations >= operations, tail
-    assert re.search(r"\b5\d\d\b", api.log.read_text()) is None or "Traceback" not in (
-        api.log.read_text()
-    ), api.log.read_text()[-4000:]
+    served = api.log.read_text()
+    assert "Traceback" not in served and "unhandled_error" not in served, served[-4000:]
 
 
 def test_every_operation_keeps_its_contract(api: Api, tmp_path: Path) -> None:
     operations = _documented(api)
-    outcome = run_schemathesis(api, tmp_path, max_examples=12, seed=20)
+    outcome = run_schemathesis(api, tmp_path, max_examples=8, seed=20)
     print(  # the figures the issue asks for, in the test log
         f"contract run: {outcome.operations} operations, {outcome.requests} requests"
     )
