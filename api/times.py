@@ -9,13 +9,15 @@ for the caller, never an ``OverflowError`` from deeper down.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
-from riffle.config.durations import parse_duration
+from riffle.config.durations import DurationTooLongError, parse_duration
 from riffle.config.instants import MAX_INSTANT_MS, MIN_INSTANT_MS
 
 __all__ = ["MAX_INSTANT_MS", "MIN_INSTANT_MS", "TIME_PATTERN", "format_instant", "parse_instant"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LONG_YEAR = re.compile(r"^\d{5,}-\d{2}-\d{2}", re.ASCII)
 _MS = timedelta(milliseconds=1)
 TIME_FORMS = "RFC 3339 with an offset, epoch milliseconds, `now`, or relative like `-15m`"
 TIME_PATTERN = (
@@ -42,11 +44,15 @@ def parse_instant(text: str, now_ms: int) -> int:
     if raw.startswith("-"):
         try:
             before = parse_duration(raw[1:])
+        except DurationTooLongError:
+            raise _out_of_range(text) from None
         except ValueError:
             raise ValueError(
                 f"{text!r} is not a relative time; write -15m, -1h, -2d (units ms, s, m, h, d)"
             ) from None
         return _bounded(text, now_ms - before // _MS)
+    if _LONG_YEAR.match(raw):
+        raise _out_of_range(text)
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:

@@ -15,6 +15,10 @@ MAX_DURATION = timedelta(days=1_000_000)
 """The longest duration accepted (about 2,700 years): more is a typing slip, not a plan."""
 
 
+class DurationTooLongError(ValueError):
+    """A well-formed duration beyond ``MAX_DURATION``."""
+
+
 def parse_duration(value: object) -> timedelta:
     """Read ``10s``-style strings, bare seconds, or a ``timedelta``.
 
@@ -36,7 +40,7 @@ def _bounded(seconds: float, value: object) -> timedelta:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{value!r} is not a duration; use a number with ms, s, m, h or d")
     if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"{value!r} is longer than {MAX_DURATION.days:,} days")
+        raise DurationTooLongError(f"{value!r} is longer than {MAX_DURATION.days:,} days")
     return timedelta(seconds=seconds)
 
 

@@ -74,8 +74,13 @@ class Child:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound right now."""
+    """Whether a server can bind ``host:port`` right now (nothing listens there).
+
+    Binds as servers do, with ``SO_REUSEADDR``: connections of a stopped stack
+    lingering in TIME_WAIT do not make the port busy.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -11,7 +11,10 @@ run; the soak marker runs a longer one.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -37,6 +40,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "contract"
 
+INTERNALS = re.compile(r"SELECT |FROM |\.duckdb|/tmp/|/work/|Traceback|File \"|redis://")
+"""What no error body may carry: SQL, paths, stack traces, connection URLs."""
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -168,7 +173,10 @@ def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> 
         "--report-ndjson-path",
         str(ndjson),
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    # In tmp_path: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    done = subprocess.run(
+        argv, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False
+    )
     output = done.stdout + done.stderr
     failures = []
     operations = 0
@@ -179,11 +187,32 @@ def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> 
                 f"{case.get('name')}: {problem.get('message') or problem.text}"
                 for problem in (*case.iter("failure"), *case.iter("error"))
             )
-    requests = ndjson.read_text().count('"response":') if ndjson.exists() else 0
+    responses = list(recorded_responses(ndjson)) if ndjson.exists() else []
+    requests = len(responses)
+    failures.extend(
+        f"{status} body carries internals: {body[:300]}"
+        for status, body in responses
+        if status >= 400 and INTERNALS.search(body)
+    )
     warnings = output.split("WARNINGS", 1)[1].split("SUMMARY", 1)[0] if "WARNINGS" in output else ""
     if done.returncode not in (0, 1) and not failures:
         failures.append(f"schemathesis exited with {done.returncode}")
     return Outcome(operations, requests, failures, warnings, output)
+
+
+def recorded_responses(ndjson: Path) -> Iterator[tuple[int, str]]:
+    """``(status, body)`` of every response the run's NDJSON report recorded."""
+    for line in ndjson.read_text().splitlines():
+        ((kind, event),) = json.loads(line).items()
+        if kind != "ScenarioFinished":
+            continue
+        for interaction in event.get("recorder", {}).get("interactions", {}).values():
+            response = interaction.get("response")
+            if isinstance(response, dict):
+                content = response.get("content") or {}
+                raw = content.get("$base64", "") if isinstance(content, dict) else str(content)
+                body = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
+                yield response["status_code"], body
 
 
 def _documented(api: Api) -> int:
