@@ -26,6 +26,8 @@ import httpx
 import pytest
 import redis
 
+from riffle.api.app import create_app
+from riffle.api.openapi import OPEN_PATHS, operations
 from riffle.config.settings import Settings
 from riffle.keys import store
 from riffle.operators.models.entities import PredictionRecord
@@ -250,3 +252,35 @@ def test_every_operation_keeps_its_contract_long(api: Api, tmp_path: Path) -> No
     outcome = run_schemathesis(api, tmp_path, max_examples=150, seed=2020)
     print(f"contract soak: {outcome.operations} operations, {outcome.requests} requests")
     _assert_clean(outcome, api, operations)
+
+
+OWN_ERROR_BODIES = {
+    ("POST /v1/events", "503"),  # per-event results beside the error
+    ("POST /v1/dead-letters/replay", "503"),
+    ("GET /readyz", "503"),  # the checks beside the error
+}
+
+
+def test_the_document_gives_every_identifier_and_error(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """What the run relies on, checked on every operation (routes added later included):
+    path identifiers have an enum or examples, errors have the one error body, and the
+    open routes say a key is optional."""
+    doc = create_app(settings_factory()).openapi()
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, method, op in operations(doc):
+        label = f"{method.upper()} {path}"
+        for param in op.get("parameters", []):
+            if param["in"] == "path":
+                schema = param["schema"]
+                assert schema.get("enum") or schema.get("examples"), (label, param["name"])
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")) and (label, status) not in OWN_ERROR_BODIES:
+                assert response["content"]["application/json"]["schema"] == error, (label, status)
+        assert "400" in op["responses"], label
+        if path in OPEN_PATHS:
+            assert {} in op["security"], label
+        else:
+            assert {"401", "403", "429", "503"} <= set(op["responses"]), label
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
