@@ -1,10 +1,12 @@
-"""Unknown query parameters are refused, so a misspelt filter never silently does nothing.
+"""Query parameters shared by routes; unknown ones are refused, so a misspelt filter never
+silently does nothing.
 
 :func:`known_query_params` runs before every route (an app-wide dependency):
 a query parameter the route does not declare is a ``400 unknown_parameter``
 naming it and the ones the route accepts. Routes that take one parameter per
 dimension of a metric (``series``, ``query``, ``top``) declare
 ``DIMENSION_FILTERS`` and check those names against the metric themselves.
+``Source`` is the store choice of the model-results routes.
 """
 
 from __future__ import annotations
