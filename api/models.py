@@ -22,6 +22,11 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+UNKNOWN_METRIC: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "A metric filter names no metric of the spec."}
+}
+
+
 class ConditionOut(BaseModel):
     """One clause of a metric's event filter."""
 

@@ -42,6 +42,7 @@ time intervals) are reported by :func:`notification_problems`, which
 from __future__ import annotations
 
 import calendar
+import functools
 import os
 import re
 import zoneinfo
@@ -49,6 +50,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import re2
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -102,12 +104,27 @@ def _matcher_text(value: Any) -> Any:
     return {"name": name, "op": op, "value": quoted if quoted is not None else bare}
 
 
+@functools.lru_cache(maxsize=1024)
+def _linear_regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2: matching time is linear in the input, whatever the
+    pattern (``(a+)+$`` included); ``re2.error`` for what RE2 does not support
+    (backreferences, lookaround)."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+def _regex_problem(exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+
+
 class Matcher(BaseModel):
     """One condition on one label (Alertmanager's rule: a missing label is ``""``;
-    regular expressions match the whole value)."""
+    regular expressions match the whole value, run by RE2 in linear time)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=_ENV)
     value: str = Field(max_length=1024)
     op: MatchOp = "="
 
@@ -115,9 +132,12 @@ class Matcher(BaseModel):
     def _regex_compiles(self) -> Matcher:
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"matcher {self.name!r}: not a regular expression: {exc}") from exc
+                _linear_regex(self.value)
+            except re2.error as exc:
+                raise ValueError(
+                    f"matcher {self.name!r}: not a regular expression RE2 runs "
+                    f"(no backreferences or lookaround): {_regex_problem(exc)}"
+                ) from exc
         return self
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -126,7 +146,7 @@ class Matcher(BaseModel):
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        found = re.fullmatch(self.value, actual) is not None
+        found = _linear_regex(self.value).fullmatch(actual) is not None
         return found if self.op == "=~" else not found
 
 

@@ -63,7 +63,9 @@ class EventResult(BaseModel):
     index: int = Field(
         description="Position in the body (array index or NDJSON line among events)."
     )
-    event_id: str | None = Field(description="The event's id; assigned when it had none.")
+    event_id: str | None = Field(
+        None, description="The event's id; assigned when it had none; absent when unreadable."
+    )
     status: Literal["accepted", "queued", "rejected", "failed"]
     failure_type: FailureType | None = None
     schema_: str | None = Field(

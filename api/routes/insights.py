@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query
 
 from riffle.api.deps import HotModelResults, ModelResults, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
+from riffle.api.models import UNKNOWN_METRIC
 from riffle.api.series import Series, group_series, read_windows
 from riffle.api.times import parse_instant
 from riffle.config.durations import format_duration, parse_duration
@@ -70,7 +71,12 @@ def _metric_insights(
     return out
 
 
-@router.get("/v1/insights", operation_id="listInsights", summary="Insights about recent windows")
+@router.get(
+    "/v1/insights",
+    operation_id="listInsights",
+    summary="Insights about recent windows",
+    responses=UNKNOWN_METRIC,
+)
 def list_insights(
     app: ServicesDep,
     spec: Spec,

@@ -17,6 +17,7 @@ from riffle.api.models import (
     SeriesOut,
     SeriesResponse,
 )
+from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.ratios import as_metric, parts, ratio_series
 from riffle.api.series import Series, group_series, read_windows
 from riffle.api.times import format_instant, parse_instant
@@ -59,6 +60,7 @@ def get_metric(name: str, spec: Spec) -> MetricOut:
     operation_id="getMetricSeries",
     summary="Windows of a metric, per series or grouped",
     responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
 )
 def get_series(
     name: str,
