@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query, Request
+from fastapi import Query
+from starlette.requests import HTTPConnection
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -34,8 +35,9 @@ def accepted_params(route: APIRoute) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def known_query_params(request: Request) -> None:
-    """Refuse (400) a query parameter the matched route does not declare."""
+def known_query_params(request: HTTPConnection) -> None:
+    """Refuse (400) a query parameter the matched HTTP route does not declare (websocket
+    routes carry their parameters in their own protocol)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or (route.openapi_extra or {}).get(
         "x-riffle-dimension-filters"
