@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from riffle.config.spec import Aggregation, MetricSpec, Operator, RatioSpec
+from riffle.config.base import Operator
+from riffle.config.spec import Aggregation, MetricSpec, RatioSpec
 
 
 class ErrorDetail(BaseModel):

@@ -24,16 +24,14 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from riffle.config.base import NAME, Strict
 from riffle.config.durations import Duration
-
-if TYPE_CHECKING:
-    from riffle.config.spec import MetricSpec
 
 Comparison = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
 Severity = Literal["critical", "warning", "info"]
@@ -41,10 +39,6 @@ _LABEL = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _LABEL_RE = re.compile(_LABEL)
 RESERVED_LABELS: frozenset[str] = frozenset({"alertname", "severity", "metric", "tenant"})
 """Labels every alert carries; a rule's ``labels`` cannot set them."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 @lru_cache(maxsize=1)
@@ -76,8 +70,8 @@ def render_annotations(
     return tuple(out)
 
 
-class _Rule(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+class _Rule(Strict):
+    name: str = Field(pattern=NAME)
     metric: str
     for_: Duration = Field(timedelta(0), alias="for")
     """How long (event time) the condition holds before Pending becomes Firing."""
@@ -216,8 +210,26 @@ def compare(op: Comparison, left: float, right: float) -> bool:
     return left != right
 
 
+class WatchedMetric(Protocol):
+    """What :func:`rule_problems` reads of a metric (a :class:`config.spec.MetricSpec`);
+    named here so this module needs nothing of the spec that holds its rules."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dimensions(self) -> Sequence[str]: ...
+    @property
+    def aggregation(self) -> str: ...
+    @property
+    def anomaly(self) -> object | None: ...
+    @property
+    def forecast(self) -> object | None: ...
+    @property
+    def window_ms(self) -> int: ...
+
+
 def rule_problems(
-    rules: Sequence[AlertRule], metrics: Sequence[MetricSpec]
+    rules: Sequence[AlertRule], metrics: Sequence[WatchedMetric]
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Cross-references of the ``alerts:`` list: metrics, dimensions, duplicates, models."""
     by_name = {m.name: m for m in metrics}

@@ -51,14 +51,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from riffle.config.base import Strict
 from riffle.config.durations import Duration
 from riffle.config.errors import RiffleError
 
@@ -87,10 +86,6 @@ class NotificationConfigError(RiffleError):
     """The notification config cannot be used as is (e.g. a secret's variable is unset)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 def _matcher_text(value: Any) -> Any:
     """``'severity="critical"'`` or ``severity=~warn.*`` → ``{name, op, value}``."""
     if not isinstance(value, str):
@@ -102,11 +97,10 @@ def _matcher_text(value: Any) -> Any:
     return {"name": name, "op": op, "value": quoted if quoted is not None else bare}
 
 
-class Matcher(BaseModel):
+class Matcher(Strict):
     """One condition on one label (Alertmanager's rule: a missing label is ``""``;
     regular expressions match the whole value)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, max_length=128)
     value: str = Field(max_length=1024)
     op: MatchOp = "="
@@ -139,7 +133,7 @@ def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Mapping[s
     return all(m.matches(labels) for m in matchers)
 
 
-class _Delivery(_Strict):
+class _Delivery(Strict):
     timeout: Duration = timedelta(seconds=5)
     max_attempts: int = Field(5, ge=1, le=20)
     """Tries per notification before it is dead-lettered."""
@@ -204,7 +198,7 @@ class AlertmanagerConfig(_Delivery):
     """Where Alertmanager's UI links an alert back to (e.g. Riffle's dashboard)."""
 
 
-class ReceiverSpec(_Strict):
+class ReceiverSpec(Strict):
     """A named set of channels; a notification routed here goes to each of them."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -224,7 +218,7 @@ class ReceiverSpec(_Strict):
         return out
 
 
-class ChildRoute(_Strict):
+class ChildRoute(Strict):
     """A route below another; unset ``receiver``, ``group_by`` and timings are inherited
     from its parent (mute intervals are not, as in Alertmanager)."""
 
@@ -244,7 +238,7 @@ class ChildRoute(_Strict):
     """Tried in order once this route matches; when none matches, this route takes it."""
 
 
-class RootRoute(_Strict):
+class RootRoute(Strict):
     """The default route: where alerts no child route takes go, and the defaults."""
 
     receiver: str
@@ -260,7 +254,7 @@ class RootRoute(_Strict):
     routes: list[ChildRoute] = Field(default_factory=list)
 
 
-class InhibitRule(_Strict):
+class InhibitRule(Strict):
     """A firing alert matching ``source_matchers`` mutes alerts matching
     ``target_matchers`` that have the same values of the ``equal`` labels."""
 
@@ -286,7 +280,7 @@ def _clock(value: Any) -> Any:
 Minute = Annotated[int, BeforeValidator(_clock)]
 
 
-class TimeRange(_Strict):
+class TimeRange(Strict):
     """``[start, end)`` in minutes of the local day (``end`` may be ``"24:00"``, 1440).
 
     Spelled ``start_time``/``end_time`` as in Alertmanager (``start``/``end`` also work).
@@ -405,7 +399,7 @@ def _day_in(day: int, days_in_month: int, span: tuple[int, int]) -> bool:
     return begin <= day <= end
 
 
-class TimePeriod(_Strict):
+class TimePeriod(Strict):
     """One of Alertmanager's ``time_intervals`` entries: it contains an instant when every
     field given holds in ``time_zone`` (``location``, IANA; default UTC); a field holds
     when any of its entries does; a field left out holds always.
@@ -475,7 +469,7 @@ class TimeInterval(TimePeriod):
         return any(p.contains(now_ms) for p in self.time_intervals)
 
 
-class NotificationsSpec(_Strict):
+class NotificationsSpec(Strict):
     """The whole ``notifications:`` section."""
 
     receivers: list[ReceiverSpec] = Field(min_length=1)
