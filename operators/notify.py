@@ -41,9 +41,9 @@ from riffle.config.notifications import (
     Matcher,
     NotificationsSpec,
     RootRoute,
-    TimeInterval,
     matches_all,
 )
+from riffle.config.time_intervals import TimeInterval
 from riffle.operators.alerts import AlertTransition
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from riffle.config.errors import SpecError
-from riffle.config.notifications import NotificationsSpec, TimeInterval
+from riffle.config.notifications import NotificationsSpec
 from riffle.config.spec import parse_spec
+from riffle.config.time_intervals import TimeInterval
 from riffle.operators.alerts import AlertTransition
 from riffle.operators.notify import Dispatcher, Group, GroupAlert, Notification
 
