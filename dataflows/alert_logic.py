@@ -40,14 +40,10 @@ from bytewax.operators import StatefulBatchLogic
 from riffle.config.alerts import AlertRule, AnomalyRule, ForecastRule, rule_problems
 from riffle.config.spec import PipelineSpec
 from riffle.operators.alert_rules import RuleBook, RuleChange
-from riffle.operators.alerts import (
-    AlertTransition,
-    Instance,
-    Observation,
-    RuleEvaluator,
-    group_of,
-    instance_id,
-)
+from riffle.operators.alerts.evaluator import RuleEvaluator
+from riffle.operators.alerts.instances import Instance, group_of, instance_id
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
 from riffle.operators.records import WindowResult
 from riffle.operators.watermark import IDLE, NEVER

@@ -29,7 +29,7 @@ from riffle.dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, Inges
 from riffle.dataflows.models import model_stage
 from riffle.dataflows.predictions import prediction_stage
 from riffle.dataflows.telemetry import FlowTelemetry
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.enrich import compile_enrichment
 from riffle.operators.extract import compile_plans
 from riffle.operators.models.entities import EntityExtractor, PredictionOut

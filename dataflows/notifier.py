@@ -63,7 +63,7 @@ from riffle.config.notifications import (
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec, load_spec
 from riffle.dataflows.alerts import ALERTS_TOPIC
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import Channel, ChannelError, deliver

@@ -44,7 +44,7 @@ from riffle.config.notifications import (
     matches_all,
 )
 from riffle.config.time_intervals import TimeInterval
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 
 
 def _ms_of(duration: timedelta) -> int:

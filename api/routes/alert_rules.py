@@ -29,7 +29,8 @@ from riffle.config.alerts import (
     untag,
 )
 from riffle.operators.alert_rules import RuleChange
-from riffle.operators.alerts import Observation, evaluate_series
+from riffle.operators.alerts.evaluator import evaluate_series
+from riffle.operators.alerts.observations import Observation
 from riffle.sinks.redis.rules import AlertRuleStore, RuleExistsError, RuleMissingError
 from riffle.sinks.warehouse.model_history import anomaly_observations, forecast_observations
 

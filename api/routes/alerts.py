@@ -12,7 +12,7 @@ from riffle.api.deps import Acks, AlertHistory, AlertStates, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
 from riffle.api.times import parse_instant
-from riffle.operators.alerts import STATES
+from riffle.operators.alerts.machine import STATES
 
 router = APIRouter(tags=["alerts"])
 

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import redis
 
-from riffle.operators.alerts import ACTIVE, AlertTransition
+from riffle.operators.alerts.machine import ACTIVE
+from riffle.operators.alerts.transitions import AlertTransition
 
 # KEYS[1] = hash; ARGV = field, at, json. Keep the transition with the newer event time.
 _NEWER = """

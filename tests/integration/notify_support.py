@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.notifier import Notifier, build_channels
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from riffle.sinks.topics.alerts import AlertProducer
 from riffle.stack import free_port

@@ -25,7 +25,8 @@ from riffle.config.settings import Settings
 from riffle.config.spec import parse_spec
 from riffle.dataflows.alert_logic import AlertLogic, RuleFeed, compile_rules
 from riffle.dataflows.alerts import alert_stage
-from riffle.operators.alerts import AlertTransition, Observation
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.base import AnomalyScore, Forecast
 from riffle.operators.models.forecast import ForecastSkill
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord

@@ -18,7 +18,7 @@ import pytest
 
 from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.notifier import build_channels
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify import Dispatcher, Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import deliver

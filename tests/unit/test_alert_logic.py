@@ -8,7 +8,7 @@ import pytest
 from riffle.config.spec import parse_spec
 from riffle.dataflows.alert_logic import CLOCK, AlertLogic, PartitionClock, compile_rules
 from riffle.operators.alert_rules import RuleBook, RuleChange
-from riffle.operators.alerts import Observation
+from riffle.operators.alerts.observations import Observation
 from riffle.operators.watermark import IDLE
 
 SEC = 1000

@@ -12,7 +12,7 @@ from riffle.config.errors import SpecError
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.spec import parse_spec
 from riffle.config.time_intervals import TimeInterval
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify import Dispatcher, Group, GroupAlert, Notification
 
 S = 1000
