@@ -13,15 +13,16 @@ Four kinds of rule, told apart by ``kind``:
 
 Every rule has ``for`` (how long the condition must hold, in event time,
 before the alert fires), ``keep_firing_for``, ``severity``, ``labels`` and
-``annotations`` — Jinja2 templates rendered in a sandbox (see
-:func:`compile_template`). Problems are reported by :func:`config.spec.parse_spec`
-with the file's line numbers like every other spec error.
+``annotations`` — Jinja2 templates, compiled in a sandbox at load (see
+:func:`compile_template`) and rendered for each transition by
+:mod:`operators.alerts.annotations`. Problems are reported by
+:func:`config.spec.parse_spec` with the file's line numbers like every other spec error.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal, Protocol
@@ -53,21 +54,6 @@ def compile_template(source: str) -> jinja2.Template:
     Raises :class:`jinja2.TemplateSyntaxError` for a template that does not parse.
     """
     return _environment().from_string(source)
-
-
-def render_annotations(
-    annotations: Mapping[str, str], context: Mapping[str, object]
-) -> tuple[tuple[str, str], ...]:
-    """Render every annotation; a template that fails at render time shows its error
-    instead of losing the alert."""
-    out = []
-    for name, source in sorted(annotations.items()):
-        try:
-            text = compile_template(source).render(**context)
-        except jinja2.TemplateError as exc:
-            text = f"<annotation {name!r} failed: {exc}>"
-        out.append((name, text))
-    return tuple(out)
 
 
 class _Rule(Strict):
@@ -193,21 +179,6 @@ def untag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     if len(loc) > 2 and loc[0] == "alerts" and loc[2] in RULE_KINDS:
         return loc[:2] + loc[3:]
     return loc
-
-
-def compare(op: Comparison, left: float, right: float) -> bool:
-    """``left op right``."""
-    if op == "gt":
-        return left > right
-    if op == "gte":
-        return left >= right
-    if op == "lt":
-        return left < right
-    if op == "lte":
-        return left <= right
-    if op == "eq":
-        return left == right
-    return left != right
 
 
 class WatchedMetric(Protocol):

@@ -2,6 +2,8 @@
 
 :mod:`.machine` (the states and their transitions), :mod:`.transitions` (the record
 every alert sink stores), :mod:`.instances` (an instance's identity and what it keeps),
-:mod:`.observations` (what the alert stage feeds in) and :mod:`.evaluator` (every
-instance of one rule: windows, partials, merges, absence, forecast joins).
+:mod:`.observations` (what the alert stage feeds in), :mod:`.conditions` (comparisons,
+forecast intervals), :mod:`.annotations` (rendering a rule's templates) and
+:mod:`.evaluator` (every instance of one rule: windows, partials, merges, absence,
+forecast joins).
 """

@@ -38,9 +38,9 @@ from riffle.config.alerts import (
     ChangeRule,
     ForecastRule,
     ThresholdRule,
-    compare,
-    render_annotations,
 )
+from riffle.operators.alerts.annotations import render_annotations
+from riffle.operators.alerts.conditions import compare, outside
 from riffle.operators.alerts.instances import (
     Instance,
     Interval,
@@ -56,16 +56,6 @@ from riffle.operators.alerts.transitions import AlertTransition
 
 _JOIN_KEEP = 4
 """Forecast joins: most unmatched intervals or values an instance keeps."""
-
-
-def outside(side: str, value: float, interval: Interval) -> bool:
-    """Whether ``value`` breaches a forecast interval on ``side`` (outside, above, below)."""
-    _mean, low, high = interval
-    if side == "above":
-        return value > high
-    if side == "below":
-        return value < low
-    return value > high or value < low
 
 
 class RuleEvaluator:
