@@ -64,7 +64,8 @@ from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec, load_spec
 from riffle.dataflows.alerts import ALERTS_TOPIC
 from riffle.operators.alerts.transitions import AlertTransition
-from riffle.operators.notify import Dispatcher, Notification
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import Channel, ChannelError, deliver
 from riffle.sinks.channels.registry import build_receiver

@@ -17,7 +17,7 @@ import orjson
 import redis
 from pydantic import BaseModel, Field
 
-from riffle.operators.notify import GroupAlert
+from riffle.operators.notify.groups import GroupAlert
 
 
 class AckSpec(BaseModel):

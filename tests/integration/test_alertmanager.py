@@ -19,7 +19,8 @@ import pytest
 from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.notifier import build_channels
 from riffle.operators.alerts.transitions import AlertTransition
-from riffle.operators.notify import Dispatcher, Notification
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import deliver
 from riffle.stack import free_port

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from riffle.config.notifications import ReceiverSpec
-from riffle.operators.notify import GroupAlert, Notification
+from riffle.operators.notify.groups import GroupAlert, Notification
 from riffle.sinks.channels.base import Channel, ChannelError, deliver
 from riffle.sinks.channels.registry import BUILDERS, build_receiver
 from tests.integration.notify_support import Inbox, Receiver, smtp_server

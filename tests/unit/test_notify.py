@@ -13,7 +13,8 @@ from riffle.config.notifications import NotificationsSpec
 from riffle.config.spec import parse_spec
 from riffle.config.time_intervals import TimeInterval
 from riffle.operators.alerts.transitions import AlertTransition
-from riffle.operators.notify import Dispatcher, Group, GroupAlert, Notification
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Group, GroupAlert, Notification
 
 S = 1000
 BASE_SPEC = """
