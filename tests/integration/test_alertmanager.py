@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from riffle.config.notifications import NotificationsSpec
-from riffle.dataflows.notifier import build_channels
+from riffle.dataflows.notifier.run import build_channels
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify.dispatcher import Dispatcher
 from riffle.operators.notify.groups import Notification
