@@ -77,8 +77,9 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
-class PartitionClock:
-    """A source partition's clock as the ingest stage reported it."""
+class ClockReading:
+    """A reading of a source partition's clock (:class:`operators.watermark.PartitionClock`'s
+    ``reported``) as the ingest stage sent it to the alert shards."""
 
     partition: str
     clock: int
@@ -203,7 +204,7 @@ class RuleFeed:
         return out
 
 
-AlertItem = tuple[str, Observation | PartitionClock | RuleTick]
+AlertItem = tuple[str, Observation | ClockReading | RuleTick]
 """``(rule key, observation)``, or ``(CLOCK, partition clock or rule tick)``."""
 
 
@@ -277,7 +278,7 @@ class FanOut:
                     out.append((shard_of(r.tenant, c.rule, obs, self.shards), (key, obs)))
         return out
 
-    def clock(self, item: PartitionClock) -> list[tuple[str, AlertItem]]:
+    def clock(self, item: ClockReading) -> list[tuple[str, AlertItem]]:
         """A partition clock goes to every shard."""
         return [(f"a{s:03d}", (CLOCK, item)) for s in range(self.shards)]
 
@@ -335,7 +336,7 @@ class AlertLogic(StatefulBatchLogic[AlertItem, AlertTransition, AlertShardState]
         observations: list[tuple[str, Observation]] = []
         ticked = NEVER
         for key, item in values:
-            if isinstance(item, PartitionClock):
+            if isinstance(item, ClockReading):
                 known = self.state.partition_clocks.get(item.partition, NEVER)
                 self.state.partition_clocks[item.partition] = max(known, item.clock)
             elif isinstance(item, RuleTick):

@@ -23,7 +23,7 @@ from bytewax.outputs import Sink
 from riffle.config.registry import load_schemas
 from riffle.config.settings import Settings
 from riffle.config.spec import OTHER, PipelineSpec
-from riffle.dataflows.alert_logic import PartitionClock, RuleLog
+from riffle.dataflows.alert_logic import ClockReading, RuleLog
 from riffle.dataflows.alerts import alert_stage
 from riffle.dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
 from riffle.dataflows.models import model_stage
@@ -143,7 +143,7 @@ def build_flow(
         clocks = op.filter_map(
             "alert_partition_clocks",
             updates,
-            lambda u: PartitionClock(u[1].partition, u[1].clock) if u[0] == first else None,
+            lambda u: ClockReading(u[1].partition, u[1].clock) if u[0] == first else None,
         )
         alert_stage(
             results,
