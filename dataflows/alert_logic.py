@@ -41,7 +41,7 @@ from riffle.config.alerts import AlertRule, AnomalyRule, ForecastRule, rule_prob
 from riffle.config.spec import PipelineSpec
 from riffle.operators.alert_rules import RuleBook, RuleChange
 from riffle.operators.alerts.evaluator import RuleEvaluator
-from riffle.operators.alerts.instances import Instance, group_of, instance_id
+from riffle.operators.alerts.instances import Instance, instance_group, instance_id
 from riffle.operators.alerts.observations import Observation
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
@@ -137,7 +137,7 @@ def compile_rules(spec: PipelineSpec, *, default_lateness_ms: int = 0) -> dict[s
 
 def shard_of(tenant: str, rule: AlertRule, obs: Observation, shards: int) -> str:
     """The alert shard of the instance ``obs`` belongs to (stable, never ``hash``)."""
-    key = instance_id(tenant, rule.name, group_of(rule, obs.dims))
+    key = instance_id(tenant, rule.name, instance_group(rule, obs.dims))
     return f"a{int(key[:8], 16) % shards:03d}"
 
 

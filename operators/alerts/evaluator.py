@@ -46,7 +46,7 @@ from riffle.operators.alerts.instances import (
     Interval,
     OpenWindow,
     Pending,
-    group_of,
+    instance_group,
     instance_id,
     merged_value,
 )
@@ -85,7 +85,7 @@ class RuleEvaluator:
 
     def observe(self, obs: Observation) -> list[AlertTransition]:
         """One window (final or partial), anomaly score or forecast interval of one series."""
-        group = group_of(self.rule, obs.dims)
+        group = instance_group(self.rule, obs.dims)
         key = instance_id(obs.tenant, self.rule.name, group)
         inst = self.instances.get(key)
         if inst is None:

@@ -83,7 +83,7 @@ class Instance:
     """Partials of the open window of a group (grouped rules that evaluate partials)."""
 
 
-def group_of(rule: AlertRule, dims: Dims) -> Dims:
+def instance_group(rule: AlertRule, dims: Dims) -> Dims:
     """The instance's labels from a series' dimensions."""
     if rule.group_by is None:
         return dims

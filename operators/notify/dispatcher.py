@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from riffle.config.notifications import InhibitRule, NotificationsSpec, matches_all
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify.groups import Group, GroupAlert, Notification, dedup_key
-from riffle.operators.notify.routes import compile_routes, group_of, routes_for
+from riffle.operators.notify.routes import compile_routes, notification_group, routes_for
 
 Seen = tuple[int, list[str]]
 """An instance's newest event time and the ids of its transitions at that time."""
@@ -79,7 +79,7 @@ class Dispatcher:
             return True
         labels = dict(t.labels)
         for route in routes_for(self.routes, labels):
-            key, shown = group_of(route, t.tenant, labels)
+            key, shown = notification_group(route, t.tenant, labels)
             group = self.groups.get(key)
             if status == "resolved":
                 known = None if group is None else group.alerts.get(t.instance)

@@ -112,7 +112,9 @@ def routes_for(routes: list[Route], labels: dict[str, str]) -> list[Route]:
     return walk(routes[0])
 
 
-def group_of(route: Route, tenant: str, labels: dict[str, str]) -> tuple[str, dict[str, str]]:
+def notification_group(
+    route: Route, tenant: str, labels: dict[str, str]
+) -> tuple[str, dict[str, str]]:
     """The group's key and labels: the tenant always, then the route's ``group_by``."""
     if route.group_by == ("...",):
         shown = dict(labels)
