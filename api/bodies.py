@@ -1,4 +1,4 @@
-"""Response bodies of the API, as pydantic models so the OpenAPI docs describe them."""
+"""Response bodies of the API (pydantic classes, so the OpenAPI docs describe them)."""
 
 from __future__ import annotations
 
