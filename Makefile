@@ -40,8 +40,10 @@ $(BQ_STAMP): $(STAMP)
 run: venv
 	$(BIN)/riffle up
 
+# Test processes (pytest-xdist); each has its own broker, emulator and Redis prefix.
+TEST_WORKERS ?= 2
 test: venv bqemulator
-	$(BIN)/pytest -m "not soak" -q
+	$(BIN)/pytest -m "not soak" -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: venv
 	$(BIN)/ruff check .
