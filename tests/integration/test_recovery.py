@@ -156,11 +156,12 @@ def test_restart_resumes_from_the_snapshot(recovering: Settings, tmp_path: Path)
         wait_for(
             lambda: _events_in(recovering) == len(first), 60, "the first batch to be read", log
         )
-        # Snapshots cover it once the store has been written two epochs after it was read.
-        read_at = time.time()
+        # Snapshots cover it once its windows have reached the sinks (an epoch commits only
+        # when every stage is through it) and the store is written two epochs later.
+        landed = closed_expectation(first, lateness_ms=10_000)
+        wait_for(lambda: landed.keys() <= redis_finals(recovering).keys(), 60, "finals", log)
         assert recovering.recovery_dir is not None
-        store = recovering.recovery_dir
-        covered = read_at + 2 * recovering.snapshot_seconds
+        store, covered = recovering.recovery_dir, time.time() + 2 * recovering.snapshot_seconds
         wait_for(lambda: _newest_change(store) >= covered, 60, "snapshots after the batch", log)
     finally:
         kill(flow)
