@@ -54,8 +54,10 @@ $(CONTRACT_STAMP): $(STAMP)
 run: venv
 	$(BIN)/riffle up
 
+# Test processes (pytest-xdist); each has its own broker, emulator and Redis prefix.
+TEST_WORKERS ?= 2
 test: venv bqemulator contract
-	$(BIN)/pytest -m "not soak" -q
+	$(BIN)/pytest -m "not soak" -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: venv
 	$(BIN)/ruff check .

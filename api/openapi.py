@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from riffle.api.models import ErrorResponse
+from riffle.api.bodies import ErrorResponse
 from riffle.api.times import TIME_FORMS, TIME_PATTERN
 from riffle.config.alerts import RESERVED_LABELS, AlertRule
 from riffle.config.instants import MAX_INSTANT_MS

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from riffle.config.base import Strict
 from riffle.config.durations import Duration
 
 EXPRESSION_NAMES = frozenset({"props", "context", "meta", "type", "ts", "event_id"})
@@ -48,10 +49,6 @@ _NODES: tuple[type[ast.AST], ...] = (
     ast.boolop,
     ast.cmpop,
 )
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def check_expression(expr: str, names: frozenset[str] = EXPRESSION_NAMES) -> str:
@@ -87,14 +84,14 @@ def check_expression(expr: str, names: frozenset[str] = EXPRESSION_NAMES) -> str
     return expr
 
 
-class UserAgentSpec(_Strict):
+class UserAgentSpec(Strict):
     """Parse ``context.user_agent``: browser, OS, device type and a bot flag."""
 
     cache_size: int = Field(10_000, ge=0, le=1_000_000)
     """Parsed user agents kept in an LRU cache (0: no cache); user agents repeat a lot."""
 
 
-class GeoSpec(_Strict):
+class GeoSpec(Strict):
     """Look ``context.ip`` up in the data shipped with ``geoip2fast``: country and network."""
 
     asn: bool = True
@@ -110,7 +107,7 @@ class GeoSpec(_Strict):
     cache_size: int = Field(50_000, ge=0, le=10_000_000)
 
 
-class SessionSpec(_Strict):
+class SessionSpec(Strict):
     """Sessions by inactivity gap per user, on event time, per source partition."""
 
     user_field: str = Field("user_id", pattern=r"^[A-Za-z0-9_\-]+$")
@@ -130,7 +127,7 @@ class SessionSpec(_Strict):
         return int(self.gap.total_seconds() * 1000)
 
 
-class DerivedField(_Strict):
+class DerivedField(Strict):
     """A field computed from the event by a safe expression, e.g. ``props.amount * 1.1``."""
 
     field: str = Field(pattern=r"^(props|context)\.[A-Za-z0-9_\-]+$")
@@ -147,7 +144,7 @@ class DerivedField(_Strict):
         return check_expression(expr)
 
 
-class PrivacySpec(_Strict):
+class PrivacySpec(Strict):
     """What happens to ``context.ip`` after the geo lookup and before anything reads it."""
 
     ip: Literal["keep", "truncate", "hash", "drop"] = "truncate"
@@ -157,7 +154,7 @@ class PrivacySpec(_Strict):
     ipv6_prefix: int = Field(48, ge=0, le=128)
 
 
-class EnrichmentSpec(_Strict):
+class EnrichmentSpec(Strict):
     """The enrich stage; it runs on every event that passes the envelope checks."""
 
     user_agent: UserAgentSpec | None = None

@@ -24,7 +24,7 @@ from bytewax.outputs import Sink
 from riffle.config.registry import load_schemas
 from riffle.config.settings import Settings
 from riffle.config.spec import OTHER, PipelineSpec
-from riffle.dataflows.alert_logic import PartitionClock, RuleLog
+from riffle.dataflows.alert_logic import ClockReading, RuleLog
 from riffle.dataflows.alerts import alert_stage
 from riffle.dataflows.logic import (
     ArchiveRows,
@@ -37,7 +37,7 @@ from riffle.dataflows.logic import (
 from riffle.dataflows.models import model_stage
 from riffle.dataflows.predictions import prediction_stage
 from riffle.dataflows.telemetry import FlowTelemetry
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.enrich import compile_enrichment
 from riffle.operators.envelope import decode
 from riffle.operators.extract import compile_plans
@@ -164,7 +164,7 @@ def build_flow(
         clocks = op.filter_map(
             "alert_partition_clocks",
             updates,
-            lambda u: PartitionClock(u[1].partition, u[1].clock) if u[0] == first else None,
+            lambda u: ClockReading(u[1].partition, u[1].clock) if u[0] == first else None,
         )
         alert_stage(
             results,

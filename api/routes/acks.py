@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import Acks, AdminKey, AlertStates
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.sinks.redis.acks import AckSpec, AckStore, episode_start
 
 router = APIRouter(tags=["alerts"])

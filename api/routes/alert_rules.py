@@ -17,9 +17,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import AdminKey, AlertRules, ReadKey, ServicesDep
 from riffle.api.errors import ApiError, error_response
-from riffle.api.models import ErrorResponse
 from riffle.api.routes.alerts import time_range
 from riffle.config.alerts import (
     AlertRule,
@@ -30,7 +30,8 @@ from riffle.config.alerts import (
     untag,
 )
 from riffle.operators.alert_rules import RuleChange
-from riffle.operators.alerts import Observation, evaluate_series
+from riffle.operators.alerts.evaluator import evaluate_series
+from riffle.operators.alerts.observations import Observation
 from riffle.sinks.redis.rules import AlertRuleStore, RuleExistsError, RuleMissingError
 from riffle.sinks.warehouse.model_history import anomaly_observations, forecast_observations
 

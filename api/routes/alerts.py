@@ -13,7 +13,7 @@ from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
 from riffle.api.times import format_instant, parse_instant
 from riffle.config.alerts import Severity
-from riffle.operators.alerts import STATES
+from riffle.operators.alerts.machine import STATES
 
 router = APIRouter(tags=["alerts"])
 

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from riffle.api.auth import CollectDep
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import IngestKey, ReadKey, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.api.routes.ingest import UNPARSED, IssueOut, judge
 from riffle.api.times import format_instant, parse_instant

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from riffle.api.bodies import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
 from riffle.api.deps import ServicesDep
 from riffle.api.errors import error_response
-from riffle.api.models import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
 from riffle.sinks.errors import SinkError
 
 KAFKA_TIMEOUT_SECONDS = 2.0

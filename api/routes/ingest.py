@@ -30,10 +30,10 @@ from riffle.api.auth import (
     record_decision,
     tenant_rate,
 )
+from riffle.api.bodies import ErrorResponse
 from riffle.api.collect import Collect
 from riffle.api.deps import IngestKey, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.config.spec import PipelineSpec
 from riffle.operators.envelope import EnvelopeError, check

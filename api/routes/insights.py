@@ -16,9 +16,9 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
+from riffle.api.bodies import UNKNOWN_METRIC
 from riffle.api.deps import HotModelResults, ModelResults, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.models import UNKNOWN_METRIC
 from riffle.api.series import Series, group_series, read_windows
 from riffle.api.times import parse_instant
 from riffle.config.durations import format_duration, parse_duration

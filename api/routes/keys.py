@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from riffle.api.auth import CollectDep
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import AdminKey
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.times import format_instant
 from riffle.config.instants import MAX_INSTANT_MS
 from riffle.sinks.redis.api_keys import ApiKey, Scope

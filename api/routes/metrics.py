@@ -6,9 +6,7 @@ import time
 
 from fastapi import APIRouter, Query, Request
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
-from riffle.api.errors import ApiError
-from riffle.api.models import (
+from riffle.api.bodies import (
     ErrorResponse,
     MetricList,
     MetricOut,
@@ -17,6 +15,8 @@ from riffle.api.models import (
     SeriesOut,
     SeriesResponse,
 )
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
 from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.ratios import as_metric, parts, ratio_series
 from riffle.api.series import Series, group_series, read_windows

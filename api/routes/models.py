@@ -9,9 +9,9 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
+from riffle.api.bodies import UNKNOWN_METRIC
 from riffle.api.deps import HotModelResults, ModelHealth, ModelResults, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.models import UNKNOWN_METRIC
 from riffle.api.params import Source
 from riffle.api.routes.alerts import time_range
 from riffle.api.routes.predictions import model_summary

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import Services, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.query import STEPS, rollup_grid
 from riffle.api.ratios import as_metric, parts, ratio_grid_points

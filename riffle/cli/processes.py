@@ -93,7 +93,7 @@ def api(
 @app.command()
 def notify() -> None:
     """Deliver alert notifications: read riffle.alerts, route, group, send (docs/alerts.md)."""
-    from riffle.dataflows.notifier import run_notifier
+    from riffle.dataflows.notifier.run import run_notifier
 
     stop = threading.Event()
 

@@ -18,7 +18,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from riffle.config.instants import EpochMs
-from riffle.operators.notify import GroupAlert
+from riffle.operators.notify.groups import GroupAlert
 
 
 class AckSpec(BaseModel):

@@ -38,6 +38,7 @@ def csv_bytes() -> bytes:
         ("a.jsonl.gz", gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in ROWS))),
         ("a.json", orjson.dumps(ROWS)),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_every_format_gives_the_same_rows(tmp_path: Path, name: str, data: bytes) -> None:
     path = tmp_path / name

@@ -1,4 +1,4 @@
-"""Response bodies of the API, as pydantic models so the OpenAPI docs describe them."""
+"""Response bodies of the API (pydantic classes, so the OpenAPI docs describe them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from riffle.config.spec import Aggregation, MetricSpec, Operator, RatioSpec
+from riffle.config.base import Operator
+from riffle.config.spec import Aggregation, MetricSpec, RatioSpec
 
 
 class ErrorDetail(BaseModel):
