@@ -30,6 +30,7 @@ from riffle.dataflows.models import model_stage
 from riffle.dataflows.predictions import prediction_stage
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.alerts import AlertTransition
+from riffle.operators.assigners import assigner_for
 from riffle.operators.enrich import compile_enrichment
 from riffle.operators.extract import compile_plans
 from riffle.operators.models.entities import EntityExtractor, PredictionOut
@@ -173,7 +174,7 @@ def window_rules(spec: PipelineSpec, *, default_lateness_ms: int) -> dict[str, W
             horizon_ms=int(metric.late_horizon.total_seconds() * 1000)
             if metric.late == "correct"
             else 0,
-            session=metric.window.kind == "session",
+            session=assigner_for(metric, spec).merges,
             sketch=sketch_for(metric),
             max_values=metric.max_values or 0,
             other=tuple((name, OTHER) for name in sorted(metric.dimensions)),
