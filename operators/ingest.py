@@ -18,9 +18,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from riffle.operators.aggregators import Agg, add, add_item, frozen, new_agg
+from riffle.operators.assigners import Sessions
 from riffle.operators.enrich import Enricher
 from riffle.operators.envelope import EnvelopeError, check, decode
 from riffle.operators.extract import MetricPlan, compile_readers
@@ -132,7 +134,7 @@ class PartitionIngest:
                 event = decode(raw)
                 ts = check(event)
                 event_type = event["type"]
-                read = readers.get(event_type)  # type: ignore[arg-type]
+                read = readers.get(event_type)
                 if read is None:
                     raise EnvelopeError(
                         "unknown_type", "type", f"unknown event type {event_type!r}"
@@ -249,9 +251,8 @@ class PartitionIngest:
             bucket, dims = self._series(tenant, plan, values)
             target = partials.setdefault(bucket, [])
             fold = add if plan.sketch is None else add_item
-            for start, end, agg in plan.assigner.group(  # type: ignore[union-attr]
-                points, lambda plan=plan: new_agg(plan.sketch), fold
-            ):
+            assert isinstance(plan.assigner, Sessions)
+            for start, end, agg in plan.assigner.group(points, partial(new_agg, plan.sketch), fold):
                 target.append((tenant, plan.name, dims, start, end, frozen(agg)))
         return result
 

@@ -213,15 +213,17 @@ def test_the_warehouse_sink_applies_the_retention(tmp_path: Path) -> None:
     old = recent - 3 * 86_400_000
     DuckDBWarehouse(path).upsert_windows([window(old), window(old, (("country", "fr"),))])
     sink = WarehouseSink(path, retention=timedelta(days=2))
-    part = sink.build("warehouse_sink", 0, 1)
+    part = sink.build_part("warehouse_sink", "p000", None)
     try:
         part.write_batch([window(recent)])
     finally:
         part.close()
     left = DuckDBWarehouse(path).read_series("t1", "page_views", 0, 2**50)
     assert [p.window_start for _, points in left for p in points] == [recent]
-    other = WarehouseSink(path, retention=timedelta(days=2)).build("warehouse_sink", 1, 2)
-    try:  # only worker 0 expires: the others write and nothing else
+    other_sink = WarehouseSink(path, retention=timedelta(days=2))
+    other_sink.place(1)
+    other = other_sink.build_part("warehouse_sink", "p001", None)
+    try:  # only process 0 expires: the others write and nothing else
         DuckDBWarehouse(path).upsert_windows([window(old)])
         other.write_batch([window(recent + MIN)])
     finally:
