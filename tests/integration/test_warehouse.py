@@ -15,6 +15,7 @@ import pytest
 from riffle.dataflows.outputs import WarehouseSink
 from riffle.sinks.errors import SinkError
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb_file import release
 from tests.integration.stores_support import BASE_MS, window
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
 
 
 def rows(path: Path) -> list[tuple[object, ...]]:
+    release(path)  # the writer's connection lingers in this process
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(
             "SELECT * EXCLUDE (updated_at) FROM metric_windows ORDER BY ALL"
@@ -98,6 +100,7 @@ def test_filters_ranges_and_sql_access(warehouse: DuckDBWarehouse) -> None:
     assert read(BASE_MS, BASE_MS + 4 * MIN, {"country": ["x' OR 1=1 --"]}) == {}
     assert read(BASE_MS, BASE_MS + 4 * MIN, {"country": []}) == {}
     assert len(read(-(2**62), 2**62)) == 3  # bounds past TIMESTAMP's range are clamped
+    release(warehouse.path)
     with duckdb.connect(str(warehouse.path), read_only=True) as con:
         found = con.execute(
             "SELECT count(*) FROM metric_windows"
