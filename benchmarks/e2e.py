@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +141,8 @@ def raw_loop(servers: str, topic: str, partitions: int) -> None:
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     left -= 1
                 continue
-            try:
+            with suppress(orjson.JSONDecodeError):
                 loads(msg.value())
-            except orjson.JSONDecodeError:
-                pass
             events += 1
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     consumer.close()
@@ -194,6 +192,7 @@ def _dim_text(raw: Any, default: str) -> str:
 
 def checked_metrics(spec: PipelineSpec, sample: list[dict[str, Any]]) -> list[MetricSpec]:
     """Tumbling metrics the reference can compute: filters read fields of the raw events."""
+
     def raw(path: str) -> bool:
         return any(_read(event, path) is not None for event in sample)
 
@@ -228,7 +227,9 @@ def reference(
     return totals
 
 
-def _plans(spec: PipelineSpec, sample: list[dict[str, Any]]) -> dict[str, list[tuple[MetricSpec, bool]]]:
+def _plans(
+    spec: PipelineSpec, sample: list[dict[str, Any]]
+) -> dict[str, list[tuple[MetricSpec, bool]]]:
     plans: dict[str, list[tuple[MetricSpec, bool]]] = {}
     for metric in checked_metrics(spec, sample):
         per_series = not metric.max_values and all(
@@ -264,7 +265,12 @@ def _count(
             keys.append(
                 tuple(
                     sorted(
-                        (d, _dim_text(_read(event, spec.dimensions[d].path), spec.dimensions[d].default))
+                        (
+                            d,
+                            _dim_text(
+                                _read(event, spec.dimensions[d].path), spec.dimensions[d].default
+                            ),
+                        )
                         for d in metric.dimensions
                     )
                 )
@@ -298,14 +304,20 @@ def differences(want: Totals, got: Totals) -> list[str]:
         for key, (count, total) in series.items():
             have = got.get(metric, {}).get(key, [0.0, 0.0])
             if have[0] != count or not math.isclose(have[1], total, rel_tol=1e-9, abs_tol=1e-6):
-                out.append(f"{metric} {key or 'total'}: riffle {have} vs reference {[count, total]}")
-        for key in got.get(metric, {}):
-            if key not in series:
-                out.append(f"{metric} {key}: riffle has a series the reference lacks")
+                out.append(
+                    f"{metric} {key or 'total'}: riffle {have} vs reference {[count, total]}"
+                )
+        out += [
+            f"{metric} {key}: riffle has a series the reference lacks"
+            for key in got.get(metric, {})
+            if key not in series
+        ]
     return out
 
 
-def riffle_env(servers: str, topic: str, redis_url: str, prefix: str, workdir: Path) -> dict[str, str]:
+def riffle_env(
+    servers: str, topic: str, redis_url: str, prefix: str, workdir: Path
+) -> dict[str, str]:
     """The environment of a `riffle run` of this benchmark: the default spec, own topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")}
     env.update(
@@ -392,8 +404,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--bootstrap", help="Kafka bootstrap; a Tansu broker is started if absent")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
-    parser.add_argument("--raw-loop", nargs=3, metavar=("SERVERS", "TOPIC", "PARTITIONS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--raw-loop", nargs=3, metavar=("SERVERS", "TOPIC", "PARTITIONS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.raw_loop:
         raw_loop(args.raw_loop[0], args.raw_loop[1], int(args.raw_loop[2]))
@@ -421,9 +434,18 @@ def main() -> None:
             )
             del events
             raw = subprocess.run(
-                [sys.executable, "-m", "benchmarks.e2e", "--raw-loop", servers, topic,
-                 str(args.partitions)],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.e2e",
+                    "--raw-loop",
+                    servers,
+                    topic,
+                    str(args.partitions),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             loop = json.loads(raw.stdout.strip().splitlines()[-1])
             if loop["events"] != n:
@@ -461,11 +483,15 @@ def main() -> None:
     raw_rate = n / loop["cpu_s"]
     rate = n / work
     print(f"{'':<34} {'CPU s':>8} {'events/CPU-s':>13} {'wall s':>8}")
-    print(f"{'raw loop (consume + orjson)':<34} {loop['cpu_s']:>8.2f} {raw_rate:>13,.0f} "
-          f"{loop['wall_s']:>8.1f}")
+    print(
+        f"{'raw loop (consume + orjson)':<34} {loop['cpu_s']:>8.2f} {raw_rate:>13,.0f} "
+        f"{loop['wall_s']:>8.1f}"
+    )
     print(f"{'riffle run, config/demo.yaml':<34} {work:>8.2f} {rate:>13,.0f} {wall:>8.1f}")
-    print(f"riffle / raw loop: {rate / raw_rate:.3f}   (start-up {start_cpu:.2f} CPU s excluded; "
-          f"dead letters {len(dead):,}; {sum(len(s) for s in want.values())} totals checked)")
+    print(
+        f"riffle / raw loop: {rate / raw_rate:.3f}   (start-up {start_cpu:.2f} CPU s excluded; "
+        f"dead letters {len(dead):,}; {sum(len(s) for s in want.values())} totals checked)"
+    )
 
 
 if __name__ == "__main__":

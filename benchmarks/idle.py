@@ -6,9 +6,11 @@ broker is started here with the same function ``riffle up`` uses
 (:func:`riffle.stack.start_tansu`) and handed to it through
 ``RIFFLE_KAFKA_BOOTSTRAP``, so the benchmark never takes the default port.
 After a warm-up it samples the CPU of every process for ``--seconds`` and
-prints each one's share of a core and the total. The run fails unless the
-flow read what the producer sent over the window (within 25 %) and the live
-series of ``page_views_10s`` is in Redis::
+prints each one's share of a core and the total. Sampling starts once the
+flow reads at the producer's rate (it has caught up with what was sent while
+it started). The run fails unless the flow read what the producer sent over
+the window (within 25 %) and the live series of ``page_views_10s`` is in
+Redis::
 
     python -m benchmarks.idle [--rate 200] [--seconds 30] [--warmup 20]
 """
@@ -37,11 +39,24 @@ def _name(pid: int, broker: int) -> str:
         return "tansu (broker)"
     command = command_of(pid)
     for word in ("demo-produce", "run", "api", "notify", "up"):
-        if f"riffle.cli {word}" in command or command.endswith(f"riffle {word}") or (
-            f" {word} " in f" {command} " and "riffle" in command
+        if (
+            f"riffle.cli {word}" in command
+            or command.endswith(f"riffle {word}")
+            or (f" {word} " in f" {command} " and "riffle" in command)
         ):
             return f"riffle {word}"
     return command[:40]
+
+
+def _caught_up(url: str, rate: float, timeout_s: float = 180.0) -> None:
+    """Wait until the flow reads at about ``rate`` (a start-up backlog is behind it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = scrape(url).get("riffle_dataflow_events_in_total", 0.0)
+        time.sleep(5)
+        if scrape(url).get("riffle_dataflow_events_in_total", 0.0) - before <= 5 * rate * 1.3:
+            return
+    raise SystemExit(f"the flow did not catch up with {rate:g} events/s in {timeout_s:g} s")
 
 
 def main() -> None:
@@ -87,9 +102,12 @@ def main() -> None:
             deadline = time.monotonic() + 180
             while "Riffle is up" not in (Path(tmp) / "up.log").read_text(errors="replace"):
                 if stack.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("riffle up did not start:\n" + (Path(tmp) / "up.log").read_text())
+                    raise SystemExit(
+                        "riffle up did not start:\n" + (Path(tmp) / "up.log").read_text()
+                    )
                 time.sleep(0.5)
             time.sleep(args.warmup)
+            _caught_up(url, args.rate)
             pids = [broker.pid, *descendants(stack.pid)]
             before = {pid: cpu_seconds(pid) for pid in pids}
             names = {pid: _name(pid, broker.pid) for pid in pids}
@@ -112,8 +130,10 @@ def main() -> None:
                 client.delete(key)
     expected = args.rate * elapsed
     if not 0.75 * expected <= read <= 1.25 * expected or not live:
-        raise SystemExit(f"the flow read {read:.0f} events in {elapsed:.0f} s (sent ~{expected:.0f}),"
-                         f" page_views_10s series in Redis: {live}")
+        raise SystemExit(
+            f"the flow read {read:.0f} events in {elapsed:.0f} s (sent ~{expected:.0f}),"
+            f" page_views_10s series in Redis: {live}"
+        )
     print(f"riffle up --rate {args.rate:g}: CPU over {elapsed:.0f} s (flow read {read:.0f} events)")
     print(f"{'process':<22} {'% of a core':>12}")
     for pid in sorted(pids, key=lambda p: -used[p]):

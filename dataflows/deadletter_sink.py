@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from riffle.config.settings import Settings
-from riffle.dataflows.outputs import FlowSink, Writer, warehouse_settings
+from riffle.dataflows.outputs import STORE_FLUSH_S, FlowSink, Writer, warehouse_settings
 from riffle.operators.records import DeadLetter
 from riffle.sinks.topics.deadletters import DeadLetterProducer
 from riffle.sinks.warehouse.dead_letters import WarehouseDeadLetters
@@ -21,14 +21,15 @@ from riffle.sinks.warehouse.engines import open_warehouse
 
 class DeadLetterFanoutSink(FlowSink[DeadLetter]):
     """Dead letters to the topic (confirmed by the broker) and to the warehouse table
-    (of ``warehouse``: settings naming either engine, or a DuckDB file), once a second."""
+    (of ``warehouse``: settings naming either engine, or a DuckDB file), every
+    :data:`~dataflows.outputs.STORE_FLUSH_S` (and at each epoch's end)."""
 
     name = "dead_letters"
 
     def __init__(
         self, servers: str, topic: str, warehouse: Settings | Path | None, give_up_s: float = 300.0
     ) -> None:
-        super().__init__(give_up_s=give_up_s, flush_s=1.0)
+        super().__init__(give_up_s=give_up_s, flush_s=STORE_FLUSH_S)
         self.servers = servers
         self.topic = topic
         self.warehouse = None if warehouse is None else warehouse_settings(warehouse)

@@ -7,12 +7,15 @@ process. Each process of the flow has one sink partition (``p000``, ``p001``…;
 which buffers what it is given and hands it to every writer, in order:
 
 * at once when the sink's ``flush_s`` is 0 (the hot store: live values);
-* otherwise at the first batch after the oldest buffered item waited
-  ``flush_s``, when ``max_rows`` items are buffered, and always at the end of
-  every epoch — :meth:`~bytewax.outputs.StatefulSinkPartition.snapshot` writes
-  what is buffered before it returns, so Bytewax never completes an epoch
-  (or a recovery snapshot) ahead of the stores. Warehouse writes, each a visit
-  of a file or a request, are thereby a few per second whatever the batching.
+* otherwise at the first batch in a later period of ``flush_s`` than the
+  oldest buffered item's (periods of the monotonic clock, the same for every
+  sink, so the sinks of a process flush together and their warehouse writes
+  share one visit of the file), when ``max_rows`` items are buffered, and
+  always at the end of every epoch —
+  :meth:`~bytewax.outputs.StatefulSinkPartition.snapshot` writes what is
+  buffered before it returns, so Bytewax never completes an epoch (or a
+  recovery snapshot) ahead of the stores. Warehouse writes, each a visit of a
+  file or a request, are thereby about one a second whatever the batching.
 
 Every store write is an idempotent upsert, so the exactly-once effect holds.
 A store that is down blocks the flow while the batch is retried with backoff
@@ -49,6 +52,10 @@ log = structlog.get_logger(__name__)
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, SinkError, DeadLetterError)
 EXPIRE_EVERY_S = 3600.0
 """How often a warehouse sink applies the retention (DuckDB; BigQuery expires by itself)."""
+
+STORE_FLUSH_S = 5.0
+"""How often model results, predictions and dead letters are written (besides every
+epoch's end): each write visits the warehouse, which costs far more than the rows."""
 
 Writer = Callable[[Sequence[X]], None]
 HotTarget = tuple[redis.Redis, str, int]
@@ -145,13 +152,14 @@ class FlowPartition(StatefulSinkPartition[X, None]):
     def write_batch(self, values: list[X]) -> None:
         if not values:
             return
+        now = time.monotonic()
         if not self._buffer:
-            self._since = time.monotonic()
+            self._since = now
         self._buffer.extend(values)
         if (
             self._flush_s <= 0
             or len(self._buffer) >= self._max_rows > 0
-            or time.monotonic() - self._since >= self._flush_s
+            or now // self._flush_s != self._since // self._flush_s
         ):
             self.flush()
 
@@ -181,8 +189,9 @@ class FlowPartition(StatefulSinkPartition[X, None]):
 
 class StoreSink(FlowSink[X]):
     """Records into warehouse stores and, with ``redis`` (url, prefix, hot TTL in
-    seconds), their Redis copy, in the order :meth:`stores` gives, once a second.
-    ``warehouse`` is settings naming either engine, or a DuckDB file."""
+    seconds), their Redis copy, in the order :meth:`stores` gives, every ``flush_s``
+    (and at each epoch's end). ``warehouse`` is settings naming either engine, or a
+    DuckDB file."""
 
     name = "stores"
 
@@ -191,7 +200,7 @@ class StoreSink(FlowSink[X]):
         warehouse: Settings | Path,
         give_up_s: float = 300.0,
         redis: tuple[str, str, int] | None = None,
-        flush_s: float = 1.0,
+        flush_s: float = STORE_FLUSH_S,
     ) -> None:
         super().__init__(give_up_s=give_up_s, flush_s=flush_s)
         self.warehouse = warehouse_settings(warehouse)
@@ -296,12 +305,13 @@ class _Expiring:
 
 
 class DeadLetterSink(FlowSink[DeadLetter]):
-    """Dead letters onto the dead-letter topic, confirmed by the broker, once a second."""
+    """Dead letters onto the dead-letter topic, confirmed by the broker, every
+    :data:`STORE_FLUSH_S` (and at each epoch's end)."""
 
     name = "dead_letters"
 
     def __init__(self, servers: str, topic: str, give_up_s: float = 300.0) -> None:
-        super().__init__(give_up_s=give_up_s, flush_s=1.0)
+        super().__init__(give_up_s=give_up_s, flush_s=STORE_FLUSH_S)
         self.servers = servers
         self.topic = topic
 
