@@ -48,6 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from benchmarks.procs import scrape, wait_quiet
 from riffle.config.settings import Settings
 from riffle.config.spec import Condition, MetricSpec, PipelineSpec, load_spec
+from riffle.operators.records import DeadLetter
 from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.topics.deadletters import read_dead_letters
 from riffle.sources.demo import DemoGenerator
@@ -315,6 +316,17 @@ def differences(want: Totals, got: Totals) -> list[str]:
     return out
 
 
+def dead_letters(servers: str, topic: str, partitions: int, want: int) -> list[DeadLetter]:
+    """The flow's dead letters once all ``want`` are on the topic (its sink writes every
+    few seconds)."""
+    deadline = time.monotonic() + 60
+    while True:
+        letters = read_dead_letters(servers, topic, list(range(partitions)))
+        if len(letters) >= want or time.monotonic() > deadline:
+            return letters
+        time.sleep(1)
+
+
 def riffle_env(
     servers: str, topic: str, redis_url: str, prefix: str, workdir: Path
 ) -> dict[str, str]:
@@ -461,7 +473,8 @@ def main() -> None:
             )
             if seen != n or outcomes != n:
                 raise SystemExit(f"events in {seen}, ok+dead+late {outcomes}, produced {n}")
-            letters = read_dead_letters(servers, f"{topic}.dead", list(range(args.partitions)))
+            rejected = outcomes - samples.get('riffle_dataflow_events_total{outcome="ok"}', 0)
+            letters = dead_letters(servers, f"{topic}.dead", args.partitions, int(rejected))
             dead = set()
             for letter in letters:
                 where = letter.source.rsplit("/", 1)[1]
