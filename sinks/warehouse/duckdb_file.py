@@ -18,6 +18,7 @@ is free for readers between those bursts, most of every second.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable
@@ -69,9 +70,9 @@ class _Held:
             self._close()
 
     def _arm(self, delay: float) -> None:
-        timer = threading.Timer(delay, self._close_when_idle)
-        timer.daemon = True
-        timer.start()
+        # Not a daemon: an exiting process waits the few milliseconds and closes the
+        # file itself (a daemon thread closing DuckDB during interpreter shutdown aborts).
+        threading.Timer(delay, self._close_when_idle).start()
 
     def _close(self) -> None:
         if self.con is not None:
@@ -81,6 +82,15 @@ class _Held:
 
 _held: dict[Path, _Held] = {}
 _held_lock = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    with _held_lock:
+        held = list(_held.values())
+    for one in held:
+        with one.lock:
+            one._close()
 
 
 def _writer(path: Path) -> _Held:
