@@ -322,8 +322,10 @@ def dead_letters(servers: str, topic: str, partitions: int, want: int) -> list[D
     deadline = time.monotonic() + 60
     while True:
         letters = read_dead_letters(servers, topic, list(range(partitions)))
-        if len(letters) >= want or time.monotonic() > deadline:
+        if len(letters) >= want:
             return letters
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(letters)} dead letters on {topic}, the flow counted {want}")
         time.sleep(1)
 
 
@@ -376,11 +378,11 @@ def wait_started(child: subprocess.Popen[bytes], url: str, log: Path) -> None:
         time.sleep(0.1)
 
 
-def startup_cpu(servers: str, redis_url: str, workdir: Path, partitions: int) -> float:
+def startup_cpu(servers: str, redis_url: str, prefix: str, workdir: Path, partitions: int) -> float:
     """CPU seconds `riffle run` spends before it goes quiet on an empty topic."""
     topic = f"bench-e2e-empty.{uuid.uuid4().hex[:8]}"
     ensure_topics(servers, [topic, f"{topic}.dead", f"{topic}.alerts"], partitions)
-    env = riffle_env(servers, topic, redis_url, f"e2e{uuid.uuid4().hex[:6]}", workdir)
+    env = riffle_env(servers, topic, redis_url, prefix, workdir)
     log = workdir / "startup.log"
     with riffle_run(env, log) as child:
         wait_started(child, _metrics_url(env), log)
@@ -388,9 +390,10 @@ def startup_cpu(servers: str, redis_url: str, workdir: Path, partitions: int) ->
 
 
 def measure_riffle(
-    servers: str, topic: str, redis_url: str, prefix: str, workdir: Path, n: int
-) -> tuple[float, float, dict[str, float]]:
-    """`riffle run` over the backlog until quiet: (CPU s incl. start-up, wall s, flow counters)."""
+    servers: str, topic: str, redis_url: str, prefix: str, workdir: Path, n: int, partitions: int
+) -> tuple[float, float, dict[str, float], list[DeadLetter]]:
+    """`riffle run` over the backlog until quiet: (CPU s incl. start-up, wall s, flow
+    counters, its dead letters — read while it runs, as it writes them every few seconds)."""
     env = riffle_env(servers, topic, redis_url, prefix, workdir)
     url, log = _metrics_url(env), workdir / "riffle.log"
     with riffle_run(env, log) as child:
@@ -406,7 +409,13 @@ def measure_riffle(
             time.sleep(0.2)
         wall = time.perf_counter() - began
         cpu = wait_quiet(child.pid, below=0.1, window_s=1.0)
-        return cpu, wall, scrape(url)
+        samples = scrape(url)
+        rejected = sum(
+            samples.get(f'riffle_dataflow_events_total{{outcome="{o}"}}', 0)
+            for o in ("dead", "late")
+        )
+        letters = dead_letters(servers, f"{topic}.dead", partitions, int(rejected))
+        return cpu, wall, samples, letters
 
 
 def main() -> None:
@@ -428,6 +437,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker = None
+        prefix = f"e2e{uuid.uuid4().hex[:6]}"
+        client = redis.Redis.from_url(args.redis_url)
         servers = args.bootstrap
         if not servers:
             port = free_port()
@@ -462,9 +473,10 @@ def main() -> None:
             loop = json.loads(raw.stdout.strip().splitlines()[-1])
             if loop["events"] != n:
                 raise SystemExit(f"the raw loop read {loop['events']} of {n} events")
-            start_cpu = startup_cpu(servers, args.redis_url, workdir, args.partitions)
-            prefix = f"e2e{uuid.uuid4().hex[:6]}"
-            cpu, wall, samples = measure_riffle(servers, topic, args.redis_url, prefix, workdir, n)
+            start_cpu = startup_cpu(servers, args.redis_url, f"{prefix}s", workdir, args.partitions)
+            cpu, wall, samples, letters = measure_riffle(
+                servers, topic, args.redis_url, prefix, workdir, n, args.partitions
+            )
             work = cpu - start_cpu
             seen = samples.get("riffle_dataflow_events_in_total", 0)
             outcomes = sum(
@@ -473,23 +485,21 @@ def main() -> None:
             )
             if seen != n or outcomes != n:
                 raise SystemExit(f"events in {seen}, ok+dead+late {outcomes}, produced {n}")
-            rejected = outcomes - samples.get('riffle_dataflow_events_total{outcome="ok"}', 0)
-            letters = dead_letters(servers, f"{topic}.dead", args.partitions, int(rejected))
             dead = set()
             for letter in letters:
                 where = letter.source.rsplit("/", 1)[1]
                 part, offset = where.split("@")
                 dead.add((int(part), int(offset)))
             want = reference(servers, topic, args.partitions, spec, dead)
-            client = redis.Redis.from_url(args.redis_url)
             store = RedisWindowStore(client, prefix, int(spec.retention.hot.total_seconds()))
             got = redis_totals(store, Settings().default_tenant, want)
-            for key in client.scan_iter(f"{prefix}:*", count=1000):
-                client.delete(key)
             wrong = differences(want, got)
             if wrong:
                 raise SystemExit("riffle differs from the reference:\n  " + "\n  ".join(wrong[:20]))
         finally:
+            for pattern in (f"{prefix}:*", f"{prefix}s:*"):
+                for key in client.scan_iter(pattern, count=1000):
+                    client.delete(key)
             if broker is not None:
                 broker.terminate()
                 broker.wait(10)
