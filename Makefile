@@ -68,8 +68,13 @@ lint: venv
 wheel-check: venv
 	.ci/wheel-check
 
+# The figures of docs/performance.md, one after another (about 20 minutes on 2 cores).
 bench: venv
-	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.e2e
+	$(BIN)/python -m benchmarks.pipeline --processes 1,2
+	$(BIN)/python -m benchmarks.idle
+	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.query
 
 bench-warehouse: venv bqemulator
 	$(BIN)/python -m benchmarks.warehouse

@@ -9,8 +9,9 @@ against a Tansu broker and Redis started or found here:
   answer costs auth, rate limits, parsing and validation only (upper bound).
 
 Clients post 100-event batches of valid demo events over keep-alive
-connections for ``--seconds`` each. Prints events/s and p50/p99 latency of
-both, and their ratio::
+connections for ``--seconds`` each. Prints events/s, events per CPU-second
+of the API process (the per-core figure) and p50/p99 latency of both, and
+their ratio::
 
     python -m benchmarks.ingest [--seconds 10] [--rounds 3] [--clients 8] [--batch 100]
 """
@@ -34,6 +35,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from benchmarks.procs import cpu_seconds
 from riffle.api.app import create_app
 from riffle.api.publisher import OutMessage
 from riffle.config.registry import load_schemas
@@ -115,8 +117,9 @@ async def load(
 
 def run_mode(
     factory: str, env: dict[str, str], key: str, bodies: list[bytes], args: argparse.Namespace
-) -> tuple[list[float], float]:
-    """One round of one mode: start uvicorn, warm up, measure, stop; (latencies, seconds)."""
+) -> tuple[list[float], float, float]:
+    """One round of one mode: start uvicorn, warm up, measure, stop; (latencies, seconds,
+    CPU seconds of the API process)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -149,23 +152,25 @@ def run_mode(
                     raise RuntimeError(f"{factory} did not start") from None
                 time.sleep(0.2)
         asyncio.run(load(url, key, bodies, args.clients, 2.0))  # warm-up
-        began = time.monotonic()
+        began, cpu = time.monotonic(), cpu_seconds(process.pid)
         latencies = asyncio.run(load(url, key, bodies, args.clients, args.seconds))
-        elapsed = time.monotonic() - began
+        elapsed, cpu = time.monotonic() - began, cpu_seconds(process.pid) - cpu
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return latencies, elapsed
+    return latencies, elapsed, cpu
 
 
-def summary(rounds: list[tuple[list[float], float]], batch: int) -> dict[str, float]:
-    """Events/s over all rounds and latency percentiles of all requests."""
-    latencies = [x for lat, _ in rounds for x in lat]
-    elapsed = sum(seconds for _, seconds in rounds)
+def summary(rounds: list[tuple[list[float], float, float]], batch: int) -> dict[str, float]:
+    """Events/s over all rounds, per CPU-second of the API process, latency percentiles."""
+    latencies = [x for lat, _, _ in rounds for x in lat]
+    elapsed = sum(seconds for _, seconds, _ in rounds)
+    cpu = sum(used for _, _, used in rounds)
     cuts = statistics.quantiles(latencies, n=100)
     return {
         "requests": len(latencies),
         "events_per_s": len(latencies) * batch / elapsed,
+        "events_per_cpu_s": len(latencies) * batch / cpu,
         "p50_ms": cuts[49] * 1000,
         "p99_ms": cuts[98] * 1000,
     }
@@ -208,7 +213,7 @@ def main() -> None:
                 "confirmed": "benchmarks.ingest:confirmed_app",
                 "discard": "benchmarks.ingest:discard_app",
             }
-            rounds: dict[str, list[tuple[list[float], float]]] = {m: [] for m in factories}
+            rounds: dict[str, list[tuple[list[float], float, float]]] = {m: [] for m in factories}
             for _ in range(args.rounds):
                 for mode, factory in factories.items():
                     rounds[mode].append(run_mode(factory, env, key, bodies, args))
@@ -220,7 +225,10 @@ def main() -> None:
         f"POST /v1/events, {args.batch}-event batches, 1 uvicorn worker, "
         f"{args.clients} clients, {args.rounds} x {args.seconds:g} s per mode"
     )
-    print(f"{'mode':<36} {'requests':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'mode':<36} {'requests':>9} {'events/s':>10} {'ev/API CPU-s':>13} {'p50 ms':>8} "
+        f"{'p99 ms':>8}"
+    )
     labels = {
         "confirmed": "confirmed (acks=all, idempotent)",
         "discard": "answer only (no produce)",
@@ -228,7 +236,7 @@ def main() -> None:
     for mode, row in results.items():
         print(
             f"{labels[mode]:<36} {row['requests']:>9.0f} {row['events_per_s']:>10.0f} "
-            f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}"
+            f"{row['events_per_cpu_s']:>13.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}"
         )
     ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
     print(f"confirmed / answer-only throughput: {ratio:.2f}")

@@ -1,4 +1,7 @@
-"""Kafka → Redis throughput: the Riffle dataflow beside a plain consumer loop.
+"""The metrics flow alone (no enrichment, models, predictions or alerts) beside a plain loop.
+
+This is the metrics-only variant; the headline figure, ``riffle run`` with the
+default spec as a user runs it, is :mod:`benchmarks.e2e`.
 
 Produces N compact (~150-byte) demo events to a fresh topic, then reads the
 whole topic twice, alternating, with

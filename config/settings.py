@@ -55,7 +55,10 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, description="Most windows per warehouse write request."
     )
     warehouse_batch_seconds: float = Field(
-        1.0, gt=0, description="Longest a window waits in the warehouse buffer before a write."
+        1.0,
+        gt=0,
+        description="How often the flow writes final windows to the warehouse (at the first "
+        "batch of each period, and at every epoch's end).",
     )
     warehouse_buffer_rows: int = Field(
         20_000,

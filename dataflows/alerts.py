@@ -24,7 +24,6 @@ from pathlib import Path
 import bytewax.operators as op
 import redis as redis_client
 from bytewax.dataflow import Stream
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
@@ -39,7 +38,7 @@ from riffle.dataflows.alert_logic import (
     compile_rules,
     shard_of,
 )
-from riffle.dataflows.outputs import _Partition, warehouse_settings
+from riffle.dataflows.outputs import FlowSink, Output, Writer, emit, warehouse_settings
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import WindowResult
@@ -57,7 +56,7 @@ def alert_stage(
     spec: PipelineSpec,
     *,
     shards: int,
-    sink: Sink[AlertTransition],
+    sink: Output[AlertTransition],
     scores: Stream[ModelRecord] | None = None,
     rule_log: RuleLog | None = None,
     clocks: Stream[ClockReading] | None = None,
@@ -94,11 +93,11 @@ def alert_stage(
             lambda resume: AlertLogic(rules, resume, feed=feed, partitions=parts, tick_ms=tick_ms),
         ),
     )
-    op.output("alert_sink", transitions, sink)
+    emit("alert_sink", transitions, sink)
     return transitions
 
 
-class AlertSink(DynamicSink[AlertTransition]):
+class AlertSink(FlowSink[AlertTransition]):
     """Transitions to the ``alerts`` table of ``warehouse`` (settings naming either engine,
     or a DuckDB file), Redis (active alerts) and, with ``kafka``
     (servers, topic), the ``riffle.alerts`` topic. Every write is idempotent (keyed by
@@ -113,15 +112,13 @@ class AlertSink(DynamicSink[AlertTransition]):
         give_up_s: float = 300.0,
         topic_partitions: int = 4,
     ) -> None:
+        super().__init__(give_up_s=give_up_s)
         self.warehouse = None if warehouse is None else warehouse_settings(warehouse)
         self.redis = redis
         self.kafka = kafka
-        self.give_up_s = give_up_s
         self.topic_partitions = topic_partitions
 
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[AlertTransition]:
+    def writers(self, part: str) -> list[Writer[AlertTransition]]:
         table = None if self.warehouse is None else WarehouseAlerts(open_warehouse(self.warehouse))
         hot = (
             None
@@ -135,15 +132,9 @@ class AlertSink(DynamicSink[AlertTransition]):
             ensure_topics(self.kafka[0], [self.kafka[1]], self.topic_partitions)
             producer = AlertProducer(*self.kafka)
 
-        def write(items: list[AlertTransition]) -> None:
-            if producer is not None:
-                producer.send(items)
-            if table is not None:
-                table.write(items)
-            if hot is not None:
-                hot.write(items)
-
-        return _Partition("alerts", write, self.give_up_s)
+        out: list[Writer[AlertTransition]] = [] if producer is None else [producer.send]
+        out += [] if table is None else [table.write]
+        return out if hot is None else [*out, hot.write]
 
 
 __all__ = [

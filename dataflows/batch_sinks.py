@@ -3,12 +3,11 @@ checks each batch (:class:`LedgerSink`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from riffle.config.errors import RiffleError
+from riffle.dataflows.outputs import FlowSink, Writer
 from riffle.operators.records import DeadLetter, WindowResult
 from riffle.sinks.ledger import Ledger
 
@@ -19,48 +18,66 @@ class ImportAbortedError(RiffleError):
     """An import stopped early: more rows were rejected than its ``max_errors`` allows."""
 
 
-class _Wrapped(StatelessSinkPartition[X], Generic[X]):
-    def __init__(
-        self,
-        inner: StatelessSinkPartition[X] | None,
-        before: Callable[[list[X]], list[X]],
-        after: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._before = before
-        self._after = after
+class LedgerSink(FlowSink[X]):
+    """Runs ``before`` on each flushed batch (record, filter), hands what it returns to
+    ``inner``'s writers (``None``: nowhere), then runs ``after`` (a check that may stop
+    the run: the batch is written first, so nothing read is lost; once it has failed,
+    nothing more is written). Buffers as ``inner`` does unless ``flush_s`` says otherwise
+    (0: every batch, so ``after`` sees each one); a retried flush runs ``before`` once."""
 
-    def write_batch(self, items: list[X]) -> None:
-        kept = self._before(items)
-        if self._inner is not None and kept:
-            self._inner.write_batch(kept)
-        self._after()
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
-
-class LedgerSink(DynamicSink[X]):
-    """Runs ``before`` on each batch (record, filter), writes what it returns to
-    ``inner`` (``None``: nowhere), then runs ``after`` (a check that may stop the run:
-    the batch is written first, so nothing read is lost)."""
+    name = "ledger"
 
     def __init__(
         self,
-        inner: DynamicSink[X] | None,
+        inner: FlowSink[X] | None,
         before: Callable[[list[X]], list[X]],
         after: Callable[[], None] = lambda: None,
+        *,
+        flush_s: float | None = None,
     ) -> None:
+        if inner is None:
+            super().__init__(flush_s=flush_s or 0.0)
+        else:
+            super().__init__(
+                give_up_s=inner.give_up_s,
+                flush_s=inner.flush_s if flush_s is None else flush_s,
+                max_rows=inner.max_rows,
+            )
         self.inner = inner
         self.before = before
         self.after = after
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Wrapped[X]:
-        inner = (
-            None if self.inner is None else self.inner.build(step_id, worker_index, worker_count)
-        )
-        return _Wrapped(inner, self.before, self.after)
+    def place(self, process_id: int) -> None:
+        super().place(process_id)
+        if self.inner is not None:
+            self.inner.place(process_id)
+
+    def writers(self, part: str) -> list[Writer[X]]:
+        inner = [] if self.inner is None else self.inner.writers(part)
+        seen: list[Sequence[X]] = []
+        kept: list[X] = []
+        stopped = False
+
+        def write(items: Sequence[X]) -> None:
+            nonlocal kept, stopped
+            if stopped:  # the run is ending: the close after a failed check writes nothing
+                return
+            if not seen or seen[0] is not items:  # a retry hands the same batch again
+                seen[:] = [items]
+                kept = self.before(list(items))
+            if kept:
+                for inner_write in inner:
+                    inner_write(kept)
+            try:
+                self.after()
+            except Exception:
+                stopped = True
+                raise
+
+        return [write]
+
+    def closers(self) -> list[Callable[[], None]]:
+        return [] if self.inner is None else self.inner.closers()
 
 
 def letters_recorder(ledger: Ledger) -> Callable[[list[DeadLetter]], list[DeadLetter]]:

@@ -11,39 +11,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
 from riffle.config.settings import Settings
-from riffle.dataflows.outputs import _Partition, warehouse_settings
+from riffle.dataflows.outputs import STORE_FLUSH_S, FlowSink, Writer, warehouse_settings
 from riffle.operators.records import DeadLetter
 from riffle.sinks.topics.deadletters import DeadLetterProducer
 from riffle.sinks.warehouse.dead_letters import WarehouseDeadLetters
 from riffle.sinks.warehouse.engines import open_warehouse
 
 
-class DeadLetterFanoutSink(DynamicSink[DeadLetter]):
+class DeadLetterFanoutSink(FlowSink[DeadLetter]):
     """Dead letters to the topic (confirmed by the broker) and to the warehouse table
-    (of ``warehouse``: settings naming either engine, or a DuckDB file)."""
+    (of ``warehouse``: settings naming either engine, or a DuckDB file), every
+    :data:`~dataflows.outputs.STORE_FLUSH_S` (and at each epoch's end)."""
+
+    name = "dead_letters"
 
     def __init__(
         self, servers: str, topic: str, warehouse: Settings | Path | None, give_up_s: float = 300.0
     ) -> None:
+        super().__init__(give_up_s=give_up_s, flush_s=STORE_FLUSH_S)
         self.servers = servers
         self.topic = topic
         self.warehouse = None if warehouse is None else warehouse_settings(warehouse)
-        self.give_up_s = give_up_s
 
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[DeadLetter]:
+    def writers(self, part: str) -> list[Writer[DeadLetter]]:
         producer = DeadLetterProducer(self.servers, self.topic)
-        table = (
-            None if self.warehouse is None else WarehouseDeadLetters(open_warehouse(self.warehouse))
-        )
-
-        def write(letters: list[DeadLetter]) -> None:
-            producer.send(letters)
-            if table is not None:
-                table.write(letters)
-
-        return _Partition("dead_letters", write, self.give_up_s)
+        if self.warehouse is None:
+            return [producer.send]
+        return [producer.send, WarehouseDeadLetters(open_warehouse(self.warehouse)).write]

@@ -336,7 +336,10 @@ def _outputs(
             lambda rs: [r for r in rs if keep(r) and r.window_end > horizon],
         ),
         finals=LedgerSink(WarehouseSink(settings, retention=spec.retention.warehouse), recorded),
-        dead_letters=LedgerSink(dead, letters_recorder(ledger), error_budget(ledger, max_errors)),
+        # Every batch at once: the error budget is checked as rows are read, not every 5 s.
+        dead_letters=LedgerSink(
+            dead, letters_recorder(ledger), error_budget(ledger, max_errors), flush_s=0.0
+        ),
         archive=ArchiveSink(settings.archive_url, [PARTITION])
         if archive and settings.archive_url
         else None,

@@ -35,9 +35,11 @@ from riffle.dataflows.logic import (
     bucket_key,
 )
 from riffle.dataflows.models import model_stage
+from riffle.dataflows.outputs import FlowSink, Output, emit
 from riffle.dataflows.predictions import prediction_stage
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.alerts.transitions import AlertTransition
+from riffle.operators.assigners import assigner_for
 from riffle.operators.enrich import compile_enrichment
 from riffle.operators.envelope import decode
 from riffle.operators.extract import compile_plans
@@ -55,21 +57,29 @@ from riffle.sources.kafka import PartitionPoll
 class FlowOutputs:
     """Where the flow's results go."""
 
-    windows: Sink[WindowResult]
+    windows: Output[WindowResult]
     """Every emission, partial and final (the hot store)."""
-    finals: Sink[WindowResult] | None
+    finals: Output[WindowResult] | None
     """Final windows only (the warehouse); ``None`` to skip."""
-    dead_letters: Sink[DeadLetter]
-    models: Sink[ModelRecord] | None = None
+    dead_letters: Output[DeadLetter]
+    models: Output[ModelRecord] | None = None
     """Anomaly scores and forecasts of modelled metrics; ``None`` to skip the model stage."""
-    alerts: Sink[AlertTransition] | None = None
+    alerts: Output[AlertTransition] | None = None
     """Alert transitions of the spec's ``alerts:`` rules; ``None`` to skip the alert stage."""
-    predictions: Sink[PredictionOut] | None = None
+    predictions: Output[PredictionOut] | None = None
     """Per-entity predictions of the spec's ``predictions:``; ``None`` to skip that stage."""
     alert_rules: RuleLog | None = None
     """Where tenant alert rules made through the API are read from; ``None``: spec only."""
     archive: Sink[tuple[str, ArchiveRows]] | None = None
     """Every valid event, keyed by source partition (the raw archive); ``None`` to skip."""
+
+    def place(self, process_id: int) -> FlowOutputs:
+        """Make every flow sink here the sinks of process ``process_id``; returns ``self``."""
+        for sink in (self.windows, self.finals, self.dead_letters, self.models, self.alerts,
+                     self.predictions):  # fmt: skip
+            if isinstance(sink, FlowSink):
+                sink.place(process_id)
+        return self
 
 
 def build_flow(
@@ -135,7 +145,7 @@ def build_flow(
         )
     routed = op.branch("route", items, _is_update)
     dead: Stream[DeadLetter] = op.flat_map("dead_letters", routed.falses, _letters)
-    op.output("dead_letter_sink", dead, outputs.dead_letters)
+    emit("dead_letter_sink", dead, outputs.dead_letters)
     updates = op.map("key_by_bucket", routed.trues, _by_bucket)
     results = op.key_rm(
         "drop_bucket_key",
@@ -151,10 +161,10 @@ def build_flow(
             ),
         ),
     )
-    op.output("hot_sink", results, outputs.windows)
+    emit("hot_sink", results, outputs.windows)
     if outputs.finals is not None:
         finals = op.filter("finals_only", results, lambda r: r.is_final)
-        op.output("warehouse_sink", finals, outputs.finals)
+        emit("warehouse_sink", finals, outputs.finals)
     scores = None
     if outputs.models is not None:
         scores = model_stage(results, spec, shards=settings.buckets, sink=outputs.models)
@@ -194,7 +204,7 @@ def window_rules(spec: PipelineSpec, *, default_lateness_ms: int) -> dict[str, W
             horizon_ms=int(metric.late_horizon.total_seconds() * 1000)
             if metric.late == "correct"
             else 0,
-            session=metric.window.kind == "session",
+            session=assigner_for(metric, spec).merges,
             sketch=sketch_for(metric),
             max_values=metric.max_values or 0,
             other=tuple((name, OTHER) for name in sorted(metric.dimensions)),

@@ -19,12 +19,11 @@ from functools import lru_cache
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from riffle.config.models import AnomalySpec, ForecastSpec
 from riffle.config.spec import PipelineSpec
-from riffle.dataflows.outputs import HotTarget, StoreSink, Writer
+from riffle.dataflows.outputs import HotTarget, Output, StoreSink, Writer, emit
 from riffle.operators.models.series import (
     AnomalyRecord,
     ForecastRecord,
@@ -181,7 +180,7 @@ def model_stage(
     spec: PipelineSpec,
     *,
     shards: int,
-    sink: Sink[ModelRecord],
+    sink: Output[ModelRecord],
     telemetry: ModelTelemetry | None = None,
 ) -> Stream[ModelRecord] | None:
     """Attach the model stage to a flow's window results; ``None`` when no metric is modelled."""
@@ -195,7 +194,7 @@ def model_stage(
         "model_drop_key",
         op.stateful_batch("models", keyed, lambda resume: ModelLogic(metrics, tele, resume)),
     )
-    op.output("model_sink", records, sink)
+    emit("model_sink", records, sink)
     return records
 
 
@@ -205,7 +204,7 @@ class ModelStoreSink(StoreSink[ModelRecord]):
 
     name = "models"
 
-    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[ModelRecord]]:
+    def stores(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[ModelRecord]]:
         out: list[Writer[ModelRecord]] = [
             ModelStore(warehouse).write,
             ModelHealthStore(warehouse).write,

@@ -1,10 +1,26 @@
-"""Bytewax sinks over the stores of ``sinks``; one connection per worker.
+"""The flow's outputs: one sink base, :class:`FlowSink`, under every store it writes.
 
-All three are at-least-once and rely on the stores' idempotent writes for an
-exactly-once effect. A store that is down blocks the flow while writes are
-retried with backoff (backpressure) instead of dropping results; only after
-``give_up_s`` does the error stop the flow, so a restart replays from the
-last snapshot.
+A flow sink is a list of *writers* (callables taking a batch: a store's
+idempotent upsert, a producer that waits for the broker), built once per
+process. Each process of the flow has one sink partition (``p000``, ``p001``…;
+:func:`emit` keys the stream to the local one, so nothing crosses processes),
+which buffers what it is given and hands it to every writer, in order:
+
+* at once when the sink's ``flush_s`` is 0 (the hot store: live values);
+* otherwise at the first batch in a later period of ``flush_s`` than the
+  oldest buffered item's (periods of the monotonic clock, the same for every
+  sink, so the sinks of a process flush together and their warehouse writes
+  share one visit of the file), when ``max_rows`` items are buffered, and
+  always at the end of every epoch —
+  :meth:`~bytewax.outputs.StatefulSinkPartition.snapshot` writes what is
+  buffered before it returns, so Bytewax never completes an epoch (or a
+  recovery snapshot) ahead of the stores. Warehouse writes, each a visit of a
+  file or a request, are thereby about one a second whatever the batching.
+
+Every store write is an idempotent upsert, so the exactly-once effect holds.
+A store that is down blocks the flow while the batch is retried with backoff
+(backpressure) instead of dropping results; only after ``give_up_s`` does the
+error stop the flow, so a restart replays from the last snapshot.
 """
 
 from __future__ import annotations
@@ -13,11 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import bytewax.operators as op
 import redis
 import structlog
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.dataflow import Stream
+from bytewax.outputs import FixedPartitionedSink, Sink, StatefulSinkPartition
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from riffle.config.settings import Settings
@@ -35,43 +53,145 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, SinkError, DeadLetterErr
 EXPIRE_EVERY_S = 3600.0
 """How often a warehouse sink applies the retention (DuckDB; BigQuery expires by itself)."""
 
-
-def warehouse_settings(target: Settings | Path) -> Settings:
-    """The settings of a warehouse target: settings as they are, a path as a DuckDB file."""
-    return target if isinstance(target, Settings) else Settings(warehouse=f"duckdb:///{target}")
-
-
-class _Partition(StatelessSinkPartition[X]):
-    def __init__(self, name: str, write: Callable[[list[X]], None], give_up_s: float) -> None:
-        self._name = name
-        self._write = write
-        self._retrying = Retrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            wait=wait_exponential_jitter(multiplier=0.2, max=10),
-            stop=stop_after_delay(give_up_s),
-            reraise=True,
-        )
-
-    def write_batch(self, items: list[X]) -> None:
-        for attempt in self._retrying:
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    log.warning(
-                        "sink_retry", sink=self._name, attempt=attempt.retry_state.attempt_number
-                    )
-                self._write(items)
-
+STORE_FLUSH_S = 5.0
+"""How often model results, predictions and dead letters are written (besides every
+epoch's end): each write visits the warehouse, which costs far more than the rows."""
 
 Writer = Callable[[Sequence[X]], None]
 HotTarget = tuple[redis.Redis, str, int]
 """A Redis client, the key prefix and the hot TTL in seconds."""
 
 
-class StoreSink(DynamicSink[X]):
+def warehouse_settings(target: Settings | Path) -> Settings:
+    """The settings of a warehouse target: settings as they are, a path as a DuckDB file."""
+    return target if isinstance(target, Settings) else Settings(warehouse=f"duckdb:///{target}")
+
+
+def local_part(process_id: int) -> str:
+    """The sink partition of a process of the flow (one per process)."""
+    return f"p{process_id:03d}"
+
+
+def emit(step_id: str, stream: Stream[Any], sink: Sink[Any] | FlowSink[Any]) -> None:
+    """Write ``stream`` to ``sink``: a :class:`FlowSink` through this process's partition
+    (see :meth:`FlowSink.place`), any other sink (a test's) as it is."""
+    if isinstance(sink, FlowSink):
+        part = sink.parts[0]
+        op.output(step_id, op.key_on(f"{step_id}_local", stream, lambda _item: part), sink)
+    else:
+        op.output(step_id, stream, sink)
+
+
+class FlowSink(FixedPartitionedSink[X, None]):
+    """The base of every flow output; see the module docstring.
+
+    Subclasses say what :meth:`writers` a process uses; ``flush_s`` and
+    ``max_rows`` say how much they buffer (0: nothing).
+    """
+
+    name = "sink"
+
+    def __init__(self, *, give_up_s: float = 300.0, flush_s: float = 0.0, max_rows: int = 0):
+        self.give_up_s = give_up_s
+        self.flush_s = flush_s
+        self.max_rows = max_rows
+        self.parts = [local_part(0)]
+
+    def place(self, process_id: int) -> None:
+        """Make this the sink of process ``process_id`` of the flow (before it is built)."""
+        self.parts = [local_part(process_id)]
+
+    def writers(self, part: str) -> list[Writer[X]]:
+        """The writes of one flush, in order, for the process owning ``part``."""
+        raise NotImplementedError
+
+    def closers(self) -> list[Callable[[], None]]:
+        """What to release when a bounded flow ends (after a last flush)."""
+        return []
+
+    def list_parts(self) -> list[str]:
+        return self.parts
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key.removeprefix("p"))
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> StatefulSinkPartition[X, None]:
+        writes = self.writers(for_part)
+        return FlowPartition(self, writes, self.closers())
+
+
+Output = Sink[X] | FlowSink[X]
+"""Where a stage's records go: a flow sink, or any Bytewax sink (tests)."""
+
+
+class FlowPartition(StatefulSinkPartition[X, None]):
+    """One process's partition of a :class:`FlowSink`: buffer, flush, retry."""
+
+    def __init__(
+        self,
+        sink: FlowSink[X],
+        writes: list[Writer[X]],
+        closers: list[Callable[[], None]],
+    ) -> None:
+        self._name = sink.name
+        self._writes = writes
+        self._closers = closers
+        self._flush_s = sink.flush_s
+        self._max_rows = sink.max_rows
+        self._buffer: list[X] = []
+        self._since = 0.0
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
+            stop=stop_after_delay(sink.give_up_s),
+            reraise=True,
+        )
+
+    def write_batch(self, values: list[X]) -> None:
+        if not values:
+            return
+        now = time.monotonic()
+        if not self._buffer:
+            self._since = now
+        self._buffer.extend(values)
+        if (
+            self._flush_s <= 0
+            or len(self._buffer) >= self._max_rows > 0
+            or now // self._flush_s != self._since // self._flush_s
+        ):
+            self.flush()
+
+    def snapshot(self) -> None:
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        for close in self._closers:
+            close()
+
+    def flush(self) -> None:
+        """Hand everything buffered to every writer; retried as one batch."""
+        if not self._buffer:
+            return
+        items = self._buffer
+        for attempt in self._retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning(
+                        "sink_retry", sink=self._name, attempt=attempt.retry_state.attempt_number
+                    )
+                for write in self._writes:
+                    write(items)
+        self._buffer = []
+
+
+class StoreSink(FlowSink[X]):
     """Records into warehouse stores and, with ``redis`` (url, prefix, hot TTL in
-    seconds), their Redis copy, in the order :meth:`writers` gives, retried as one
-    batch. ``warehouse`` is settings naming either engine, or a DuckDB file. Every
-    store write is an idempotent upsert, so a retried batch is harmless."""
+    seconds), their Redis copy, in the order :meth:`stores` gives, every ``flush_s``
+    (and at each epoch's end). ``warehouse`` is settings naming either engine, or a
+    DuckDB file."""
 
     name = "stores"
 
@@ -80,60 +200,55 @@ class StoreSink(DynamicSink[X]):
         warehouse: Settings | Path,
         give_up_s: float = 300.0,
         redis: tuple[str, str, int] | None = None,
+        flush_s: float = STORE_FLUSH_S,
     ) -> None:
+        super().__init__(give_up_s=give_up_s, flush_s=flush_s)
         self.warehouse = warehouse_settings(warehouse)
-        self.give_up_s = give_up_s
         self.redis = redis
 
-    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[X]]:
+    def stores(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[X]]:
         """The store writes of one batch, warehouse first."""
         raise NotImplementedError
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition[X]:
+    def writers(self, part: str) -> list[Writer[X]]:
         hot = None
         if self.redis is not None:
             url, prefix, ttl = self.redis
             hot = (redis.Redis.from_url(url), prefix, ttl)
-        writes = self.writers(open_warehouse(self.warehouse), hot)
-
-        def write(records: list[X]) -> None:
-            for w in writes:
-                w(records)
-
-        return _Partition(self.name, write, self.give_up_s)
+        return self.stores(open_warehouse(self.warehouse), hot)
 
 
-class RedisWindowsSink(DynamicSink[WindowResult]):
-    """Every window emission into the hot store; partials coalesced per batch."""
+class RedisWindowsSink(FlowSink[WindowResult]):
+    """Every window emission into the hot store at once; partials coalesced per batch."""
+
+    name = "redis"
 
     def __init__(
         self, url: str, prefix: str, hot_ttl_seconds: int, give_up_s: float = 300.0
     ) -> None:
+        super().__init__(give_up_s=give_up_s)
         self.url = url
         self.prefix = prefix
         self.hot_ttl_seconds = hot_ttl_seconds
-        self.give_up_s = give_up_s
 
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[WindowResult]:
+    def writers(self, part: str) -> list[Writer[WindowResult]]:
         store = RedisWindowStore(redis.Redis.from_url(self.url), self.prefix, self.hot_ttl_seconds)
-        return _Partition(
-            "redis", lambda items: store.write(latest_per_window(items)), self.give_up_s
-        )
+        return [lambda items: store.write(latest_per_window(list(items)))]
 
 
-class WarehouseSink(DynamicSink[WindowResult]):
+class WarehouseSink(FlowSink[WindowResult]):
     """Final windows into the warehouse of ``RIFFLE_WAREHOUSE`` (idempotent upserts).
 
-    Each worker's partition owns a :class:`~sinks.warehouse.batching.BatchWriter`
-    (batches by size and time, retries, bounded buffer) and returns from a
-    batch only once its windows are written, so Bytewax never completes an
-    epoch (or a recovery snapshot) ahead of the warehouse. Takes the settings,
-    or a DuckDB file path for callers that have no settings. With a
-    ``retention``, worker 0 applies it on start and every hour
-    (:meth:`~sinks.warehouse.base.Warehouse.expire`).
+    Buffered for up to ``RIFFLE_WAREHOUSE_BATCH_SECONDS`` (and to each epoch's
+    end; see the module docstring), then written through a
+    :class:`~sinks.warehouse.batching.BatchWriter` (requests of at most
+    ``RIFFLE_WAREHOUSE_BATCH_ROWS`` rows, retries); a flush returns once its
+    windows are written. Takes the settings, or a DuckDB file path for callers
+    that have no settings. With a ``retention``, process 0 applies it on start
+    and every hour (:meth:`~sinks.warehouse.base.Warehouse.expire`).
     """
+
+    name = "warehouse"
 
     def __init__(
         self,
@@ -142,12 +257,15 @@ class WarehouseSink(DynamicSink[WindowResult]):
         retention: timedelta | None = None,
     ) -> None:
         self.settings = warehouse_settings(target)
-        self.give_up_s = give_up_s
+        super().__init__(
+            give_up_s=give_up_s,
+            flush_s=self.settings.warehouse_batch_seconds,
+            max_rows=self.settings.warehouse_buffer_rows,
+        )
         self.retention = retention
+        self._writers: list[BatchWriter[WindowResult]] = []
 
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[WindowResult]:
+    def writers(self, part: str) -> list[Writer[WindowResult]]:
         warehouse = open_warehouse(self.settings, self.retention)
         writer: BatchWriter[WindowResult] = BatchWriter(
             warehouse.upsert_windows,
@@ -155,20 +273,26 @@ class WarehouseSink(DynamicSink[WindowResult]):
             max_delay_s=self.settings.warehouse_batch_seconds,
             max_buffer=max(self.settings.warehouse_buffer_rows, self.settings.warehouse_batch_rows),
             give_up_s=self.give_up_s,
-            name=f"warehouse-{worker_index}",
+            name=f"warehouse-{part}",
         )
-        expires = worker_index == 0 and self.retention is not None
-        return _WarehousePartition(writer, warehouse if expires else None)
+        self._writers.append(writer)
+        expiring = warehouse if part == local_part(0) and self.retention is not None else None
+        return [_Expiring(writer, expiring)]
+
+    def closers(self) -> list[Callable[[], None]]:
+        return [writer.close for writer in self._writers]
 
 
-class _WarehousePartition(StatelessSinkPartition[WindowResult]):
+class _Expiring:
+    """Writes finals, and (given the warehouse) applies its retention every hour."""
+
     def __init__(self, writer: BatchWriter[WindowResult], expiring: Warehouse | None) -> None:
         self._writer = writer
         self._expiring = expiring
         self._next_expiry = time.monotonic()
 
-    def write_batch(self, items: list[WindowResult]) -> None:
-        self._writer.write(latest_per_window(items))
+    def __call__(self, items: Sequence[WindowResult]) -> None:
+        self._writer.write(latest_per_window(list(items)))
         if self._expiring is not None and time.monotonic() >= self._next_expiry:
             self._next_expiry = time.monotonic() + EXPIRE_EVERY_S
             try:
@@ -179,20 +303,17 @@ class _WarehousePartition(StatelessSinkPartition[WindowResult]):
                 if any(removed.values()):
                     log.info("warehouse_expired", removed=removed)
 
-    def close(self) -> None:
-        self._writer.close()
 
+class DeadLetterSink(FlowSink[DeadLetter]):
+    """Dead letters onto the dead-letter topic, confirmed by the broker, every
+    :data:`STORE_FLUSH_S` (and at each epoch's end)."""
 
-class DeadLetterSink(DynamicSink[DeadLetter]):
-    """Dead letters onto the dead-letter topic, confirmed by the broker."""
+    name = "dead_letters"
 
     def __init__(self, servers: str, topic: str, give_up_s: float = 300.0) -> None:
+        super().__init__(give_up_s=give_up_s, flush_s=STORE_FLUSH_S)
         self.servers = servers
         self.topic = topic
-        self.give_up_s = give_up_s
 
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> StatelessSinkPartition[DeadLetter]:
-        producer = DeadLetterProducer(self.servers, self.topic)
-        return _Partition("dead_letters", producer.send, self.give_up_s)
+    def writers(self, part: str) -> list[Writer[DeadLetter]]:
+        return [DeadLetterProducer(self.servers, self.topic).send]

@@ -21,13 +21,12 @@ from functools import lru_cache
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import Sink
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from riffle.config.predictions import PredictionSpec
 from riffle.config.spec import PipelineSpec
 from riffle.dataflows.logic import EntityUpdate, IngestOut
-from riffle.dataflows.outputs import HotTarget, StoreSink, Writer
+from riffle.dataflows.outputs import HotTarget, Output, StoreSink, Writer, emit
 from riffle.operators.models.entities import (
     EntityTracker,
     ModelStatsRecord,
@@ -187,7 +186,7 @@ def prediction_stage(
     *,
     partitions: Sequence[str],
     lateness_ms: int,
-    sink: Sink[PredictionOut],
+    sink: Output[PredictionOut],
     telemetry: PredictionTelemetry | None = None,
 ) -> Stream[IngestOut]:
     """Route the ingest stage's entity updates to the spec's predictions; return the rest."""
@@ -203,7 +202,7 @@ def prediction_stage(
             lambda resume: PredictionLogic(predictions, partitions, lateness_ms, tele, resume),
         ),
     )
-    op.output("prediction_sink", records, sink)
+    emit("prediction_sink", records, sink)
     return split.falses
 
 
@@ -213,7 +212,7 @@ class PredictionStoreSink(StoreSink[PredictionOut]):
 
     name = "predictions"
 
-    def writers(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[PredictionOut]]:
+    def stores(self, warehouse: Warehouse, hot: HotTarget | None) -> list[Writer[PredictionOut]]:
         out: list[Writer[PredictionOut]] = [PredictionStore(warehouse).write]
         return out if hot is None else [*out, RedisPredictionStore(*hot).write]
 

@@ -37,8 +37,9 @@ class RecoveryError(RiffleError):
     """The recovery store is missing or cannot be used."""
 
 
-def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
-    """The metrics flow wired to the services named in ``settings``."""
+def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0) -> Dataflow:
+    """The metrics flow wired to the services named in ``settings``, as process
+    ``process_id`` of the flow's cluster."""
     spec = load_spec(settings.spec)
     ensure_topics(
         settings.kafka_servers,
@@ -105,7 +106,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         archive=None
         if settings.archive_url is None
         else ArchiveSink(settings.archive_url, partitions),
-    )
+    ).place(process_id)
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry
     )
@@ -128,7 +129,7 @@ def run_dataflow(
         port = settings.metrics_port + (process_id or 0)
         start_http_server(port, addr=settings.api_host)
         log.info("dataflow_metrics", url=f"http://{settings.api_host}:{port}/metrics")
-    flow = kafka_flow(settings, telemetry)
+    flow = kafka_flow(settings, telemetry, process_id or 0)
     log.info(
         "dataflow_start",
         topic=settings.events_topic,

@@ -1,25 +1,44 @@
 """The spec compiled for the hot loop: per event type, what each metric takes.
 
-:func:`compile_plans` turns the spec's metrics into :class:`MetricPlan` objects
-with prebuilt getters, so reading an event touches only plain dict lookups.
+:func:`compile_plans` turns the spec's metrics into :class:`MetricPlan`
+objects (lateness, window assigner, what to read), and :func:`compile_readers`
+compiles, per event type, every metric that type feeds into *one* Python
+function: each field the metrics read (dimensions, filter paths, values) is
+looked up once per event, each filter clause and conversion is written out
+for its metric, and nothing generic (getters, predicates, loops over
+dimensions) runs per event. The functions are generated from templates
+whose only inputs from the spec are string literals (``repr``) and
+constants held in the function's namespace, so a spec cannot inject code.
+
+A reader returns, in the metrics' spec order, ``(plan, dimension values,
+value)`` for each metric the event contributes to; the dimension values are
+a flat tuple in the order of :attr:`MetricPlan.dim_names` (the windows key
+on it, and the named pairs are built once per window, not per event).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from riffle.config.base import Condition
 from riffle.config.spec import PipelineSpec
-from riffle.operators.calendar import Calendar
+from riffle.operators.assigners import WindowAssigner, assigner_for
 from riffle.operators.envelope import EnvelopeError
 from riffle.operators.records import Dims
 from riffle.operators.sketches import SketchSpec, sketch_for
 
 Getter = Callable[[dict[str, Any]], Any]
 MAX_DIM_VALUE = 128
+
+Contribution = tuple["MetricPlan", tuple[str, ...], Any]
+"""``(plan, dimension values, value)``: what one event gives one metric."""
+
+Reader = Callable[[dict[str, Any]], list[Contribution]]
+"""Every contribution of one event (of the reader's type), in spec order; raises
+:class:`EnvelopeError` (``invalid``) when the event lacks what a metric needs."""
 
 
 def getter(path: str) -> Getter:
@@ -48,110 +67,60 @@ def getter(path: str) -> Getter:
     return deep
 
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "in": lambda a, b: a in b,
-    "not_in": lambda a, b: a not in b,
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-}
+def predicate(conditions: Sequence[Condition]) -> Callable[[dict[str, Any]], bool] | None:
+    """All conditions as one generated test; a comparison between mismatched types is false.
 
-
-def predicate(conditions: list[Condition]) -> Callable[[dict[str, Any]], bool] | None:
-    """All conditions as one test; a comparison between mismatched types is false."""
+    ``None`` when there is no condition (everything passes).
+    """
     if not conditions:
         return None
-    tests: list[Callable[[dict[str, Any]], bool]] = []
+    src = _Source()
+    src.emit(0, "def test(event):")
     for cond in conditions:
-        get = getter(cond.path)
-        if cond.op == "exists":
-            tests.append(_exists(get, want=cond.value is not False))
-            continue
-        compare, expected = _COMPARE[cond.op], cond.value
-
-        def test(
-            e: dict[str, Any],
-            get: Getter = get,
-            compare: Callable[[Any, Any], bool] = compare,
-            expected: Any = expected,
-        ) -> bool:
-            actual = get(e)
-            if actual is None:
-                return False
-            try:
-                return compare(actual, expected)
-            except TypeError:
-                return False
-
-        tests.append(test)
-    return lambda e: all(t(e) for t in tests)
+        src.raw(cond.path)
+    for cond in conditions:
+        src.condition(1, cond, "return False")
+    src.emit(1, "return True")
+    test: Callable[[dict[str, Any]], bool] = src.build("test")
+    return test
 
 
-def _exists(get: Getter, *, want: bool) -> Callable[[dict[str, Any]], bool]:
-    return lambda event: (get(event) is not None) is want
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class MetricPlan:
-    """What one metric takes from one event."""
+    """What one metric takes from one event, and how its windows are assigned."""
 
     name: str
-    window_ms: int
-    """Window size (the gap for sessions)."""
-    step_ms: int
-    """Distance between window starts; equals ``window_ms`` unless hopping."""
-    session: bool
+    index: int
+    """Position of the metric in the spec: a cheap key for per-batch bookkeeping."""
+    assigner: WindowAssigner
     lateness_ms: int
     """How far this metric's watermark trails the partition clock."""
     horizon_ms: int
     """With ``late: correct``, corrections are taken until the watermark passes
     ``end + horizon_ms``; 0 means late events are dropped."""
     value_path: str | None
-    value: Getter | None
-    dims: tuple[tuple[str, Getter, str, str], ...]
-    """``(name, getter, default, path)`` per dimension, sorted by name."""
-    accepts: Callable[[dict[str, Any]], bool] | None
+    dims: tuple[tuple[str, str, str], ...]
+    """``(name, path, default)`` per dimension, sorted by name."""
+    conditions: tuple[Condition, ...] = ()
     sketch: SketchSpec | None = None
     """Distinct counts and top-k read any scalar as text; quantiles read numbers."""
     max_values: int = 0
     """Cardinality cap (0: none): all the metric's series of a tenant share one shard."""
-    calendar_ms: int = 0
-    """Calendar windows: the local unit (an hour or a day) in the tenant's zone; 0: none."""
-    zones: Mapping[str, str] = field(default_factory=dict, compare=False)
-    """Calendar windows: the time zone of each listed tenant."""
-    zone: str = "UTC"
-    """Calendar windows: the time zone of the other tenants."""
-    _calendars: dict[str, tuple[int, int, Calendar]] = field(default_factory=dict, compare=False)
-    """Per tenant: the span its calendar covers, and the calendar."""
-    _recent: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
-    """Per tenant: the last local window found (most events fall into it)."""
+    _reader: list[Reader] = field(default_factory=list, repr=False)
 
-    def spans(self, ts: int, tenant: str) -> list[tuple[int, int]]:
-        """``(start, end)`` of every window holding ``ts``: epoch-aligned tumbling or hopping
-        windows, or the tenant's local hour or day."""
-        if self.calendar_ms:
-            return [self._local(ts, tenant)]
-        last = ts - ts % self.step_ms
-        size = self.window_ms
-        return [(s, s + size) for s in range(last - size + self.step_ms, last + 1, self.step_ms)]
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """The dimension names, in the order of a contribution's values."""
+        return tuple(name for name, _, _ in self.dims)
 
-    def _local(self, ts: int, tenant: str) -> tuple[int, int]:
-        recent = self._recent.get(tenant)
-        if recent is not None and recent[0] <= ts < recent[1]:
-            return recent
-        held = self._calendars.get(tenant)
-        if held is None or not held[0] <= ts < held[1]:
-            # A year of offsets around ts (refreshed when event time leaves it).
-            low, high = ts - 183 * 86_400_000, ts + 183 * 86_400_000
-            held = (low, high, Calendar.of(self.zones.get(tenant, self.zone), low, high))
-            self._calendars[tenant] = held
-        calendar, unit = held[2], self.calendar_ms
-        start = calendar.bucket(ts, unit)
-        recent = self._recent[tenant] = (start, calendar.following(start, unit))
-        return recent
+    @property
+    def session(self) -> bool:
+        """Whether this metric's windows are sessions (they merge as they grow)."""
+        return self.assigner.merges
+
+    def named(self, values: tuple[str, ...]) -> Dims:
+        """A contribution's dimension values as the series' ``(name, value)`` pairs."""
+        return tuple(zip(self.dim_names, values, strict=True))
 
     def read(self, event: dict[str, Any]) -> tuple[Dims, Any] | None:
         """The series dimensions and value this event contributes, or ``None`` if filtered.
@@ -161,46 +130,13 @@ class MetricPlan:
         Raises :class:`EnvelopeError` (``invalid``) when the event lacks what the
         metric needs, so the caller can reject the event as a whole.
         """
-        if self.accepts is not None and not self.accepts(event):
+        if not self._reader:
+            self._reader.append(compile_reader([self]))
+        found = self._reader[0](event)
+        if not found:
             return None
-        value: Any
-        if self.value is None:
-            value = 1.0
-        else:
-            raw = self.value(event)
-            kind = type(raw)
-            if self.sketch is not None and self.sketch.kind != "kll":
-                if raw is None:  # nothing to count distinct or rank: not this metric's event
-                    return None
-                if kind is dict or kind is list:
-                    raise EnvelopeError(
-                        "invalid", self.value_path or "", f"metric {self.name} needs a scalar"
-                    )
-                value = ("true" if raw else "false") if kind is bool else str(raw)
-            elif (kind is not int and kind is not float) or not math.isfinite(raw):
-                raise EnvelopeError(
-                    "invalid", self.value_path or "", f"metric {self.name} needs a finite number"
-                )
-            else:
-                value = float(raw)
-        dims = []
-        for name, get, default, path in self.dims:
-            raw = get(event)
-            kind = type(raw)
-            if raw is None:
-                text = default
-            elif kind is str:
-                text = raw[:MAX_DIM_VALUE] or default
-            elif kind is bool:
-                text = "true" if raw else "false"
-            elif kind is int or kind is float:
-                text = str(raw)
-            else:
-                raise EnvelopeError(
-                    "invalid", path, f"dimension {name} must be a string, number or boolean"
-                )
-            dims.append((name, text))
-        return tuple(dims), value
+        _, values, value = found[0]
+        return self.named(values), value
 
 
 def compile_plans(
@@ -211,14 +147,9 @@ def compile_plans(
     ``default_lateness_ms`` applies to metrics that set no ``lateness``.
     """
     by_type: dict[str, list[MetricPlan]] = {name: [] for name in spec.event_types}
-    for metric in spec.metrics:
+    for index, metric in enumerate(spec.metrics):
         dims = tuple(
-            (
-                name,
-                getter(spec.dimensions[name].path),
-                spec.dimensions[name].default,
-                spec.dimensions[name].path,
-            )
+            (name, spec.dimensions[name].path, spec.dimensions[name].default)
             for name in sorted(metric.dimensions)
         )
         lateness = (
@@ -228,23 +159,192 @@ def compile_plans(
         )
         plan = MetricPlan(
             name=metric.name,
-            window_ms=metric.window_ms,
-            step_ms=metric.window.step_ms,
-            session=metric.window.kind == "session",
+            index=index,
+            assigner=assigner_for(metric, spec),
             lateness_ms=lateness,
             horizon_ms=(
                 int(metric.late_horizon.total_seconds() * 1000) if metric.late == "correct" else 0
             ),
             value_path=metric.value,
-            value=getter(metric.value) if metric.value else None,
             dims=dims,
-            accepts=predicate(metric.filter),
+            conditions=tuple(metric.filter),
             sketch=sketch_for(metric),
             max_values=metric.max_values or 0,
-            calendar_ms=metric.window_ms if metric.window.kind == "calendar" else 0,
-            zones={name: tenant.time_zone for name, tenant in spec.tenants.items()},
-            zone=spec.time_zone,
         )
         for event_type in metric.events:
             by_type[event_type].append(plan)
     return {name: tuple(plans) for name, plans in by_type.items()}
+
+
+def compile_readers(plans: Mapping[str, Sequence[MetricPlan]]) -> dict[str, Reader]:
+    """One generated reader per event type (see the module docstring)."""
+    return {event_type: compile_reader(list(ps)) for event_type, ps in plans.items()}
+
+
+class _Bad:
+    """Marks a dimension value that is not a string (converted or refused in its metric)."""
+
+
+_BAD = _Bad()
+
+
+def _dim_text(raw: Any, default: str, path: str, name: str) -> str:
+    kind = type(raw)
+    if kind is bool:
+        return "true" if raw else "false"
+    if kind is int or kind is float:
+        return str(raw)
+    raise EnvelopeError("invalid", path, f"dimension {name} must be a string, number or boolean")
+
+
+def _not_number(path: str, metric: str) -> EnvelopeError:
+    return EnvelopeError("invalid", path, f"metric {metric} needs a finite number")
+
+
+def _not_scalar(path: str, metric: str) -> EnvelopeError:
+    return EnvelopeError("invalid", path, f"metric {metric} needs a scalar")
+
+
+def _deep(event: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    value: Any = event
+    for part in parts:
+        if type(value) is not dict:
+            return None
+        value = value.get(part)
+    return value
+
+
+_OPS = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "gt": ">", "gte": ">=",
+        "lt": "<", "lte": "<="}  # fmt: skip
+
+
+class _Source:
+    """Builds the text of one reader; every value from the spec goes through :meth:`const`."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {
+            "_BAD": _BAD,
+            "_dim_text": _dim_text,
+            "_not_number": _not_number,
+            "_not_scalar": _not_scalar,
+            "_deep": _deep,
+            "_isfinite": math.isfinite,
+        }
+        self.paths: dict[str, str] = {}
+        self.sections: dict[str, str] = {}
+
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    def condition(self, depth: int, cond: Condition, fail: str) -> None:
+        """Lines that run ``fail`` unless ``cond`` holds (its path already read by :meth:`raw`)."""
+        var = self.raw(cond.path)
+        if cond.op == "exists":
+            self.emit(depth, f"if {var} is {'None' if cond.value is not False else 'not None'}:")
+            self.emit(depth + 1, fail)
+            return
+        self.emit(depth, "try:")
+        test = f"{var} {_OPS[cond.op]} {self.const(cond.value)}"
+        self.emit(depth + 1, f"if {var} is None or not ({test}):")
+        self.emit(depth + 2, fail)
+        self.emit(depth, "except TypeError:")
+        self.emit(depth + 1, fail)
+
+    def build(self, name: str) -> Any:
+        """Compile the text and return the function ``name`` it defines."""
+        code = "\n".join(self.lines)
+        exec(compile(code, f"<riffle {name}>", "exec"), self.namespace)  # noqa: S102 - generated from templates; spec values are constants
+        return self.namespace[name]
+
+    def raw(self, path: str) -> str:
+        """The variable holding ``path``'s value, read once at the top of the reader."""
+        var = self.paths.get(path)
+        if var is not None:
+            return var
+        var = self.paths[path] = f"r{len(self.paths)}"
+        parts = path.split(".")
+        if len(parts) == 1:
+            self.emit(1, f"{var} = event.get({parts[0]!r})")
+        elif len(parts) == 2:
+            section = self.sections.get(parts[0])
+            if section is None:
+                section = self.sections[parts[0]] = f"s{len(self.sections)}"
+                self.emit(1, f"{section} = event.get({parts[0]!r})")
+            got = f"{section}.get({parts[1]!r})"
+            self.emit(1, f"{var} = {got} if type({section}) is dict else None")
+        else:
+            self.emit(1, f"{var} = _deep(event, {self.const(tuple(parts))})")
+        return var
+
+
+def compile_reader(plans: Sequence[MetricPlan]) -> Reader:
+    """The reader of an event type fed by ``plans`` (see the module docstring)."""
+    src = _Source()
+    src.emit(0, "def read(event):")
+    texts: dict[tuple[str, str], str] = {}
+    for plan in plans:  # every field once, up front
+        for cond in plan.conditions:
+            src.raw(cond.path)
+        if plan.value_path is not None:
+            src.raw(plan.value_path)
+        for _name, path, default in plan.dims:
+            if (path, default) not in texts:
+                var = src.raw(path)
+                text = texts[(path, default)] = f"t{len(texts)}"
+                d = src.const(default)
+                src.emit(
+                    1,
+                    f"{text} = ({var}[:{MAX_DIM_VALUE}] or {d}) if type({var}) is str else "
+                    f"({d} if {var} is None else _BAD)",
+                )
+    src.emit(1, "out = []")
+    for plan in plans:
+        p = src.const(plan)
+        src.emit(1, "while True:")  # one pass; `break` skips the metric
+        for cond in plan.conditions:
+            src.condition(2, cond, "break")
+        metric, path = src.const(plan.name), src.const(plan.value_path or "")
+        if plan.value_path is None:
+            src.emit(2, "v = 1.0")
+        elif plan.sketch is not None and plan.sketch.kind != "kll":
+            var = src.raw(plan.value_path)
+            src.emit(2, f"v = {var}")
+            src.emit(2, "if v is None:")
+            src.emit(3, "break")
+            src.emit(2, "k = type(v)")
+            src.emit(2, "if k is not str:")
+            src.emit(3, "if k is dict or k is list:")
+            src.emit(4, f"raise _not_scalar({path}, {metric})")
+            src.emit(3, "v = ('true' if v else 'false') if k is bool else str(v)")
+        else:
+            var = src.raw(plan.value_path)
+            src.emit(2, f"v = {var}")
+            src.emit(2, "k = type(v)")
+            src.emit(2, "if k is float:")
+            src.emit(3, "if not _isfinite(v):")
+            src.emit(4, f"raise _not_number({path}, {metric})")
+            src.emit(2, "elif k is int:")
+            src.emit(3, "v = float(v)")
+            src.emit(2, "else:")
+            src.emit(3, f"raise _not_number({path}, {metric})")
+        for name, dim_path, default in plan.dims:
+            text = texts[(dim_path, default)]
+            var = src.raw(dim_path)
+            src.emit(2, f"if {text} is _BAD:")
+            src.emit(
+                3,
+                f"{text} = _dim_text({var}, {src.const(default)}, {src.const(dim_path)}, "
+                f"{src.const(name)})",
+            )
+        values = "".join(f"{texts[(path_, default)]}, " for _, path_, default in plan.dims)
+        src.emit(2, f"out.append(({p}, ({values}), v))")
+        src.emit(2, "break")
+    src.emit(1, "return out")
+    reader: Reader = src.build("read")  # every field was read in the first pass, above the blocks
+    return reader

@@ -18,14 +18,16 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
 from riffle.operators.aggregators import Agg, add, add_item, frozen, new_agg
+from riffle.operators.assigners import Sessions
 from riffle.operators.enrich import Enricher
 from riffle.operators.envelope import EnvelopeError, check, decode
-from riffle.operators.extract import MetricPlan
+from riffle.operators.extract import MetricPlan, compile_readers
 from riffle.operators.models.entities import EntityExtractor, Observation
 from riffle.operators.records import DeadLetter, Dims
 from riffle.operators.watermark import PartitionClock
@@ -86,8 +88,7 @@ class PartitionIngest:
     """Stage one for one source partition; its recoverable state is the clock."""
 
     __slots__ = (
-        "_bucket_cache",
-        "_capped",
+        "_series_cache",
         "buckets",
         "clock",
         "decode",
@@ -96,6 +97,7 @@ class PartitionIngest:
         "keep_accepted",
         "observer",
         "plans",
+        "readers",
         "source",
         "validate",
     )
@@ -124,23 +126,27 @@ class PartitionIngest:
         self.buckets = buckets
         self.clock = clock
         self.enricher = enricher
-        self._bucket_cache: dict[SeriesKey, int] = {}
-        self._capped = frozenset(p.name for ps in plans.values() for p in ps if p.max_values)
+        self.readers = compile_readers(plans)
+        self._series_cache: dict[tuple[str, int, tuple[str, ...]], tuple[int, Dims]] = {}
 
     def process(self, messages: Sequence[Message], now: int) -> BatchResult:
         """Handle a batch in offset order; ``now`` is the wall clock in epoch ms."""
         result = BatchResult(seen=len(messages))
-        windows: dict[tuple[str, str, Dims, int], tuple[int, Agg]] = {}
-        sessions: dict[SeriesKey, list[tuple[int, Any]]] = {}
-        session_plans: dict[str, MetricPlan] = {}
+        # (tenant, metric index, dimension values, window start) -> [end, aggregate]
+        windows: dict[tuple[str, int, tuple[str, ...], int], tuple[int, Agg]] = {}
+        sessions: dict[tuple[str, int, tuple[str, ...]], list[tuple[int, Any]]] = {}
+        plans_by_index: dict[int, MetricPlan] = {}
         clock = self.clock
-        plans_for = self.plans
+        readers = self.readers
         enricher = self.enricher
         decoder = self.decode
         mapped = decoder is not decode  # the bytes are not the event itself
         accepted = result.accepted if self.keep_accepted else None
+        validate = self.validate
+        observer = self.observer
+        default_tenant = self.default_tenant
         for raw, tenant_header, offset in messages:
-            tenant = tenant_header or self.default_tenant
+            tenant = tenant_header or default_tenant
             event_type: str | None = None
             ts: int | None = None
             try:
@@ -150,64 +156,91 @@ class PartitionIngest:
                 ts = check(event)
                 event_type = event["type"]
                 entered = orjson.dumps(event) if mapped and accepted is not None else raw
-                plans = plans_for.get(event["type"])
-                if plans is None:
+                read = readers.get(event_type)
+                if read is None:
                     raise EnvelopeError(
                         "unknown_type", "type", f"unknown event type {event_type!r}"
                     )
-                if self.validate is not None:  # the producer's event, before enrichment
-                    self.validate(event)
+                if validate is not None:  # the producer's event, before enrichment
+                    validate(event)
                 if enricher is not None:
                     enricher.enrich(event, ts, tenant, now, self.source)
-                contributions = [(plan, plan.read(event)) for plan in plans]
+                contributions = read(event)
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
             if accepted is not None:
                 accepted.append((tenant, ts, event["event_id"], event_type, entered, offset))
             now_clock = clock.value
-            observer = self.observer
             if observer is not None:
                 if ts >= now_clock - observer.lateness_ms:
                     result.observations.extend(observer.observe(event, tenant, ts, offset))
                 else:
                     result.unobserved_late += 1
-            dropped_by: list[str] = []
+            dropped_by: list[str] | None = None
             behind = 0
-            for plan, read in contributions:
-                if read is None:
-                    continue
-                dims, value = read
+            for plan, values, value in contributions:
                 watermark = now_clock - plan.lateness_ms
                 late = ts < watermark
-                if plan.session:
-                    if late:
+                assigner = plan.assigner
+                size = assigner.tumbling_ms
+                if size:
+                    start = ts - ts % size
+                    horizon = plan.horizon_ms
+                    if late and (not horizon or start + size + horizon <= watermark):
+                        if dropped_by is None:
+                            dropped_by = []
                         dropped_by.append(plan.name)
                         behind = max(behind, watermark - ts)
                         continue
-                    session_plans[plan.name] = plan
-                    sessions.setdefault((tenant, plan.name, dims), []).append((ts, value))
-                    continue
-                took = False
-                for start, end in plan.spans(ts, tenant):
-                    if late and (not plan.horizon_ms or end + plan.horizon_ms <= watermark):
-                        continue
-                    took = True
-                    key = (tenant, plan.name, dims, start)
+                    key = (tenant, plan.index, values, start)
                     slot = windows.get(key)
                     if slot is None:
-                        slot = windows[key] = (end, new_agg(plan.sketch))
+                        slot = windows[key] = (start + size, new_agg(plan.sketch))
+                        plans_by_index[plan.index] = plan
+                    agg = slot[1]
                     if plan.sketch is None:
-                        add(slot[1], value)
+                        agg[0] += 1.0
+                        agg[1] += value
+                        if value < agg[2]:
+                            agg[2] = value
+                        if value > agg[3]:
+                            agg[3] = value
                     else:
-                        add_item(slot[1], value)
-                if not late:
+                        add_item(agg, value)
+                elif assigner.merges:
+                    if late:
+                        if dropped_by is None:
+                            dropped_by = []
+                        dropped_by.append(plan.name)
+                        behind = max(behind, watermark - ts)
+                        continue
+                    plans_by_index[plan.index] = plan
+                    sessions.setdefault((tenant, plan.index, values), []).append((ts, value))
                     continue
-                if took:
-                    result.corrected[plan.name] = result.corrected.get(plan.name, 0) + 1
                 else:
-                    dropped_by.append(plan.name)
-                    behind = max(behind, watermark - ts)
+                    took = False
+                    for start, end in assigner.spans(ts, tenant):
+                        if late and (not plan.horizon_ms or end + plan.horizon_ms <= watermark):
+                            continue
+                        took = True
+                        key = (tenant, plan.index, values, start)
+                        slot = windows.get(key)
+                        if slot is None:
+                            slot = windows[key] = (end, new_agg(plan.sketch))
+                            plans_by_index[plan.index] = plan
+                        if plan.sketch is None:
+                            add(slot[1], value)
+                        else:
+                            add_item(slot[1], value)
+                    if not took:
+                        if dropped_by is None:
+                            dropped_by = []
+                        dropped_by.append(plan.name)
+                        behind = max(behind, watermark - ts)
+                        continue
+                if late:
+                    result.corrected[plan.name] = result.corrected.get(plan.name, 0) + 1
             clock.observe(ts)
             if dropped_by:
                 for name in dropped_by:
@@ -231,25 +264,34 @@ class PartitionIngest:
         if messages:
             clock.arrived(now)
         partials = result.partials
-        for (tenant, metric, dims, start), (end, agg) in windows.items():
-            bucket = self._bucket(tenant, metric, dims)
-            partials.setdefault(bucket, []).append((tenant, metric, dims, start, end, frozen(agg)))
-        for (tenant, metric, dims), points in sessions.items():
-            bucket = self._bucket(tenant, metric, dims)
+        for (tenant, index, values, start), (end, agg) in windows.items():
+            plan = plans_by_index[index]
+            bucket, dims = self._series(tenant, plan, values)
+            partials.setdefault(bucket, []).append(
+                (tenant, plan.name, dims, start, end, frozen(agg))
+            )
+        for (tenant, index, values), points in sessions.items():
+            plan = plans_by_index[index]
+            bucket, dims = self._series(tenant, plan, values)
             target = partials.setdefault(bucket, [])
-            for start, end, agg in _sessions(points, session_plans[metric]):
-                target.append((tenant, metric, dims, start, end, frozen(agg)))
+            fold = add if plan.sketch is None else add_item
+            assert isinstance(plan.assigner, Sessions)
+            for start, end, agg in plan.assigner.group(points, partial(new_agg, plan.sketch), fold):
+                target.append((tenant, plan.name, dims, start, end, frozen(agg)))
         return result
 
-    def _bucket(self, tenant: str, metric: str, dims: Dims) -> int:
-        key = (tenant, metric, dims)
-        bucket = self._bucket_cache.get(key)
-        if bucket is None:
-            if len(self._bucket_cache) > 100_000:
-                self._bucket_cache.clear()
-            shard_dims = () if metric in self._capped else dims
-            bucket = self._bucket_cache[key] = bucket_of(tenant, metric, shard_dims, self.buckets)
-        return bucket
+    def _series(self, tenant: str, plan: MetricPlan, values: tuple[str, ...]) -> tuple[int, Dims]:
+        """The shard and named dimensions of a series (cached: series repeat across batches)."""
+        key = (tenant, plan.index, values)
+        found = self._series_cache.get(key)
+        if found is None:
+            if len(self._series_cache) > 100_000:
+                self._series_cache.clear()
+            dims = plan.named(values)
+            shard_dims = () if plan.max_values else dims
+            found = (bucket_of(tenant, plan.name, shard_dims, self.buckets), dims)
+            self._series_cache[key] = found
+        return found
 
     def _dead(
         self,
@@ -276,23 +318,6 @@ class PartitionIngest:
             errors=exc.issues,
             event_id=_event_id(raw),
         )
-
-
-def _sessions(points: list[tuple[int, Any]], plan: MetricPlan) -> list[tuple[int, int, Agg]]:
-    """Group one series' event times into sessions: ``(first, last + gap, aggregate)``."""
-    points.sort(key=lambda point: point[0])
-    gap, fold = plan.window_ms, add if plan.sketch is None else add_item
-    out: list[tuple[int, int, Agg]] = []
-    start = last = points[0][0]
-    agg = new_agg(plan.sketch)
-    for ts, value in points:
-        if ts - last >= gap:
-            out.append((start, last + gap, agg))
-            start, agg = ts, new_agg(plan.sketch)
-        last = ts
-        fold(agg, value)
-    out.append((start, last + gap, agg))
-    return out
 
 
 def _event_id(raw: bytes) -> str | None:

@@ -86,12 +86,28 @@ class WindowResult:
         return series_id(self.metric, self.dims)
 
     def to_json(self) -> bytes:
-        """The record as JSON bytes, dimensions as an object."""
-        data = asdict(self)
-        data["dims"] = dict(self.dims)
-        if self.sketch is not None:
-            data["sketch"] = base64.b64encode(self.sketch).decode("ascii")
-        return orjson.dumps(data)
+        """The record as JSON bytes, dimensions as an object (every field, in field order)."""
+        sketch = self.sketch
+        return orjson.dumps(
+            {
+                "tenant": self.tenant,
+                "metric": self.metric,
+                "dims": dict(self.dims),
+                "window_start": self.window_start,
+                "window_end": self.window_end,
+                "count": self.count,
+                "sum": self.sum,
+                "min": self.min,
+                "max": self.max,
+                "value": self.value,
+                "is_final": self.is_final,
+                "revision": self.revision,
+                "emitted_at": self.emitted_at,
+                "retracted": self.retracted,
+                "sketch": None if sketch is None else base64.b64encode(sketch).decode("ascii"),
+                "detail": self.detail,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> WindowResult:

@@ -5,8 +5,18 @@ source emits ``(partition_key, PartitionPoll)`` so the ingest stage handles a
 poll in one call. Partitions are assigned (no consumer group), the resume
 state is the next offset, and a partition at the end of its log with nothing
 new emits an empty poll every ``heartbeat_ms`` so downstream watermarks can
-advance while it is idle. With ``tail=False`` a partition stops at the end of
-its log (bounded reads: backfills, benchmarks), which ends the flow.
+advance while it is idle.
+
+A poll that fills a batch is followed by the next at once (a backlog is
+read as fast as the flow goes); after a short one the partition waits
+``poll_ms`` before it polls again, so live traffic arrives in batches of
+``poll_ms`` rather than message by message — every batch costs the flow work
+per shard, and a busy loop of empty polls costs a core. The consumers ask
+the broker to hold an empty fetch for up to ``fetch.wait.max.ms`` (500 ms)
+instead of answering at once and being asked again.
+
+With ``tail=False`` a partition stops at the end of its log (bounded reads:
+backfills, benchmarks), which ends the flow.
 """
 
 from __future__ import annotations
@@ -83,6 +93,7 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
         batch_size: int,
         heartbeat_ms: int,
         tail: bool,
+        poll_ms: int = 250,
     ) -> None:
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
@@ -92,8 +103,9 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
         self._heartbeat_s = heartbeat_ms / 1000
         self._at_end = False
         self._last_emit = 0.0
-        self._idle = False
+        self._full = False
         self._tail = tail
+        self._poll = timedelta(milliseconds=poll_ms)
 
     def next_batch(self) -> list[tuple[str, PartitionPoll]]:
         if self._at_end and not self._tail:
@@ -117,7 +129,7 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
             messages.append((value if isinstance(value, bytes) else None, tenant, offset))
             self._offset = offset + 1
         now = time.monotonic()
-        self._idle = not messages
+        self._full = len(messages) >= self._batch_size
         if (
             messages
             or (self._at_end and not self._tail)
@@ -128,8 +140,8 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
         return []
 
     def next_awake(self) -> datetime | None:
-        # Poll again at once while data flows; back off briefly when idle.
-        return datetime.now(UTC) + timedelta(milliseconds=20) if self._idle else None
+        # At once after a full batch (a backlog); after a short one, in poll_ms.
+        return None if self._full else datetime.now(UTC) + self._poll
 
     def snapshot(self) -> int:
         return self._offset
@@ -169,7 +181,7 @@ class KafkaPollSource(FixedPartitionedSource[tuple[str, PartitionPoll], int]):
             "group.id": "riffle-assign-only",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 500,
             "queued.min.messages": max(10_000, self.batch_size * 4),
             **self.extra_config,
         }

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import get_args
+from typing import Annotated, get_args
 
 import anyio
 import orjson
@@ -35,6 +35,7 @@ from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.live import AlertSubscription, Follow, LiveBatch, LiveHub, Subscription, valid_id
+from riffle.api.params import DIMENSION_FILTERS
 from riffle.config.alerts import Severity
 from riffle.config.spec import PipelineSpec
 
@@ -200,6 +201,7 @@ def sse_response(hub: LiveHub, subs: list[Follow], last_id: str | None) -> Strea
     summary="Server-sent events of a metric's changed windows",
     responses=_ERRORS,
     response_class=StreamingResponse,
+    openapi_extra=DIMENSION_FILTERS,
 )
 async def stream(
     request: Request,
@@ -211,6 +213,14 @@ async def stream(
         None, description="Comma-separated dimensions to merge series by; empty merges all."
     ),
     last_event_id: str | None = Query(None, description="Resume after this id (or the header)."),
+    sub: Annotated[
+        list[str] | None,
+        Query(
+            description="More subscriptions on this connection, each a JSON object (a metric "
+            "with group_by and filters, or kind alerts with metrics, rules, severities); read "
+            "from the request with the dimension filters."
+        ),
+    ] = None,
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     """Changed windows of ``metric`` (and alert transitions, with a ``sub`` of kind

@@ -88,10 +88,41 @@ def _database(*, asn: bool, ipv6: bool) -> GeoIP2Fast:
         return db
 
 
-class GeoLookup:
-    """Country and network of an IP address; private and unknown networks give ``None`` fields."""
+def ipv4_net24(ip: str) -> str | None:
+    """``"a.b.c"`` for an IPv4 address written canonically (``"a.b.c.d"``), else ``None``.
 
-    __slots__ = ("_asn", "_db", "_ipv6", "_lookup", "_numbers", "_unknown")
+    A cheap test that lets answers that hold for a whole ``/24`` be shared by
+    its addresses without parsing each one.
+    """
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or int(part) > 255:
+            return None
+        if part[0] == "0" and len(part) > 1:
+            return None
+    return ip[: ip.rfind(".")]
+
+
+def _prefix(cidr: str | None) -> int:
+    """The prefix length of ``"a.b.c.d/n"`` (33 when there is none: covers nothing)."""
+    if not cidr or "/" not in cidr:
+        return 33
+    length = cidr.rpartition("/")[2]
+    return int(length) if length.isdigit() else 33
+
+
+class GeoLookup:
+    """Country and network of an IP address; private and unknown networks give ``None`` fields.
+
+    Answers are cached per address and, when the networks found cover the
+    address's whole ``/24`` (country and ASN prefixes of 24 bits or fewer, a
+    global ``/24``, no AS number asked), per ``/24``: the next address of that
+    ``/24`` is answered without being parsed or looked up.
+    """
+
+    __slots__ = ("_asn", "_db", "_ipv6", "_lookup", "_nets", "_numbers", "_unknown")
 
     def __init__(self, *, asn: bool, ipv6: bool, cache_size: int, asn_number: bool = False) -> None:
         self._asn = asn
@@ -103,6 +134,7 @@ class GeoLookup:
             _asn_reader()
         self._unknown: GeoFields = MappingProxyType(unknown)
         self._db = _database(asn=asn, ipv6=ipv6)
+        self._nets: dict[str, GeoFields] = {}
         uncached: Callable[[str], GeoFields] = self._lookup_uncached
         self._lookup = lru_cache(maxsize=cache_size)(uncached) if cache_size else uncached
 
@@ -111,16 +143,37 @@ class GeoLookup:
         return self._lookup(ip)
 
     def _lookup_uncached(self, ip: str) -> GeoFields:
+        net = ipv4_net24(ip)
+        if net is not None:
+            shared = self._nets.get(net)
+            if shared is not None:
+                return shared
+        fields, country_cidr = self._parse_and_find(ip)
+        if net is not None and country_cidr and self._covers_net(net, fields, country_cidr):
+            if len(self._nets) >= 100_000:
+                self._nets.clear()
+            self._nets[net] = fields
+        return fields
+
+    def _covers_net(self, net: str, fields: GeoFields, country_cidr: str) -> bool:
+        if self._numbers:
+            return False
+        if _prefix(country_cidr) > 24 or (self._asn and _prefix(fields["asn_network"]) > 24):
+            return False
+        return ipaddress.ip_network(f"{net}.0/24").is_global
+
+    def _parse_and_find(self, ip: str) -> tuple[GeoFields, str | None]:
+        """The fields of ``ip`` and the country network found (``None``: none looked up)."""
         try:
             address = ipaddress.ip_address(ip.strip())
         except ValueError:
-            return INVALID
+            return INVALID, None
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not address.is_global:
-            return self._unknown  # private, loopback, reserved: no country, by definition
+            return self._unknown, None  # private, loopback, reserved: no country, by definition
         if address.version == 6 and not self._ipv6:
-            return self._unknown
+            return self._unknown, None
         found = self._db.lookup(str(address))
         country = found.country_code
         if not country or country == "--" or found.is_private:
@@ -131,4 +184,4 @@ class GeoLookup:
             fields["asn_network"] = found.asn_cidr or None
         if self._numbers:
             fields["asn"] = asn_number(str(address))
-        return MappingProxyType(fields)
+        return MappingProxyType(fields), found.cidr or None

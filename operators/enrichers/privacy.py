@@ -15,6 +15,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
+from riffle.operators.enrichers.geo import ipv4_net24
+
 IpMode = Literal["keep", "truncate", "hash", "drop"]
 
 
@@ -50,6 +52,10 @@ class IpProtector:
             return ip
         if self.mode == "drop":
             return None
+        if self.mode == "truncate" and self.ipv4_prefix == 24:
+            net = ipv4_net24(ip)  # the common case, without parsing the address
+            if net is not None:
+                return f"{net}.0"
         try:
             address = ipaddress.ip_address(ip.strip())
         except ValueError:

@@ -42,6 +42,7 @@ itself expires; readers skip series without windows in range.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -252,7 +253,7 @@ class RedisWindowStore:
         except redis.RedisError as exc:
             raise SinkError(f"redis read of {metric} windows failed: {exc}") from exc
         return [
-            (dims, [WindowResult.from_json(member) for member in members])
+            (dims, [_window(tenant, metric, dims, member) for member in members])
             for (dims, _), members in zip(chosen, replies, strict=True)
             if members
         ]
@@ -284,6 +285,31 @@ def live_json(window: WindowResult) -> bytes:
             "retracted": window.retracted,
             "detail": window.detail,
         }
+    )
+
+
+def _window(tenant: str, metric: str, dims: Dims, member: bytes | str) -> WindowResult:
+    """A stored member as a :class:`WindowResult` of a known series (what
+    :meth:`WindowResult.from_json` gives, without rebuilding the dimensions per window)."""
+    data = orjson.loads(member)
+    sketch = data.get("sketch")
+    return WindowResult(
+        tenant=tenant,
+        metric=metric,
+        dims=dims,
+        window_start=data["window_start"],
+        window_end=data["window_end"],
+        count=data["count"],
+        sum=data["sum"],
+        min=data["min"],
+        max=data["max"],
+        value=data["value"],
+        is_final=data["is_final"],
+        revision=data["revision"],
+        emitted_at=data.get("emitted_at", 0),
+        retracted=data.get("retracted", False),
+        sketch=None if sketch is None else base64.b64decode(sketch),
+        detail=data.get("detail"),
     )
 
 

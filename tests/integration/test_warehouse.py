@@ -15,6 +15,7 @@ import pytest
 from riffle.dataflows.outputs import WarehouseSink
 from riffle.sinks.errors import SinkError
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb_file import release
 from tests.integration.stores_support import BASE_MS, window
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
 
 
 def rows(path: Path) -> list[tuple[object, ...]]:
+    release(path)  # the writer's connection lingers in this process
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(
             "SELECT * EXCLUDE (updated_at) FROM metric_windows ORDER BY ALL"
@@ -98,6 +100,7 @@ def test_filters_ranges_and_sql_access(warehouse: DuckDBWarehouse) -> None:
     assert read(BASE_MS, BASE_MS + 4 * MIN, {"country": ["x' OR 1=1 --"]}) == {}
     assert read(BASE_MS, BASE_MS + 4 * MIN, {"country": []}) == {}
     assert len(read(-(2**62), 2**62)) == 3  # bounds past TIMESTAMP's range are clamped
+    release(warehouse.path)
     with duckdb.connect(str(warehouse.path), read_only=True) as con:
         found = con.execute(
             "SELECT count(*) FROM metric_windows"
@@ -213,15 +216,17 @@ def test_the_warehouse_sink_applies_the_retention(tmp_path: Path) -> None:
     old = recent - 3 * 86_400_000
     DuckDBWarehouse(path).upsert_windows([window(old), window(old, (("country", "fr"),))])
     sink = WarehouseSink(path, retention=timedelta(days=2))
-    part = sink.build("warehouse_sink", 0, 1)
+    part = sink.build_part("warehouse_sink", "p000", None)
     try:
         part.write_batch([window(recent)])
     finally:
         part.close()
     left = DuckDBWarehouse(path).read_series("t1", "page_views", 0, 2**50)
     assert [p.window_start for _, points in left for p in points] == [recent]
-    other = WarehouseSink(path, retention=timedelta(days=2)).build("warehouse_sink", 1, 2)
-    try:  # only worker 0 expires: the others write and nothing else
+    other_sink = WarehouseSink(path, retention=timedelta(days=2))
+    other_sink.place(1)
+    other = other_sink.build_part("warehouse_sink", "p001", None)
+    try:  # only process 0 expires: the others write and nothing else
         DuckDBWarehouse(path).upsert_windows([window(old)])
         other.write_batch([window(recent + MIN)])
     finally:

@@ -31,6 +31,7 @@ from riffle.sinks.warehouse.batching import BackpressureError, BatchWriter
 from riffle.sinks.warehouse.bigquery import BigQueryWarehouse
 from riffle.sinks.warehouse.dead_letters import LetterQuery, WarehouseDeadLetters
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
+from riffle.sinks.warehouse.duckdb_file import release
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sinks.warehouse.query import expiry_cutoff_ms
 from riffle.sinks.warehouse.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, Column
@@ -48,6 +49,7 @@ ROOT = Path(__file__).parents[2]
 def sql(warehouse: Warehouse, query: str) -> list[tuple[Any, ...]]:
     """Run ``query`` (``{t}`` stands for the dataset prefix) the way a user's SQL would."""
     if isinstance(warehouse, DuckDBWarehouse):
+        release(warehouse.path)  # the writer's connection lingers in this process
         with duckdb.connect(str(warehouse.path), read_only=True) as con:
             return con.execute(query.format(t="")).fetchall()
     assert isinstance(warehouse, BigQueryWarehouse)

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riffle.config.enrichment import EnrichmentSpec
+from riffle.config.enrichment import DerivedField, EnrichmentSpec
 from riffle.config.errors import SpecError
 from riffle.config.spec import PipelineSpec, parse_spec
 from riffle.operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
-from riffle.operators.enrichers.geo import INVALID, GeoLookup
+from riffle.operators.enrichers.derive import Derivation, DerivationError
+from riffle.operators.enrichers.geo import INVALID, GeoLookup, ipv4_net24
 from riffle.operators.enrichers.privacy import IpProtector
 from riffle.operators.enrichers.sessions import Sessionizer, session_id
 from riffle.operators.enrichers.useragent import UserAgentParser
@@ -491,3 +492,45 @@ class _Recording(Enricher):
     def enrich(self, ev: dict[str, Any], ts: int, tenant: str, now: int, source: str) -> None:
         super().enrich(ev, ts, tenant, now, source)
         self.seen.append((ev["context"]["session_id"], ev["context"]["session_index"]))
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "props.latency_ms > 500",
+        "props.latency_ms >= 500 and props.page == 'home'",
+        "not props.missing or context.country == 'DE'",
+        "1 < props.latency_ms <= 900",
+        "props.status is None",
+        "context.nested.deeper != 'x'",
+        "props.page > 3",  # mismatched types: an error either way
+        "props.page.length",  # a field of a string: an error either way
+    ],
+)
+def test_compiled_expressions_agree_with_simpleeval(expr: str) -> None:
+    derivation = Derivation(DerivedField(field="props.x", expr=expr))
+    assert derivation._fast is not None  # the common subset compiles
+    slow = Derivation(DerivedField(field="props.x", expr=expr))
+    slow._fast = None
+    for props in ({"latency_ms": 700, "page": "home"}, {"latency_ms": 3, "page": "x"}, {}):
+        ev = {"props": props, "context": {"country": "DE", "nested": {"deeper": "y"}}}
+        outcomes = []
+        for d in (derivation, slow):
+            try:
+                outcomes.append(("value", d.evaluate(ev, 0)))
+            except DerivationError as exc:
+                outcomes.append(("error", str(exc).split(":")[0]))
+        assert outcomes[0] == outcomes[1], (expr, props, outcomes)
+
+
+def test_geo_answers_shared_per_24_equal_each_address_s_own() -> None:
+    shared = GeoLookup(asn=True, ipv6=False, cache_size=0)
+    alone = GeoLookup(asn=True, ipv6=False, cache_size=0)
+    for ip in ("8.8.8.8", "8.8.8.9", "31.135.170.202", "31.135.170.7", "192.0.0.9", "192.0.0.1",
+               "10.0.0.1", "10.0.0.2", "1.2.3.004", "300.1.1.1"):  # fmt: skip
+        first = shared.lookup(ip)
+        alone._nets.clear()
+        assert first == alone.lookup(ip), ip
+    assert ipv4_net24("1.2.3.4") == "1.2.3"
+    assert ipv4_net24("01.2.3.4") is None and ipv4_net24(" 1.2.3.4") is None
+    assert ipv4_net24("1.2.3.256") is None and ipv4_net24("::1") is None
