@@ -168,7 +168,7 @@ class MetricPlan:
         else:
             raw = self.value(event)
             kind = type(raw)
-            if self.sketch is not None and self.sketch.kind != "kll":
+            if self.sketch is not None and self.sketch.kind != "quantiles":
                 if raw is None:  # nothing to count distinct or rank: not this metric's event
                     return None
                 if kind is dict or kind is list:
