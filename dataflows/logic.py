@@ -142,6 +142,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
                 self.partition = poll.partition
                 self.ingest.source = source_name(poll.partition)
             wm.caught_up = poll.at_end
+            self.telemetry.source_lag.labels(poll.partition).set(poll.lag)
             if not poll.messages:
                 continue
             result = self.ingest.process(poll.messages, now)

@@ -132,7 +132,8 @@ class WarehouseSink(DynamicSink[WindowResult]):
     epoch (or a recovery snapshot) ahead of the warehouse. Takes the settings,
     or a DuckDB file path for callers that have no settings. With a
     ``retention``, worker 0 applies it on start and every hour
-    (:meth:`~sinks.warehouse.base.Warehouse.expire`).
+    (:meth:`~sinks.warehouse.base.Warehouse.expire`). ``on_error`` is called for every
+    failed write attempt.
     """
 
     def __init__(
@@ -140,10 +141,12 @@ class WarehouseSink(DynamicSink[WindowResult]):
         target: Settings | Path,
         give_up_s: float = 300.0,
         retention: timedelta | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self.settings = warehouse_settings(target)
         self.give_up_s = give_up_s
         self.retention = retention
+        self.on_error = on_error
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
@@ -156,6 +159,7 @@ class WarehouseSink(DynamicSink[WindowResult]):
             max_buffer=max(self.settings.warehouse_buffer_rows, self.settings.warehouse_batch_rows),
             give_up_s=self.give_up_s,
             name=f"warehouse-{worker_index}",
+            on_error=self.on_error,
         )
         expires = worker_index == 0 and self.retention is not None
         return _WarehousePartition(writer, warehouse if expires else None)

@@ -69,7 +69,11 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        finals=WarehouseSink(settings, retention=spec.retention.warehouse),
+        finals=WarehouseSink(
+            settings,
+            retention=spec.retention.warehouse,
+            on_error=telemetry.sink_errors.labels("warehouse").inc,
+        ),
         dead_letters=DeadLetterFanoutSink(
             settings.kafka_servers, settings.deadletter_topic, settings
         ),

@@ -25,7 +25,9 @@ from riffle.dataflows.runner import RecoveryError, init_recovery
 from riffle.stack import free_port
 from tests.integration.flow_support import (
     assert_matches,
+    assert_sketches_match,
     closed_expectation,
+    closed_sketches,
     kill,
     produce,
     redis_finals,
@@ -102,15 +104,18 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
     tail = closers(base + span + 3_600_000, PARTITIONS)
     produce(settings, tail)
     expected = closed_expectation(sent + tail, lateness_ms=10_000)
+    sketched = closed_sketches(sent + tail, lateness_ms=10_000)
+    keys = expected.keys() | sketched.keys()
     flow = start_flow(settings, log)
     budget = 120 + events / 1000  # the last run may replay much of the topic, on a shared machine
     try:
-        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), budget, "finals", log)
+        wait_for(lambda: keys <= redis_finals(settings).keys(), budget, "finals", log)
         assert_matches(redis_finals(settings), expected)
-        wait_for(
-            lambda: expected.keys() <= warehouse_rows(settings).keys(), budget / 2, "warehouse", log
-        )
+        # Distinct counts, quantiles and top-k exactly as one uninterrupted sketch gives them.
+        assert_sketches_match(redis_finals(settings), sketched)
+        wait_for(lambda: keys <= warehouse_rows(settings).keys(), budget / 2, "warehouse", log)
         assert_matches(warehouse_rows(settings), expected)
+        assert_sketches_match(warehouse_rows(settings), sketched)
     finally:
         kill(flow)
 
