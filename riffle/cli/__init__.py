@@ -3,8 +3,8 @@
 One module per command group, each with its own Typer app: :mod:`.processes` (the
 long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
-``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas`` and
-``models``. A new group is a module here and one ``add_typer`` line below.
+``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
+``models`` and ``backup``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -17,6 +17,7 @@ from __future__ import annotations
 import typer
 
 from riffle.cli import (
+    backup,
     keys,
     models,
     processes,
@@ -46,6 +47,7 @@ app.add_typer(warehouse.app, name="warehouse")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
+app.add_typer(backup.app, name="backup")
 
 
 @app.callback()
