@@ -140,6 +140,14 @@ class NotifyMetrics:
             registry=registry,
         )
 
+    def expect(self, channels: Mapping[str, list[Channel]]) -> None:
+        """Expose every receiver's channels at 0 deliveries of each outcome from the start,
+        so alert rules on their rate see a series before the first delivery."""
+        for receiver, kinds in channels.items():
+            for channel in kinds:
+                for outcome in ("delivered", "dead"):
+                    self.deliveries.labels(receiver, channel.kind, outcome)
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -180,6 +188,7 @@ class Notifier:
         self.resend_s = resend_s
         self.clock = clock
         self.metrics = NotifyMetrics(registry)
+        self.metrics.expect(self.channels)
         client = redis_client.Redis.from_url(redis_url)
         self.state = NotifyState(client, prefix, topic)
         self.silences = SilenceStore(client, prefix)

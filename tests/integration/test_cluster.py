@@ -84,7 +84,7 @@ def start_pods(settings: Settings, size: int, log: Path) -> list[subprocess.Pope
         if pod.recovery_dir is not None
     ]
     for init in inits:
-        output, _ = init.communicate(timeout=60)
+        output, _ = init.communicate(timeout=240)  # imports take minutes on a busy machine
         assert init.returncode == 0 and b"recovery store" in output, output
     return [start_flow(pod, log) for pod in pods]
 
