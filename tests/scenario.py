@@ -37,7 +37,7 @@ CURRENCIES = ["USD", "EUR"]
 ENDPOINTS = ["/api/cart", "/api/search"]
 
 
-def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
+def _event(rng: random.Random, n: int, ts: int | str, users: bool) -> dict[str, object]:
     kind = rng.choices(
         ["page_view", "add_to_cart", "purchase", "signup", "api_request"],
         weights=[50, 15, 10, 5, 20],
@@ -61,19 +61,27 @@ def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
         sku = f"sku-{rng.randint(1, 50)}"
         props = {"sku": sku, "product_id": sku}
     context = {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)}
-    context["user_id"] = f"u{n * 7919 % 5000}"  # not drawn: the rng sequence stays as it was
+    if users:
+        context["user_id"] = f"u{n * 7919 % 5000}"  # not drawn: the rng sequence stays as it was
     return {"event_id": f"e{n}", "type": kind, "ts": ts, "props": props, "context": context}
 
 
 def scenario(
-    seed: int = 7, n: int = 3000, partitions: int = 2, base: int = BASE, spacing_ms: int = 100
+    seed: int = 7,
+    n: int = 3000,
+    partitions: int = 2,
+    base: int = BASE,
+    spacing_ms: int = 100,
+    users: bool = False,
 ) -> list[Sent]:
     """Events ``spacing_ms`` apart in event time (3,000 are ~5 minutes) from ``base`` (a minute
     boundary), in arrival order.
 
     Includes events exactly on window boundaries, duplicates of boundary
     stamps, RFC 3339 stamps, late events (minutes behind), and malformed
-    messages of every kind the envelope rejects.
+    messages of every kind the envelope rejects. With ``users`` every event has a
+    ``context.user_id`` (distinct counts read it; the demo's enrichment then also
+    starts sessions, which the SQL reference does not model).
     """
     rng = random.Random(seed)
     out: list[Sent] = []
@@ -85,7 +93,7 @@ def scenario(
             ts = base + (i * spacing_ms // 60_000) * 60_000  # exactly on a minute boundary
         if roll < 0.02 and i > 500:
             ts = base + i * spacing_ms - rng.randint(60_000, 120_000)  # late by minutes
-        event = _event(rng, i, ts)
+        event = _event(rng, i, ts, users)
         if i % 50 == 0:
             event["ts"] = _rfc3339(int(event["ts"]))  # type: ignore[arg-type]
         valid = True

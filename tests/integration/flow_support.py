@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -200,6 +201,31 @@ def wait_for(
             return
         time.sleep(0.25)
     pytest.fail(f"timed out waiting for {what}; {detail()}\nflow log:\n{log.read_text()[-3000:]}")
+
+
+def final_differences(
+    got: dict[WindowKey, WindowResult], want: dict[WindowKey, WindowResult]
+) -> list[str]:
+    """How two sets of final windows differ (empty: they are the same).
+
+    Counts, minima, maxima, ends, details and sketched values must be equal;
+    sums (and the values computed from them) to float rounding, since partial
+    sums merge in an order that follows batches, partitions and processes.
+    """
+    out = [f"missing {k}" for k in sorted(want.keys() - got.keys())]
+    out += [f"extra {k}" for k in sorted(got.keys() - want.keys())]
+    for key in sorted(want.keys() & got.keys()):
+        a, b = got[key], want[key]
+        exact = (a.window_end, a.count, a.min, a.max, a.detail, a.sketch is None)
+        same = exact == (b.window_end, b.count, b.min, b.max, b.detail, b.sketch is None)
+        same = same and math.isclose(a.sum, b.sum, rel_tol=1e-9, abs_tol=1e-9)
+        if a.sketch is not None or a.value is None or b.value is None:
+            same = same and a.value == b.value
+        else:
+            same = same and math.isclose(a.value, b.value, rel_tol=1e-9, abs_tol=1e-9)
+        if not same:
+            out.append(f"{key}: {a} != {b}")
+    return out
 
 
 def assert_sketches_match(got: dict[WindowKey, WindowResult], expected: ExpectedSketches) -> None:

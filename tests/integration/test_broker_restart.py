@@ -91,7 +91,7 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
     now = int(time.time() * 1000)
     span = EVENTS * 100  # the scenario's events are ~100 ms of event time apart
     base = now - now % 60_000 - span
-    sent = scenario(seed=11, n=EVENTS, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=EVENTS, partitions=PARTITIONS, base=base, users=True)
     produced: list[int] = []
     in_flight = threading.Event()
 

@@ -36,6 +36,7 @@ from tests.integration.flow_support import (
     closed_expectation,
     closed_sketches,
     cluster_ports,
+    final_differences,
     kill,
     lean_spec,
     produce,
@@ -89,20 +90,13 @@ def start_pods(settings: Settings, size: int, log: Path) -> list[subprocess.Pope
     return [start_flow(pod, log) for pod in pods]
 
 
-Finals = dict[WindowKey, tuple[object, ...]]
-
-
-def values(finals: dict[WindowKey, WindowResult]) -> Finals:
-    """What a final window says, without when it was said."""
-    return {
-        key: (r.window_end, r.count, r.sum, r.min, r.max, r.value, r.detail)
-        for key, r in finals.items()
-    }
-
-
 def run_until_closed(
-    settings: Settings, size: int, sent: list[Sent], log: Path, reference: Finals | None
-) -> Finals:
+    settings: Settings,
+    size: int,
+    sent: list[Sent],
+    log: Path,
+    reference: dict[WindowKey, WindowResult] | None,
+) -> dict[WindowKey, WindowResult]:
     """Run ``size`` pods until every expected window is final; return every final."""
     expected = closed_expectation(sent, lateness_ms=10_000)
     sketched = closed_sketches(sent, lateness_ms=10_000)
@@ -120,26 +114,19 @@ def run_until_closed(
         )
         if reference is not None:
             wait_for(
-                lambda: values(redis_finals(settings)) == reference,
+                lambda: not final_differences(redis_finals(settings), reference),
                 30,
                 f"the finals of {size} processes to equal one process's",
                 log,
-                lambda: _difference(values(redis_finals(settings)), reference),
+                lambda: str(final_differences(redis_finals(settings), reference)[:3]),
             )
         finals = redis_finals(settings)
         assert_matches(finals, expected)
         assert_sketches_match(finals, sketched)
-        return values(finals)
+        return finals
     finally:
         for pod in pods:
             kill(pod)
-
-
-def _difference(got: Finals, want: Finals) -> str:
-    missing = want.keys() - got.keys()
-    extra = got.keys() - want.keys()
-    wrong = [(k, got[k], want[k]) for k in want.keys() & got.keys() if got[k] != want[k]]
-    return f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} differ: {wrong[:2]}"
 
 
 @pytest.fixture
@@ -155,7 +142,7 @@ def events(
         buckets=12,
         spec=lean_spec(tmp_path),
     )
-    sent = scenario(seed=17, n=8000, partitions=PARTITIONS, base=base, spacing_ms=40)
+    sent = scenario(seed=17, n=8000, partitions=PARTITIONS, base=base, spacing_ms=40, users=True)
     sent += closers(base + 3_600_000, PARTITIONS)
     produce(settings, sent)
     return settings, sent
@@ -201,7 +188,7 @@ def test_rescale_from_two_to_three_pods_with_recovery(
     log = tmp_path / "flow.log"
     now = int(time.time() * 1000)
     base = now - now % 60_000 - 20 * 60_000
-    first = scenario(seed=19, n=4000, partitions=PARTITIONS, base=base, spacing_ms=40)
+    first = scenario(seed=19, n=4000, partitions=PARTITIONS, base=base, spacing_ms=40, users=True)
     produce(settings, first)
     metrics, _ = cluster_ports(2)
     two = settings.model_copy(update={"metrics_port": metrics})
@@ -214,7 +201,9 @@ def test_rescale_from_two_to_three_pods_with_recovery(
             kill(pod)
     held = sorted(p.name for p in tmp_path.glob("recovery-*/part-*.sqlite3"))
     assert held == ["part-0.sqlite3", "part-1.sqlite3"], held
-    second = scenario(seed=23, n=4000, partitions=PARTITIONS, base=base + 160_000, spacing_ms=40)
+    second = scenario(
+        seed=23, n=4000, partitions=PARTITIONS, base=base + 160_000, spacing_ms=40, users=True
+    )
     tail = closers(base + 3_600_000, PARTITIONS)
     produce(settings, second + tail)
     run_until_closed(settings, 3, first + second + tail, log, None)

@@ -80,7 +80,7 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
     span = events * 100  # the scenario's events are ~100 ms of event time apart
     now = int(time.time() * 1000)
     base = now - now % 60_000 - span
-    sent = scenario(seed=seed, n=events, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=seed, n=events, partitions=PARTITIONS, base=base, users=True)
 
     def stream() -> None:  # paced, so kills land while data is still arriving
         for start in range(0, len(sent), 2000):

@@ -107,7 +107,7 @@ def test_kill_9_mid_bigquery_write_then_recovery_loses_and_doubles_nothing(
     span = events * 100  # the scenario's events are ~100 ms of event time apart
     now = int(time.time() * 1000)
     base = now - now % 60_000 - span
-    sent = scenario(seed=11, n=events, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=events, partitions=PARTITIONS, base=base, users=True)
 
     def stream() -> None:  # paced, so kills land while data is still arriving
         for start in range(0, len(sent), 1000):

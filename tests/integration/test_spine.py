@@ -52,7 +52,7 @@ def spine(settings_factory: Callable[..., Settings]) -> tuple[Settings, list[Sen
     settings = settings_factory(
         lateness_seconds=10, idle_seconds=1, partial_interval_seconds=0.2, metrics_port=free_port()
     )
-    sent = scenario(seed=11, n=3000, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=3000, partitions=PARTITIONS, base=base, users=True)
     sent += closers(base + 3_600_000, PARTITIONS)
     produce(settings, sent)
     return settings, sent
