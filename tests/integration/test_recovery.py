@@ -135,6 +135,7 @@ def recovering(settings_factory: Callable[..., Settings], tmp_path: Path) -> Set
     return settings
 
 
+@pytest.mark.timeout(600)  # ~3 minutes; up to 5 on a 2-core machine shared with other work
 def test_kill_9_mid_stream_loses_and_double_counts_nothing(
     recovering: Settings, tmp_path: Path
 ) -> None:
