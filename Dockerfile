@@ -21,13 +21,19 @@ RUN python -m venv /opt/riffle \
     && /opt/riffle/bin/riffle spec check
 
 FROM python:3.11.11-slim-bookworm
-ENV PATH=/opt/riffle/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PATH=/opt/riffle/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+# Debian's Chromium prints exports and reports (api/render.py), as on the development
+# machines; Debian's security updates replace its version, so it is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 10001 riffle \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin riffle
 COPY --from=build /opt/riffle /opt/riffle
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8000 9464 9465 2101
+EXPOSE 8000 9464 9465 9466 2101
 ENTRYPOINT ["riffle"]
 CMD ["--help"]

@@ -8,33 +8,49 @@ request, so the app starts even while its dependencies are still coming up
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 import redis
+import structlog
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from riffle.api.auth import operational_guard, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
-from riffle.api.deps import Services
+from riffle.api.deps import Services, dashboard_store
 from riffle.api.errors import install_error_handlers
+from riffle.api.graphql.router import graphql_router
+from riffle.api.live import LiveHub
+from riffle.api.provision import provision, provision_tenants
 from riffle.api.ratelimit import RateLimitHeaders
+from riffle.api.render import Renderer
 from riffle.api.routes import acks as ack_routes
 from riffle.api.routes import alert_rules as alert_rule_routes
 from riffle.api.routes import alerts as alert_routes
-from riffle.api.routes import deadletters, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import dashboards as dashboard_routes
+from riffle.api.routes import deadletters, grafana, health, ingest, keys, metrics, query, schemas
+from riffle.api.routes import export as export_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
+from riffle.api.routes import reports as report_routes
+from riffle.api.routes import shared as shared_routes
 from riffle.api.routes import silences as silence_routes
+from riffle.api.routes import stream as stream_routes
+from riffle.api.routes.ui import STATIC_DIR, ui_router
 from riffle.api.telemetry import RequestTelemetry
+from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
 from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.engines import open_warehouse
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(
@@ -52,24 +68,39 @@ def create_app(
         settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
     )
     registry = registry if registry is not None else CollectorRegistry()
+    hot = RedisWindowStore(client, settings.redis_prefix, int(spec.retention.hot.total_seconds()))
     services = Services(
         settings=settings,
         spec=spec,
-        hot=RedisWindowStore(
-            client, settings.redis_prefix, int(spec.retention.hot.total_seconds())
-        ),
+        hot=hot,
         warehouse=open_warehouse(settings, spec.retention.warehouse),
         registry=registry,
         query_cache=QueryCache(
             client, settings.redis_prefix, settings.query_cache_ttl_seconds, registry
         ),
+        live=LiveHub(
+            settings.redis_url, hot, spec, registry, buffer_limit=settings.stream_buffer_limit
+        ),
+        renderer=Renderer(registry),
     )
 
     collect = build_collect(settings, client, services.warehouse)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            await asyncio.to_thread(
+                provision,
+                dashboard_store(services),
+                settings,
+                spec,
+                provision_tenants(settings, spec),
+            )
+        except RiffleError as exc:  # the API serves without them; the log says why
+            log.warning("dashboards_not_provisioned", error=str(exc))
         yield
+        await services.live.close()
+        await asyncio.to_thread(services.renderer.close)
         collect.close()
         client.close()
 
@@ -87,6 +118,9 @@ def create_app(
     read = [Depends(require_scope("read"))]
     app.include_router(metrics.router, dependencies=read)
     app.include_router(query.router, dependencies=read)
+    app.include_router(stream_routes.router, dependencies=read)
+    app.include_router(grafana.router, dependencies=read)
+    app.include_router(graphql_router(settings, registry))
     app.include_router(model_routes.router, dependencies=read)
     app.include_router(prediction_routes.router, dependencies=read)
     app.include_router(insight_routes.router, dependencies=read)
@@ -99,4 +133,10 @@ def create_app(
     app.include_router(deadletters.router)
     app.include_router(schemas.router)
     app.include_router(keys.router)
+    app.include_router(dashboard_routes.router)
+    app.include_router(export_routes.router)
+    app.include_router(shared_routes.router)
+    app.include_router(report_routes.router)
+    app.include_router(ui_router(registry))
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     return app

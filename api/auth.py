@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from riffle.api.collect import Collect
@@ -38,9 +39,9 @@ class Principal:
         return self.key.tenant
 
 
-def collect(request: Request) -> Collect:
-    """The collection services of the app serving ``request``."""
-    return cast(Collect, request.app.state.collect)
+def collect(connection: HTTPConnection) -> Collect:
+    """The collection services of the app serving ``connection`` (a request or a websocket)."""
+    return cast(Collect, connection.app.state.collect)
 
 
 CollectDep = Annotated[Collect, Depends(collect)]
@@ -72,14 +73,12 @@ def tenant_rate(app: Collect, tenant: str, kind: str) -> float:
     return float(settings.rate_tenant_overrides.get(tenant, {}).get(kind, default))
 
 
-def principal(
-    request: Request,
-    app: CollectDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header: Annotated[str | None, Depends(_header)],
-) -> Principal:
-    """The authenticated caller, after taking one request from its rate limits."""
-    token = header or (bearer.credentials if bearer is not None else None)
+def authenticate(app: Collect, token: str | None) -> tuple[Principal, Decision]:
+    """The caller ``token`` stands for, and the decision of taking one request from its
+    key's and tenant's limits (the caller refuses when it is not ``allowed``).
+
+    Missing, unknown, revoked or expired keys are ``401``.
+    """
     if not token:
         raise ApiError(
             401,
@@ -104,23 +103,40 @@ def principal(
             ),
         ]
     )
+    return Principal(record), decision
+
+
+def principal(
+    request: Request,
+    app: CollectDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    """The authenticated caller, after taking one request from its rate limits."""
+    token = header or (bearer.credentials if bearer is not None else None)
+    caller, decision = authenticate(app, token)
     record_decision(request, decision)
     if not decision.allowed:
         raise RateLimitedError(decision, "request")
-    return Principal(record)
+    return caller
+
+
+def check_scope(caller: Principal, scope: str) -> Principal:
+    """``caller`` if its key holds ``scope``; ``403`` otherwise."""
+    if scope not in caller.key.scopes:
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"this route needs scope {scope!r}; the key has {', '.join(caller.key.scopes)}",
+        )
+    return caller
 
 
 def require_scope(scope: str) -> Callable[..., Principal]:
     """A dependency admitting keys that hold ``scope`` (``403`` otherwise)."""
 
     def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
-        if scope not in caller.key.scopes:
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"this route needs scope {scope!r}; the key has {', '.join(caller.key.scopes)}",
-            )
-        return caller
+        return check_scope(caller, scope)
 
     check.__name__ = f"require_{scope}"
     return check

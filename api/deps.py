@@ -10,25 +10,35 @@ warehouse, so a route module never constructs one itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+import redis
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from prometheus_client import CollectorRegistry
 
 from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
+from riffle.api.live import LiveHub
+from riffle.api.render import Renderer
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
+from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.redis.rules import AlertRuleStore
+from riffle.sinks.redis.schedule import ScheduleStore
+from riffle.sinks.redis.shares import ShareStore
 from riffle.sinks.redis.silences import SilenceStore
 from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 from riffle.sinks.warehouse.base import Warehouse
+from riffle.sinks.warehouse.dashboards import DashboardStore
 from riffle.sinks.warehouse.model_health import ModelHealthStore
 from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.sinks.warehouse.predictions import PredictionStore
@@ -44,11 +54,13 @@ class Services:
     warehouse: Warehouse
     registry: CollectorRegistry
     query_cache: QueryCache
+    live: LiveHub
+    renderer: Renderer
 
 
-def services(request: Request) -> Services:
-    """The services of the app serving ``request``."""
-    return cast(Services, request.app.state.services)
+def services(connection: HTTPConnection) -> Services:
+    """The services of the app serving ``connection`` (a request or a websocket)."""
+    return cast(Services, connection.app.state.services)
 
 
 ServicesDep = Annotated[Services, Depends(services)]
@@ -109,6 +121,33 @@ def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
     return RedisPredictionStore(app.hot.client, app.hot.prefix, _hot_ttl(app))
 
 
+def dashboard_store(app: ServicesDep) -> DashboardStore:
+    """The dashboards table, saves locked per dashboard in Redis."""
+    return locked_dashboards(app.hot.client, app.hot.prefix, app.warehouse)
+
+
+def locked_dashboards(client: redis.Redis, prefix: str, warehouse: Warehouse) -> DashboardStore:
+    """The dashboards table of ``warehouse``, saves locked per dashboard in Redis."""
+
+    @contextmanager
+    def lock(name: str) -> Iterator[None]:
+        try:
+            with client.lock(f"{prefix}:lock:{name}", timeout=30, blocking_timeout=10):
+                yield
+        except redis.exceptions.LockError as exc:
+            raise SinkError(f"could not lock {name}: {exc}") from exc
+
+    return DashboardStore(warehouse, lock)
+
+
+def _shares(app: ServicesDep) -> ShareStore:
+    return ShareStore(app.hot.client, app.hot.prefix)
+
+
+def _schedules(app: ServicesDep) -> ScheduleStore:
+    return ScheduleStore(app.hot.client, app.hot.prefix)
+
+
 Tenant = Annotated[str, Depends(tenant)]
 ApiKey = Annotated[Principal, Depends(principal)]
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]
@@ -126,3 +165,6 @@ HotModelResults = Annotated[RedisModelStore, Depends(_hot_model_results)]
 ModelHealth = Annotated[ModelHealthStore, Depends(_model_health)]
 Predictions = Annotated[PredictionStore, Depends(_predictions)]
 HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
+Dashboards = Annotated[DashboardStore, Depends(dashboard_store)]
+Shares = Annotated[ShareStore, Depends(_shares)]
+Schedules = Annotated[ScheduleStore, Depends(_schedules)]

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SPEC = Path(__file__).with_name("demo.yaml")
 SCHEMAS_DIR = Path(__file__).with_name("schemas")
+DASHBOARDS_DIR = Path(__file__).with_name("dashboards")
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "development"})
 
 
@@ -62,6 +63,12 @@ class Settings(BaseSettings):
     )
     query_cache_ttl_seconds: float = Field(
         10.0, ge=0, description="Lifetime of cached query results in Redis (0: no cache)."
+    )
+    stream_buffer_limit: int = Field(
+        5000,
+        ge=1,
+        description="Windows and alert transitions the live stream holds for one slow "
+        "subscriber (SSE or GraphQL) before it drops them and sends a reset.",
     )
     spec: Path = Field(DEMO_SPEC, description="Path of the pipeline spec YAML.")
     default_tenant: str = Field(
@@ -232,6 +239,38 @@ class Settings(BaseSettings):
     notify_metrics_port: int = Field(
         9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
+    scheduler_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="The running scheduler's lease in Redis; a standby takes over after this.",
+    )
+    scheduler_workers: int = Field(2, ge=1, description="Scheduled runs executed at once.")
+    scheduler_max_attempts: int = Field(
+        5, ge=1, le=50, description="Attempts at a scheduled run before it is recorded failed."
+    )
+    scheduler_backoff_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Wait before a run's second attempt; it doubles per attempt (at most 1 h).",
+    )
+    scheduler_metrics_port: int = Field(
+        9466, ge=0, description="Port of the scheduler's Prometheus /metrics (0: off)."
+    )
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s]+)?$",
+        description="The API's address as people reach it, for links in reports "
+        "(default http://RIFFLE_API_HOST:RIFFLE_API_PORT).",
+    )
+    dashboards_dir: Path = Field(
+        DASHBOARDS_DIR,
+        description="Dashboards provisioned to every tenant at API start (*.yaml); "
+        "default the bundled web-shop dashboard.",
+    )
+    share_secret: SecretStr = Field(
+        SecretStr("change-me"),
+        description="Key of the HMAC that signs dashboard share links; set it outside development.",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
@@ -239,6 +278,11 @@ class Settings(BaseSettings):
         if self.environment != "development" and pepper.lower() in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "RIFFLE_API_KEY_PEPPER is a placeholder; set a real secret outside development"
+            )
+        share = self.share_secret.get_secret_value()
+        if self.environment != "development" and share.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "RIFFLE_SHARE_SECRET is a placeholder; set a real secret outside development"
             )
         return self
 
@@ -259,6 +303,11 @@ class Settings(BaseSettings):
             "RIFFLE_WAREHOUSE must look like duckdb:///path/file.duckdb or "
             f"bigquery://project/dataset (got {value!r})"
         )
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the API: ``public_url``, else the API's own address."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def kafka_servers(self) -> str:

@@ -35,6 +35,7 @@ from riffle.config.models import AnomalySpec, ForecastSpec
 from riffle.config.notifications import NotificationsSpec, notification_problems
 from riffle.config.predictions import OutcomeSpec, PredictionSpec
 from riffle.config.predictions import problems as prediction_problems
+from riffle.config.reports import ReportSpec, report_problems
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
@@ -264,6 +265,8 @@ class PipelineSpec(_Strict):
     time_zone: TimeZone = "UTC"
     """The calendar of tenants not listed in ``tenants``."""
     tenants: dict[str, TenantSpec] = Field(default_factory=dict)
+    reports: list[ReportSpec] = Field(default_factory=list)
+    """Scheduled reports (``config.reports``), run by ``riffle scheduler``."""
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -357,6 +360,9 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
     yield from alert_problems(spec.alerts, spec.metrics)
     yield from notification_problems(spec.notifications)
     yield from prediction_problems(spec.predictions, spec.event_types)
+    dims = {m.name: m.dimensions for m in spec.metrics}
+    dims |= {r.name: r.dimensions for r in spec.ratios}
+    yield from report_problems(spec.reports, dims, spec.notifications)
 
 
 def _ratio_problems(

@@ -186,8 +186,11 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
             "api": ["api"],
             "producer": ["demo-produce", "--rate", f"{rate:g}"],
         }
-        if load_spec(settings.spec).notifications is not None or settings.alert_webhook_url:
+        spec = load_spec(settings.spec)
+        if spec.notifications is not None or settings.alert_webhook_url:
             commands["notifier"] = ["notify"]  # delivers alert notifications (docs/alerts.md)
+        if spec.reports:
+            commands["scheduler"] = ["scheduler"]  # runs scheduled reports (docs/dashboards.md)
         for name, args in commands.items():
             path = logs / f"{name}.log"
             process = _spawn([sys.executable, "-m", "riffle.cli", *args], path, env)
@@ -316,6 +319,7 @@ def _announce(settings: Settings, echo: Callable[[str], None]) -> None:
     base = f"http://{_url_host(settings.api_host)}:{settings.api_port}"
     echo("")
     echo("Riffle is up.")
+    echo(f"  dashboard      {base}/ui/  (paste the API key below once)")
     echo(f"  API docs       {base}/docs")
     echo(f"  live series    {base}/v1/metrics/page_views_10s/series")
     echo(f"  API metrics    {base}/metrics")

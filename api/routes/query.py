@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.deps import Services, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.models import ErrorResponse
 from riffle.api.query import STEPS, rollup_grid
@@ -71,16 +71,45 @@ def get_top(
     """
     ratio = spec.ratio(name)
     metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
+    body, cache = top_answer(
+        app,
+        tenant,
+        name,
+        by=_by(metric, by),
+        start=start,
+        end=end,
+        limit=limit,
+        filters=_filters(metric, request),
+        compare=compare,
+    )
+    return Response(body, media_type="application/json", headers=_cache_header(cache))
+
+
+def top_answer(
+    app: Services,
+    tenant: str,
+    name: str,
+    *,
+    by: list[str],
+    start: str | None,
+    end: str | None,
+    limit: int,
+    filters: dict[str, list[str]],
+    compare: str | None = None,
+) -> tuple[bytes, str | None]:
+    """The ``/top`` answer as JSON bytes and its cache outcome; see :func:`query_answer`."""
+    spec = app.spec
+    ratio = spec.ratio(name)
+    metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be 1 to {MAX_LIMIT} (got {limit})")
-    dims = _by(metric, by)
-    if len(dims) != 1:
+    if len(by) != 1:
         raise ApiError(400, "invalid_by", "top ranks exactly one dimension: by=<dimension>")
+    for dim in [*by, *filters]:
+        _known_dimension(metric, dim)
     start_ms, end_ms = _range(app, metric, start, end, metric.window_ms)
-    normalised = _normalised(
-        "top", start_ms, end_ms, None, dims, _filters(metric, request), compare, limit
-    )
-    return _cached(
+    normalised = _normalised("top", start_ms, end_ms, None, by, filters, compare, limit)
+    return _answer(
         app, tenant, metric, normalised, lambda: _top(app, tenant, metric, normalised, spec, ratio)
     )
 
@@ -114,21 +143,64 @@ def get_query(
     """
     ratio = spec.ratio(name)
     metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
-    dims = _by(metric, by)
     step_ms = _step(metric, step, start, end)
-    zone = spec.zone_of(tenant)
+    body, cache = query_answer(
+        app,
+        tenant,
+        name,
+        start=start,
+        end=end,
+        step_ms=step_ms,
+        by=_by(metric, by),
+        filters=_filters(metric, request),
+        compare=compare,
+        zone=spec.zone_of(tenant),
+    )
+    return Response(body, media_type="application/json", headers=_cache_header(cache))
+
+
+def query_answer(
+    app: Services,
+    tenant: str,
+    name: str,
+    *,
+    start: str | None,
+    end: str | None,
+    step_ms: int,
+    by: list[str],
+    filters: dict[str, list[str]],
+    compare: str | None = None,
+    zone: str = "UTC",
+) -> tuple[bytes, str | None]:
+    """The ``/query`` answer as JSON bytes and its cache outcome (``hit``, ``miss`` or ``None``).
+
+    The one entry to the query engine for every surface (this route, GraphQL,
+    Grafana): the same checks (``ApiError`` 400/404), the same cache, the same
+    hot/cold rollup. ``step_ms`` must be a multiple of the metric's window
+    (400 otherwise); ``by`` and ``filters`` must name the metric's dimensions.
+    """
+    spec = app.spec
+    ratio = spec.ratio(name)
+    metric = _metric(spec, name) if ratio is None else as_metric(spec, ratio)
+    if step_ms <= 0 or step_ms % metric.window_ms:
+        raise ApiError(
+            400,
+            "invalid_step",
+            f"a step of {step_ms} ms is not a multiple of the metric's "
+            f"{metric.window_ms // 1000} s window",
+        )
+    for dim in [*by, *filters]:
+        _known_dimension(metric, dim)
     start_ms, end_ms = _range(app, metric, start, end, step_ms, zone)
     if (end_ms - start_ms) // step_ms > MAX_BUCKETS:
         raise ApiError(
             400,
             "range_too_large",
-            f"{(end_ms - start_ms) // step_ms} buckets of {step}; at most {MAX_BUCKETS}: "
-            "shorten the range or use a coarser step",
+            f"{(end_ms - start_ms) // step_ms} buckets of {step_ms // 1000} s; at most "
+            f"{MAX_BUCKETS}: shorten the range or use a coarser step",
         )
-    normalised = _normalised(
-        "query", start_ms, end_ms, step_ms, dims, _filters(metric, request), compare, None, zone
-    )
-    return _cached(
+    normalised = _normalised("query", start_ms, end_ms, step_ms, by, filters, compare, None, zone)
+    return _answer(
         app,
         tenant,
         metric,
@@ -270,19 +342,23 @@ def _has_partial(body: Any) -> bool:
     return False
 
 
-def _cached(
-    app: ServicesDep,
+def _cache_header(outcome: str | None) -> dict[str, str]:
+    return {} if outcome is None else {CACHE_HEADER: outcome}
+
+
+def _answer(
+    app: Services,
     tenant: str,
     metric: MetricSpec,
     query: dict[str, Any],
     compute: Any,
-) -> Response:
+) -> tuple[bytes, str | None]:
     if app.spec.ratio(metric.name) is not None:
         # A ratio's answer changes with either part: cache versions follow one metric each.
-        return Response(orjson.dumps(compute()), media_type="application/json")
+        return orjson.dumps(compute()), None
     body, version = app.query_cache.get(tenant, metric.name, query)
     if body is not None:
-        return Response(body, media_type="application/json", headers={CACHE_HEADER: "hit"})
+        return body, "hit"
     result = compute()
     fresh: bytes = orjson.dumps(result)
     lateness = metric.lateness
@@ -291,7 +367,7 @@ def _cached(
     )
     live = covers_live(metric, query["end"], version.newest_end_ms, lateness_ms, result)
     app.query_cache.put(tenant, metric.name, query, version, fresh, live=live)
-    return Response(fresh, media_type="application/json", headers={CACHE_HEADER: "miss"})
+    return fresh, "miss"
 
 
 def _points(

@@ -1,17 +1,21 @@
 """Riffle's online anomaly detector: robust residuals, seasonality, likelihood.
 
-Each value is compared with three cheap predictions — the recent level, the
-previous value and the value usual at this time of day — and its *surprise*
-is the smallest of the three normalised errors: a point is only unusual if
-no plausible model of the series explains it. Surprises are not comparable
+Each value is compared with two cheap predictions — the recent level and
+the value usual at this time of day — and its *surprise* is the normalised
+error of the better one: a point is only unusual if no plausible model of
+the series explains it. Surprises are not comparable
 across series (noise, spikiness and scale differ), so they are turned into
 a score with an anomaly likelihood in the spirit of Numenta's: the mean of
 the last few surprises is compared with the long-run distribution of that
-mean, and the Gaussian tail probability is log-scaled into [0, 1]. The
-series calibrates itself; nothing is tuned per series.
+mean (and a single surprise with the wider of the series' and its time of
+day's distribution of single surprises), and the Gaussian tail probability
+is log-scaled into [0, 1]. A second score, in the spirit of CAD-OSE, is the
+share of the value's quantised contexts never seen before; it is trusted by
+degrees as the series outlives its probation. The series calibrates
+itself; nothing is tuned per series.
 
-The state is a few dozen floats plus one small list per seasonal bin, so a
-snapshot stays cheap.
+The state is a few dozen floats, a few small lists per seasonal bin and two
+bitmaps of seen contexts, so a snapshot stays under 4 KB.
 """
 
 from __future__ import annotations
@@ -21,13 +25,7 @@ import math
 from riffle.operators.models.base import AnomalyScore, Label, ModelError, label_for
 
 DAY_MS = 86_400_000
-_LOG_FLOOR = math.log(1.0 - 0.9999999999)
 _SQRT2 = math.sqrt(2.0)
-
-
-def _tail(z: float) -> float:
-    """P(Z <= z) for a standard normal Z."""
-    return 0.5 * math.erfc(-z / _SQRT2)
 
 
 class SeasonalLikelihoodDetector:
@@ -39,6 +37,13 @@ class SeasonalLikelihoodDetector:
     ``warning``/``anomaly`` are the score levels of the labels.
     ``shape`` is how many preceding bands the novelty's shape fact spans
     (0: no shape fact; at most 3 and at most ``context``).
+    ``probation`` is the series' probationary period in points (NAB tells
+    each detector its file's, ``min(15 % of the rows, 750)``); after a score
+    reaches ``anomaly`` the next ``rest * probation`` scores are 0, as
+    CAD-OSE rests for a fifth of the probation: one alert per incident. The
+    novelty weighs nothing during the probation and its full
+    ``context_weight`` ``mature`` probations later. The default 500 keeps
+    the dataflow's rest at the 100 points it had.
     """
 
     name = "riffle"
@@ -49,8 +54,6 @@ class SeasonalLikelihoodDetector:
         "_ctx_lo",
         "_ctx_seen",
         "_dev",
-        "_diff",
-        "_last",
         "_level",
         "_mu",
         "_mu1",
@@ -63,6 +66,8 @@ class SeasonalLikelihoodDetector:
         "_seas_err",
         "_seas_n",
         "_shape_seen",
+        "_slot_mu1",
+        "_slot_var1",
         "_var",
         "_var1",
         "alpha",
@@ -74,17 +79,17 @@ class SeasonalLikelihoodDetector:
         "damp",
         "decay",
         "half",
-        "huber",
         "levels",
         "long_alpha",
+        "mature",
         "period_ms",
         "point",
+        "probation",
         "quiet",
-        "quiet_factor",
+        "rest",
         "settle",
         "shape",
         "short",
-        "use_diff",
         "use_seas",
         "warmup",
         "warning",
@@ -99,12 +104,10 @@ class SeasonalLikelihoodDetector:
         short: int = 10,
         long_alpha: float = 0.001,
         warmup: int = 100,
-        huber: float = math.inf,
         point: float = 0.3,
         half: float = 10.0,
         decay: float = 0.999,
         damp: float = 0.5,
-        use_diff: bool = False,
         use_seas: bool = True,
         settle: int = 20,
         cap: float = 20.0,
@@ -113,17 +116,22 @@ class SeasonalLikelihoodDetector:
         levels: int = 10,
         context: int = 6,
         context_weight: float = 0.8,
-        quiet: int = 100,
-        quiet_factor: float = 0.25,
+        probation: int = 500,
+        rest: float = 0.2,
+        mature: float = 1.0,
         shape: int = 2,
     ) -> None:
         if not 0 <= shape <= min(3, context):
             raise ModelError(f"shape must be within 0..{min(3, context)}, got {shape}")
+        if probation < 1 or mature < 0:
+            raise ModelError(f"probation must be >= 1 and mature >= 0, got {probation}, {mature}")
         self.levels = levels
         self.context = context
         self.context_weight = context_weight
-        self.quiet = quiet
-        self.quiet_factor = quiet_factor
+        self.probation = probation
+        self.rest = rest
+        self.mature = mature
+        self.quiet = round(rest * probation)
         self._quiet_left = 0
         self._ctx_lo = math.inf
         self._ctx_hi = -math.inf
@@ -140,16 +148,17 @@ class SeasonalLikelihoodDetector:
         self.short = short
         self.long_alpha = long_alpha
         self.warmup = warmup
-        self.huber = huber
         self.point = point
         self._mu1 = 0.0
         self._var1 = 0.0
+        # The single surprises of each seasonal slot: their mean and variance.
+        self._slot_mu1 = [0.0] * bins
+        self._slot_var1 = [0.0] * bins
         self.half = half
         self.decay = decay
         self.damp = damp
         self._peak = 0.0
         self._seas_err = math.inf
-        self.use_diff = use_diff
         self.use_seas = use_seas
         self.settle = settle
         self.cap = cap
@@ -158,8 +167,6 @@ class SeasonalLikelihoodDetector:
         self._n = 0
         self._level = 0.0
         self._dev = 0.0
-        self._diff = 0.0
-        self._last = 0.0
         self._seas = [0.0] * bins
         self._seas_dev = [0.0] * bins
         self._seas_n = [0] * bins
@@ -171,12 +178,15 @@ class SeasonalLikelihoodDetector:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        # Fields a snapshot from an older version lacks start at their defaults.
+        # Fields a snapshot from an older version lacks start at their defaults;
+        # fields this version dropped (``huber``, ``use_diff``, ``quiet_factor``
+        # and their state) are ignored.
         fresh = SeasonalLikelihoodDetector()
         for key in self.__slots__:
             setattr(self, key, getattr(fresh, key))
         for key, value in state.items():
-            setattr(self, key, value)
+            if key in self.__slots__:
+                setattr(self, key, value)
         if "shape" not in state:
             # A snapshot from before the shape fact keeps scoring without it.
             self.shape = 0
@@ -232,19 +242,16 @@ class SeasonalLikelihoodDetector:
         n = self._n
         slot = (ts % self.period_ms) * self.bins // self.period_ms
         if n == 0:
-            self._level = self._last = x
+            self._level = x
             self._seas[slot] = x
             self._seas_n[slot] = 1
             self._n = 1
             self._novelty(x)
             return AnomalyScore(ts, x, 0.0, "learning", None, None, None, 0.0, "first value")
         floor = 1e-9 + 1e-6 * abs(self._level)
-        # Three predictions and their typical absolute errors.
+        # Two predictions and their typical absolute errors.
         z_level = abs(x - self._level) / (self._dev + floor)
-        z_diff = abs(x - self._last) / (self._diff + floor)
         best, expected, scale = z_level, self._level, self._dev + floor
-        if self.use_diff and z_diff < best:
-            best, expected, scale = z_diff, self._last, self._diff + floor
         seasonal = self.use_seas and self._seas_n[slot] >= 3
         if seasonal:
             s_scale = self._seas_dev[slot] + floor
@@ -265,8 +272,13 @@ class SeasonalLikelihoodDetector:
             # -log10 of the upper tail, squashed into [0, 1) without ties at the top.
             evidence = -math.log10(max(0.5 * math.erfc(z / _SQRT2), 1e-300))
             if self.point and self._var1 > 0.0:
-                # A single outlier is diluted in the mean: its own likelihood counts too.
-                z1 = (surprise - self._mu1) / math.sqrt(self._var1)
+                # A single outlier is diluted in the mean: its own likelihood counts
+                # too, against the series' single surprises or, if they are larger,
+                # this time of day's (a spike that recurs at this hour is no news).
+                mu1, var1 = self._mu1, self._var1
+                if seasonal:
+                    mu1, var1 = max(mu1, self._slot_mu1[slot]), max(var1, self._slot_var1[slot])
+                z1 = (surprise - mu1) / math.sqrt(var1)
                 point = -math.log10(max(0.5 * math.erfc(z1 / _SQRT2), 1e-300))
                 evidence = max(evidence, self.point * point)
             score = evidence / (evidence + self.half)
@@ -278,11 +290,16 @@ class SeasonalLikelihoodDetector:
         # Contextual novelty: a level, or a level after the recent ones, never seen before.
         novelty = self._novelty(x)
         if n > self.warmup:
-            score = max(score, self.context_weight * novelty)
-            # After an alert the series is left alone for a while: one alert per incident.
+            # The fact memory is trusted by degrees: no weight during the
+            # probation, full weight ``mature`` probations later (new facts are
+            # common while it fills, and most of them are not incidents).
+            ramp = self.mature * self.probation
+            maturity = min(1.0, max(0.0, (n - self.probation) / ramp)) if ramp else 1.0
+            score = max(score, self.context_weight * maturity * novelty)
+            # After an alert the series rests: one alert per incident.
             if self._quiet_left > 0:
                 self._quiet_left -= 1
-                score *= self.quiet_factor
+                score = 0.0
             elif score >= self.anomaly:
                 self._quiet_left = self.quiet
         # Long-run distribution of the recent mean, once the predictions have settled.
@@ -295,17 +312,16 @@ class SeasonalLikelihoodDetector:
             delta = surprise - self._mu1
             self._mu1 += la * delta
             self._var1 = (1 - la) * (self._var1 + la * delta * delta)
-        # Learn the value, with residuals clipped at ``huber`` typical errors so
-        # that outliers move neither the predictions nor their error scales much.
+            # A slot sees one point in ``bins``: the same memory in time.
+            rate = max(1.0 / (self._seas_n[slot] + 1), min(1.0, self.bins * self.long_alpha))
+            delta = surprise - self._slot_mu1[slot]
+            self._slot_mu1[slot] += rate * delta
+            self._slot_var1[slot] = (1 - rate) * (self._slot_var1[slot] + rate * delta * delta)
+        # Learn the value.
         a = 1.0 / (n + 1) if n < 1.0 / self.alpha else self.alpha
-        h = self.huber
         r = x - self._level
-        if n > self.settle:
-            r = max(-h * (self._dev + floor), min(h * (self._dev + floor), r))
         self._dev += a * (abs(r) - self._dev)
         self._level += a * r
-        self._diff += a * (abs(x - self._last) - self._diff)
-        self._last = x
         k = self._seas_n[slot]
         if seasonal:
             err = abs(x - self._seas[slot])
@@ -315,9 +331,6 @@ class SeasonalLikelihoodDetector:
                 self._seas_err += a * (err - self._seas_err)
         sa = 1.0 / (k + 1) if k < 10 else 0.1
         r = x - self._seas[slot]
-        if k >= 10:
-            bound = h * (self._seas_dev[slot] + floor)
-            r = max(-bound, min(bound, r))
         if k:
             self._seas_dev[slot] += sa * (abs(r) - self._seas_dev[slot])
         self._seas[slot] += sa * r

@@ -4,7 +4,8 @@ One module per command group, each with its own Typer app: :mod:`.processes` (th
 long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
 ``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
-``models`` and ``backup``. A new group is a module here and one ``add_typer`` line below.
+``models``, ``grafana``, ``dashboards``, ``scheduler`` (the process, and ``runs``),
+``reports`` and ``backup``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -18,10 +19,14 @@ import typer
 
 from riffle.cli import (
     backup,
+    dashboards,
+    grafana,
     keys,
     models,
     processes,
     recovery,
+    reports,
+    scheduler,
     schemas,
     settings,
     spec,
@@ -47,6 +52,10 @@ app.add_typer(warehouse.app, name="warehouse")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
+app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(grafana.app, name="grafana")
+app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(reports.app, name="reports")
 app.add_typer(backup.app, name="backup")
 
 

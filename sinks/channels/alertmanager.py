@@ -11,6 +11,9 @@ once. NoData is pushed as firing with the label ``alertstate="nodata"``.
 Alertmanager then does its own grouping, inhibition, silencing and
 de-duplication (by label set); a route towards it should therefore use
 ``group_wait: 0s`` and ``group_by: ['...']`` so Riffle does not delay it twice.
+
+Alertmanager takes alerts, not documents: a report sent here is refused (not
+retryable), and the spec refuses a report whose receivers have no other channel.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import orjson
 
 from riffle.config.notifications import AlertmanagerConfig
 from riffle.operators.notify import GroupAlert, Notification
-from riffle.sinks.channels.base import check_url, http_post
+from riffle.sinks.channels.base import ChannelError, ReportMessage, check_url, http_post
 
 
 def _iso(ms: float) -> str:
@@ -35,6 +38,7 @@ class AlertmanagerChannel:
     """Pushes notifications to one Alertmanager at ``url`` (e.g. ``http://am:9093``)."""
 
     kind = "alertmanager"
+    carries_reports = False
 
     def __init__(
         self,
@@ -84,6 +88,9 @@ class AlertmanagerChannel:
 
     def send(self, note: Notification) -> None:
         self._push([self.payload(a) for a in note.alerts])
+
+    def send_report(self, report: ReportMessage) -> None:
+        raise ChannelError("Alertmanager takes alerts, not reports", retryable=False)
 
     def resend(self, active: Iterable[GroupAlert]) -> int:
         """Re-push alerts that are still active, pushing their ``endsAt`` forward."""

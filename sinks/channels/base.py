@@ -1,10 +1,16 @@
-"""What every notification channel shares: the channel protocol, its errors, retries with
-backoff and an HTTP POST (undelivered notifications are kept by :mod:`sinks.redis.undelivered`).
+"""What every delivery channel shares: the channel protocol, what it carries, its errors,
+retries with backoff and an HTTP POST (undelivered notifications are kept by
+:mod:`sinks.redis.undelivered`).
 
-A channel's :meth:`Channel.send` makes one attempt to deliver one notification and
-raises :class:`ChannelError` when it fails (``retryable`` when another attempt may
-help: timeouts, refused connections, 408, 429, 5xx, SMTP 4xx). :func:`deliver`
-retries with exponential backoff and jitter, then records a dead letter.
+A channel carries two kinds of message: alert notifications
+(:meth:`Channel.send`) and reports (:meth:`Channel.send_report`, a
+:class:`ReportMessage` with a summary, figures, a link and attachments such as
+the PDF). Each method makes one attempt and raises :class:`ChannelError` when
+it fails (``retryable`` when another attempt may help: timeouts, refused
+connections, 408, 429, 5xx, SMTP 4xx). A channel that cannot carry reports
+(``carries_reports`` false: Alertmanager) refuses them, not retryable.
+:func:`deliver` and :func:`deliver_report` retry with exponential backoff and
+jitter and say why they gave up.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import http.client
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -33,15 +40,53 @@ class ChannelError(RiffleError):
         self.retryable = retryable
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a report (the PDF, the HTML)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ReportMessage:
+    """One rendered report, as channels send it.
+
+    ``text`` is the plain-text summary every channel can show; ``html`` the
+    same as an HTML page (the email body); ``figures`` the numbers as data (the
+    webhook's body); ``link`` where the report's dashboard can be opened over
+    its period (a share link; ``None`` when the report has no dashboard).
+    ``dedup_key`` is stable across retries of the same run and channel.
+    """
+
+    dedup_key: str
+    report: str
+    tenant: str
+    title: str
+    period_start: int
+    period_end: int
+    text: str
+    html: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
 class Channel(Protocol):
-    """One way of delivering notifications (webhook, Slack, email, Alertmanager)."""
+    """One way of delivering notifications and reports (webhook, Slack, email, Alertmanager)."""
 
     kind: str
     attempts: int
     backoff_s: float
+    carries_reports: bool
 
     def send(self, note: Notification) -> None:
         """One attempt; raises :class:`ChannelError`."""
+
+    def send_report(self, report: ReportMessage) -> None:
+        """One attempt; raises :class:`ChannelError` (not retryable when the channel does
+        not carry reports)."""
 
 
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> None:
@@ -71,6 +116,21 @@ def check_url(url: str, what: str) -> str:
 
 def deliver(channel: Channel, note: Notification, *, max_wait_s: float = 30.0) -> str | None:
     """Send with retries; ``None`` when delivered, else the reason it was given up."""
+    reason, _ = _with_retries(channel, note.dedup_key, lambda: channel.send(note), max_wait_s)
+    return reason
+
+
+def deliver_report(
+    channel: Channel, report: ReportMessage, *, max_wait_s: float = 30.0
+) -> tuple[str | None, int]:
+    """Send a report with retries: ``(None, attempts)`` when delivered, else the reason it
+    was given up and the attempts made."""
+    return _with_retries(channel, report.dedup_key, lambda: channel.send_report(report), max_wait_s)
+
+
+def _with_retries(
+    channel: Channel, key: str, send: Callable[[], None], max_wait_s: float
+) -> tuple[str | None, int]:
     retrying = Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, ChannelError) and e.retryable),
         wait=wait_exponential_jitter(multiplier=channel.backoff_s, max=max_wait_s),
@@ -78,17 +138,19 @@ def deliver(channel: Channel, note: Notification, *, max_wait_s: float = 30.0) -
         reraise=True,
     )
     started = time.monotonic()
+    tries = 0
     try:
         for attempt in retrying:
             with attempt:
-                channel.send(note)
+                tries += 1
+                send()
     except ChannelError as exc:
         log.warning(
             "notification_undelivered",
             channel=channel.kind,
-            dedup_key=note.dedup_key,
+            dedup_key=key,
             reason=str(exc),
             seconds=round(time.monotonic() - started, 3),
         )
-        return str(exc)
-    return None
+        return str(exc), tries
+    return None, tries

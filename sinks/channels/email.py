@@ -6,17 +6,22 @@ the dedup key (``<dedup_key@riffle>``) and the key is repeated in
 ``X-Riffle-Dedup-Key``, so a re-sent notification is recognisable (mail clients
 thread or drop a repeated Message-ID). Connection errors, timeouts and 4xx SMTP
 replies are retryable; 5xx replies are not.
+
+A report is one message: its title as subject, the text summary and the HTML
+page as alternatives, its attachments (the PDF) attached, and the dashboard
+link in both bodies; its ``Message-ID`` is a hash of its dedup key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
 from riffle.config.notifications import EmailConfig, resolve_env
 from riffle.operators.notify import Notification
-from riffle.sinks.channels.base import ChannelError
+from riffle.sinks.channels.base import ChannelError, ReportMessage
 
 
 def render(note: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
@@ -42,10 +47,30 @@ def render(note: Notification, sender: str, recipients: Sequence[str]) -> EmailM
     return msg
 
 
+def render_report(report: ReportMessage, sender: str, recipients: Sequence[str]) -> EmailMessage:
+    """The message for one report."""
+    msg = EmailMessage()
+    msg["Subject"] = report.title[:900]
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    # A report's key holds ':' and '@' (run id, receiver, channel): hashed, it is a valid id.
+    digest = hashlib.sha256(report.dedup_key.encode()).hexdigest()[:32]
+    msg["Message-ID"] = f"<report-{digest}@riffle>"
+    msg["X-Riffle-Dedup-Key"] = report.dedup_key
+    link = f"\n\nOpen the dashboard: {report.link}\n" if report.link else "\n"
+    msg.set_content(report.text.rstrip() + link)
+    msg.add_alternative(report.html, subtype="html")
+    for item in report.attachments:
+        main, _, sub = item.content_type.partition("/")
+        msg.add_attachment(item.data, maintype=main, subtype=sub, filename=item.filename)
+    return msg
+
+
 class EmailChannel:
-    """Sends notifications to fixed recipients through one SMTP server."""
+    """Sends notifications and reports to fixed recipients through one SMTP server."""
 
     kind = "email"
+    carries_reports = True
 
     def __init__(
         self,
@@ -90,7 +115,12 @@ class EmailChannel:
         )
 
     def send(self, note: Notification) -> None:
-        msg = render(note, self.sender, self.recipients)
+        self._send(render(note, self.sender, self.recipients))
+
+    def send_report(self, report: ReportMessage) -> None:
+        self._send(render_report(report, self.sender, self.recipients))
+
+    def _send(self, msg: EmailMessage) -> None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 if self.starttls:

@@ -5,6 +5,10 @@ Block Kit ``blocks`` — a header with the status and group, one section per ale
 (at most :data:`MAX_ALERTS`, then a "and N more" line) and a context line with
 the dedup key. Slack has no idempotency header: the dedup key is in the
 message so a person can tell a re-send apart. 429 and 5xx are retryable.
+
+A report is one message too (an incoming webhook cannot upload files): its
+title, the text summary and a button to the dashboard over the report's
+period when the report has one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import orjson
 
 from riffle.config.notifications import SlackConfig, resolve_env
 from riffle.operators.notify import GroupAlert, Notification
-from riffle.sinks.channels.base import check_url, http_post
+from riffle.sinks.channels.base import ReportMessage, check_url, http_post
 
 MAX_ALERTS = 10
 """Sections per message (Slack allows 50 blocks; long messages are unreadable)."""
@@ -83,10 +87,49 @@ def payload(note: Notification, channel: str | None = None) -> dict[str, Any]:
     return body
 
 
+def report_payload(report: ReportMessage, channel: str | None = None) -> dict[str, Any]:
+    """The message body for one report."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": report.title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": report.text[:2900]}},
+    ]
+    if report.link:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open the dashboard"},
+                        "url": report.link,
+                    }
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"report {report.report} · tenant {report.tenant}"
+                    f" · dedup {report.dedup_key}",
+                }
+            ],
+        }
+    )
+    text = report.title + (f" <{report.link}|dashboard>" if report.link else "")
+    body: dict[str, Any] = {"text": text, "blocks": blocks}
+    if channel:
+        body["channel"] = channel
+    return body
+
+
 class SlackChannel:
-    """Posts notifications to one incoming-webhook URL."""
+    """Posts notifications and reports to one incoming-webhook URL."""
 
     kind = "slack"
+    carries_reports = True
 
     def __init__(
         self,
@@ -114,9 +157,12 @@ class SlackChannel:
         )
 
     def send(self, note: Notification) -> None:
+        self._post(payload(note, self.channel))
+
+    def send_report(self, report: ReportMessage) -> None:
+        self._post(report_payload(report, self.channel))
+
+    def _post(self, body: dict[str, Any]) -> None:
         http_post(
-            self.url,
-            orjson.dumps(payload(note, self.channel)),
-            {"Content-Type": "application/json"},
-            self.timeout_s,
+            self.url, orjson.dumps(body), {"Content-Type": "application/json"}, self.timeout_s
         )

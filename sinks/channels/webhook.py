@@ -21,10 +21,21 @@ Request::
 notification once although delivery is at-least-once. A 2xx answer is success;
 408, 429, 5xx, timeouts and connection errors are retryable
 (:func:`sinks.channels.base.deliver`); other 4xx are not.
+
+A report is posted the same way (signed, ``Idempotency-Key`` its dedup key)
+with this body::
+
+    {"version": 2, "kind": "report", "dedup_key": "...", "report": "<name>",
+     "tenant": "...", "title": "...", "period": {"start": <ms>, "end": <ms>},
+     "text": "<summary>", "link": "<dashboard share link>" | null,
+     "figures": {...},
+     "attachments": [{"filename": "x.pdf", "content_type": "application/pdf",
+                      "size": <bytes>, "data_base64": "..."}]}
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
@@ -34,7 +45,7 @@ import orjson
 
 from riffle.config.notifications import WebhookConfig, resolve_env
 from riffle.operators.notify import Notification
-from riffle.sinks.channels.base import check_url, http_post
+from riffle.sinks.channels.base import ReportMessage, check_url, http_post
 
 SIGNATURE_HEADER = "X-Riffle-Signature"
 TIMESTAMP_HEADER = "X-Riffle-Timestamp"
@@ -62,10 +73,38 @@ def body(note: Notification, max_alerts: int = 0) -> bytes:
     return orjson.dumps({"version": 2, **data})
 
 
+def report_body(report: ReportMessage) -> bytes:
+    """The JSON the webhook posts for a report (module doc)."""
+    return orjson.dumps(
+        {
+            "version": 2,
+            "kind": "report",
+            "dedup_key": report.dedup_key,
+            "report": report.report,
+            "tenant": report.tenant,
+            "title": report.title,
+            "period": {"start": report.period_start, "end": report.period_end},
+            "text": report.text,
+            "link": report.link,
+            "figures": report.figures,
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "size": len(a.data),
+                    "data_base64": base64.b64encode(a.data).decode(),
+                }
+                for a in report.attachments
+            ],
+        }
+    )
+
+
 class WebhookChannel:
-    """Posts notifications to one URL, signed with ``secret``."""
+    """Posts notifications and reports to one URL, signed with ``secret``."""
 
     kind = "webhook"
+    carries_reports = True
 
     def __init__(
         self,
@@ -100,11 +139,16 @@ class WebhookChannel:
         )
 
     def send(self, note: Notification) -> None:
-        payload = body(note, self.max_alerts)
+        self._post(body(note, self.max_alerts), note.dedup_key)
+
+    def send_report(self, report: ReportMessage) -> None:
+        self._post(report_body(report), report.dedup_key)
+
+    def _post(self, payload: bytes, dedup_key: str) -> None:
         timestamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": note.dedup_key,
+            "Idempotency-Key": dedup_key,
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(self.secret, timestamp, payload),
         }

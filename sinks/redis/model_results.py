@@ -111,3 +111,15 @@ class RedisModelStore:
         """Like :meth:`ModelStore.latest_forecasts`, from the hot copy."""
         raw = self.client.hgetall(self.forecast_key(tenant, metric))
         return sorted((orjson.loads(v) for v in raw.values()), key=lambda r: r["series_id"])
+
+    def latest_forecasts_many(
+        self, tenant: str, metrics: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`latest_forecasts` of several metrics in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for metric in metrics:
+            pipe.hgetall(self.forecast_key(tenant, metric))
+        return {
+            metric: sorted((orjson.loads(v) for v in raw.values()), key=lambda r: r["series_id"])
+            for metric, raw in zip(metrics, pipe.execute(), strict=True)
+        }

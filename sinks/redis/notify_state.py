@@ -6,7 +6,7 @@ and the delivery log — written together so a restart resumes exactly where it 
 * ``{prefix}:notify:offsets:{topic}`` (hash): partition → next offset to read
 * ``{prefix}:notify:outbox`` (hash): ``{dedup_key}:{channel}`` → notification JSON, queued
 * ``{prefix}:notify:delivered`` (sorted set): ``{dedup_key}:{channel}``, score: ms delivered
-* ``{prefix}:notify:lease`` (string): the running notifier's id (expires unless renewed)
+* ``{prefix}:notify:lease`` (string): the running notifier's id (:mod:`sinks.redis.lease`)
 
 :meth:`NotifyState.commit` writes changed groups, offsets and new outbox entries
 in one ``MULTI``/``EXEC``: either the input was consumed *and* its notifications
@@ -24,6 +24,7 @@ import redis
 
 from riffle.operators.notify import Group, Notification, Seen
 from riffle.sinks.errors import SinkError
+from riffle.sinks.redis.lease import Lease
 
 DELIVERED_KEEP_MS = 7 * 86_400_000
 """How long the delivery log remembers a delivery."""
@@ -31,15 +32,6 @@ DELIVERED_KEEP_MS = 7 * 86_400_000
 
 class LeaseLostError(SinkError):
     """Another notifier holds the lease: this one must stop."""
-
-
-# KEYS[1] = lease; ARGV = owner, ttl ms. Extend the lease if we hold it.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
 
 
 class NotifyState:
@@ -53,8 +45,8 @@ class NotifyState:
         self.offsets_key = f"{base}:offsets:{topic}"
         self.outbox_key = f"{base}:outbox"
         self.delivered_key = f"{base}:delivered"
-        self.lease_key = f"{base}:lease"
-        self._renew = client.register_script(_RENEW)
+        self.lease = Lease(client, f"{base}:lease")
+        self.lease_key = self.lease.key
 
     def load(self) -> tuple[dict[str, Group], dict[str, Seen], dict[int, int]]:
         """Groups, seen transitions and offsets as last committed."""
@@ -100,8 +92,7 @@ class NotifyState:
 
     def holds(self, owner: str, client: redis.Redis | None = None) -> bool:
         """Whether ``owner`` holds the lease now."""
-        held = (client or self.client).get(self.lease_key)
-        return held is not None and held == owner.encode()
+        return self.lease.holds(owner, client)
 
     def _writes(
         self,
@@ -145,12 +136,11 @@ class NotifyState:
 
     def acquire(self, owner: str, ttl_ms: int) -> bool:
         """Take the lease (one notifier runs at a time); False while another holds it."""
-        return bool(self.client.set(self.lease_key, owner, nx=True, px=ttl_ms))
+        return self.lease.acquire(owner, ttl_ms)
 
     def renew(self, owner: str, ttl_ms: int) -> bool:
         """Extend our lease; False when it was lost (expired and taken)."""
-        return bool(self._renew(keys=[self.lease_key], args=[owner, ttl_ms]))
+        return self.lease.renew(owner, ttl_ms)
 
     def release(self, owner: str) -> None:
-        if self.holds(owner):
-            self.client.delete(self.lease_key)
+        self.lease.release(owner)

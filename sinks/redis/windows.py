@@ -19,6 +19,10 @@ Key layout (the only place it is defined; ``P`` is the configured prefix,
     STRING: Redis's clock (``TIME``, ``seconds.microseconds``) at the last
     write of any window of the metric, partial or final: what lets a cache
     notice that the open window's value moved (:mod:`api.cache`).
+``P:T:live``
+    STREAM of the tenant's changes (:mod:`sinks.redis.live`): one entry per
+    window written, field ``w``: :func:`live_json` of the window (no sketch).
+    Each write sets its expiry to the hot retention.
 
 Writes are full-value upserts, never increments, so writing the same results
 twice leaves the same state as writing them once, and a replay rewrites
@@ -49,6 +53,7 @@ from redis.typing import EncodableT, FieldT
 
 from riffle.operators.records import Dims, WindowResult
 from riffle.sinks.errors import SinkError
+from riffle.sinks.redis.live import LIVE_MAXLEN, WINDOW_FIELD, live_key
 
 # KEYS[1] the series' ZSET, KEYS[2] the metric's "updated" key, KEYS[3] its "written" stamp.
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
@@ -127,6 +132,10 @@ class RedisWindowStore:
         """The STRING stamped with Redis's clock at every write of a metric's windows."""
         return f"{self._prefix}:{tenant}:written:{metric}"
 
+    def live_key(self, tenant: str) -> str:
+        """The STREAM of a tenant's changes (windows and alert transitions)."""
+        return live_key(self._prefix, tenant)
+
     def write(self, results: Sequence[WindowResult]) -> None:
         """Upsert ``results`` in one pipelined round trip; idempotent, safe to retry.
 
@@ -174,6 +183,13 @@ class RedisWindowStore:
                 self.written_key(tenant, metric),
             ]
             pipe.evalsha(_UPSERT_SHA, len(keys), *keys, *args)
+            live = self.live_key(tenant)
+            for window in windows:
+                pipe.xadd(
+                    live, {WINDOW_FIELD: live_json(window)}, maxlen=LIVE_MAXLEN, approximate=True
+                )
+        for tenant in {tenant for tenant, _, _ in by_series}:
+            pipe.pexpire(self.live_key(tenant), self._ttl_ms)
         for (tenant, metric), entries in index.items():
             key = self.index_key(tenant, metric)
             pipe.hset(key, mapping=entries)
@@ -189,6 +205,22 @@ class RedisWindowStore:
         except redis.RedisError as exc:
             raise SinkError(f"redis read of the series index failed: {exc}") from exc
         return {_text(series): _dims(value) for series, value in raw.items()}
+
+    def list_series_many(self, tenant: str, metrics: Sequence[str]) -> dict[str, dict[str, Dims]]:
+        """:meth:`list_series` of several metrics in one pipelined round trip."""
+        if not metrics:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for metric in metrics:
+            pipe.hgetall(self.index_key(tenant, metric))
+        try:
+            replies: list[dict[bytes | str, bytes | str]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise SinkError(f"redis read of the series indexes failed: {exc}") from exc
+        return {
+            metric: {_text(series): _dims(value) for series, value in raw.items()}
+            for metric, raw in zip(metrics, replies, strict=True)
+        }
 
     def read_series(
         self,
@@ -231,6 +263,28 @@ class RedisWindowStore:
             self._client.ping()
         except redis.RedisError as exc:
             raise SinkError(f"redis unreachable: {exc}") from exc
+
+
+def live_json(window: WindowResult) -> bytes:
+    """A window as a live-stream entry: JSON of its fields, dimensions as an object,
+    without the sketch (its value and ``detail`` already say what it holds)."""
+    return orjson.dumps(
+        {
+            "metric": window.metric,
+            "dims": dict(window.dims),
+            "window_start": window.window_start,
+            "window_end": window.window_end,
+            "count": window.count,
+            "sum": window.sum,
+            "min": window.min,
+            "max": window.max,
+            "value": window.value,
+            "is_final": window.is_final,
+            "revision": window.revision,
+            "retracted": window.retracted,
+            "detail": window.detail,
+        }
+    )
 
 
 def _text(value: bytes | str) -> str:

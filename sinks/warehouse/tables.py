@@ -345,6 +345,26 @@ PREDICTION_MODELS = TableDef(
 """Each prediction model's rolling accuracy beside the base-rate baseline, as of
 the watermark of its latest release (:mod:`sinks.warehouse.predictions`)."""
 
+DASHBOARDS = TableDef(
+    name="dashboards",
+    columns=(
+        Column("tenant", "STRING", True),
+        Column("dashboard_id", "STRING", True),
+        Column("version", "INT64", True),
+        Column("title", "STRING", True),
+        Column("document", "STRING", True),
+        Column("deleted", "BOOL", True),
+        Column("author", "STRING", True),
+        Column("updated_at", "TIMESTAMP", True),
+    ),
+    key=("tenant", "dashboard_id", "version"),
+    cluster_by=("tenant", "dashboard_id"),
+    keep=("updated_at DESC",),
+    stamp="updated_at",
+)
+"""Every version of every dashboard (:mod:`sinks.warehouse.dashboards`): rows are never
+rewritten, a change adds the next version; a deletion is a version with ``deleted``."""
+
 TABLES: tuple[TableDef, ...] = (
     METRIC_WINDOWS,
     DEAD_LETTERS,
@@ -354,6 +374,7 @@ TABLES: tuple[TableDef, ...] = (
     MODEL_HEALTH,
     PREDICTIONS,
     PREDICTION_MODELS,
+    DASHBOARDS,
 )
 """Every table ``riffle warehouse init`` creates."""
 

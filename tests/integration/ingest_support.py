@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -41,13 +42,24 @@ class Served:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[Served]:
-    """The app of ``settings`` under uvicorn on a free loopback port, for the block."""
+def serve(settings: Settings, send_buffer: int | None = None) -> Iterator[Served]:
+    """The app of ``settings`` under uvicorn on a free loopback port, for the block.
+
+    ``send_buffer`` fixes the kernel send buffer (bytes) of every connection the
+    server accepts, so a client that stops reading holds the server up sooner.
+    """
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    sockets = None
+    if send_buffer is not None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted inherit
+        listener.bind(("127.0.0.1", port))
+        sockets = [listener]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:

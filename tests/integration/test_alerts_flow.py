@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 import pytest
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
@@ -22,6 +24,7 @@ from riffle.config.spec import parse_spec
 from riffle.dataflows.alerts import AlertSink, alert_stage, compile_rules
 from riffle.operators.alerts import AlertTransition, Observation, RuleEvaluator
 from riffle.operators.records import WindowResult
+from riffle.sinks.redis.live import live_key
 from riffle.stack import free_port
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
@@ -192,6 +195,10 @@ def test_transitions_reach_the_table_redis_topic_and_api(
 
     on_topic = [AlertTransition.from_json(v) for v in _topic_values(kafka_broker, topic)]
     assert {t.transition_id for t in on_topic} == {t.transition_id for t in got}
+    # The live stream holds each transition once, in order, though the replay wrote it again.
+    live = redis.Redis.from_url(redis_url.url).xrange(live_key(prefix, "t1"))
+    streamed = [orjson.loads(fields[b"a"])["transition_id"] for _, fields in live]
+    assert streamed == list(dict.fromkeys(t.transition_id for t in got))
 
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(SPEC)

@@ -7,7 +7,11 @@ The contract :func:`sinks.channels.base.deliver` relies on:
 * a peer that accepts gets the notification once, and ``deliver`` reports success;
 * a transient refusal (HTTP 503, SMTP 451) is retried, then delivered;
 * a permanent refusal (HTTP 400, SMTP 550) is not retried: one attempt, a reason;
-* an unreachable peer is a retryable :class:`ChannelError`.
+* an unreachable peer is a retryable :class:`ChannelError`;
+* a report (:class:`ReportMessage`) reaches the peer once with what the kind can carry
+  (email: the PDF attached; webhook: the PDF and figures in the body; Slack: the
+  summary and the link), or, for a kind that does not carry reports
+  (``carries_reports`` false: Alertmanager), is refused without a try and not retried.
 
 A kind registered in ``sinks/channels/registry.py`` without a peer here fails
 ``test_every_registered_kind_has_a_peer``.
@@ -15,16 +19,26 @@ A kind registered in ``sinks/channels/registry.py`` without a peer here fails
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from riffle.config.notifications import ReceiverSpec
+from riffle.config.reports import REPORT_CHANNELS
 from riffle.operators.notify import GroupAlert, Notification
-from riffle.sinks.channels.base import Channel, ChannelError, deliver
+from riffle.sinks.channels.base import (
+    Attachment,
+    Channel,
+    ChannelError,
+    ReportMessage,
+    deliver,
+    deliver_report,
+)
 from riffle.sinks.channels.registry import BUILDERS, build_receiver
 from tests.integration.notify_support import Inbox, Receiver, smtp_server
 
@@ -55,6 +69,22 @@ NOTE = Notification(
 )
 
 
+PDF = b"%PDF-1.4 a report\n"
+REPORT = ReportMessage(
+    dedup_key="report:daily@1:r:contract",
+    report="daily",
+    tenant="t1",
+    title="Daily shop report",
+    period_start=1_700_000_000_000,
+    period_end=1_700_086_400_000,
+    text="*page_views*: 1,234 (+5.0 %)",
+    html="<html><body><h1>Daily shop report</h1></body></html>",
+    figures={"metrics": [{"name": "page_views", "value": 1234.0}]},
+    link="http://riffle.test/ui/shared#rfs_x",
+    attachments=(Attachment("daily.pdf", "application/pdf", PDF),),
+)
+
+
 @dataclass
 class Peer:
     """A real receiver for one kind: the config that reaches it, and its handles."""
@@ -67,6 +97,8 @@ class Peer:
     refuse: Callable[[int, bool], None]
     """``refuse(n, transient)``: refuse the next ``n`` attempts."""
     stop: Callable[[], None]
+    last: Callable[[], Any]
+    """What it received last (the JSON body, or the email message)."""
 
 
 @contextmanager
@@ -83,6 +115,7 @@ def http_peer(config: Callable[[Receiver], dict[str, Any]]) -> Iterator[Peer]:
             lambda: len(receiver.received),
             refuse,
             receiver.close,
+            lambda: receiver.received[-1].json,
         )
     finally:
         receiver.close()
@@ -102,6 +135,7 @@ def smtp_peer() -> Iterator[Peer]:
             lambda: inbox.attempts,
             refuse,
             lambda: None,
+            lambda: inbox.messages[-1],
         )
 
 
@@ -164,3 +198,38 @@ def test_an_unreachable_peer_is_a_retryable_error(kind: str) -> None:
     with pytest.raises(ChannelError) as caught:
         channel(kind, config, timeout="2s").send(NOTE)
     assert caught.value.retryable
+
+
+def test_a_report_reaches_the_peer_with_what_the_kind_carries(kind: str, peer: Peer) -> None:
+    built = channel(kind, peer.config)
+    assert built.carries_reports == (kind in REPORT_CHANNELS)  # what the spec checks against
+    reason, attempts = deliver_report(built, REPORT)
+    if not built.carries_reports:
+        assert reason is not None and "not reports" in reason
+        assert (attempts, peer.attempts(), peer.delivered()) == (1, 0, 0)
+        return
+    assert (reason, attempts) == (None, 1)
+    assert (peer.attempts(), peer.delivered()) == (1, 1)
+    got = peer.last()
+    if kind == "email":
+        assert got["Subject"] == REPORT.title
+        [pdf] = [p for p in got.walk() if p.get_content_type() == "application/pdf"]
+        assert (pdf.get_filename(), pdf.get_payload(decode=True)) == ("daily.pdf", PDF)
+        html = next(p for p in got.walk() if p.get_content_type() == "text/html")
+        assert "<h1>Daily shop report</h1>" in str(html.get_payload(decode=True), "utf-8")
+    elif kind == "webhook":
+        assert (got["kind"], got["figures"], got["link"]) == ("report", REPORT.figures, REPORT.link)
+        [attached] = got["attachments"]
+        assert base64.b64decode(attached["data_base64"]) == PDF
+    else:  # slack: an incoming webhook takes no files: the summary and the link
+        assert REPORT.text in orjson.dumps(got).decode()
+        assert REPORT.link in orjson.dumps(got).decode()
+
+
+def test_a_report_refusal_is_retried_like_a_notification(kind: str, peer: Peer) -> None:
+    built = channel(kind, peer.config)
+    if not built.carries_reports:
+        pytest.skip(f"{kind} carries no reports")
+    peer.refuse(2, True)
+    assert deliver_report(built, REPORT) == (None, 3)
+    assert (peer.attempts(), peer.delivered()) == (3, 1)

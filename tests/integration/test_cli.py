@@ -125,3 +125,19 @@ def test_invalid_settings_exit_2() -> None:
     result = riffle("settings", RIFFLE_API_PORT="not-a-port")
     assert result.returncode == 2
     assert "RIFFLE_API_PORT" in result.stderr
+
+
+def test_dashboards_generate_never_drops_panels(tmp_path: Path) -> None:
+    refused = riffle("dashboards", "generate")
+    assert refused.returncode == 1
+    assert "a dashboard holds at most 50" in refused.stderr
+    assert "--out DIR" in refused.stderr and refused.stdout == ""
+    written = riffle("dashboards", "generate", "--out", str(tmp_path))
+    assert written.returncode == 0, written.stderr
+    files = sorted(p.name for p in tmp_path.glob("*.yaml"))
+    assert files == ["overview-2.yaml", "overview.yaml"]
+    spec = load_spec("config/demo.yaml")
+    from riffle.config.dashboards import load_dashboards
+
+    boards = load_dashboards(tmp_path, spec)
+    assert sum(len(b.panels) for b in boards) == sum(3 if m.dimensions else 2 for m in spec.metrics)

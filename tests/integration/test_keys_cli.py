@@ -60,4 +60,8 @@ def test_create_list_revoke(cli_settings: Settings) -> None:
 def test_placeholder_pepper_is_refused_outside_development() -> None:
     with pytest.raises(ValueError, match="placeholder"):
         Settings(environment="production")
-    Settings(environment="production", api_key_pepper="a-real-secret-value")
+    with pytest.raises(ValueError, match="RIFFLE_SHARE_SECRET"):
+        Settings(environment="production", api_key_pepper="a-real-secret-value")
+    Settings(
+        environment="production", api_key_pepper="a-real-secret-value", share_secret="another-one"
+    )

@@ -207,6 +207,30 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
     assert old.shape == 0  # type: ignore[attr-defined]
 
 
+def test_riffle_restores_a_snapshot_with_fields_it_dropped() -> None:
+    from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
+
+    det = SeasonalLikelihoodDetector()
+    for t, v in _series(1)[:300]:
+        det.update(t, v)
+    state: dict[str, object] = pickle.loads(pickle.dumps(det.__getstate__()))
+    # As pickled before the Huber clip, the previous-value prediction and the
+    # rest's factor were dropped: those fields are ignored on restore.
+    state |= {"huber": 5.0, "use_diff": True, "_diff": 1.0, "_last": 50.0, "quiet_factor": 0.25}
+    old = SeasonalLikelihoodDetector.__new__(SeasonalLikelihoodDetector)
+    old.__setstate__(state)
+    assert [old.update(t, v) for t, v in _series(1)[300:]] == [
+        det.update(t, v) for t, v in _series(1)[300:]
+    ]
+
+
+def test_riffle_needs_a_probation_of_at_least_one_point() -> None:
+    from riffle.operators.models.base import ModelError
+
+    with pytest.raises(ModelError, match="probation"):
+        make_detector("riffle", probation=0)
+
+
 def test_riffle_shape_fact_spans_at_most_the_kept_bands() -> None:
     from riffle.operators.models.base import ModelError
 

@@ -21,6 +21,7 @@ from benchmarks.nab import (
     PUBLISHED_DETECTORS,
     Series,
     leave_one_family_out,
+    leave_one_family_out_of,
     load_published,
     raw_at,
     raw_by_file,
@@ -107,6 +108,28 @@ def test_leave_one_family_out_scores_each_family_at_the_others_threshold() -> No
     assert per_family["a"] == pytest.approx(100 * (1 - 0.11 + 1) / 2)
     assert per_family["b"] == pytest.approx(0.0)  # a's threshold 0.9 misses b's window
     assert combined == pytest.approx(100 * (1 - 0.11 - 1 + 2) / 4)
+
+
+def test_leave_one_family_out_of_candidates_chooses_them_on_the_other_families() -> None:
+    def series(family: str) -> Series:
+        return Series(family, "f.csv", [""] * 1000, list(range(1000)), [0.0] * 1000, [(400, 499)])
+
+    corpus = [series("a"), series("b")]
+    # ``first`` hits both windows at their left edge. ``second`` fires falsely
+    # in a before the window and misses it, and in b hits the window but fires
+    # falsely after it: both families prefer ``first``, so each is scored with it.
+    first = [_at(1000, {400: 0.9}), _at(1000, {400: 0.9})]
+    second = [_at(1000, {300: 0.9}), _at(1000, {400: 0.9, 700: 0.9})]
+    combined, per_family, chosen = leave_one_family_out_of(corpus, [second, first], STANDARD)
+    assert chosen == {"a": 1, "b": 1}
+    assert per_family == {"a": pytest.approx(100.0), "b": pytest.approx(100.0)}
+    assert combined == pytest.approx(100.0)
+    # With one candidate it is the threshold-only figure.
+    single = leave_one_family_out_of(corpus, [second], STANDARD)
+    assert single[:2] == leave_one_family_out(corpus, second, STANDARD)
+    assert single[2] == {"a": 0, "b": 0}
+    with pytest.raises(ValueError, match="no candidate"):
+        leave_one_family_out_of(corpus, [], STANDARD)
 
 
 def test_windowed_gaussian_is_nabs() -> None:

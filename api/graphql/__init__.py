@@ -1,0 +1,1 @@
+"""``/graphql``: Strawberry over the query engine and the stores the REST routes read."""
