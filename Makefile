@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv bqemulator run test lint wheel-check bench bench-warehouse clean
+.PHONY: venv bqemulator contract run test lint wheel-check bench bench-warehouse clean
 
 venv: $(STAMP)
 
@@ -37,11 +37,27 @@ $(BQ_STAMP): $(STAMP)
 	$(BQ_VENV)/bin/python -c "from duckdb_extensions import import_extension; import_extension('spatial')"
 	@touch $(BQ_STAMP)
 
+# schemathesis (the API contract tests) in its own virtualenv: it pins a jsonschema-rs
+# older than the one the schema registry uses in .venv. The tests call its CLI over HTTP.
+CONTRACT_VENV := .venv-contract
+CONTRACT_STAMP := $(CONTRACT_VENV)/.installed
+contract: $(CONTRACT_STAMP)
+
+$(CONTRACT_STAMP): $(STAMP)
+	@if [ ! -x $(CONTRACT_VENV)/bin/python ]; then \
+	  base=$$($(BIN)/python -c 'import sys; print(sys._base_executable)'); \
+	  "$$base" -m venv $(CONTRACT_VENV); \
+	fi
+	$(CONTRACT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+	@touch $(CONTRACT_STAMP)
+
 run: venv
 	$(BIN)/riffle up
 
-test: venv bqemulator
-	$(BIN)/pytest -m "not soak" -q
+# Test processes (pytest-xdist); each has its own broker, emulator and Redis prefix.
+TEST_WORKERS ?= 2
+test: venv bqemulator contract
+	$(BIN)/pytest -m "not soak" -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: venv
 	$(BIN)/ruff check .
@@ -58,6 +74,9 @@ bench: venv
 bench-warehouse: venv bqemulator
 	$(BIN)/python -m benchmarks.warehouse
 
+# Resets the local stack too: `riffle reset` revokes its demo key (when Redis answers)
+# and deletes .riffle/ (warehouse file, logs, recovery store, demo key).
 clean:
+	@if [ -x $(BIN)/riffle ]; then $(BIN)/riffle reset || true; fi
 	rm -rf .riffle build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

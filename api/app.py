@@ -23,9 +23,12 @@ from riffle.api.auth import operational_guard, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.collect import build_collect
 from riffle.api.deps import Services, dashboard_store
+from riffle.api.docs_ui import install_docs
 from riffle.api.errors import install_error_handlers
 from riffle.api.graphql.router import graphql_router
 from riffle.api.live import LiveHub
+from riffle.api.openapi import install_openapi
+from riffle.api.params import known_query_params
 from riffle.api.provision import provision, provision_tenants
 from riffle.api.ratelimit import RateLimitHeaders
 from riffle.api.render import Renderer
@@ -35,6 +38,7 @@ from riffle.api.routes import alerts as alert_routes
 from riffle.api.routes import dashboards as dashboard_routes
 from riffle.api.routes import deadletters, grafana, health, ingest, keys, metrics, query, schemas
 from riffle.api.routes import export as export_routes
+from riffle.api.routes import imports as import_routes
 from riffle.api.routes import insights as insight_routes
 from riffle.api.routes import models as model_routes
 from riffle.api.routes import predictions as prediction_routes
@@ -109,6 +113,9 @@ def create_app(
         version=version("riffle"),
         description="Event collection and live windowed metrics.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_params)],
+        docs_url=None,  # served from the package by install_docs: no CDN
+        redoc_url=None,
     )
     app.state.services = services
     app.state.collect = collect
@@ -139,4 +146,7 @@ def create_app(
     app.include_router(report_routes.router)
     app.include_router(ui_router(registry))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+    app.include_router(import_routes.router)
+    install_openapi(app, spec, sorted(collect.schemas.validator.entries))
+    install_docs(app)
     return app

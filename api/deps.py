@@ -29,6 +29,7 @@ from riffle.config.spec import PipelineSpec
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.alerts import RedisAlerts
+from riffle.sinks.redis.imports import ImportRunStore
 from riffle.sinks.redis.model_results import RedisModelStore
 from riffle.sinks.redis.predictions import RedisPredictionStore
 from riffle.sinks.redis.rules import AlertRuleStore
@@ -101,6 +102,10 @@ def _silences(app: ServicesDep) -> SilenceStore:
     return SilenceStore(app.hot.client, app.hot.prefix)
 
 
+def _import_runs(app: ServicesDep) -> ImportRunStore:
+    return ImportRunStore(app.hot.client, app.hot.prefix)
+
+
 def _model_results(app: ServicesDep) -> ModelStore:
     return ModelStore(app.warehouse)
 
@@ -165,6 +170,7 @@ HotModelResults = Annotated[RedisModelStore, Depends(_hot_model_results)]
 ModelHealth = Annotated[ModelHealthStore, Depends(_model_health)]
 Predictions = Annotated[PredictionStore, Depends(_predictions)]
 HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
+ImportRuns = Annotated[ImportRunStore, Depends(_import_runs)]
 Dashboards = Annotated[DashboardStore, Depends(dashboard_store)]
 Shares = Annotated[ShareStore, Depends(_shares)]
 Schedules = Annotated[ScheduleStore, Depends(_schedules)]

@@ -3,13 +3,16 @@
 Handlers installed by :func:`install_error_handlers` turn our own
 :class:`ApiError`, FastAPI's validation errors, Starlette's HTTP errors (404
 for unknown paths, 405), store failures (503) and anything unexpected (500)
-into that one shape, so clients never parse HTML or a bare string.
+into that one shape, so clients never parse HTML or a bare string. Store
+failures and unexpected errors are logged in full and answered with a fixed
+message: no body ever carries SQL, file paths, hosts or a stack trace.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,6 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(SinkError, _sink_error)
+    app.add_exception_handler(redis.RedisError, _sink_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -80,9 +84,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+STORE_RETRY_AFTER_SECONDS = 5
+
+
 async def _sink_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("store_unavailable", path=request.url.path, error=str(exc))
-    return error_response(503, "store_unavailable", str(exc))
+    response = error_response(
+        503,
+        "store_unavailable",
+        "a store (Redis or the warehouse) did not answer; retry later "
+        "(the server log has the details)",
+    )
+    response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

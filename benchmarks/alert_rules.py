@@ -7,7 +7,7 @@ against the same window one ``--period`` earlier) — and feeds ``--windows`` fi
 windows per series, in event-time order, values drifting around the threshold so
 instances keep changing state. Then:
 
-* ``evaluator``: :class:`operators.alerts.RuleEvaluator` per rule, one shard, the clock
+* ``evaluator``: :class:`operators.alerts.evaluator.RuleEvaluator` per rule, one shard, the clock
   advanced once per window end, as the stage does;
 * ``stage``: the real alert stage (:func:`dataflows.alerts.alert_stage`: fan-out,
   shards, snapshots per epoch) in ``bytewax.testing.run_main``, the rules from the spec;
@@ -35,7 +35,8 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from riffle.config.spec import PipelineSpec, parse_spec
 from riffle.dataflows.alerts import alert_stage, compile_rules
-from riffle.operators.alerts import AlertTransition, Observation
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.rules import AlertRuleStore
 

@@ -30,7 +30,7 @@ import orjson
 import redis
 from websockets.asyncio.client import connect
 
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore

@@ -13,27 +13,26 @@ Four kinds of rule, told apart by ``kind``:
 
 Every rule has ``for`` (how long the condition must hold, in event time,
 before the alert fires), ``keep_firing_for``, ``severity``, ``labels`` and
-``annotations`` — Jinja2 templates rendered in a sandbox (see
-:func:`compile_template`). Problems are reported by :func:`config.spec.parse_spec`
-with the file's line numbers like every other spec error.
+``annotations`` — Jinja2 templates, compiled in a sandbox at load (see
+:func:`compile_template`) and rendered for each transition by
+:mod:`operators.alerts.annotations`. Problems are reported by
+:func:`config.spec.parse_spec` with the file's line numbers like every other spec error.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from riffle.config.base import NAME, Strict
 from riffle.config.durations import Duration
-
-if TYPE_CHECKING:
-    from riffle.config.spec import MetricSpec
 
 Comparison = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
 Severity = Literal["critical", "warning", "info"]
@@ -41,10 +40,6 @@ _LABEL = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _LABEL_RE = re.compile(_LABEL)
 RESERVED_LABELS: frozenset[str] = frozenset({"alertname", "severity", "metric", "tenant"})
 """Labels every alert carries; a rule's ``labels`` cannot set them."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 @lru_cache(maxsize=1)
@@ -61,23 +56,8 @@ def compile_template(source: str) -> jinja2.Template:
     return _environment().from_string(source)
 
 
-def render_annotations(
-    annotations: Mapping[str, str], context: Mapping[str, object]
-) -> tuple[tuple[str, str], ...]:
-    """Render every annotation; a template that fails at render time shows its error
-    instead of losing the alert."""
-    out = []
-    for name, source in sorted(annotations.items()):
-        try:
-            text = compile_template(source).render(**context)
-        except jinja2.TemplateError as exc:
-            text = f"<annotation {name!r} failed: {exc}>"
-        out.append((name, text))
-    return tuple(out)
-
-
-class _Rule(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+class _Rule(Strict):
+    name: str = Field(pattern=NAME)
     metric: str
     for_: Duration = Field(timedelta(0), alias="for")
     """How long (event time) the condition holds before Pending becomes Firing."""
@@ -201,23 +181,26 @@ def untag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return loc
 
 
-def compare(op: Comparison, left: float, right: float) -> bool:
-    """``left op right``."""
-    if op == "gt":
-        return left > right
-    if op == "gte":
-        return left >= right
-    if op == "lt":
-        return left < right
-    if op == "lte":
-        return left <= right
-    if op == "eq":
-        return left == right
-    return left != right
+class WatchedMetric(Protocol):
+    """What :func:`rule_problems` reads of a metric (a :class:`config.spec.MetricSpec`);
+    named here so this module needs nothing of the spec that holds its rules."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dimensions(self) -> Sequence[str]: ...
+    @property
+    def aggregation(self) -> str: ...
+    @property
+    def anomaly(self) -> object | None: ...
+    @property
+    def forecast(self) -> object | None: ...
+    @property
+    def window_ms(self) -> int: ...
 
 
 def rule_problems(
-    rules: Sequence[AlertRule], metrics: Sequence[MetricSpec]
+    rules: Sequence[AlertRule], metrics: Sequence[WatchedMetric]
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Cross-references of the ``alerts:`` list: metrics, dimensions, duplicates, models."""
     by_name = {m.name: m for m in metrics}

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from riffle.config.base import Strict
 from riffle.config.durations import Duration
 
 EXPRESSION_NAMES = frozenset({"props", "context", "meta", "type", "ts", "event_id"})
@@ -50,16 +51,13 @@ _NODES: tuple[type[ast.AST], ...] = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_expression(expr: str) -> str:
+def check_expression(expr: str, names: frozenset[str] = EXPRESSION_NAMES) -> str:
     """Parse an expression and refuse anything outside the safe subset; return it unchanged.
 
     The subset is arithmetic, comparisons, ``and``/``or``/``not``,
-    ``a if cond else b``, indexing and slicing, reading the event's parts by
-    attribute (``props.amount``) and calling :data:`EXPRESSION_FUNCTIONS`.
+    ``a if cond else b``, indexing and slicing, reading ``names`` (by default
+    the event's parts) and their fields by attribute (``props.amount``) and
+    calling :data:`EXPRESSION_FUNCTIONS`.
     """
     if len(expr) > MAX_EXPRESSION:
         raise ValueError(f"an expression has at most {MAX_EXPRESSION} characters")
@@ -71,8 +69,8 @@ def check_expression(expr: str) -> str:
         if not isinstance(node, _NODES):
             # pydantic turns ValueError (not TypeError) into a field error with a line.
             raise ValueError(f"{type(node).__name__} is not allowed in an expression")  # noqa: TRY004
-        if isinstance(node, ast.Name) and node.id not in EXPRESSION_NAMES | EXPRESSION_FUNCTIONS:
-            known = ", ".join(sorted(EXPRESSION_NAMES))
+        if isinstance(node, ast.Name) and node.id not in names | EXPRESSION_FUNCTIONS:
+            known = ", ".join(sorted(names))
             raise ValueError(f"unknown name {node.id!r} (an expression reads {known})")
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in EXPRESSION_FUNCTIONS:
@@ -86,14 +84,14 @@ def check_expression(expr: str) -> str:
     return expr
 
 
-class UserAgentSpec(_Strict):
+class UserAgentSpec(Strict):
     """Parse ``context.user_agent``: browser, OS, device type and a bot flag."""
 
     cache_size: int = Field(10_000, ge=0, le=1_000_000)
     """Parsed user agents kept in an LRU cache (0: no cache); user agents repeat a lot."""
 
 
-class GeoSpec(_Strict):
+class GeoSpec(Strict):
     """Look ``context.ip`` up in the data shipped with ``geoip2fast``: country and network."""
 
     asn: bool = True
@@ -109,7 +107,7 @@ class GeoSpec(_Strict):
     cache_size: int = Field(50_000, ge=0, le=10_000_000)
 
 
-class SessionSpec(_Strict):
+class SessionSpec(Strict):
     """Sessions by inactivity gap per user, on event time, per source partition."""
 
     user_field: str = Field("user_id", pattern=r"^[A-Za-z0-9_\-]+$")
@@ -129,7 +127,7 @@ class SessionSpec(_Strict):
         return int(self.gap.total_seconds() * 1000)
 
 
-class DerivedField(_Strict):
+class DerivedField(Strict):
     """A field computed from the event by a safe expression, e.g. ``props.amount * 1.1``."""
 
     field: str = Field(pattern=r"^(props|context)\.[A-Za-z0-9_\-]+$")
@@ -146,7 +144,7 @@ class DerivedField(_Strict):
         return check_expression(expr)
 
 
-class PrivacySpec(_Strict):
+class PrivacySpec(Strict):
     """What happens to ``context.ip`` after the geo lookup and before anything reads it."""
 
     ip: Literal["keep", "truncate", "hash", "drop"] = "truncate"
@@ -156,7 +154,7 @@ class PrivacySpec(_Strict):
     ipv6_prefix: int = Field(48, ge=0, le=128)
 
 
-class EnrichmentSpec(_Strict):
+class EnrichmentSpec(Strict):
     """The enrich stage; it runs on every event that passes the envelope checks."""
 
     user_agent: UserAgentSpec | None = None

@@ -25,7 +25,7 @@ Modelled on Alertmanager's configuration::
           target_matchers: [severity=warning]
           equal: [alertname]
       time_intervals:
-        - name: weekends              # Alertmanager's fields (see TimePeriod)
+        - name: weekends              # Alertmanager's fields (config.time_intervals)
           time_intervals:
             - {location: Europe/Berlin, weekdays: [saturday, sunday]}
             - location: Europe/Berlin     # the evening of each month's last day
@@ -41,54 +41,28 @@ time intervals) are reported by :func:`notification_problems`, which
 
 from __future__ import annotations
 
-import calendar
+import functools
 import os
 import re
-import zoneinfo
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+import re2
+from pydantic import BeforeValidator, Field, model_validator
 
+from riffle.config.base import Strict
 from riffle.config.durations import Duration
 from riffle.config.errors import RiffleError
+from riffle.config.time_intervals import TimeInterval
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _MATCHER_TEXT = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"(.*)"|(.*?))\s*$')
-WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-"""Alertmanager's week: Sunday is day 0, and a weekday range runs Sunday → Saturday."""
-MONTHS = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
 
 
 class NotificationConfigError(RiffleError):
     """The notification config cannot be used as is (e.g. a secret's variable is unset)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def _matcher_text(value: Any) -> Any:
@@ -102,12 +76,26 @@ def _matcher_text(value: Any) -> Any:
     return {"name": name, "op": op, "value": quoted if quoted is not None else bare}
 
 
-class Matcher(BaseModel):
-    """One condition on one label (Alertmanager's rule: a missing label is ``""``;
-    regular expressions match the whole value)."""
+@functools.lru_cache(maxsize=1024)
+def _linear_regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2: matching time is linear in the input, whatever the
+    pattern (``(a+)+$`` included); ``re2.error`` for what RE2 does not support
+    (backreferences, lookaround)."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1, max_length=128)
+
+def _regex_problem(exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+
+
+class Matcher(Strict):
+    """One condition on one label (Alertmanager's rule: a missing label is ``""``;
+    regular expressions match the whole value, run by RE2 in linear time)."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=_ENV)
     value: str = Field(max_length=1024)
     op: MatchOp = "="
 
@@ -115,9 +103,12 @@ class Matcher(BaseModel):
     def _regex_compiles(self) -> Matcher:
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"matcher {self.name!r}: not a regular expression: {exc}") from exc
+                _linear_regex(self.value)
+            except re2.error as exc:
+                raise ValueError(
+                    f"matcher {self.name!r}: not a regular expression RE2 runs "
+                    f"(no backreferences or lookaround): {_regex_problem(exc)}"
+                ) from exc
         return self
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -126,7 +117,7 @@ class Matcher(BaseModel):
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        found = re.fullmatch(self.value, actual) is not None
+        found = _linear_regex(self.value).fullmatch(actual) is not None
         return found if self.op == "=~" else not found
 
 
@@ -139,7 +130,7 @@ def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Mapping[s
     return all(m.matches(labels) for m in matchers)
 
 
-class _Delivery(_Strict):
+class _Delivery(Strict):
     timeout: Duration = timedelta(seconds=5)
     max_attempts: int = Field(5, ge=1, le=20)
     """Tries per notification before it is dead-lettered."""
@@ -204,7 +195,7 @@ class AlertmanagerConfig(_Delivery):
     """Where Alertmanager's UI links an alert back to (e.g. Riffle's dashboard)."""
 
 
-class ReceiverSpec(_Strict):
+class ReceiverSpec(Strict):
     """A named set of channels; a notification routed here goes to each of them."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -224,7 +215,7 @@ class ReceiverSpec(_Strict):
         return out
 
 
-class ChildRoute(_Strict):
+class ChildRoute(Strict):
     """A route below another; unset ``receiver``, ``group_by`` and timings are inherited
     from its parent (mute intervals are not, as in Alertmanager)."""
 
@@ -244,7 +235,7 @@ class ChildRoute(_Strict):
     """Tried in order once this route matches; when none matches, this route takes it."""
 
 
-class RootRoute(_Strict):
+class RootRoute(Strict):
     """The default route: where alerts no child route takes go, and the defaults."""
 
     receiver: str
@@ -260,7 +251,7 @@ class RootRoute(_Strict):
     routes: list[ChildRoute] = Field(default_factory=list)
 
 
-class InhibitRule(_Strict):
+class InhibitRule(Strict):
     """A firing alert matching ``source_matchers`` mutes alerts matching
     ``target_matchers`` that have the same values of the ``equal`` labels."""
 
@@ -269,213 +260,7 @@ class InhibitRule(_Strict):
     equal: list[str] = Field(default_factory=list)
 
 
-_HHMM = re.compile(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
-_SEXAGESIMAL = " (YAML reads an unquoted 1:5 as the number 65: quote ranges, '1:5')"
-
-
-def _clock(value: Any) -> Any:
-    """``"HH:MM"`` (``"24:00"`` ends a day) → minutes since midnight, as Alertmanager."""
-    text = value if isinstance(value, str) else ""
-    if _HHMM.match(text) is None:
-        hint = " (YAML reads an unquoted 22:00 as a number: quote it)" if text != value else ""
-        raise ValueError(f'{value!r} is not a quoted time of day "HH:MM" (00:00 to 24:00){hint}')
-    hours, _, minutes = text.partition(":")
-    return int(hours) * 60 + int(minutes)
-
-
-Minute = Annotated[int, BeforeValidator(_clock)]
-
-
-class TimeRange(_Strict):
-    """``[start, end)`` in minutes of the local day (``end`` may be ``"24:00"``, 1440).
-
-    Spelled ``start_time``/``end_time`` as in Alertmanager (``start``/``end`` also work).
-    A range that crosses midnight is refused, as in Alertmanager: write two."""
-
-    start: Minute = Field(validation_alias=AliasChoices("start_time", "start"))
-    end: Minute = Field(validation_alias=AliasChoices("end_time", "end"))
-
-    @model_validator(mode="after")
-    def _ordered(self) -> TimeRange:
-        if self.end <= self.start:
-            raise ValueError(
-                f"a time range ends after it starts: {_hhmm(self.start)}-{_hhmm(self.end)} is"
-                f" empty or crosses midnight (write {_hhmm(self.start)}-24:00 and"
-                f" 00:00-{_hhmm(self.end)})"
-            )
-        return self
-
-    def contains(self, minute: int) -> bool:
-        """Whether the minute of the day ``minute`` is in ``[start, end)``."""
-        return self.start <= minute < self.end
-
-
-def _hhmm(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
-def _members(value: Any, what: str) -> tuple[str, str]:
-    """An item ``x`` or ``x:y`` (lower-cased) → its two ends, as Alertmanager splits it."""
-    scalar = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-    if not scalar:
-        raise ValueError(f"{value!r} is not a {what} or a {what} range like a:b")
-    parts = str(value).lower().split(":")
-    if len(parts) > 2:
-        raise ValueError(f"{value!r}: a range is first:last")
-    return parts[0], parts[-1]
-
-
-def _number(text: str, original: Any, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{original!r}: {text!r} is not a valid {what}") from None
-
-
-def _weekday_range(value: Any) -> tuple[int, int]:
-    """``monday`` or ``monday:friday`` → (1, 5); Sunday is 0 and a range runs Sunday →
-    Saturday, as in Alertmanager (``saturday:sunday`` is refused: list both days)."""
-    ends = _members(value, "weekday")
-    days: list[int] = []
-    for name in ends:
-        if name not in WEEKDAYS:
-            raise ValueError(f"{value!r}: {name!r} is not a weekday ({', '.join(WEEKDAYS)})")
-        days.append(WEEKDAYS.index(name))
-    if days[0] > days[1]:
-        raise ValueError(
-            f"{value!r}: a weekday range runs from Sunday towards Saturday (list the days)"
-        )
-    return days[0], days[1]
-
-
-def _day_of_month_range(value: Any) -> tuple[int, int]:
-    """``1``, ``-1`` (the last day), ``1:5``, ``-3:-1``, ``15:-1`` → the two ends; refused as
-    Alertmanager refuses: 0 or beyond ±31, a negative start with a positive end, and a
-    range empty in every month (ends compared as in a 28-day month)."""
-    ends = _members(value, "day of the month")
-    begin, end = (_number(x, value, "day of the month") for x in ends)
-    for day in (begin, end):
-        if day == 0 or not -31 <= day <= 31:
-            hint = _SEXAGESIMAL if isinstance(value, int) else ""
-            raise ValueError(f"{day} is not a valid day of the month: 1..31 or -31..-1{hint}")
-    if begin < 0 < end:
-        raise ValueError(f"{value!r}: the end day must be negative if the start day is")
-    if (28 + begin if begin < 0 else begin) > (28 + end if end < 0 else end):
-        raise ValueError(f"{value!r}: end day {end} is always before start day {begin}")
-    return begin, end
-
-
-def _month_range(value: Any) -> tuple[int, int]:
-    """``march``, ``3``, ``january:march``, ``1:3`` → (first, last) with January 1."""
-    ends = _members(value, "month")
-    months = [
-        MONTHS.index(x) + 1 if x in MONTHS else _number(x, value, "month (a name or 1..12)")
-        for x in ends
-    ]
-    for month in months:
-        if not 1 <= month <= 12:
-            hint = _SEXAGESIMAL if isinstance(value, int) else ""
-            raise ValueError(f"{value!r}: {month} is not a month (1..12){hint}")
-    if months[0] > months[1]:
-        raise ValueError(
-            f"{value!r}: end month {MONTHS[months[1] - 1]} is before start month"
-            f" {MONTHS[months[0] - 1]}"
-        )
-    return months[0], months[1]
-
-
-def _year_range(value: Any) -> tuple[int, int]:
-    """``2026`` or ``2026:2027`` → (first, last)."""
-    begin, end = (_number(x, value, "year") for x in _members(value, "year"))
-    if begin > end:
-        raise ValueError(f"{value!r}: end year {end} is before start year {begin}")
-    return begin, end
-
-
-WeekdayRange = Annotated[tuple[int, int], BeforeValidator(_weekday_range)]
-DayOfMonthRange = Annotated[tuple[int, int], BeforeValidator(_day_of_month_range)]
-MonthRange = Annotated[tuple[int, int], BeforeValidator(_month_range)]
-YearRange = Annotated[tuple[int, int], BeforeValidator(_year_range)]
-
-
-def _day_in(day: int, days_in_month: int, span: tuple[int, int]) -> bool:
-    """Alertmanager's day-of-month test: negative ends count back from the month's end
-    (-1 is its last day); a start beyond the month never matches."""
-    begin, end = (d if d > 0 else days_in_month + d + 1 for d in span)
-    return begin <= day <= end
-
-
-class TimePeriod(_Strict):
-    """One of Alertmanager's ``time_intervals`` entries: it contains an instant when every
-    field given holds in ``time_zone`` (``location``, IANA; default UTC); a field holds
-    when any of its entries does; a field left out holds always.
-
-    ``times`` compare the local minute of the day (``end`` excluded); ``weekdays`` run
-    Sunday (0) to Saturday (6); ``days_of_month`` may count back from the month's end;
-    ``months`` take names or numbers; all ranges ``first:last`` include both ends."""
-
-    time_zone: str = Field("UTC", validation_alias=AliasChoices("location", "time_zone"))
-    times: list[TimeRange] | None = None
-    weekdays: list[WeekdayRange] | None = None
-    days_of_month: list[DayOfMonthRange] | None = None
-    months: list[MonthRange] | None = None
-    years: list[YearRange] | None = None
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
-        return value
-
-    def contains(self, now_ms: int) -> bool:
-        """Whether the wall-clock instant ``now_ms`` (Unix ms) falls in the period."""
-        local = datetime.fromtimestamp(now_ms // 1000, tz=zoneinfo.ZoneInfo(self.time_zone))
-        minute = local.hour * 60 + local.minute
-        if self.times is not None and not any(r.contains(minute) for r in self.times):
-            return False
-        if self.days_of_month is not None:
-            length = calendar.monthrange(local.year, local.month)[1]
-            if not any(_day_in(local.day, length, span) for span in self.days_of_month):
-                return False
-        weekday = (local.weekday() + 1) % 7
-        checks = (
-            (self.months, local.month),
-            (self.weekdays, weekday),
-            (self.years, local.year),
-        )
-        return all(
-            spans is None or any(a <= actual <= b for a, b in spans) for spans, actual in checks
-        )
-
-
-class TimeInterval(TimePeriod):
-    """A named interval, as Alertmanager's: either ``time_intervals`` (a list of
-    :class:`TimePeriod`; the interval contains an instant any of them contains — none:
-    never) or, as a shorthand for one period, its fields directly (none: always)."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
-    time_intervals: list[TimePeriod] | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> TimeInterval:
-        flat = self.model_fields_set & set(TimePeriod.model_fields)
-        if self.time_intervals is not None and flat:
-            raise ValueError(
-                f"give either time_intervals or {', '.join(sorted(flat))} directly, not both"
-            )
-        return self
-
-    def contains(self, now_ms: int) -> bool:
-        """Whether the wall-clock instant ``now_ms`` (Unix ms) falls in the interval."""
-        if self.time_intervals is None:
-            return super().contains(now_ms)
-        return any(p.contains(now_ms) for p in self.time_intervals)
-
-
-class NotificationsSpec(_Strict):
+class NotificationsSpec(Strict):
     """The whole ``notifications:`` section."""
 
     receivers: list[ReceiverSpec] = Field(min_length=1)

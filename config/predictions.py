@@ -12,24 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from riffle.config.base import FIELD_PATH, NAME, Condition, Strict
 from riffle.config.durations import Duration
 
-if TYPE_CHECKING:
-    from riffle.config.spec import Condition
 
-NAME = r"^[a-z][a-z0-9_]{0,62}$"
-PATH = r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeatureSpec(_Strict):
+class FeatureSpec(Strict):
     """One feature read from every feature event of an entity.
 
     ``category`` features are one-hot: ``last`` keeps the entity's latest
@@ -39,7 +30,7 @@ class FeatureSpec(_Strict):
     feature unchanged.
     """
 
-    path: str = Field(pattern=PATH)
+    path: str = Field(pattern=FIELD_PATH)
     kind: Literal["category", "number"] = "category"
     agg: Literal["last", "count", "sum", "max"] = "last"
 
@@ -51,20 +42,20 @@ class FeatureSpec(_Strict):
         return self
 
 
-class OutcomeSpec(_Strict):
+class OutcomeSpec(Strict):
     """The event that resolves an entity as a positive: its type and optional filter."""
 
     event: str
     filter: list[Condition] = Field(default_factory=list)
 
 
-class PredictionSpec(_Strict):
+class PredictionSpec(Strict):
     """One online classifier over entities of one type (see the module docstring)."""
 
     name: str = Field(pattern=NAME)
     description: str = ""
     entity: str = Field(pattern=NAME, description="Entity type, the API path's first part.")
-    key: str = Field(pattern=PATH, description="Where an event carries the entity id.")
+    key: str = Field(pattern=FIELD_PATH, description="Where an event carries the entity id.")
     events: list[str] = Field(
         default_factory=list, description="Feature events (default: every event type)."
     )

@@ -7,6 +7,7 @@ so tests can build their own with explicit values instead of patching.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -236,6 +237,20 @@ class Settings(BaseSettings):
         description="How often the notifier re-pushes active alerts to Alertmanager receivers "
         "(keep it below their hold).",
     )
+    archive_url: str | None = Field(
+        None,
+        description="Raw archive of every valid event (hourly Parquet): a directory or "
+        "gs://bucket/prefix; unset: no archive.",
+    )
+    import_state_dir: Path = Field(
+        Path(".riffle/imports"),
+        description="Where imports keep their resumable state and ledgers.",
+    )
+    import_allowed_dir: Path | None = Field(
+        None,
+        description="Local directory POST /v1/imports may read files from (gs:// sources "
+        "are always allowed); unset: gs:// only.",
+    )
     notify_metrics_port: int = Field(
         9465, ge=0, description="Port of the notifier's Prometheus /metrics (0: off)."
     )
@@ -330,6 +345,21 @@ class Settings(BaseSettings):
     def warehouse_engine(self) -> Literal["duckdb", "bigquery"]:
         """Which engine ``warehouse`` names."""
         return "bigquery" if self.warehouse.startswith("bigquery://") else "duckdb"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``RIFFLE_*`` variables, secrets in clear: what a child
+        process needs to read the same settings."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            env[f"RIFFLE_{name.upper()}"] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -27,56 +25,36 @@ from pydantic import (
 
 from riffle.config.alerts import AlertRule, untag
 from riffle.config.alerts import rule_problems as alert_problems
+from riffle.config.base import FIELD_PATH, NAME, Condition, Strict
 from riffle.config.durations import Duration
 from riffle.config.enrichment import EnrichmentSpec
 from riffle.config.enrichment import reference_problems as enrichment_problems
 from riffle.config.errors import SpecError
 from riffle.config.models import AnomalySpec, ForecastSpec
 from riffle.config.notifications import NotificationsSpec, notification_problems
-from riffle.config.predictions import OutcomeSpec, PredictionSpec
+from riffle.config.predictions import PredictionSpec
 from riffle.config.predictions import problems as prediction_problems
 from riffle.config.reports import ReportSpec, report_problems
 
-NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RE = re.compile(NAME)
 
 Aggregation = Literal["count", "sum", "avg", "min", "max", "distinct", "quantiles", "top_k"]
 SKETCHED: frozenset[str] = frozenset({"distinct", "quantiles", "top_k"})
 """Aggregations kept as sketches (HLL, relative-error quantiles, frequent items)."""
-Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EventTypeSpec(_Strict):
+class EventTypeSpec(Strict):
     """An event type the pipeline accepts; events of other types are dead letters."""
 
     description: str = ""
 
 
-class DimensionSpec(_Strict):
+class DimensionSpec(Strict):
     """A named dimension: where its value sits in the event, and what stands in when absent."""
 
-    path: str = Field(pattern=r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$")
+    path: str = Field(pattern=FIELD_PATH)
     description: str = ""
     default: str = "unknown"
-
-
-class Condition(_Strict):
-    """One clause of a metric filter; all clauses of a filter must hold."""
-
-    path: str = Field(pattern=r"^(props|context|meta)(\.[A-Za-z0-9_\-]+)+$|^type$")
-    op: Operator = "eq"
-    value: Any = None
-
-    @field_validator("value")
-    @classmethod
-    def _list_for_membership(cls, value: Any, info: Any) -> Any:
-        if info.data.get("op") in ("in", "not_in") and not isinstance(value, list):
-            raise ValueError("'in' and 'not_in' take a list of values")
-        return value
 
 
 def _window_shorthand(value: Any) -> Any:
@@ -86,7 +64,7 @@ def _window_shorthand(value: Any) -> Any:
     return value
 
 
-class WindowSpec(_Strict):
+class WindowSpec(Strict):
     """An event-time window: ``tumbling`` (size), ``hopping`` (size, step), ``session`` (gap)
     or ``calendar`` (unit).
 
@@ -148,7 +126,7 @@ class WindowSpec(_Strict):
         return int(self.step.total_seconds() * 1000) if self.step is not None else self.size_ms
 
 
-class MetricSpec(_Strict):
+class MetricSpec(Strict):
     """A metric: which events feed it, how they aggregate, over which window and dimensions."""
 
     name: str = Field(pattern=NAME)
@@ -195,15 +173,11 @@ class MetricSpec(_Strict):
         return self.window.size_ms
 
 
-OutcomeSpec.model_rebuild(_types_namespace={"Condition": Condition})
-PredictionSpec.model_rebuild(_types_namespace={"Condition": Condition})
-
-
 OTHER = "other"
 """The dimension value of the series a capped metric folds its rarer series into."""
 
 
-class RatioSpec(_Strict):
+class RatioSpec(Strict):
     """A metric computed at query time as ``numerator / denominator`` of two stored metrics.
 
     Both are ``count`` or ``sum`` metrics with the same window, so every rollup
@@ -231,21 +205,21 @@ TimeZone = Annotated[str, BeforeValidator(_zone)]
 """An IANA time zone name, checked against the zoneinfo database at load."""
 
 
-class TenantSpec(_Strict):
+class TenantSpec(Strict):
     """Per-tenant settings of the pipeline."""
 
     time_zone: TimeZone = "UTC"
     """The zone of the tenant's calendar: hourly and daily rollups follow its local clock."""
 
 
-class RetentionSpec(_Strict):
+class RetentionSpec(Strict):
     """How long windows are kept: ``hot`` in Redis, ``warehouse`` in the warehouse."""
 
     hot: Duration = timedelta(days=2)
     warehouse: Duration = timedelta(days=400)
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(Strict):
     """A whole pipeline spec (``version: 1``)."""
 
     version: Literal[1] = 1
@@ -303,7 +277,7 @@ def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
         raise SpecError(f"{source}:{line}: not valid YAML: {exc.problem}") from exc
     if not isinstance(data, dict) or node is None:
         raise SpecError(f"{source}:1: a spec is a mapping with event_types and metrics")
-    lines = dict(_node_lines(node, ()))
+    lines = dict(node_lines(node, ()))
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
@@ -422,7 +396,7 @@ def _describe(
     return "invalid pipeline spec\n" + "\n".join(out)
 
 
-def _node_lines(
+def node_lines(
     node: yaml.Node, path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], int]]:
     """Map every path in the YAML document to the line it starts on (1-based)."""
@@ -431,9 +405,9 @@ def _node_lines(
         for key, value in node.value:
             child = (*path, str(key.value))
             yield child, key.start_mark.line + 1
-            for sub, line in _node_lines(value, child):
+            for sub, line in node_lines(value, child):
                 if sub != child:
                     yield sub, line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _node_lines(item, (*path, index))
+            yield from node_lines(item, (*path, index))

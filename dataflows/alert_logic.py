@@ -40,14 +40,10 @@ from bytewax.operators import StatefulBatchLogic
 from riffle.config.alerts import AlertRule, AnomalyRule, ForecastRule, rule_problems
 from riffle.config.spec import PipelineSpec
 from riffle.operators.alert_rules import RuleBook, RuleChange
-from riffle.operators.alerts import (
-    AlertTransition,
-    Instance,
-    Observation,
-    RuleEvaluator,
-    group_of,
-    instance_id,
-)
+from riffle.operators.alerts.evaluator import RuleEvaluator
+from riffle.operators.alerts.instances import Instance, instance_group, instance_id
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
 from riffle.operators.records import WindowResult
 from riffle.operators.watermark import IDLE, NEVER
@@ -81,8 +77,9 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
-class PartitionClock:
-    """A source partition's clock as the ingest stage reported it."""
+class ClockReading:
+    """A reading of a source partition's clock (:class:`operators.watermark.PartitionClock`'s
+    ``reported``) as the ingest stage sent it to the alert shards."""
 
     partition: str
     clock: int
@@ -140,7 +137,7 @@ def compile_rules(spec: PipelineSpec, *, default_lateness_ms: int = 0) -> dict[s
 
 def shard_of(tenant: str, rule: AlertRule, obs: Observation, shards: int) -> str:
     """The alert shard of the instance ``obs`` belongs to (stable, never ``hash``)."""
-    key = instance_id(tenant, rule.name, group_of(rule, obs.dims))
+    key = instance_id(tenant, rule.name, instance_group(rule, obs.dims))
     return f"a{int(key[:8], 16) % shards:03d}"
 
 
@@ -207,7 +204,7 @@ class RuleFeed:
         return out
 
 
-AlertItem = tuple[str, Observation | PartitionClock | RuleTick]
+AlertItem = tuple[str, Observation | ClockReading | RuleTick]
 """``(rule key, observation)``, or ``(CLOCK, partition clock or rule tick)``."""
 
 
@@ -281,7 +278,7 @@ class FanOut:
                     out.append((shard_of(r.tenant, c.rule, obs, self.shards), (key, obs)))
         return out
 
-    def clock(self, item: PartitionClock) -> list[tuple[str, AlertItem]]:
+    def clock(self, item: ClockReading) -> list[tuple[str, AlertItem]]:
         """A partition clock goes to every shard."""
         return [(f"a{s:03d}", (CLOCK, item)) for s in range(self.shards)]
 
@@ -339,7 +336,7 @@ class AlertLogic(StatefulBatchLogic[AlertItem, AlertTransition, AlertShardState]
         observations: list[tuple[str, Observation]] = []
         ticked = NEVER
         for key, item in values:
-            if isinstance(item, PartitionClock):
+            if isinstance(item, ClockReading):
                 known = self.state.partition_clocks.get(item.partition, NEVER)
                 self.state.partition_clocks[item.partition] = max(known, item.clock)
             elif isinstance(item, RuleTick):

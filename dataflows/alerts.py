@@ -9,7 +9,7 @@ scores ──┘                                   (stateful per shard)
 A shard (``a07``) is chosen from the stable id of the alert instance (tenant,
 rule, group labels), so every series of a group meets in one shard in every
 process. The shard's state is its instances' machines
-(:class:`~operators.alerts.Machine`, a few ints each) and the newest window
+(:class:`~operators.alerts.machine.Machine`, a few ints each) and the newest window
 end it has seen — its event-time clock, which drives absence and NoData —
 and, when the flow passes the source partitions' clocks, the stream clock
 that keeps those moving without windows. Tenant rules made through the API
@@ -31,16 +31,16 @@ from riffle.config.spec import PipelineSpec
 from riffle.dataflows.alert_logic import (
     AlertLogic,
     AlertShardState,
+    ClockReading,
     CompiledRule,
     FanOut,
-    PartitionClock,
     RuleFeed,
     RuleLog,
     compile_rules,
     shard_of,
 )
 from riffle.dataflows.outputs import _Partition, warehouse_settings
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.alerts import RedisAlerts
@@ -60,7 +60,7 @@ def alert_stage(
     sink: Sink[AlertTransition],
     scores: Stream[ModelRecord] | None = None,
     rule_log: RuleLog | None = None,
-    clocks: Stream[PartitionClock] | None = None,
+    clocks: Stream[ClockReading] | None = None,
     partitions: Sequence[str] = (),
     default_lateness_ms: int = 0,
     tick_ms: int = 1000,
@@ -151,8 +151,8 @@ __all__ = [
     "AlertLogic",
     "AlertShardState",
     "AlertSink",
+    "ClockReading",
     "CompiledRule",
-    "PartitionClock",
     "alert_stage",
     "compile_rules",
     "shard_of",

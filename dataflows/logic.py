@@ -17,8 +17,15 @@ from bytewax.operators import StatefulBatchLogic
 
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.enrich import Enricher, EnrichmentPlan
+from riffle.operators.envelope import decode
 from riffle.operators.extract import MetricPlan
-from riffle.operators.ingest import EventCheck, Partial, PartitionIngest
+from riffle.operators.ingest import (
+    Accepted,
+    Decoder,
+    EventCheck,
+    Partial,
+    PartitionIngest,
+)
 from riffle.operators.models.entities import EntityExtractor, Observation
 from riffle.operators.records import DeadLetter, WindowResult
 from riffle.operators.watermark import NEVER, PartitionClock
@@ -36,8 +43,9 @@ def _at(millis: int) -> datetime:
 
 
 def source_name(partition: str) -> str:
-    """Where a partition's bytes come from: ``kafka:topic/0`` or ``pubsub:subscription``."""
-    return partition if partition.startswith("pubsub:") else f"kafka:{partition}"
+    """Where a partition's bytes come from: ``kafka:topic/0``, or a key that names its
+    kind itself (``pubsub:subscription``, ``import:…``); topic names have no colon."""
+    return partition if ":" in partition else f"kafka:{partition}"
 
 
 def _slot(logic: object) -> str:
@@ -75,7 +83,18 @@ class EntityUpdate:
     """Events of this batch too late for the predictions."""
 
 
-IngestOut = BucketUpdate | list[DeadLetter] | EntityUpdate
+@dataclass(frozen=True, slots=True)
+class ArchiveRows:
+    """The valid events of one poll, for the raw archive: ``first``..``last`` is the
+    poll's whole offset range in ``source``, so every valid event in it is in ``rows``."""
+
+    source: str
+    first: int
+    last: int
+    rows: list[Accepted]
+
+
+IngestOut = BucketUpdate | list[DeadLetter] | EntityUpdate | ArchiveRows
 ClockSnapshot = tuple[str, int, int, bytes | None]
 """``(partition, max_ts, clock, enricher state)``; whether the reader is caught
 up is not state: after a restart the source says so again."""
@@ -87,7 +106,8 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
     Emits a :class:`BucketUpdate` for every shard that received partials, and
     for every shard whenever the partition's reported clock moved, so each
     shard always knows every partition's clock. Checks idleness
-    every ``tick_ms`` of wall-clock time.
+    every ``tick_ms`` of wall-clock time. With ``archive``, also an
+    :class:`ArchiveRows` per poll that delivered messages.
     """
 
     def __init__(
@@ -104,6 +124,8 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         enrichment: EnrichmentPlan | None = None,
         validate: EventCheck | None = None,
         observer: EntityExtractor | None = None,
+        decoder: Decoder = decode,
+        archive: bool = False,
     ) -> None:
         clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
@@ -122,6 +144,8 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
             enricher=enricher,
             validate=validate,
             observer=observer,
+            decode=decoder,
+            keep_accepted=archive,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.lateness_ms = lateness_ms
@@ -145,8 +169,13 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
             self.telemetry.source_lag.labels(poll.partition).set(poll.lag)
             if not poll.messages:
                 continue
+            if poll.origin is not None:
+                self.ingest.source = poll.origin
             result = self.ingest.process(poll.messages, now)
             self.telemetry.batch(result)
+            if self.ingest.keep_accepted:
+                first, last = poll.messages[0][2], poll.messages[-1][2]
+                out.append(ArchiveRows(self.ingest.source, first, last, result.accepted))
             if result.dead:
                 self.telemetry.dead(result.dead)
                 out.append(result.dead)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -23,15 +24,24 @@ from bytewax.outputs import Sink
 from riffle.config.registry import load_schemas
 from riffle.config.settings import Settings
 from riffle.config.spec import OTHER, PipelineSpec
-from riffle.dataflows.alert_logic import PartitionClock, RuleLog
+from riffle.dataflows.alert_logic import ClockReading, RuleLog
 from riffle.dataflows.alerts import alert_stage
-from riffle.dataflows.logic import BucketLogic, BucketUpdate, IngestLogic, IngestOut, bucket_key
+from riffle.dataflows.logic import (
+    ArchiveRows,
+    BucketLogic,
+    BucketUpdate,
+    IngestLogic,
+    IngestOut,
+    bucket_key,
+)
 from riffle.dataflows.models import model_stage
 from riffle.dataflows.predictions import prediction_stage
 from riffle.dataflows.telemetry import FlowTelemetry
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.enrich import compile_enrichment
+from riffle.operators.envelope import decode
 from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import Decoder
 from riffle.operators.models.entities import EntityExtractor, PredictionOut
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import DeadLetter, WindowResult
@@ -58,6 +68,8 @@ class FlowOutputs:
     """Per-entity predictions of the spec's ``predictions:``; ``None`` to skip that stage."""
     alert_rules: RuleLog | None = None
     """Where tenant alert rules made through the API are read from; ``None``: spec only."""
+    archive: Sink[tuple[str, ArchiveRows]] | None = None
+    """Every valid event, keyed by source partition (the raw archive); ``None`` to skip."""
 
 
 def build_flow(
@@ -69,13 +81,15 @@ def build_flow(
     outputs: FlowOutputs,
     telemetry: FlowTelemetry,
     flow_id: str = "riffle_metrics",
+    decoder: Decoder = decode,
 ) -> Dataflow:
     """Build the metrics dataflow.
 
     ``source`` emits ``(partition_key, PartitionPoll)`` items and
     ``partitions`` lists every partition key it can emit: a shard's watermark
     waits for each of them, so a window closes only once every partition has
-    moved past it (or is caught up and idle).
+    moved past it (or is caught up and idle). ``decoder`` turns a message's
+    bytes into an event (an import maps rows with it).
     """
     enrichment = compile_enrichment(spec, ip_hash_key=settings.ip_hash_key.get_secret_value())
     validate = EventValidator(load_schemas(settings.schemas_dir)).check
@@ -105,8 +119,15 @@ def build_flow(
             enrichment=enrichment,
             validate=validate,
             observer=observer,
+            decoder=decoder,
+            archive=outputs.archive is not None,
         ),
     )
+    if outputs.archive is not None:
+        archived = op.branch("archive_rows", ingested, lambda kv: isinstance(kv[1], ArchiveRows))
+        rows = cast(Stream[tuple[str, ArchiveRows]], archived.trues)
+        op.output("archive_sink", rows, outputs.archive)
+        ingested = archived.falses
     items = op.key_rm("drop_partition_key", ingested)
     if predict and outputs.predictions is not None:
         items = prediction_stage(
@@ -143,7 +164,7 @@ def build_flow(
         clocks = op.filter_map(
             "alert_partition_clocks",
             updates,
-            lambda u: PartitionClock(u[1].partition, u[1].clock) if u[0] == first else None,
+            lambda u: ClockReading(u[1].partition, u[1].clock) if u[0] == first else None,
         )
         alert_stage(
             results,

@@ -17,6 +17,7 @@ from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
 from riffle.dataflows.alerts import AlertSink
+from riffle.dataflows.archive import ArchiveSink
 from riffle.dataflows.deadletter_sink import DeadLetterFanoutSink
 from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.models import ModelStoreSink
@@ -106,6 +107,9 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry) -> Dataflow:
         alert_rules=AlertRuleStore.from_url(settings.redis_url, settings.redis_prefix)
         if settings.alert_api_rules
         else None,
+        archive=None
+        if settings.archive_url is None
+        else ArchiveSink(settings.archive_url, partitions),
     )
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from riffle.config.spec import Condition, PipelineSpec
+from riffle.config.base import Condition
+from riffle.config.spec import PipelineSpec
 from riffle.operators.calendar import Calendar
 from riffle.operators.envelope import EnvelopeError
 from riffle.operators.records import Dims

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from riffle.operators.aggregators import Agg, add, add_item, frozen, new_agg
 from riffle.operators.enrich import Enricher
 from riffle.operators.envelope import EnvelopeError, check, decode
@@ -40,6 +42,14 @@ Partial = tuple[str, str, Dims, int, int, Agg]
 EventCheck = Callable[[dict[str, Any]], None]
 """An extra check of a decoded, envelope-checked event (the schema registry's);
 raises :class:`EnvelopeError` to route the event to the dead letters."""
+
+Decoder = Callable[[bytes], Any]
+"""Bytes to an event: JSON (:func:`operators.envelope.decode`) or an import's row
+mapping; raises :class:`EnvelopeError` to route the message to the dead letters."""
+
+Accepted = tuple[str, int, str, str, bytes, int]
+"""A valid event as the archive keeps it: ``(tenant, ts, event_id, type, bytes, offset)``;
+the bytes are the event as it entered, before enrichment."""
 
 
 def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
@@ -68,6 +78,8 @@ class BatchResult:
     """What the events told the spec's predictions (with an ``observer``)."""
     unobserved_late: int = 0
     """Events too late for the predictions (behind the clock less the observer's lateness)."""
+    accepted: list[Accepted] = field(default_factory=list)
+    """Every valid event, late or not (with ``keep_accepted``): what the raw archive keeps."""
 
 
 class PartitionIngest:
@@ -78,8 +90,10 @@ class PartitionIngest:
         "_capped",
         "buckets",
         "clock",
+        "decode",
         "default_tenant",
         "enricher",
+        "keep_accepted",
         "observer",
         "plans",
         "source",
@@ -97,8 +111,12 @@ class PartitionIngest:
         enricher: Enricher | None = None,
         validate: EventCheck | None = None,
         observer: EntityExtractor | None = None,
+        decode: Decoder = decode,
+        keep_accepted: bool = False,
     ) -> None:
         self.plans = plans
+        self.decode = decode
+        self.keep_accepted = keep_accepted
         self.observer = observer
         self.validate = validate
         self.source = source
@@ -118,6 +136,9 @@ class PartitionIngest:
         clock = self.clock
         plans_for = self.plans
         enricher = self.enricher
+        decoder = self.decode
+        mapped = decoder is not decode  # the bytes are not the event itself
+        accepted = result.accepted if self.keep_accepted else None
         for raw, tenant_header, offset in messages:
             tenant = tenant_header or self.default_tenant
             event_type: str | None = None
@@ -125,9 +146,10 @@ class PartitionIngest:
             try:
                 if raw is None:
                     raise EnvelopeError("parse", "$", "empty message (no value)")
-                event = decode(raw)
+                event = decoder(raw)
                 ts = check(event)
                 event_type = event["type"]
+                entered = orjson.dumps(event) if mapped and accepted is not None else raw
                 plans = plans_for.get(event["type"])
                 if plans is None:
                     raise EnvelopeError(
@@ -141,6 +163,8 @@ class PartitionIngest:
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
+            if accepted is not None:
+                accepted.append((tenant, ts, event["event_id"], event_type, entered, offset))
             now_clock = clock.value
             observer = self.observer
             if observer is not None:

@@ -18,7 +18,7 @@ Dims = tuple[tuple[str, str], ...]
 """Dimension values of a series as sorted ``(name, value)`` pairs."""
 
 FailureType = Literal[
-    "parse", "envelope", "unknown_type", "invalid", "schema", "size", "late", "enrichment"
+    "parse", "envelope", "unknown_type", "invalid", "schema", "size", "late", "enrichment", "import"
 ]
 FAILURE_TYPES: tuple[FailureType, ...] = (
     "parse",
@@ -29,6 +29,7 @@ FAILURE_TYPES: tuple[FailureType, ...] = (
     "size",
     "late",
     "enrichment",
+    "import",
 )
 
 FieldIssue = tuple[str, str, str]

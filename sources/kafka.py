@@ -38,11 +38,15 @@ class PartitionPoll:
 
     ``at_end`` says the reader was at the end of the partition's log after
     this poll (caught up); it turns false again as soon as new messages come.
+    ``origin`` names where the messages come from when that is not the
+    partition itself (an import's file, the source an archived event was read
+    from); offsets are then positions in the origin.
     """
 
     partition: str
     messages: list[tuple[bytes | None, str | None, int]]
     at_end: bool
+    origin: str | None = None
     lag: int = 0
     """Messages of the partition's log not read yet: the broker's high watermark at the
     last fetch minus the next offset (0 when unknown)."""
@@ -124,7 +128,7 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
             or now - self._last_emit >= self._heartbeat_s
         ):
             self._last_emit = now
-            return [(self._key, PartitionPoll(self._key, messages, self._at_end, self._lag()))]
+            return [(self._key, PartitionPoll(self._key, messages, self._at_end, lag=self._lag()))]
         return []
 
     def _lag(self) -> int:

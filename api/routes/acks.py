@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import Acks, AdminKey, AlertStates
 from riffle.api.errors import ApiError
 from riffle.sinks.redis.acks import AckSpec, AckStore, episode_start
@@ -33,6 +34,7 @@ def with_acks(acks: AckStore, tenant: str, rows: list[dict[str, Any]]) -> list[d
 @router.post(
     "/v1/alerts/{instance}/ack",
     operation_id="ackAlert",
+    responses={409: {"model": ErrorResponse, "description": "The alert is not firing."}},
     summary="Acknowledge a firing alert: no more repeat notifications for this episode",
     status_code=201,
 )

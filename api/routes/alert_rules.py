@@ -17,9 +17,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import AdminKey, AlertRules, ReadKey, ServicesDep
 from riffle.api.errors import ApiError, error_response
-from riffle.api.routes.alerts import _range
+from riffle.api.routes.alerts import time_range
 from riffle.config.alerts import (
     AlertRule,
     AnomalyRule,
@@ -29,11 +30,15 @@ from riffle.config.alerts import (
     untag,
 )
 from riffle.operators.alert_rules import RuleChange
-from riffle.operators.alerts import Observation, evaluate_series
+from riffle.operators.alerts.evaluator import evaluate_series
+from riffle.operators.alerts.observations import Observation
 from riffle.sinks.redis.rules import AlertRuleStore, RuleExistsError, RuleMissingError
 from riffle.sinks.warehouse.model_history import anomaly_observations, forecast_observations
 
 router = APIRouter(tags=["alert rules"])
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "The name is taken, or the rule is the spec's."}
+}
 _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
 _READ_ONLY = ("source", "version", "effective_from")
 """Keys a listed rule carries besides its own; accepted and ignored on the way back in."""
@@ -117,6 +122,7 @@ def _read_only(app: ServicesDep, name: str) -> None:
 @router.post(
     "/v1/alerts/rules",
     operation_id="createAlertRule",
+    responses=_CONFLICT,
     summary="Add a rule; the running dataflow applies it from now on",
     status_code=201,
     response_model=None,
@@ -141,6 +147,7 @@ def create_rule(
 @router.put(
     "/v1/alerts/rules/{name}",
     operation_id="replaceAlertRule",
+    responses=_CONFLICT,
     summary="Replace a tenant rule from now on",
     response_model=None,
 )
@@ -166,6 +173,7 @@ def replace_rule(
 @router.delete(
     "/v1/alerts/rules/{name}",
     operation_id="deleteAlertRule",
+    responses=_CONFLICT,
     summary="Delete a tenant rule from now on",
     status_code=204,
 )
@@ -209,6 +217,7 @@ def _simulated_rule(
 @router.post(
     "/v1/alerts/rules/simulate",
     operation_id="simulateAlertRule",
+    responses={404: {"model": ErrorResponse, "description": "No rule of that name."}},
     summary="When a rule would have fired on stored history",
     response_model=None,
 )
@@ -228,7 +237,7 @@ def simulate(
         return exc.response()
     metric = app.spec.metric(rule.metric)
     assert metric is not None
-    start_ms, end_ms = _range(body.start, body.end, 86_400_000)
+    start_ms, end_ms = time_range(body.start, body.end, 86_400_000)
     warm = rule.period_ms or 0 if isinstance(rule, ChangeRule) else 0
     series = app.warehouse.read_series(tenant, rule.metric, start_ms - warm, end_ms)
     observations = [Observation.of_window(w) for _, windows in series for w in windows]

@@ -11,19 +11,31 @@ from fastapi import APIRouter, Query
 from riffle.api.deps import Acks, AlertHistory, AlertStates, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.routes.acks import with_acks
-from riffle.api.times import parse_instant
-from riffle.operators.alerts import STATES
+from riffle.api.times import format_instant, parse_instant
+from riffle.config.alerts import Severity
+from riffle.operators.alerts.machine import STATES
 
 router = APIRouter(tags=["alerts"])
 
 
-def _range(start: str | None, end: str | None, default_ms: int) -> tuple[int, int]:
+def time_range(start: str | None, end: str | None, default_ms: int) -> tuple[int, int]:
+    """``(start, end)`` in epoch ms (default: ``default_ms`` before end, and now).
+
+    400 ``bad_time`` for a value that does not read, ``invalid_range`` when start
+    is not before end.
+    """
     now = int(time.time() * 1000)
     try:
-        end_ms = parse_instant(end, now) if end else now
-        start_ms = parse_instant(start, now) if start else end_ms - default_ms
+        end_ms = parse_instant(end, now) if end is not None else now
+        start_ms = parse_instant(start, now) if start is not None else end_ms - default_ms
     except ValueError as exc:
         raise ApiError(400, "bad_time", str(exc)) from exc
+    if start_ms >= end_ms:
+        raise ApiError(
+            400,
+            "invalid_range",
+            f"start ({format_instant(start_ms)}) must be before end ({format_instant(end_ms)})",
+        )
     return start_ms, end_ms
 
 
@@ -44,11 +56,19 @@ def list_alerts(
     tenant: Tenant,
     state: Annotated[
         list[str] | None,
-        Query(description="Only these states (pending, firing, recovering, nodata; normal too)."),
+        Query(
+            description="Only these states (pending, firing, recovering, nodata; normal too).",
+            json_schema_extra={"items": {"type": "string", "enum": list(STATES)}},
+        ),
     ] = None,
-    severity: Annotated[list[str] | None, Query(description="Only these severities.")] = None,
+    severity: Annotated[list[Severity] | None, Query(description="Only these severities.")] = None,
+    metric: Annotated[list[str] | None, Query(description="Only alerts on these metrics.")] = None,
     label: Annotated[
-        list[str] | None, Query(description="name=value; every one must match.")
+        list[str] | None,
+        Query(
+            description="name=value; every one must match.",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """The newest transition of every instance that is not Normal (or in ``state``), each
@@ -65,6 +85,7 @@ def list_alerts(
         for r in rows
         if (not state or r["to_state"] in state)
         and (not severity or r["severity"] in severity)
+        and (not metric or r.get("metric") in metric)
         and all(r["labels"].get(k) == v for k, v in wanted.items())
     ]
     out.sort(key=lambda r: (-r["at"], r["rule"], r["instance"]))
@@ -85,6 +106,6 @@ def alert_history(
     limit: int = Query(500, ge=1, le=10_000),
 ) -> dict[str, Any]:
     """Every transition with event time in ``[start, end)``."""
-    start_ms, end_ms = _range(start, end, 7 * 86_400_000)
+    start_ms, end_ms = time_range(start, end, 7 * 86_400_000)
     rows = history.history(tenant, start_ms, end_ms, rule=rule, instance=instance, limit=limit)
     return {"transitions": rows, "start": start_ms, "end": end_ms}

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import AdminKey, Dashboards, ReadKey, ServicesDep, Shares, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.share import sign
 from riffle.config.dashboards import Dashboard, TimeRange, check_dashboard
 from riffle.config.durations import parse_duration

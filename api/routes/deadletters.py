@@ -4,7 +4,8 @@ Replay re-reads the schema registry from disk, re-checks each selected
 letter's original bytes exactly as ingest would, re-injects those that now
 pass under the event id they had (or were given) at ingest, and marks them
 replayed so a second replay does not inject them twice. Late events are not
-replayable (they would be late again).
+replayable (they would be late again), nor are rows of imports (their bytes are
+a file's row: fix the file or the mapping and import it again).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from riffle.api.auth import CollectDep
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import IngestKey, ReadKey, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.api.routes.ingest import UNPARSED, IssueOut, judge
 from riffle.api.times import format_instant, parse_instant
@@ -234,7 +235,7 @@ async def replay_dead_letters(
         if stored.replayed_at is not None:
             results.append(ReplayResult(id=stored.letter_id, status="already_replayed"))
             continue
-        if letter.failure_type == "late":
+        if letter.failure_type == "late" or letter.source.startswith("import:"):
             results.append(ReplayResult(id=stored.letter_id, status="not_replayable"))
             continue
         try:

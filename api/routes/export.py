@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import Dashboards, ReadKey, ServicesDep, Shares, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.render import RenderUnavailableError
 from riffle.api.routes import query as query_routes
 from riffle.api.share import sign

@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter
 
 from riffle.api import grafana_protocol as proto
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import (
     AlertHistory,
     HotModelResults,
@@ -27,7 +28,6 @@ from riffle.api.deps import (
     Tenant,
 )
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.ratios import as_metric, parts
 from riffle.api.routes.metrics import _metric
 from riffle.api.routes.models import list_anomalies

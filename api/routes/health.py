@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import structlog
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from riffle.api.bodies import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
 from riffle.api.deps import ServicesDep
 from riffle.api.errors import error_response
-from riffle.api.models import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
 from riffle.sinks.errors import SinkError
 
 KAFKA_TIMEOUT_SECONDS = 2.0
+log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -37,9 +39,9 @@ def healthz() -> HealthResponse:
 def readyz(app: ServicesDep) -> ReadyResponse | JSONResponse:
     """200 when every dependency answers, else 503 naming the ones that did not."""
     checks = {
-        "redis": _check_store(app.hot.ping),
+        "redis": _check_store("redis", app.hot.ping),
         "kafka": _check_kafka(app.settings.kafka_servers),
-        "warehouse": _check_store(app.warehouse.ping),
+        "warehouse": _check_store("warehouse", app.warehouse.ping),
     }
     failed = [name for name, check in checks.items() if check.status == "failed"]
     if not failed:
@@ -64,11 +66,13 @@ def prometheus(app: ServicesDep) -> Response:
     return Response(generate_latest(app.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _check_store(ping: Callable[[], None]) -> CheckOut:
+def _check_store(name: str, ping: Callable[[], None]) -> CheckOut:
+    """The store's state; why it failed goes to the log, not to the caller (paths, hosts)."""
     try:
         ping()
     except SinkError as exc:
-        return CheckOut(status="failed", detail=str(exc))
+        log.warning("readiness_check_failed", check=name, error=str(exc))
+        return CheckOut(status="failed", detail="did not answer (the server log has why)")
     return CheckOut(status="ok")
 
 
@@ -79,5 +83,6 @@ def _check_kafka(servers: str) -> CheckOut:
         )
         admin.list_topics(timeout=KAFKA_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        return CheckOut(status="failed", detail=f"broker {servers} unreachable: {exc}")
+        log.warning("readiness_check_failed", check="kafka", error=str(exc))
+        return CheckOut(status="failed", detail=f"broker {servers} unreachable")
     return CheckOut(status="ok")

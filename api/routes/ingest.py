@@ -30,10 +30,10 @@ from riffle.api.auth import (
     record_decision,
     tenant_rate,
 )
+from riffle.api.bodies import ErrorResponse
 from riffle.api.collect import Collect
 from riffle.api.deps import IngestKey, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.config.spec import PipelineSpec
 from riffle.operators.envelope import EnvelopeError, check
@@ -63,7 +63,9 @@ class EventResult(BaseModel):
     index: int = Field(
         description="Position in the body (array index or NDJSON line among events)."
     )
-    event_id: str | None = Field(description="The event's id; assigned when it had none.")
+    event_id: str | None = Field(
+        None, description="The event's id; assigned when it had none; absent when unreadable."
+    )
     status: Literal["accepted", "queued", "rejected", "failed"]
     failure_type: FailureType | None = None
     schema_: str | None = Field(

@@ -16,6 +16,7 @@ import orjson
 import redis
 from fastapi import APIRouter, Query
 
+from riffle.api.bodies import UNKNOWN_METRIC
 from riffle.api.deps import HotModelResults, ModelResults, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.series import Series, group_series, read_windows
@@ -70,7 +71,12 @@ def _metric_insights(
     return out
 
 
-@router.get("/v1/insights", operation_id="listInsights", summary="Insights about recent windows")
+@router.get(
+    "/v1/insights",
+    operation_id="listInsights",
+    summary="Insights about recent windows",
+    responses=UNKNOWN_METRIC,
+)
 def list_insights(
     app: ServicesDep,
     spec: Spec,

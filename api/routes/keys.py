@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from riffle.api.auth import CollectDep
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import AdminKey
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.times import format_instant
+from riffle.config.instants import MAX_INSTANT_MS
 from riffle.sinks.redis.api_keys import ApiKey, Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""No control characters: a key's name is shown in terminals and logs."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, unknown, revoked or expired key."},
     403: {"model": ErrorResponse, "description": "The key lacks scope `admin`."},
     404: {"model": ErrorResponse, "description": "No such key for this tenant."},
+    409: {"model": ErrorResponse, "description": "A key cannot revoke itself."},
 }
 
 
@@ -52,9 +56,14 @@ class KeyOut(BaseModel):
 class KeyCreate(BaseModel):
     """A new key of the caller's tenant."""
 
-    scopes: list[Scope] = Field(min_length=1)
-    name: str = Field("", max_length=200)
-    expires_at: datetime | None = Field(None, description="RFC 3339 with an offset.")
+    model_config = ConfigDict(extra="forbid")
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    name: str = Field("", max_length=200, pattern=PRINTABLE)
+    expires_at: AwareDatetime | None = Field(
+        None,
+        description="RFC 3339 with an offset, in the future and before 9999-01-01.",
+        examples=["2030-01-01T00:00:00Z"],
+    )
 
 
 class KeyCreated(KeyOut):
@@ -89,8 +98,8 @@ def create_key(
 ) -> JSONResponse:
     """A new key of the caller's tenant; the full key is in this response only."""
     expires = None if body.expires_at is None else int(body.expires_at.timestamp() * 1000)
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise ApiError(400, "invalid_time", "expires_at needs an offset or Z")
+    if expires is not None and not int(time.time() * 1000) < expires <= MAX_INSTANT_MS:
+        raise ApiError(422, "invalid_expiry", "expires_at lies in the future and before 9999-01-01")
     key, record = app.keys.create(caller.tenant, body.scopes, name=body.name, expires_at=expires)
     created = KeyCreated(key=key, **KeyOut.of(record).model_dump())
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
@@ -98,7 +107,10 @@ def create_key(
 
 @router.delete("/{prefix}", operation_id="revokeKey", summary="Revoke a key", responses=_ERRORS)
 def revoke_key(prefix: str, app: CollectDep, caller: AdminKey) -> KeyOut:
-    """Revoke a key of the caller's tenant; another tenant's key is ``404``."""
+    """Revoke a key of the caller's tenant; another tenant's key is ``404``, the calling
+    key itself ``409`` (revoke it with another admin key, so no one locks themselves out)."""
+    if prefix == caller.key.prefix:
+        raise ApiError(409, "own_key", "a key cannot revoke itself; use another admin key")
     record = app.keys.revoke(prefix, caller.tenant)
     if record is None:
         raise ApiError(404, "key_not_found", f"no key {prefix!r}")

@@ -6,9 +6,7 @@ import time
 
 from fastapi import APIRouter, Query, Request
 
-from riffle.api.deps import ServicesDep, Spec, Tenant
-from riffle.api.errors import ApiError
-from riffle.api.models import (
+from riffle.api.bodies import (
     ErrorResponse,
     MetricList,
     MetricOut,
@@ -17,6 +15,9 @@ from riffle.api.models import (
     SeriesOut,
     SeriesResponse,
 )
+from riffle.api.deps import ServicesDep, Spec, Tenant
+from riffle.api.errors import ApiError
+from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.ratios import as_metric, parts, ratio_series
 from riffle.api.series import Series, group_series, read_windows
 from riffle.api.times import format_instant, parse_instant
@@ -59,6 +60,7 @@ def get_metric(name: str, spec: Spec) -> MetricOut:
     operation_id="getMetricSeries",
     summary="Windows of a metric, per series or grouped",
     responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
 )
 def get_series(
     name: str,

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import redis
 from fastapi import APIRouter, Query
 
+from riffle.api.bodies import UNKNOWN_METRIC
 from riffle.api.deps import HotModelResults, ModelHealth, ModelResults, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
+from riffle.api.params import Source
+from riffle.api.routes.alerts import time_range
 from riffle.api.routes.predictions import model_summary
-from riffle.api.times import parse_instant
 
 router = APIRouter(tags=["models"])
-
-
-SOURCE_HELP = (
-    "hot: Redis (recent results only); warehouse: the warehouse (DuckDB or BigQuery); "
-    "auto: hot when the range "
-    "fits in the hot retention and Redis has results, else the warehouse."
-)
 
 
 def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,32 +30,47 @@ def _dims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-@router.get("/v1/anomalies", operation_id="listAnomalies", summary="Scored windows, newest first")
+@router.get(
+    "/v1/anomalies",
+    operation_id="listAnomalies",
+    summary="Scored windows, newest first",
+    responses=UNKNOWN_METRIC,
+)
 def list_anomalies(
     spec: Spec,
     warm: ModelResults,
     hot: HotModelResults,
     tenant: Tenant,
-    start: str | None = Query(None, description="Same forms as the series API; default -24h."),
-    end: str | None = Query(None, description="Default now."),
+    start: str | None = Query(None, description="Window starts from; default end - 24h."),
+    end: str | None = Query(None, description="Window starts before; default now."),
+    metric: Annotated[
+        list[str] | None, Query(description="Only these metrics (repeatable).")
+    ] = None,
     min_score: float = Query(0.0, ge=0, le=1, description="Only scores at least this."),
-    label: str | None = Query(None, description="Only this label (anomaly, warning, normal)."),
+    label: Annotated[
+        Literal["anomaly", "warning", "normal"] | None, Query(description="Only this label.")
+    ] = None,
     limit: int = Query(500, ge=1, le=10_000),
-    source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
+    source: Source = "auto",
 ) -> dict[str, Any]:
-    """Anomaly scores of every modelled series in ``[start, end)``."""
+    """Anomaly scores of every modelled series in ``[start, end)``.
+
+    400 ``bad_time``/``invalid_range``; 404 ``unknown_metric``.
+    """
     now = int(time.time() * 1000)
-    try:
-        end_ms = parse_instant(end, now) if end else now
-        start_ms = parse_instant(start, now) if start else end_ms - 86_400_000
-    except ValueError as exc:
-        raise ApiError(400, "bad_time", str(exc)) from exc
+    start_ms, end_ms = time_range(start, end, 86_400_000)
+    modelled = [m.name for m in spec.metrics if m.anomaly is not None]
+    if metric:
+        unknown = [m for m in metric if spec.metric(m) is None]
+        if unknown:
+            raise ApiError(404, "unknown_metric", f"no metric named {unknown[0]!r}")
+        modelled = [m for m in modelled if m in metric]
     rows: list[dict[str, Any]] = []
     used = "warehouse"
     if source == "hot" or (
         source == "auto" and start_ms >= now - spec.retention.hot.total_seconds() * 1000
     ):
-        metrics = [m.name for m in spec.metrics if m.anomaly is not None]
+        metrics = modelled
         try:
             rows = hot.anomalies(
                 tenant, metrics, start_ms, end_ms, min_score=min_score, limit=limit
@@ -70,7 +80,9 @@ def list_anomalies(
                 raise
         used = "hot"
     if source == "warehouse" or (source == "auto" and not rows):
-        rows = warm.anomalies(tenant, start_ms, end_ms, min_score=min_score, limit=limit)
+        rows = warm.anomalies(
+            tenant, start_ms, end_ms, min_score=min_score, limit=limit, metrics=modelled
+        )
         used = "warehouse"
     if label is not None:
         rows = [r for r in rows if r["label"] == label]
@@ -88,7 +100,7 @@ def get_forecasts(
     warm: ModelResults,
     hot: HotModelResults,
     tenant: Tenant,
-    source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
+    source: Source = "auto",
 ) -> dict[str, Any]:
     """Forecasts with intervals, and each series' running sMAPE/MAE beside seasonal-naive."""
     found = spec.metric(metric)

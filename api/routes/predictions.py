@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from riffle.api.deps import HotPredictions, Predictions, Spec, Tenant
 from riffle.api.errors import ApiError
+from riffle.api.params import Source
 
 router = APIRouter(tags=["models"])
-
-SOURCE_HELP = (
-    "hot: Redis; warehouse: the warehouse (DuckDB or BigQuery); auto: Redis, else the"
-    " warehouse when Redis has nothing."
-)
 
 
 def model_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +36,7 @@ def get_prediction(
     warm: Predictions,
     hot: HotPredictions,
     tenant: Tenant,
-    source: str = Query("auto", pattern="^(auto|hot|warehouse)$", description=SOURCE_HELP),
+    source: Source = "auto",
 ) -> dict[str, Any]:
     """Every prediction of ``entity_type`` for one entity of the caller's tenant.
 

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import Services, ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
+from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.query import STEPS, rollup_grid
 from riffle.api.ratios import as_metric, parts, ratio_grid_points
 from riffle.api.rollup import Bucket, Grid, finish
@@ -50,6 +51,7 @@ router = APIRouter(prefix="/v1/metrics", tags=["query"])
     operation_id="getMetricTop",
     summary="Top values of one dimension over a range",
     responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
 )
 def get_top(
     name: str,
@@ -119,6 +121,7 @@ def top_answer(
     operation_id="queryMetric",
     summary="A metric rolled up to a resolution, broken down by up to three dimensions",
     responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
 )
 def get_query(
     name: str,

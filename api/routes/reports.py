@@ -12,9 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import ReadKey, Schedules, ServicesDep, Spec
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 from riffle.api.times import format_instant
 from riffle.config.reports import ReportSpec
 from riffle.operators.schedule import next_due

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from riffle.api.auth import CollectDep
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import ReadKey
 from riffle.api.errors import ApiError
-from riffle.api.models import ErrorResponse
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from riffle.api.bodies import ErrorResponse, MetricOut, RatioOut
 from riffle.api.deps import ServicesDep, Spec
 from riffle.api.errors import ApiError
 from riffle.api.live import Subscription
-from riffle.api.models import ErrorResponse, MetricOut, RatioOut
 from riffle.api.routes import query as query_routes
 from riffle.api.routes.stream import resume_id, sse_response, subscriptions
 from riffle.api.share import SharedView

@@ -31,10 +31,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from riffle.api.bodies import ErrorResponse
 from riffle.api.deps import ServicesDep, Spec, Tenant
 from riffle.api.errors import ApiError
 from riffle.api.live import AlertSubscription, Follow, LiveBatch, LiveHub, Subscription, valid_id
-from riffle.api.models import ErrorResponse
 from riffle.config.alerts import Severity
 from riffle.config.spec import PipelineSpec
 

@@ -58,6 +58,20 @@ class _FieldEval(SimpleEval):  # type: ignore[misc]
         raise TypeError(f"cannot read .{node.attr} of a {type(holder).__name__}")
 
 
+def compile_expression(expr: str) -> Callable[[dict[str, Any]], Any]:
+    """An expression already checked by :func:`config.enrichment.check_expression`,
+    parsed once; call the result with the values of its names. Raises what the
+    expression raises (a user's expression failing is data: callers catch it)."""
+    evaluator = _FieldEval(functions=FUNCTIONS, names={})
+    tree = evaluator.parse(expr.strip())
+
+    def evaluate(names: dict[str, Any]) -> Any:
+        evaluator.names = names
+        return evaluator.eval("", previously_parsed=tree)
+
+    return evaluate
+
+
 class DerivationError(Exception):
     """An expression failed on one event; the enricher turns it into a dead letter."""
 

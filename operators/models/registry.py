@@ -1,4 +1,8 @@
-"""Model classes by the name a spec or the NAB harness uses."""
+"""Model classes by the name a spec or the NAB harness uses.
+
+The names are :data:`config.models.DETECTOR_NAMES` (what a spec is checked against
+when it loads); a detector added here is added there too.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
 ``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
 ``models``, ``grafana``, ``dashboards``, ``scheduler`` (the process, and ``runs``),
-``reports`` and ``backup``. A new group is a module here and one ``add_typer`` line below.
+``reports``, ``imports`` and ``backup``; :mod:`.imports` also holds ``import``, ``replay``
+and ``backfill``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -21,6 +22,7 @@ from riffle.cli import (
     backup,
     dashboards,
     grafana,
+    imports,
     keys,
     models,
     processes,
@@ -52,6 +54,8 @@ app.add_typer(warehouse.app, name="warehouse")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(models.app, name="models")
+app.add_typer(imports.app)
+app.add_typer(imports.runs_app, name="imports")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(scheduler.app, name="scheduler")

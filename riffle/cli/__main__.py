@@ -2,4 +2,5 @@
 
 from riffle.cli import app
 
-app()
+if __name__ == "__main__":  # importing the module (the wheel check imports every one) runs nothing
+    app()

@@ -108,7 +108,7 @@ def api(
 @app.command()
 def notify() -> None:
     """Deliver alert notifications: read riffle.alerts, route, group, send (docs/alerts.md)."""
-    from riffle.dataflows.notifier import run_notifier
+    from riffle.dataflows.notifier.run import run_notifier
 
     stop = threading.Event()
 
@@ -173,3 +173,21 @@ def up(
     with clear_errors():
         code = run_stack(get_settings(), rate=rate, echo=typer.echo)
     raise typer.Exit(code)
+
+
+@app.command()
+def reset() -> None:
+    """Forget the local stack: revoke its demo key, delete .riffle/ (what `make clean` runs)."""
+    import shutil
+
+    from riffle.config.errors import RiffleError
+    from riffle.local_state import revoke_demo_key
+    from riffle.stack import DATA_DIR, DEMO_KEY_FILE
+
+    try:
+        if revoke_demo_key(get_settings(), DEMO_KEY_FILE):
+            typer.echo(f"revoked the demo key of {DEMO_KEY_FILE}")
+    except (RiffleError, OSError) as exc:
+        typer.echo(f"the demo key could not be revoked ({exc}); deleting it anyway", err=True)
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+    typer.echo(f"removed {DATA_DIR}/")

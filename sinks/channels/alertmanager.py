@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from riffle.config.notifications import AlertmanagerConfig
-from riffle.operators.notify import GroupAlert, Notification
+from riffle.operators.notify.groups import GroupAlert, Notification
 from riffle.sinks.channels.base import ChannelError, ReportMessage, check_url, http_post
 
 

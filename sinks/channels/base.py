@@ -27,7 +27,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from riffle.config.errors import RiffleError
-from riffle.operators.notify import Notification
+from riffle.operators.notify.groups import Notification
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
 from riffle.config.notifications import EmailConfig, resolve_env
-from riffle.operators.notify import Notification
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.base import ChannelError, ReportMessage
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from riffle.config.notifications import SlackConfig, resolve_env
-from riffle.operators.notify import GroupAlert, Notification
+from riffle.operators.notify.groups import GroupAlert, Notification
 from riffle.sinks.channels.base import ReportMessage, check_url, http_post
 
 MAX_ALERTS = 10

@@ -17,7 +17,7 @@ Request::
                  "value", "transition_id"}, ...]}
 
 ``dedup_key`` is stable across retries and restarts (see
-:func:`operators.notify.dedup_key`), so a receiver that remembers it sees each
+:func:`operators.notify.groups.dedup_key`), so a receiver that remembers it sees each
 notification once although delivery is at-least-once. A 2xx answer is success;
 408, 429, 5xx, timeouts and connection errors are retryable
 (:func:`sinks.channels.base.deliver`); other 4xx are not.
@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from riffle.config.notifications import WebhookConfig, resolve_env
-from riffle.operators.notify import Notification
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.base import ReportMessage, check_url, http_post
 
 SIGNATURE_HEADER = "X-Riffle-Signature"

@@ -17,7 +17,8 @@ import orjson
 import redis
 from pydantic import BaseModel, Field
 
-from riffle.operators.notify import GroupAlert
+from riffle.config.instants import EpochMs
+from riffle.operators.notify.groups import GroupAlert
 
 
 class AckSpec(BaseModel):
@@ -25,7 +26,11 @@ class AckSpec(BaseModel):
 
     by: str = Field(min_length=1, max_length=200)
     comment: str = Field("", max_length=2000)
-    until: int | None = Field(None, gt=0, description="Wall-clock ms the ack ends; default never.")
+    until: EpochMs | None = Field(
+        None,
+        description="Wall-clock ms the ack ends, in the future; default never.",
+        examples=[4_102_444_800_000],
+    )
 
 
 class Ack(BaseModel):

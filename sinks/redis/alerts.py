@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import redis
 
-from riffle.operators.alerts import ACTIVE, AlertTransition
+from riffle.operators.alerts.machine import ACTIVE
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.redis.live import ALERT_FIELD, ALERT_ONLY_TTL_MS, LIVE_MAXLEN, live_key
 
 # KEYS[1] = hash, KEYS[2] = live stream; ARGV = field, at, json, the stream's maxlen, its

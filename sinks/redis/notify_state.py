@@ -1,7 +1,7 @@
 """The notifier's durable state in Redis: groups, transitions seen, input offsets, the outbox
 and the delivery log — written together so a restart resumes exactly where it stopped.
 
-* ``{prefix}:notify:groups`` (hash): group key → :class:`~operators.notify.Group` JSON
+* ``{prefix}:notify:groups`` (hash): group key → :class:`~operators.notify.groups.Group` JSON
 * ``{prefix}:notify:seen`` (hash): instance → ``[at, [transition ids at at]]``
 * ``{prefix}:notify:offsets:{topic}`` (hash): partition → next offset to read
 * ``{prefix}:notify:outbox`` (hash): ``{dedup_key}:{channel}`` → notification JSON, queued
@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 import orjson
 import redis
 
-from riffle.operators.notify import Group, Notification, Seen
+from riffle.operators.notify.dispatcher import Seen
+from riffle.operators.notify.groups import Group, Notification
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.lease import Lease
 

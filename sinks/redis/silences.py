@@ -17,29 +17,29 @@ from typing import Any
 
 import orjson
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from riffle.config.instants import EpochMs
 from riffle.config.notifications import Matcher
 
 __all__ = ["Matcher", "Silence", "SilenceSpec", "SilenceStore"]
+log = structlog.get_logger(__name__)
 
 
 class SilenceSpec(BaseModel):
-    """What a client sends to create a silence (times in ms since the epoch)."""
+    """What a client sends to create a silence (times in ms since the epoch).
+
+    Every field is bounded here, so whatever is accepted can be stored and read
+    back by the API and the notifier (an epoch beyond the year 9999 could not).
+    """
 
     model_config = ConfigDict(extra="forbid")
     matchers: list[Matcher] = Field(min_length=1, max_length=32)
-    starts_at: int | None = Field(None, description="Default: now.")
-    ends_at: int
+    starts_at: EpochMs | None = Field(None, description="Default: now.", examples=[0])
+    ends_at: EpochMs = Field(description="After starts_at.", examples=[4_102_444_800_000])
     comment: str = Field("", max_length=2000)
     created_by: str = Field("", max_length=200)
-
-    @field_validator("ends_at")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("ends_at is ms since the epoch")
-        return value
 
 
 class Silence(BaseModel):
@@ -89,8 +89,15 @@ class SilenceStore:
         return silence
 
     def list(self, tenant: str) -> list[Silence]:
+        """Every readable silence of ``tenant``; an entry that does not parse (written by
+        hand, or before its fields were bounded) is logged and skipped, never raised."""
         raw: Mapping[Any, Any] = self.client.hgetall(self.key(tenant))
-        silences = [Silence.model_validate(orjson.loads(v)) for v in raw.values()]
+        silences = []
+        for key, value in raw.items():
+            try:
+                silences.append(Silence.model_validate(orjson.loads(value)))
+            except (orjson.JSONDecodeError, ValidationError) as exc:
+                log.warning("silence_unreadable", tenant=tenant, id=str(key), error=str(exc))
         return sorted(silences, key=lambda s: (s.starts_at, s.id))
 
     def get(self, tenant: str, silence_id: str) -> Silence | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import redis
 
-from riffle.operators.notify import Notification
+from riffle.operators.notify.groups import Notification
 
 
 class RedisUndelivered:

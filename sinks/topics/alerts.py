@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.errors import SinkError
 
 

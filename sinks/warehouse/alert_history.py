@@ -1,7 +1,7 @@
 """Alert history: the warehouse's ``alerts`` table, one row per transition.
 
 Table :data:`sinks.warehouse.tables.ALERTS` (either engine), keyed by
-``transition_id`` (stable, see :class:`~operators.alerts.AlertTransition`; event
+``transition_id`` (stable, see :class:`~operators.alerts.transitions.AlertTransition`; event
 time in ``ts``, ``at`` is a reserved word in DuckDB), written by upserts — the
 history ``GET /v1/alerts/history`` reads. Each instance's current state is in
 :mod:`sinks.redis.alerts`; the transitions' topic in :mod:`sinks.topics.alerts`.
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.query import Cmp, Pred, Select
 from riffle.sinks.warehouse.tables import ALERTS

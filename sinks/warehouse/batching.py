@@ -4,8 +4,8 @@ Writers hand rows to :meth:`BatchWriter.submit`; one background thread
 writes them in batches of at most ``max_rows``, as soon as a batch is full,
 the oldest row has waited ``max_delay_s``, or a caller waits for its rows
 (:meth:`BatchWriter.wait`). Transient failures (429, 5xx, I/O; see
-:func:`sinks.warehouse.bigquery.is_transient`) are retried with jittered exponential
-backoff for up to ``give_up_s``; meanwhile the buffer fills, and once it
+:func:`sinks.warehouse.bigquery_errors.is_transient`) are retried with jittered
+exponential backoff for up to ``give_up_s``; meanwhile the buffer fills, and once it
 holds ``max_buffer`` rows :meth:`submit` blocks — backpressure reaches the
 dataflow instead of memory growing without limit.
 
@@ -29,7 +29,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from riffle.sinks.errors import SinkError
-from riffle.sinks.warehouse.bigquery import is_transient
+from riffle.sinks.warehouse.bigquery_errors import is_transient
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

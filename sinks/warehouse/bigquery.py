@@ -16,19 +16,20 @@ Retries: the client's own retry is switched off for inserts; failures are
 classified (429, 5xx, connection problems and timeouts are
 :class:`~sinks.errors.TransientSinkError`) so the caller's retry policy
 (:mod:`sinks.warehouse.batching`) decides, with backoff and backpressure.
+
+The engine's helpers sit beside it: :mod:`.bigquery_sql` (raw tables, dedup
+views, window filters), :mod:`.bigquery_rows` (rows as insertAll takes them,
+their ids) and :mod:`.bigquery_errors` (which failures are transient).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import requests
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -36,41 +37,17 @@ from google.cloud import bigquery
 
 from riffle.operators.calendar import Calendar
 from riffle.operators.records import Dims, WindowResult
-from riffle.sinks.errors import SinkError, TransientSinkError
+from riffle.sinks.errors import SinkError
 from riffle.sinks.warehouse.base import Filters, RollupRow, clamp_ms, dim_path, window_rows
+from riffle.sinks.warehouse.bigquery_errors import error_scope
+from riffle.sinks.warehouse.bigquery_rows import json_row, row_id
+from riffle.sinks.warehouse.bigquery_sql import dedup_view_sql, raw_name, window_filter
 from riffle.sinks.warehouse.duckdb_sql import rollup_rows
 from riffle.sinks.warehouse.query import BigQueryDialect, Select, prefer_sql, render
-from riffle.sinks.warehouse.tables import METRIC_WINDOWS, RAW_SUFFIX, TABLES, TableDef
+from riffle.sinks.warehouse.tables import METRIC_WINDOWS, TABLES, TableDef
 
 INSERT_CHUNK_ROWS = 1_000
 """Rows per insertAll request (BigQuery recommends at most 500-1,000 and 10 MB)."""
-
-_TRANSIENT_HTTP = (
-    gexc.TooManyRequests,
-    gexc.InternalServerError,
-    gexc.BadGateway,
-    gexc.ServiceUnavailable,
-    gexc.GatewayTimeout,
-)
-_TRANSIENT_IO = (requests.ConnectionError, requests.Timeout, gexc.RetryError, TimeoutError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure worth retrying: throttling, a 5xx, or no answer at all."""
-    return isinstance(exc, (*_TRANSIENT_HTTP, *_TRANSIENT_IO, TransientSinkError))
-
-
-def row_id(table: TableDef, row: Mapping[str, Any]) -> str:
-    """Deterministic insert id of a row as sent (:func:`_json_row`): the same content, its
-    write time (``table.stamp``) aside, gets the same id whenever it is written."""
-    content = [row.get(c) for c in table.column_names if c != table.stamp]
-    return hashlib.blake2b(orjson.dumps([table.name, *content]), digest_size=16).hexdigest()
-
-
-def _ts(epoch_ms: int) -> str:
-    """RFC 3339 text; insertAll reads it the same way in BigQuery and the emulator."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class BigQueryWarehouse:
@@ -191,7 +168,7 @@ class BigQueryWarehouse:
         if table.key:
             self._query(
                 f"CREATE OR REPLACE VIEW `{self.table_id(table.name)}` AS "
-                + dedup_view_sql(self, table),
+                + dedup_view_sql(self.table_id(physical), table),
                 [],
             )
 
@@ -231,7 +208,7 @@ class BigQueryWarehouse:
         # Columns added later are sent as null: the emulator's insertAll wants every column.
         blank = dict.fromkeys(columns)
         types = table.types
-        sent = [blank | _json_row(row, types) for row in batch]
+        sent = [blank | json_row(row, types) for row in batch]
         for start in range(0, len(sent), INSERT_CHUNK_ROWS):
             chunk = sent[start : start + INSERT_CHUNK_ROWS]
             with self._errors(f"insert of {len(chunk)} rows into {table.name}"):
@@ -305,7 +282,7 @@ class BigQueryWarehouse:
         filters: Mapping[str, Collection[str]] | None = None,
     ) -> list[tuple[Dims, list[WindowResult]]]:
         """Same contract as :meth:`sinks.warehouse.duckdb.DuckDBWarehouse.read_series`."""
-        where, params = self._where(tenant, metric, start_ms, end_ms, filters)
+        where, params = window_filter(tenant, metric, start_ms, end_ms, filters)
         if where is None:
             return []
         sql = (
@@ -354,7 +331,7 @@ class BigQueryWarehouse:
     ) -> list[RollupRow]:
         """See :meth:`sinks.warehouse.base.Warehouse.rollup`; one ``GROUP BY`` in BigQuery."""
         calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
-        where, params = self._where(tenant, metric, start_ms, end_ms, filters)
+        where, params = window_filter(tenant, metric, start_ms, end_ms, filters)
         if where is None:
             return []
         select = [f"COALESCE(JSON_VALUE(dims, '{dim_path(name)}'), '')" for name in by]
@@ -403,33 +380,6 @@ class BigQueryWarehouse:
 
     # -- helpers --------------------------------------------------------------
 
-    def _where(
-        self,
-        tenant: str,
-        metric: str,
-        start_ms: int,
-        end_ms: int,
-        filters: Mapping[str, Collection[str]] | None,
-    ) -> tuple[str | None, list[Any]]:
-        clauses = [
-            "tenant = @tenant",
-            "metric = @metric",
-            "window_start >= TIMESTAMP_MILLIS(@start_ms)",
-            "window_start < TIMESTAMP_MILLIS(@end_ms)",
-        ]
-        params: list[Any] = [
-            bigquery.ScalarQueryParameter("tenant", "STRING", tenant),
-            bigquery.ScalarQueryParameter("metric", "STRING", metric),
-            bigquery.ScalarQueryParameter("start_ms", "INT64", clamp_ms(start_ms)),
-            bigquery.ScalarQueryParameter("end_ms", "INT64", clamp_ms(end_ms)),
-        ]
-        for i, (name, allowed) in enumerate((filters or {}).items()):
-            if not allowed:
-                return None, []
-            clauses.append(f"JSON_VALUE(dims, '{dim_path(name)}') IN UNNEST(@f{i})")
-            params.append(bigquery.ArrayQueryParameter(f"f{i}", "STRING", sorted(allowed)))
-        return " AND ".join(clauses), params
-
     def _query(self, sql: str, params: list[Any]) -> list[Any]:
         with self._errors("query"):
             job = self.client.query(
@@ -438,59 +388,4 @@ class BigQueryWarehouse:
             return list(job.result(timeout=self._timeout))
 
     def _errors(self, what: str) -> AbstractContextManager[None]:
-        return _error_scope(f"bigquery {self.project}.{self.dataset}: {what}")
-
-
-@contextmanager
-def _error_scope(what: str) -> Iterator[None]:
-    """Turn client failures into :class:`SinkError` (transient ones into the subclass)."""
-    try:
-        yield
-    except SinkError:
-        raise
-    except Exception as exc:
-        if is_transient(exc):
-            raise TransientSinkError(f"{what} failed (will retry): {exc}") from exc
-        if isinstance(exc, gexc.GoogleAPIError | requests.RequestException):
-            raise SinkError(f"{what} failed: {exc}") from exc
-        raise
-
-
-def raw_name(table: TableDef) -> str:
-    """The physical table behind a logical one: ``<name>_raw`` for keyed tables."""
-    return table.name + RAW_SUFFIX if table.key else table.name
-
-
-def dedup_view_sql(warehouse: BigQueryWarehouse, table: TableDef) -> str:
-    """The view over ``<name>_raw`` keeping, per key, the row ``table.keep`` prefers.
-
-    Filters on key columns (tenant, metric, window_start) pass through the
-    window function, so partition pruning and clustering still apply.
-    """
-    raw = warehouse.table_id(raw_name(table))
-    columns = ", ".join(table.column_names)
-    order = (
-        ", ".join(f"{c} {'DESC' if desc else 'ASC'} NULLS LAST" for c, desc in table.keep_terms)
-        or "1"
-    )
-    return (
-        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER ("
-        f"PARTITION BY {', '.join(table.key)} ORDER BY {order}) AS _rn FROM `{raw}`) "
-        "WHERE _rn = 1"
-    )
-
-
-def _json_row(row: Mapping[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
-    """A row as insertAll takes it: TIMESTAMPs as RFC 3339 text, BYTES as base64."""
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        kind = types[name]
-        if value is None:
-            out[name] = None
-        elif kind == "TIMESTAMP":
-            out[name] = _ts(value)
-        elif kind == "BYTES":
-            out[name] = base64.b64encode(value).decode()
-        else:
-            out[name] = value
-    return out
+        return error_scope(f"bigquery {self.project}.{self.dataset}: {what}")

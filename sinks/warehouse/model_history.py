@@ -2,7 +2,7 @@
 
 Reads the ``anomalies`` and ``forecasts`` tables (either engine; layout in
 :mod:`sinks.warehouse.tables`) of one metric and turns each row into the
-:class:`~operators.alerts.Observation`
+:class:`~operators.alerts.observations.Observation`
 the alert stage would have received from the model stage: an anomaly score at
 the end of the scored window, or the one-step interval a forecast gave for the
 window after the one it was issued on.
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from riffle.operators.alerts import Observation
+from riffle.operators.alerts.observations import Observation
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.query import Cmp, Select
 from riffle.sinks.warehouse.tables import ANOMALIES, FORECASTS, TableDef

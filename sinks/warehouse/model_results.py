@@ -22,7 +22,7 @@ import orjson
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord, ModelRecord
 from riffle.operators.records import series_id
 from riffle.sinks.warehouse.base import Warehouse
-from riffle.sinks.warehouse.query import Agg, Cmp, Select
+from riffle.sinks.warehouse.query import Agg, Cmp, In, Select
 from riffle.sinks.warehouse.tables import ANOMALIES, FORECASTS
 
 
@@ -67,19 +67,30 @@ class ModelStore:
             self.warehouse.upsert(FORECASTS, forecasts)
 
     def anomalies(
-        self, tenant: str, start_ms: int, end_ms: int, *, min_score: float = 0.0, limit: int = 500
+        self,
+        tenant: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        min_score: float = 0.0,
+        limit: int = 500,
+        metrics: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Scored windows of ``tenant`` in ``[start_ms, end_ms)`` with at least ``min_score``."""
+        """Scored windows of ``tenant`` in ``[start_ms, end_ms)`` with at least ``min_score``
+        (of ``metrics`` only, when given)."""
+        where: tuple[Cmp | In, ...] = (
+            Cmp("tenant", "=", tenant),
+            Cmp("score", ">=", min_score),
+            Cmp("window_start", ">=", start_ms),
+            Cmp("window_start", "<", end_ms),
+        )
+        if metrics is not None:
+            where += (In("metric", tuple(metrics)),)
         return self.warehouse.select(
             Select(
                 ANOMALIES,
                 columns=_ANOMALY_COLUMNS,
-                where=(
-                    Cmp("tenant", "=", tenant),
-                    Cmp("score", ">=", min_score),
-                    Cmp("window_start", ">=", start_ms),
-                    Cmp("window_start", "<", end_ms),
-                ),
+                where=where,
                 order_by=("window_start DESC", "score DESC"),
                 limit=limit,
             )

@@ -266,7 +266,7 @@ ALERTS = TableDef(
     keep=("written_at DESC",),
     stamp="written_at",
 )
-"""One row per alert transition (:class:`operators.alerts.AlertTransition`);
+"""One row per alert transition (:class:`operators.alerts.transitions.AlertTransition`);
 ``ts`` is its event time (``at`` is a reserved word in DuckDB)."""
 
 MODEL_HEALTH = TableDef(

@@ -22,7 +22,7 @@ import pytest
 
 from riffle.api.render import CHROMIUM_ARGS, chromium_path
 from riffle.config.settings import Settings
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore

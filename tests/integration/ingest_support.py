@@ -123,7 +123,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def serve_process(settings: Settings, log_path: Path) -> Iterator[str]:
+def serve_process(
+    settings: Settings, log_path: Path, startup_timeout: float = 30.0
+) -> Iterator[str]:
     """``riffle api`` in its own process (its own GIL) on a free port; yields its base URL."""
     port = free_port()
     env = settings_env(settings) | {"RIFFLE_LOG_LEVEL": "WARNING"}
@@ -136,7 +138,7 @@ def serve_process(settings: Settings, log_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"riffle api did not start: {log_path.read_text()[-2000:]}")

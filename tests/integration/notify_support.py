@@ -17,8 +17,9 @@ from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from riffle.config.notifications import NotificationsSpec
-from riffle.dataflows.notifier import Notifier, build_channels
-from riffle.operators.alerts import AlertTransition
+from riffle.dataflows.notifier.run import build_channels
+from riffle.dataflows.notifier.service import Notifier
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from riffle.sinks.topics.alerts import AlertProducer
 from riffle.stack import free_port

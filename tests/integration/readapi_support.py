@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from riffle.api.app import create_app
 from riffle.config.settings import Settings
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.base import AnomalyScore
 from riffle.operators.models.series import AnomalyRecord
 from riffle.operators.records import WindowResult

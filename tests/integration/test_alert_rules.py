@@ -25,7 +25,8 @@ from riffle.config.settings import Settings
 from riffle.config.spec import parse_spec
 from riffle.dataflows.alert_logic import AlertLogic, RuleFeed, compile_rules
 from riffle.dataflows.alerts import alert_stage
-from riffle.operators.alerts import AlertTransition, Observation
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.base import AnomalyScore, Forecast
 from riffle.operators.models.forecast import ForecastSkill
 from riffle.operators.models.series import AnomalyRecord, ForecastRecord
@@ -249,18 +250,23 @@ def _second(country: str, start: int, value: int) -> WindowResult:
 
 
 def _changes(store: AlertRuleStore) -> dict[str, int]:
-    """A rule kept through an update (A), one whose group_by changes (B), A deleted."""
+    """A rule kept through an update (A), one whose group_by changes (B), A deleted.
+
+    Each group of changes is stamped 2.5 s after the one before without waiting: a
+    reader that judged windows up to then moves the log's clock there, and a change
+    is never stamped before it (:meth:`AlertRuleStore.read`)."""
     hot = {"name": "hot", "kind": "threshold", "metric": "views", "value": 100}
     total = {"name": "total", "kind": "threshold", "metric": "views", "value": 100, "group_by": []}
     eff = {"a": store.write("t1", "hot", hot, "create").effective_from}
     eff["b"] = store.write("t1", "total", total, "create").effective_from
-    time.sleep(2.5)
+    store.read(0, eff["b"] + 2500)
     eff["a2"] = store.write("t1", "hot", hot | {"severity": "critical"}, "update").effective_from
     eff["b2"] = store.write(
         "t1", "total", total | {"group_by": ["country"]}, "update"
     ).effective_from
-    time.sleep(2.5)
+    store.read(0, eff["b2"] + 2500)
     eff["a3"] = store.write("t1", "hot", None, "delete").effective_from
+    assert eff["a2"] - eff["b"] >= 2500 and eff["a3"] - eff["b2"] >= 2500
     return eff
 
 

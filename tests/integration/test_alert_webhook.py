@@ -14,7 +14,8 @@ import redis
 from riffle.api.app import create_app
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
-from riffle.operators.notify import Dispatcher, Notification
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.base import deliver
 from riffle.sinks.channels.webhook import WebhookChannel, verify
 from riffle.sinks.redis.silences import SilenceStore

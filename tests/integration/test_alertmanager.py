@@ -17,9 +17,10 @@ import orjson
 import pytest
 
 from riffle.config.notifications import NotificationsSpec
-from riffle.dataflows.notifier import build_channels
-from riffle.operators.alerts import AlertTransition
-from riffle.operators.notify import Dispatcher, Notification
+from riffle.dataflows.notifier.run import build_channels
+from riffle.operators.alerts.transitions import AlertTransition
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import deliver
 from riffle.stack import free_port

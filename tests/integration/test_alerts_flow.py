@@ -22,7 +22,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from riffle.api.app import create_app
 from riffle.config.spec import parse_spec
 from riffle.dataflows.alerts import AlertSink, alert_stage, compile_rules
-from riffle.operators.alerts import AlertTransition, Observation, RuleEvaluator
+from riffle.operators.alerts.evaluator import RuleEvaluator
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.live import live_key
 from riffle.stack import free_port

@@ -190,7 +190,7 @@ def _log_after_restart(servers: str, topic: str, sent: list[Sent]) -> list[Sent]
     computed from the log itself.
     """
     valid = {item.raw: item.valid for item in sent}
-    stored = read_topic(servers, topic, timeout=60)
+    stored = read_topic(servers, topic, timeout=180)  # S3-backed Tansu is slow under load
     log = [
         Sent(part, value, valid[value])
         for part, messages in stored.items()

@@ -30,7 +30,7 @@ import pytest
 
 from riffle.config.notifications import ReceiverSpec
 from riffle.config.reports import REPORT_CHANNELS
-from riffle.operators.notify import GroupAlert, Notification
+from riffle.operators.notify.groups import GroupAlert, Notification
 from riffle.sinks.channels.base import (
     Attachment,
     Channel,

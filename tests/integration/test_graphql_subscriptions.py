@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from riffle.config.settings import Settings
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from riffle.api.app import create_app
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
-from riffle.dataflows.notifier import Notifier, NotifierError
+from riffle.dataflows.notifier.service import Notifier, NotifierError
 from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState

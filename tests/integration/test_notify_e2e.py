@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from riffle.config.settings import Settings
 from riffle.dataflows.runner import init_recovery
-from riffle.operators.alerts import AlertTransition
+from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.notify_state import NotifyState
 from riffle.sinks.topics.alerts import AlertProducer

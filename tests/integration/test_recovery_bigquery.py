@@ -98,6 +98,7 @@ def raw_and_seen(settings: Settings) -> tuple[int, int]:
     return int(counts[0]), int(counts[1])
 
 
+@pytest.mark.timeout(600)  # three kill rounds and a 240 s recovery bound exceed the default
 def test_kill_9_mid_bigquery_write_then_recovery_loses_and_doubles_nothing(
     on_bigquery: Settings, proxy: FaultProxy, tmp_path: Path
 ) -> None:

@@ -123,15 +123,15 @@ def test_events_become_windows_everywhere(
         kill(flow)
 
     # A restart without recovery reads the topic again and rewrites, never adds.
+    restarted = int(time.time() * 1000)
     flow = start_flow(settings, log)
     try:
-        time.sleep(3)
-        wait_for(
-            lambda: expected.keys() <= redis_finals(settings).keys(),
-            60,
-            "finals after restart",
-            log,
-        )
+
+        def rewritten() -> bool:
+            finals = redis_finals(settings)
+            return all(k in finals and finals[k].emitted_at >= restarted for k in expected)
+
+        wait_for(rewritten, 60, "every final rewritten after the restart", log)
         assert_matches(redis_finals(settings), expected)
     finally:
         kill(flow)

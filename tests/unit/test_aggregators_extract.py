@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from riffle.config.spec import Condition, load_spec
+from riffle.config.base import Condition
+from riffle.config.spec import load_spec
 from riffle.operators.aggregators import VALUE_OF, add, merge, new_agg, value_of
 from riffle.operators.envelope import EnvelopeError
 from riffle.operators.extract import compile_plans, getter, predicate

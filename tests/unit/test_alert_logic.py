@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from riffle.config.spec import parse_spec
-from riffle.dataflows.alert_logic import CLOCK, AlertLogic, PartitionClock, compile_rules
+from riffle.dataflows.alert_logic import CLOCK, AlertLogic, ClockReading, compile_rules
 from riffle.operators.alert_rules import RuleBook, RuleChange
-from riffle.operators.alerts import Observation
+from riffle.operators.alerts.observations import Observation
 from riffle.operators.watermark import IDLE
 
 SEC = 1000
@@ -35,14 +35,14 @@ def _window(end: int) -> tuple[str, Observation]:
 def test_the_partition_clock_judges_absence_one_tick_after_it_is_read() -> None:
     logic = _logic(["p0", "p1"])
     assert logic.on_batch([_window(10 * SEC)])[0] == []
-    logic.on_batch([(CLOCK, PartitionClock("p0", 30 * SEC))])
+    logic.on_batch([(CLOCK, ClockReading("p0", 30 * SEC))])
     assert logic.on_notify()[0] == []  # p1 has reported nothing: no stream clock yet
-    logic.on_batch([(CLOCK, PartitionClock("p1", 16 * SEC))])
+    logic.on_batch([(CLOCK, ClockReading("p1", 16 * SEC))])
     assert logic.on_notify()[0] == []  # read now, applied on the next tick
     # Lowest clock 16 s, less the 2 s lateness: windows ending at 14 s are all in; the
     # absence due at 15 s is not judged yet.
     assert logic.on_notify()[0] == []
-    logic.on_batch([(CLOCK, PartitionClock("p1", 18 * SEC))])
+    logic.on_batch([(CLOCK, ClockReading("p1", 18 * SEC))])
     logic.on_notify()
     [fired] = logic.on_notify()[0]
     assert (fired.to_state, fired.at) == ("firing", 15 * SEC)
@@ -52,7 +52,7 @@ def test_the_partition_clock_judges_absence_one_tick_after_it_is_read() -> None:
 def test_partitions_that_never_delivered_hold_nothing_back() -> None:
     logic = _logic(["p0", "p1"])
     logic.on_batch([_window(10 * SEC)])
-    logic.on_batch([(CLOCK, PartitionClock("p0", IDLE)), (CLOCK, PartitionClock("p1", 60 * SEC))])
+    logic.on_batch([(CLOCK, ClockReading("p0", IDLE)), (CLOCK, ClockReading("p1", 60 * SEC))])
     logic.on_notify()
     assert [t.to_state for t in logic.on_notify()[0]] == ["firing"]
     without = AlertLogic(compile_rules(parse_spec(SPEC)), None)

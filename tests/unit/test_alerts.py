@@ -14,13 +14,10 @@ from pydantic import TypeAdapter
 from riffle.config.alerts import AlertRule, ForecastRule, ThresholdRule
 from riffle.config.errors import SpecError
 from riffle.config.spec import PipelineSpec, parse_spec
-from riffle.operators.alerts import (
-    AlertTransition,
-    Machine,
-    Observation,
-    RuleEvaluator,
-    evaluate_series,
-)
+from riffle.operators.alerts.evaluator import RuleEvaluator, evaluate_series
+from riffle.operators.alerts.machine import Machine
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 
 BASE = """\
 version: 1

@@ -275,7 +275,15 @@ def test_snapshot_restore_gives_the_same_sessions(steps: list[tuple[int, int]], 
     resumed = Enricher(p).restore(snap)
     got += [resumed.sessions.assign("t", u, ts) for u, ts in events[split:]]  # type: ignore[union-attr]
     assert got == expected
-    assert resumed.snapshot() == straight.snapshot()
+    assert _open_sessions(resumed) == _open_sessions(straight)
+
+
+def _open_sessions(enricher: Enricher) -> tuple[object, list[object]]:
+    """A snapshot's high-water mark and open sessions; their order in the bytes follows
+    the history of the dict (a session restarted in place keeps its slot), not state."""
+    assert enricher.sessions is not None
+    _, high_water, users = orjson.loads(enricher.sessions.snapshot())
+    return high_water, sorted(users)
 
 
 # --- derived fields and metadata --------------------------------------------------------

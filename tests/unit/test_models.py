@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riffle.config.models import DETECTOR_NAMES
 from riffle.operators.models.base import UnknownModelError
 from riffle.operators.models.forecast import HoltWintersForecaster
 from riffle.operators.models.registry import DETECTORS, make_detector
@@ -83,6 +84,12 @@ def test_inputs_are_not_mutated(name: str) -> None:
 def test_scores_lie_in_unit_interval(name: str) -> None:
     for result in _outputs(make_detector(name), _points(name, 4)):
         assert 0.0 <= result.score <= 1.0
+
+
+def test_the_registry_holds_every_detector_a_spec_may_name() -> None:
+    assert sorted(DETECTORS) == sorted(DETECTOR_NAMES)
+    for name in DETECTOR_NAMES:
+        assert make_detector(name).name == name
 
 
 def test_unknown_detector_is_named() -> None:

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from riffle.config.errors import SpecError
-from riffle.config.notifications import NotificationsSpec, TimeInterval
+from riffle.config.notifications import NotificationsSpec
 from riffle.config.spec import parse_spec
-from riffle.operators.alerts import AlertTransition
-from riffle.operators.notify import Dispatcher, Group, GroupAlert, Notification
+from riffle.config.time_intervals import TimeInterval
+from riffle.operators.alerts.transitions import AlertTransition
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Group, GroupAlert, Notification
 
 S = 1000
 BASE_SPEC = """
@@ -250,7 +252,8 @@ def test_legacy_webhook_setting_becomes_a_receiver_and_secrets_come_from_the_env
 ) -> None:
     from riffle.config.notifications import NotificationConfigError
     from riffle.config.settings import Settings
-    from riffle.dataflows.notifier import LEGACY_SECRET_ENV, build_channels, notifications_for
+    from riffle.dataflows.notifier.legacy import LEGACY_SECRET_ENV, notifications_for
+    from riffle.dataflows.notifier.run import build_channels
     from riffle.sinks.channels.webhook import WebhookChannel
 
     spec = parse_spec(BASE_SPEC)
@@ -340,7 +343,8 @@ notifications:
 
 def test_the_notifier_refuses_to_run_without_receivers() -> None:
     from riffle.config.settings import Settings
-    from riffle.dataflows.notifier import NotifierError, run_notifier
+    from riffle.dataflows.notifier.run import run_notifier
+    from riffle.dataflows.notifier.service import NotifierError
 
     with pytest.raises(NotifierError, match="no notifications: section"):
         run_notifier(Settings())

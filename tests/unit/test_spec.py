@@ -73,6 +73,13 @@ def _broken(old: str, new: str) -> str:
         ),
         ("window: 10s", "window: 7s", "window: 7s", "metrics[1].window", "divide a day"),
         (
+            "      detector: riffle",
+            "      detector: rifle",
+            "detector: rifle",
+            "metrics[1].anomaly.detector",
+            "unknown detector 'rifle' (known: riffle, windowed_gaussian, halfspacetrees)",
+        ),
+        (
             "    path: context.country",
             "    path: country",
             "path: country",

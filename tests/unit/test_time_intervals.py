@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from riffle.config.errors import SpecError
-from riffle.config.notifications import NotificationsSpec, TimeInterval
+from riffle.config.notifications import NotificationsSpec
 from riffle.config.spec import parse_spec
-from riffle.operators.notify import Dispatcher
+from riffle.config.time_intervals import TimeInterval
+from riffle.operators.notify.dispatcher import Dispatcher
 from tests.unit.test_notify import BASE_SPEC, _t
 
 DAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]

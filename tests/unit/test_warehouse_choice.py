@@ -12,7 +12,9 @@ from riffle.config.settings import Settings
 from riffle.operators.records import WindowResult
 from riffle.sinks.errors import TransientSinkError
 from riffle.sinks.warehouse.base import window_rows
-from riffle.sinks.warehouse.bigquery import BigQueryWarehouse, is_transient, row_id
+from riffle.sinks.warehouse.bigquery import BigQueryWarehouse
+from riffle.sinks.warehouse.bigquery_errors import is_transient
+from riffle.sinks.warehouse.bigquery_rows import row_id
 from riffle.sinks.warehouse.duckdb import DuckDBWarehouse
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sinks.warehouse.tables import METRIC_WINDOWS

@@ -1,38 +1,8 @@
-"""The notifier: a process of its own that reads ``riffle.alerts`` and delivers notifications.
-
-```
-riffle.alerts ──▶ Dispatcher (routes, groups, inhibition, mute intervals, silences, acks)
- (Kafka, from        │ one step: consume ─▶ ingest ─▶ flush due groups
-  the dataflow)      ▼
-        Redis MULTI: groups + seen + offsets + outbox entries ──▶ delivery threads
-                                                                   │ retries with backoff
-                                                                   ▼
-                                          channel (webhook/Slack/email/Alertmanager)
-                                          Redis MULTI: outbox entry out, delivery logged
-                                          (or dead letter in {prefix}:alerts:undelivered)
-```
-
-Why a separate process and not a Bytewax step: grouping timers are wall-clock and
-deliveries are side effects that cannot be replayed; a dataflow resumed from a
-snapshot replays input and would re-send what it sent after the snapshot. Here the
-input offsets, the groups and the queued notifications are committed together, so:
-
-* a restart resumes from the committed offsets with the committed groups — no
-  transition is read twice into a group, and none is skipped;
-* a notification is queued in the outbox in the same transaction that consumed
-  its input, so a crash cannot lose it; it leaves the outbox only after a
-  receiver accepted it (or it was dead-lettered). A crash between the receiver's
-  2xx and that Redis write is the one case of a re-send, with the same dedup key;
-* the dataflow delivers transitions at least once (a replay after its own
-  restart re-produces them): ``seen`` makes a transition already applied a no-op.
-
-One notifier runs at a time (a Redis lease, renewed every step); a second one
-waits, so two replicas give fail-over, not double sends.
-"""
+"""The notifier's loop: consume transitions, dispatch, commit state and outbox together,
+deliver from the outbox on worker threads (see the package docstring)."""
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -44,30 +14,17 @@ import orjson
 import redis as redis_client
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from riffle.config.errors import RiffleError
-from riffle.config.notifications import (
-    NotificationsSpec,
-    ReceiverSpec,
-    RootRoute,
-    WebhookConfig,
-)
-from riffle.config.settings import Settings
-from riffle.config.spec import PipelineSpec, load_spec
+from riffle.config.notifications import NotificationsSpec
 from riffle.dataflows.alerts import ALERTS_TOPIC
-from riffle.operators.alerts import AlertTransition
-from riffle.operators.notify import Dispatcher, Notification
+from riffle.dataflows.notifier.metrics import NotifyMetrics
+from riffle.operators.alerts.transitions import AlertTransition
+from riffle.operators.notify.dispatcher import Dispatcher
+from riffle.operators.notify.groups import Notification
 from riffle.sinks.channels.alertmanager import AlertmanagerChannel
 from riffle.sinks.channels.base import Channel, ChannelError, deliver
-from riffle.sinks.channels.registry import build_receiver
 from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
 from riffle.sinks.redis.silences import Silence, SilenceStore
@@ -75,78 +32,10 @@ from riffle.sinks.redis.undelivered import RedisUndelivered
 from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
-LEGACY_SECRET_ENV = "RIFFLE_ALERT_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 
 
 class NotifierError(RiffleError):
     """The notifier cannot run (no receivers, lost its lease)."""
-
-
-def notifications_for(spec: PipelineSpec, settings: Settings) -> NotificationsSpec | None:
-    """The spec's ``notifications:``; else, deprecated, a receiver made of
-    ``RIFFLE_ALERT_WEBHOOK_URL``/``_SECRET`` (one group per alert, no wait); else None."""
-    if spec.notifications is not None:
-        return spec.notifications
-    if not settings.alert_webhook_url:
-        return None
-    log.warning(
-        "deprecated_setting",
-        setting="RIFFLE_ALERT_WEBHOOK_URL",
-        use="a notifications: section in the spec (docs/alerts.md)",
-    )
-    hook = WebhookConfig(url=settings.alert_webhook_url, secret_env=LEGACY_SECRET_ENV)
-    return NotificationsSpec(
-        receivers=[ReceiverSpec(name="webhook", webhook=hook)],
-        route=RootRoute.model_validate(
-            {"receiver": "webhook", "group_by": ["..."], "group_wait": "0s", "group_interval": "1m"}
-        ),
-    )
-
-
-def build_channels(
-    spec: NotificationsSpec, environ: Mapping[str, str] | None = None
-) -> dict[str, list[Channel]]:
-    """Each receiver's channels with their secrets read from ``environ`` (default: the
-    process environment).
-
-    Raises :class:`~config.notifications.NotificationConfigError` naming a missing variable.
-    """
-    env = os.environ if environ is None else environ
-    return {r.name: build_receiver(r, env) for r in spec.receivers}
-
-
-class NotifyMetrics:
-    """``riffle_notify_*``: deliveries by outcome, delay from flush to delivery, groups."""
-
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.deliveries = Counter(
-            "riffle_notify_deliveries",
-            "Notification deliveries by receiver, channel and outcome (delivered, dead).",
-            ["receiver", "channel", "outcome"],
-            registry=registry,
-        )
-        self.delay = Histogram(
-            "riffle_notify_delivery_delay_seconds",
-            "Wall-clock time from a group's flush to the channel accepting the notification.",
-            ["channel"],
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
-        )
-        self.groups = Gauge("riffle_notify_groups", "Aggregation groups held.", registry=registry)
-        self.transitions = Counter(
-            "riffle_notify_transitions",
-            "Transitions read from the alerts topic, by outcome (applied, duplicate, bad).",
-            ["outcome"],
-            registry=registry,
-        )
-
-    def expect(self, channels: Mapping[str, list[Channel]]) -> None:
-        """Expose every receiver's channels at 0 deliveries of each outcome from the start,
-        so alert rules on their rate see a series before the first delivery."""
-        for receiver, kinds in channels.items():
-            for channel in kinds:
-                for outcome in ("delivered", "dead"):
-                    self.deliveries.labels(receiver, channel.kind, outcome)
 
 
 @dataclass(frozen=True)
@@ -400,41 +289,3 @@ class Notifier:
                         channel.resend(self.dispatcher.active_alerts(receiver))
                     except ChannelError as exc:
                         log.warning("alertmanager_resend_failed", receiver=receiver, error=str(exc))
-
-
-def run_notifier(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Run the notifier for the spec in ``settings`` until ``stop`` is set (or forever).
-
-    Raises :class:`NotifierError` when neither the spec nor the settings name a receiver.
-    """
-    spec = load_spec(settings.spec)
-    notifications = notifications_for(spec, settings)
-    if notifications is None:
-        raise NotifierError(
-            f"{settings.spec} has no notifications: section (and RIFFLE_ALERT_WEBHOOK_URL is unset)"
-        )
-    environ = dict(os.environ)
-    if settings.alert_webhook_url:
-        environ[LEGACY_SECRET_ENV] = settings.alert_webhook_secret.get_secret_value()
-    notifier = Notifier(
-        notifications,
-        build_channels(notifications, environ),
-        servers=settings.kafka_servers,
-        redis_url=settings.redis_url,
-        prefix=settings.redis_prefix,
-        topic=settings.alerts_topic,
-        topic_partitions=settings.topic_partitions,
-        lease_s=settings.notify_lease_seconds,
-        workers=settings.notify_workers,
-        resend_s=settings.notify_resend_seconds,
-    )
-    if settings.notify_metrics_port:
-        start_http_server(settings.notify_metrics_port, addr=settings.api_host)
-    stop = stop or threading.Event()
-    log.info("notifier_starting", lease_s=settings.notify_lease_seconds)
-    if not notifier.start(wait_s=None, stop=stop):
-        return
-    try:
-        notifier.run(stop)
-    finally:
-        notifier.close()

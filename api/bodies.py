@@ -1,4 +1,4 @@
-"""Response bodies of the API, as pydantic models so the OpenAPI docs describe them."""
+"""Response bodies of the API (pydantic classes, so the OpenAPI docs describe them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from riffle.config.spec import Aggregation, MetricSpec, Operator, RatioSpec
+from riffle.config.base import Operator
+from riffle.config.spec import Aggregation, MetricSpec, RatioSpec
 
 
 class ErrorDetail(BaseModel):
@@ -20,6 +21,11 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx and 5xx response."""
 
     error: ErrorDetail
+
+
+UNKNOWN_METRIC: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "A metric filter names no metric of the spec."}
+}
 
 
 class ConditionOut(BaseModel):

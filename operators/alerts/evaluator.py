@@ -1,18 +1,8 @@
-"""Alert evaluation: one state machine per alert instance, driven by event time. Pure, no I/O.
+"""Every instance of one rule in one shard, fed observations in event-time order.
 
-```
-Normal ──breach──▶ Pending ──breach, `for` elapsed──▶ Firing ──clear──▶ Recovering
-  ▲                  │ clear                            ▲  │                │ clear and
-  └──────────────────┘                                  │  └─breach─────────┘ keep_firing_for
-  ◀─────────────────────────────────────────────────────┴───────────────────── elapsed
-NoData: no window of the instance for `no_data_after`; the next window leaves it.
-```
-
-Time is the end of the window evaluated (ms since the epoch), never the wall
-clock, so replaying the same windows gives the same transitions. An instance
-ignores a window it has already evaluated (``window_end <= last_eval``): Bytewax
-can emit a final window twice (``../shared/BYTEWAX.md``, pitfall 1) and a replay
-after recovery re-sends finals.
+An instance ignores a window it has already evaluated (``window_end <= last_eval``):
+Bytewax can emit a final window twice (``../shared/BYTEWAX.md``, pitfall 1) and a
+replay after recovery re-sends finals.
 
 An instance is one rule applied to one group of series (``group_by``); windows
 of several series of one group are merged from their mergeable aggregates and
@@ -38,12 +28,8 @@ value, in whichever order they arrive.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
-from typing import Any, Literal
-
-import orjson
+from dataclasses import replace
+from typing import Any
 
 from riffle.config.alerts import (
     AbsenceRule,
@@ -52,272 +38,24 @@ from riffle.config.alerts import (
     ChangeRule,
     ForecastRule,
     ThresholdRule,
-    compare,
-    render_annotations,
 )
-from riffle.operators.records import Dims, WindowResult
-
-State = Literal["normal", "pending", "firing", "recovering", "nodata"]
-STATES: tuple[State, ...] = ("normal", "pending", "firing", "recovering", "nodata")
-ACTIVE: frozenset[str] = frozenset({"pending", "firing", "recovering", "nodata"})
-"""States shown as active alerts."""
-
-
-@dataclass(slots=True)
-class Machine:
-    """The state of one alert instance; a few ints, cheap to snapshot."""
-
-    state: State = "normal"
-    since: int = 0
-    """Event time the current state was entered."""
-    active_at: int | None = None
-    """End of the first window of the current breach (Pending/Firing/Recovering)."""
-    clear_at: int | None = None
-    """End of the first clear window while Recovering."""
-    last_seen: int | None = None
-    """End of the newest window with data."""
-    last_eval: int = -1
-    """End of the newest window evaluated; older or equal ones are ignored."""
-
-    def step(
-        self, at: int, breached: bool, for_ms: int, keep_ms: int
-    ) -> tuple[State, State] | None:
-        """Evaluate the condition at event time ``at``; the ``(from, to)`` transition or None.
-
-        Contract: Firing is entered only when every evaluation from ``active_at`` to
-        ``at`` breached and ``at - active_at >= for_ms``; Recovering turns Normal only
-        when the condition has been clear for ``keep_ms``.
-        """
-        before = self.state
-        if breached:
-            self.clear_at = None
-            if before in ("normal", "nodata"):
-                self.active_at = at
-                self._enter("firing" if for_ms == 0 else "pending", at)
-            elif before == "pending":
-                assert self.active_at is not None
-                if at - self.active_at >= for_ms:
-                    self._enter("firing", at)
-            elif before == "recovering":
-                self._enter("firing", at)
-        else:
-            if before in ("pending", "nodata"):
-                self.active_at = None
-                self._enter("normal", at)
-            elif before == "firing":
-                if keep_ms == 0:
-                    self.active_at = None
-                    self._enter("normal", at)
-                else:
-                    self.clear_at = at
-                    self._enter("recovering", at)
-            elif before == "recovering":
-                assert self.clear_at is not None
-                if at - self.clear_at >= keep_ms:
-                    self.active_at = self.clear_at = None
-                    self._enter("normal", at)
-        return None if self.state == before else (before, self.state)
-
-    def no_data(self, at: int) -> tuple[State, State] | None:
-        """The instance has had no window until ``at``: turn NoData (unless already)."""
-        if self.state == "nodata":
-            return None
-        before = self.state
-        self.active_at = self.clear_at = None
-        self._enter("nodata", at)
-        return before, "nodata"
-
-    def _enter(self, state: State, at: int) -> None:
-        self.state = state
-        self.since = at
-
-
-@dataclass(frozen=True, slots=True)
-class AlertTransition:
-    """One change of state of one alert instance, the record every alert sink stores.
-
-    ``transition_id`` is stable (tenant, rule, instance, event time, new state), so a
-    replay writes the same rows and a notifier can use it as the dedup key.
-    """
-
-    tenant: str
-    rule: str
-    metric: str
-    instance: str
-    labels: tuple[tuple[str, str], ...]
-    severity: str
-    from_state: str
-    to_state: str
-    at: int
-    """Event time (ms): the end of the window that caused the transition."""
-    value: float | None
-    active_at: int | None
-    annotations: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def transition_id(self) -> str:
-        digest = hashlib.blake2b(
-            orjson.dumps([self.tenant, self.rule, self.instance, self.at, self.to_state]),
-            digest_size=12,
-        )
-        return digest.hexdigest()
-
-    def to_json(self) -> bytes:
-        data: dict[str, Any] = asdict(self)
-        data["labels"] = dict(self.labels)
-        data["annotations"] = dict(self.annotations)
-        data["transition_id"] = self.transition_id
-        return orjson.dumps(data)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> AlertTransition:
-        data = orjson.loads(raw)
-        data.pop("transition_id", None)
-        data["labels"] = tuple(sorted(data["labels"].items()))
-        data["annotations"] = tuple(sorted(data["annotations"].items()))
-        return cls(**data)
-
-
-@lru_cache(maxsize=1 << 16)
-def instance_id(tenant: str, rule: str, group: Dims) -> str:
-    """A 16-hex-digit id of an alert instance, the same in every process (memoised: the
-    fan-out and the evaluator both need it for every window)."""
-    return hashlib.blake2b(orjson.dumps([tenant, rule, group]), digest_size=8).hexdigest()
-
-
-@dataclass(slots=True)
-class Pending:
-    """A merged window of several series of one group, waiting for a later window."""
-
-    window_end: int
-    count: int
-    sum: float
-    min: float | None
-    max: float | None
-    series: list[Dims] = field(default_factory=list)
-    """Series merged so far: a re-emitted final of one of them is not added twice."""
-
-
-Aggregate = tuple[int, float, float | None, float | None]
-"""``(count, sum, min, max)`` of one series' window so far."""
-
-
-@dataclass(slots=True)
-class OpenWindow:
-    """The newest partial aggregates of each series of a group, for one open window."""
-
-    window_end: int
-    series: dict[Dims, Aggregate] = field(default_factory=dict)
-
-    def merged(self) -> Pending:
-        values = list(self.series.values())
-        lows = [v[2] for v in values if v[2] is not None]
-        highs = [v[3] for v in values if v[3] is not None]
-        return Pending(
-            self.window_end,
-            sum(v[0] for v in values),
-            sum(v[1] for v in values),
-            min(lows) if lows else None,
-            max(highs) if highs else None,
-        )
-
-
-Interval = tuple[float, float, float]
-"""``(mean, low, high)`` of a forecast for one window."""
+from riffle.operators.alerts.annotations import render_annotations
+from riffle.operators.alerts.conditions import compare, outside
+from riffle.operators.alerts.instances import (
+    Instance,
+    Interval,
+    OpenWindow,
+    Pending,
+    instance_group,
+    instance_id,
+    merged_value,
+)
+from riffle.operators.alerts.machine import Machine, State
+from riffle.operators.alerts.observations import Observation
+from riffle.operators.alerts.transitions import AlertTransition
 
 _JOIN_KEEP = 4
 """Forecast joins: most unmatched intervals or values an instance keeps."""
-
-
-@dataclass(slots=True)
-class Instance:
-    """One instance's machine and what its rule needs besides: the previous value
-    (change rules), values by window end (change against a period), a window being
-    merged (grouped rules), a provisional machine (partials) and the two halves of a
-    forecast join."""
-
-    tenant: str
-    group: Dims
-    machine: Machine = field(default_factory=Machine)
-    previous: float | None = None
-    merging: Pending | None = None
-    history: dict[int, float] | None = None
-    shown: Machine | None = None
-    """The machine as announced by a partial raise, until the window's final."""
-    expect: dict[int, Interval] | None = None
-    waiting: dict[int, float] | None = None
-    open: OpenWindow | None = None
-    """Partials of the open window of a group (grouped rules that evaluate partials)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What the alert stage evaluates: a window's value (final or partial), a window's
-    anomaly score, or the forecast interval of a window still to come."""
-
-    tenant: str
-    metric: str
-    dims: Dims
-    window_end: int
-    value: float | None
-    count: int = 0
-    sum: float = 0.0
-    min: float | None = None
-    max: float | None = None
-    score: float | None = None
-    final: bool = True
-    interval: Interval | None = None
-    """The forecast for the window ending at ``window_end`` (value is then None)."""
-    history: int = 0
-    """One-step forecasts the forecaster had scored when it issued ``interval``."""
-
-    @classmethod
-    def of_window(cls, w: WindowResult) -> Observation:
-        return cls(
-            w.tenant,
-            w.metric,
-            w.dims,
-            w.window_end,
-            w.value,
-            w.count,
-            w.sum,
-            w.min,
-            w.max,
-            final=w.is_final,
-        )
-
-
-def group_of(rule: AlertRule, dims: Dims) -> Dims:
-    """The instance's labels from a series' dimensions."""
-    if rule.group_by is None:
-        return dims
-    keep = set(rule.group_by)
-    return tuple(pair for pair in dims if pair[0] in keep)
-
-
-def merged_value(aggregation: str, p: Pending) -> float | None:
-    """The metric's value of a merged window (count, sum, avg, min, max only)."""
-    if aggregation == "count":
-        return float(p.count)
-    if aggregation == "sum":
-        return p.sum
-    if aggregation == "avg":
-        return p.sum / p.count if p.count else None
-    if aggregation == "min":
-        return p.min
-    if aggregation == "max":
-        return p.max
-    return None
-
-
-def outside(side: str, value: float, interval: Interval) -> bool:
-    """Whether ``value`` breaches a forecast interval on ``side`` (outside, above, below)."""
-    _mean, low, high = interval
-    if side == "above":
-        return value > high
-    if side == "below":
-        return value < low
-    return value > high or value < low
 
 
 class RuleEvaluator:
@@ -347,7 +85,7 @@ class RuleEvaluator:
 
     def observe(self, obs: Observation) -> list[AlertTransition]:
         """One window (final or partial), anomaly score or forecast interval of one series."""
-        group = group_of(self.rule, obs.dims)
+        group = instance_group(self.rule, obs.dims)
         key = instance_id(obs.tenant, self.rule.name, group)
         inst = self.instances.get(key)
         if inst is None:
