@@ -6,9 +6,9 @@ maxes) and the metric's value is recomputed from the merged state, so a 1 h
 average is total sum over total count, never a mean of minute means.
 
 Sketched metrics (distinct counts, quantiles, top-k) also merge the
-windows' serialised sketches into the bucket's (an HLL union, a KLL merge),
+windows' serialised sketches into the bucket's (an HLL union, a sum of quantile histograms),
 and :func:`finish` takes the value from the merged sketch. SQL cannot merge
-DataSketches, so for those metrics the warehouse span is read as windows and
+these sketches, so for those metrics the warehouse span is read as windows and
 merged here too (:func:`api.query.rollup_grid`).
 """
 

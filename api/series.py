@@ -108,7 +108,7 @@ def combine(
 
     count, sum, min and max combine exactly and the value is recomputed from
     them (an average is total sum over total count, never a mean of means);
-    sketched metrics merge their sketches (an HLL union, a KLL merge).
+    sketched metrics merge their sketches (an HLL union, a quantile-histogram sum).
     The result is final only if every part is; its revision is the sum of the
     parts', so it grows whenever any part is re-emitted.
     """

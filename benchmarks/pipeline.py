@@ -11,7 +11,7 @@ whole topic twice, alternating, with
   nothing else (no checks, no sketches, no output) — the ceiling for Python
   on this machine;
 * ``riffle``: the real metrics dataflow over the whole demo spec — schema
-  checks, lateness, shards, every metric including the HLL, KLL and top-k
+  checks, lateness, shards, every metric including the HLL, quantile and top-k
   sketches and the hopping and session windows, partial and final windows
   written to Redis, finals to DuckDB, dead letters to Kafka — bounded to the
   topic's end. The events carry no user agent or IP, so the demo's enrichment

@@ -116,6 +116,27 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9464, ge=0, description="Port of the dataflow's Prometheus /metrics (0: off)."
     )
+    metrics_port_per_process: bool = Field(
+        True,
+        description="Process N of a dataflow cluster serves metrics on RIFFLE_METRICS_PORT + N "
+        "(processes sharing a host); off: every process on RIFFLE_METRICS_PORT (one per pod).",
+    )
+    cluster_size: int = Field(
+        0,
+        ge=0,
+        description="Processes of the dataflow cluster (the StatefulSet's replicas); 0: one "
+        "process, unless `riffle run -i/-a` says otherwise.",
+    )
+    cluster_addresses: str = Field(
+        "",
+        description="host:port of every dataflow process: a pattern with {i} "
+        "(riffle-flow-{i}.riffle-flow:2101) or a ';'-separated list.",
+    )
+    pod_name: str = Field(
+        "",
+        description="This process's pod name, <statefulset>-<ordinal>; the ordinal is its "
+        "process id in the cluster (default: the host name).",
+    )
     api_host: str = Field("127.0.0.1", description="Address the API binds to.")
     api_port: int = Field(8000, ge=1, description="Port the API listens on.")
     hot_horizon_seconds: float = Field(

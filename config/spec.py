@@ -40,7 +40,7 @@ _NAME_RE = re.compile(NAME)
 
 Aggregation = Literal["count", "sum", "avg", "min", "max", "distinct", "quantiles", "top_k"]
 SKETCHED: frozenset[str] = frozenset({"distinct", "quantiles", "top_k"})
-"""Aggregations kept as DataSketches sketches (HLL, KLL, frequent items)."""
+"""Aggregations kept as sketches (HLL, relative-error quantiles, frequent items)."""
 
 
 class EventTypeSpec(Strict):

@@ -166,6 +166,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
                 self.partition = poll.partition
                 self.ingest.source = source_name(poll.partition)
             wm.caught_up = poll.at_end
+            self.telemetry.source_lag.labels(poll.partition).set(poll.lag)
             if not poll.messages:
                 continue
             if poll.origin is not None:

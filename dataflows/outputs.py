@@ -245,7 +245,8 @@ class WarehouseSink(FlowSink[WindowResult]):
     ``RIFFLE_WAREHOUSE_BATCH_ROWS`` rows, retries); a flush returns once its
     windows are written. Takes the settings, or a DuckDB file path for callers
     that have no settings. With a ``retention``, process 0 applies it on start
-    and every hour (:meth:`~sinks.warehouse.base.Warehouse.expire`).
+    and every hour (:meth:`~sinks.warehouse.base.Warehouse.expire`). ``on_error`` is
+    called for every failed write attempt.
     """
 
     name = "warehouse"
@@ -255,6 +256,7 @@ class WarehouseSink(FlowSink[WindowResult]):
         target: Settings | Path,
         give_up_s: float = 300.0,
         retention: timedelta | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self.settings = warehouse_settings(target)
         super().__init__(
@@ -264,6 +266,7 @@ class WarehouseSink(FlowSink[WindowResult]):
         )
         self.retention = retention
         self._writers: list[BatchWriter[WindowResult]] = []
+        self.on_error = on_error
 
     def writers(self, part: str) -> list[Writer[WindowResult]]:
         warehouse = open_warehouse(self.settings, self.retention)
@@ -274,6 +277,7 @@ class WarehouseSink(FlowSink[WindowResult]):
             max_buffer=max(self.settings.warehouse_buffer_rows, self.settings.warehouse_batch_rows),
             give_up_s=self.give_up_s,
             name=f"warehouse-{part}",
+            on_error=self.on_error,
         )
         self._writers.append(writer)
         expiring = warehouse if part == local_part(0) and self.retention is not None else None

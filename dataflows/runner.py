@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -70,7 +71,11 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
         ),
-        finals=WarehouseSink(settings, retention=spec.retention.warehouse),
+        finals=WarehouseSink(
+            settings,
+            retention=spec.retention.warehouse,
+            on_error=telemetry.sink_errors.labels("warehouse").inc,
+        ),
         dead_letters=DeadLetterFanoutSink(
             settings.kafka_servers, settings.deadletter_topic, settings
         ),
@@ -122,11 +127,13 @@ def run_dataflow(
     """Run the flow in this process until it is stopped.
 
     With ``addresses`` this process is ``process_id`` of a cluster; each process
-    serves Prometheus metrics on ``metrics_port + process_id``.
+    serves Prometheus metrics on ``metrics_port + process_id`` (``metrics_port``
+    when ``metrics_port_per_process`` is off: one process per host).
     """
     telemetry = FlowTelemetry()
     if settings.metrics_port:
-        port = settings.metrics_port + (process_id or 0)
+        offset = (process_id or 0) if settings.metrics_port_per_process else 0
+        port = settings.metrics_port + offset
         start_http_server(port, addr=settings.api_host)
         log.info("dataflow_metrics", url=f"http://{settings.api_host}:{port}/metrics")
     flow = kafka_flow(settings, telemetry, process_id or 0)
@@ -143,19 +150,22 @@ def run_dataflow(
         process_id=process_id,
         addresses=addresses,
         epoch_interval=timedelta(seconds=settings.snapshot_seconds),
-        recovery_config=recovery_config(settings),
+        recovery_config=recovery_config(settings, clustered=addresses is not None),
     )
 
 
-def recovery_config(settings: Settings) -> RecoveryConfig | None:
+def recovery_config(settings: Settings, *, clustered: bool = False) -> RecoveryConfig | None:
     """Bytewax recovery for ``settings.recovery_dir``; ``None`` when recovery is off.
 
     Raises :class:`RecoveryError` when the directory was not prepared with
-    ``riffle recovery init``.
+    ``riffle recovery init``. In a cluster a process may hold no partition (one
+    added after the store was made): the directory must exist, and Bytewax
+    itself refuses a cluster that holds none or an incomplete set.
     """
     if settings.recovery_dir is None:
         return None
-    if not any(settings.recovery_dir.glob("part-*.sqlite3")):
+    held = any(settings.recovery_dir.glob("part-*.sqlite3"))
+    if not held and not (clustered and settings.recovery_dir.is_dir()):
         raise RecoveryError(
             f"{settings.recovery_dir} holds no recovery partitions; "
             f"run `riffle recovery init {settings.recovery_dir}` first"
@@ -165,13 +175,26 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     )
 
 
-def init_recovery(directory: Path, partitions: int) -> None:
-    """Create ``partitions`` empty recovery partitions in ``directory``.
+def init_recovery(directory: Path, partitions: int, only: int | None = None) -> list[Path]:
+    """Create empty recovery partitions in ``directory``; return the files created.
 
-    The count is fixed for the life of the store; the number of workers may
-    change between runs. Refuses a directory that already holds partitions.
+    The store has ``partitions`` partitions for its whole life; the number of
+    processes may change between runs. Each process finds the partitions in
+    its own directory and Bytewax joins them across the cluster, so one store
+    may be spread over one volume per process: ``only`` creates just
+    partition ``only`` here (nothing when ``only >= partitions``: a process
+    added later holds none). Refuses a directory that already holds partitions.
     """
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.glob("part-*.sqlite3")):
         raise RecoveryError(f"{directory} already holds recovery partitions")
-    init_db_dir(directory, partitions)  # type: ignore[no-untyped-call]
+    if only is None:
+        init_db_dir(directory, partitions)  # type: ignore[no-untyped-call]
+        return sorted(directory.glob("part-*.sqlite3"))
+    if only >= partitions:
+        return []
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        init_db_dir(Path(scratch), partitions)  # type: ignore[no-untyped-call]
+        target = directory / f"part-{only}.sqlite3"
+        (Path(scratch) / target.name).rename(target)
+    return [target]

@@ -80,6 +80,20 @@ class FlowTelemetry:
             buckets=_LAG_BUCKETS,
             registry=registry,
         )
+        self.source_lag = Gauge(
+            "riffle_dataflow_source_lag_messages",
+            "Messages of the source partition not read yet (Kafka: the high watermark at the "
+            "last fetch minus the next offset; Pub/Sub: 0, see the subscription's backlog).",
+            ["partition"],
+            registry=registry,
+        )
+        self.sink_errors = Counter(
+            "riffle_dataflow_sink_errors",
+            "Failed write attempts by sink; each is retried with backoff until the sink "
+            "gives up and stops the flow.",
+            ["sink"],
+            registry=registry,
+        )
         self.watermark_lag = Gauge(
             "riffle_dataflow_watermark_lag_seconds",
             "Wall clock minus the partition's watermark.",

@@ -312,7 +312,7 @@ def compile_reader(plans: Sequence[MetricPlan]) -> Reader:
         metric, path = src.const(plan.name), src.const(plan.value_path or "")
         if plan.value_path is None:
             src.emit(2, "v = 1.0")
-        elif plan.sketch is not None and plan.sketch.kind != "kll":
+        elif plan.sketch is not None and plan.sketch.kind != "quantiles":
             var = src.raw(plan.value_path)
             src.emit(2, f"v = {var}")
             src.emit(2, "if v is None:")

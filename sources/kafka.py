@@ -57,6 +57,9 @@ class PartitionPoll:
     messages: list[tuple[bytes | None, str | None, int]]
     at_end: bool
     origin: str | None = None
+    lag: int = 0
+    """Messages of the partition's log not read yet: the broker's high watermark at the
+    last fetch minus the next offset (0 when unknown)."""
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -96,6 +99,7 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
         poll_ms: int = 250,
     ) -> None:
         self._consumer = Consumer(config)
+        self._partition = TopicPartition(topic, partition)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._key = partition_key(topic, partition)
         self._offset = offset
@@ -136,8 +140,13 @@ class _PartitionReader(StatefulSourcePartition[tuple[str, PartitionPoll], int]):
             or now - self._last_emit >= self._heartbeat_s
         ):
             self._last_emit = now
-            return [(self._key, PartitionPoll(self._key, messages, self._at_end))]
+            return [(self._key, PartitionPoll(self._key, messages, self._at_end, lag=self._lag()))]
         return []
+
+    def _lag(self) -> int:
+        # The high watermark of the last fetch response: no request to the broker.
+        _low, high = self._consumer.get_watermark_offsets(self._partition, cached=True)
+        return max(0, high - self._offset) if high >= 0 else 0
 
     def next_awake(self) -> datetime | None:
         # At once after a full batch (a backlog); after a short one, in poll_ms.

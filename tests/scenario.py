@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import orjson
 
 from riffle.config.spec import SKETCHED, MetricSpec, PipelineSpec
+from riffle.operators.sketches import Sketch, sketch_for
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, on every window boundary
 
@@ -35,7 +37,7 @@ CURRENCIES = ["USD", "EUR"]
 ENDPOINTS = ["/api/cart", "/api/search"]
 
 
-def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
+def _event(rng: random.Random, n: int, ts: int | str, users: bool) -> dict[str, object]:
     kind = rng.choices(
         ["page_view", "add_to_cart", "purchase", "signup", "api_request"],
         weights=[50, 15, 10, 5, 20],
@@ -56,34 +58,42 @@ def _event(rng: random.Random, n: int, ts: int | str) -> dict[str, object]:
             "latency_ms": rng.randint(3, 900),
         }
     else:
-        props = {"sku": f"sku-{rng.randint(1, 50)}"}
-    return {
-        "event_id": f"e{n}",
-        "type": kind,
-        "ts": ts,
-        "props": props,
-        "context": {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)},
-    }
+        sku = f"sku-{rng.randint(1, 50)}"
+        props = {"sku": sku, "product_id": sku}
+    context = {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)}
+    if users:
+        context["user_id"] = f"u{n * 7919 % 5000}"  # not drawn: the rng sequence stays as it was
+    return {"event_id": f"e{n}", "type": kind, "ts": ts, "props": props, "context": context}
 
 
-def scenario(seed: int = 7, n: int = 3000, partitions: int = 2, base: int = BASE) -> list[Sent]:
-    """Events over ~5 minutes of event time from ``base`` (a minute boundary), in arrival order.
+def scenario(
+    seed: int = 7,
+    n: int = 3000,
+    partitions: int = 2,
+    base: int = BASE,
+    spacing_ms: int = 100,
+    users: bool = False,
+) -> list[Sent]:
+    """Events ``spacing_ms`` apart in event time (3,000 are ~5 minutes) from ``base`` (a minute
+    boundary), in arrival order.
 
     Includes events exactly on window boundaries, duplicates of boundary
     stamps, RFC 3339 stamps, late events (minutes behind), and malformed
-    messages of every kind the envelope rejects.
+    messages of every kind the envelope rejects. With ``users`` every event has a
+    ``context.user_id`` (distinct counts read it; the demo's enrichment then also
+    starts sessions, which the SQL reference does not model).
     """
     rng = random.Random(seed)
     out: list[Sent] = []
     for i in range(n):
         part = rng.randrange(partitions)
-        ts: int | str = base + i * 100 + rng.randint(-2000, 2000)
+        ts: int | str = base + i * spacing_ms + rng.randint(-2000, 2000)
         roll = rng.random()
         if i % 97 == 0:
-            ts = base + (i * 100 // 60_000) * 60_000  # exactly on a minute boundary
+            ts = base + (i * spacing_ms // 60_000) * 60_000  # exactly on a minute boundary
         if roll < 0.02 and i > 500:
-            ts = base + i * 100 - rng.randint(60_000, 120_000)  # late by minutes
-        event = _event(rng, i, ts)
+            ts = base + i * spacing_ms - rng.randint(60_000, 120_000)  # late by minutes
+        event = _event(rng, i, ts, users)
         if i % 50 == 0:
             event["ts"] = _rfc3339(int(event["ts"]))  # type: ignore[arg-type]
         valid = True
@@ -202,6 +212,53 @@ def expected_windows(
         for dim_values, start, count, total, low, high in con.execute(query).fetchall():
             key_dims = tuple(zip(dims, dim_values, strict=True)) if dims else ()
             expected[(metric.name, key_dims, start)] = (count, total, low, high)
+    return expected
+
+
+def expected_sketches(
+    sent: list[Sent], spec: PipelineSpec, lateness_ms: int
+) -> dict[tuple[str, tuple[tuple[str, str], ...], int], tuple[float | None, dict[str, Any]]]:
+    """``(metric, dims, window_start) -> (value, detail)`` of the tumbling sketched metrics.
+
+    SQL gathers each window's values; one sketch per window takes them in a
+    single pass. Sketch numbers depend only on the values (operators/sketches.py),
+    so a flow that split, merged, restarted or spread them over processes must
+    report exactly these.
+    """
+    con = _in_time_events(sent, lateness_ms)
+    expected = {}
+    for metric in spec.metrics:
+        sketch = sketch_for(metric)
+        if sketch is None or metric.window.kind != "tumbling" or metric.filter:
+            continue
+        assert metric.value is not None
+        dims = sorted(metric.dimensions)
+        dim_sql = (
+            ", ".join(
+                f"coalesce(json_extract_string(body, '$.{spec.dimensions[d].path}'), 'unknown')"
+                for d in dims
+            )
+            or "NULL"
+        )
+        path = f"'$.{metric.value}'"
+        value_sql = (
+            f"CAST(json_extract(body, {path}) AS DOUBLE)"
+            if sketch.kind == "quantiles"
+            else f"json_extract_string(body, {path})"
+        )
+        types = " OR ".join(f"body->>'type' = '{t}'" for t in metric.events)
+        window = metric.window_ms
+        query = f"""
+            SELECT [{dim_sql}] AS dims, ts - (ts % {window}) AS start, list({value_sql})
+            FROM events WHERE ({types}) AND json_extract(body, {path}) IS NOT NULL
+            GROUP BY ALL
+        """
+        for dim_values, start, values in con.execute(query).fetchall():
+            one = Sketch(sketch)
+            for value in values:
+                one.update(value)
+            key_dims = tuple(zip(dims, dim_values, strict=True)) if dims else ()
+            expected[(metric.name, key_dims, start)] = (one.value(), one.detail())
     return expected
 
 

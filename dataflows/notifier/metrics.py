@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from riffle.sinks.channels.base import Channel
 
 
 class NotifyMetrics:
@@ -29,3 +33,11 @@ class NotifyMetrics:
             ["outcome"],
             registry=registry,
         )
+
+    def expect(self, channels: Mapping[str, list[Channel]]) -> None:
+        """Expose every receiver's channels at 0 deliveries of each outcome from the start,
+        so alert rules on their rate see a series before the first delivery."""
+        for receiver, kinds in channels.items():
+            for channel in kinds:
+                for outcome in ("delivered", "dead"):
+                    self.deliveries.labels(receiver, channel.kind, outcome)

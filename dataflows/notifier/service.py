@@ -77,6 +77,7 @@ class Notifier:
         self.resend_s = resend_s
         self.clock = clock
         self.metrics = NotifyMetrics(registry)
+        self.metrics.expect(self.channels)
         client = redis_client.Redis.from_url(redis_url)
         self.state = NotifyState(client, prefix, topic)
         self.silences = SilenceStore(client, prefix)

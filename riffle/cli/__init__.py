@@ -5,8 +5,8 @@ long-running top-level commands ``run``, ``api``, ``notify``, ``demo-produce``,
 ``up``), :mod:`.settings` (``settings``) and one sub-command per module for
 ``topics``, ``spec``, ``recovery``, ``warehouse``, ``keys``, ``schemas``,
 ``models``, ``grafana``, ``dashboards``, ``scheduler`` (the process, and ``runs``),
-``reports`` and ``imports``; :mod:`.imports` also holds ``import``, ``replay`` and
-``backfill``. A new group is a module here and one ``add_typer`` line below.
+``reports``, ``imports`` and ``backup``; :mod:`.imports` also holds ``import``, ``replay``
+and ``backfill``. A new group is a module here and one ``add_typer`` line below.
 
 Every command reads :func:`config.settings.get_settings` (``RIFFLE_*``
 variables) and logs through :mod:`riffle.logging`. Errors Riffle raises on
@@ -19,6 +19,7 @@ from __future__ import annotations
 import typer
 
 from riffle.cli import (
+    backup,
     dashboards,
     grafana,
     imports,
@@ -59,6 +60,7 @@ app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(reports.app, name="reports")
+app.add_typer(backup.app, name="backup")
 
 
 @app.callback()

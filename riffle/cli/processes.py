@@ -4,6 +4,7 @@ the whole local stack (each a top-level command)."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
@@ -12,6 +13,7 @@ from typing import Annotated
 import typer
 
 from riffle.cli.common import clear_errors
+from riffle.config.cluster import cluster_identity
 from riffle.config.settings import get_settings
 
 app = typer.Typer()
@@ -47,7 +49,11 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Run the metrics dataflow (Kafka in; Redis, warehouse, dead letters out)."""
+    """Run the metrics dataflow (Kafka in; Redis, warehouse, dead letters out).
+
+    Without -i/-a, RIFFLE_CLUSTER_SIZE > 0 makes this process the pod ordinal of
+    its host name (or RIFFLE_POD_NAME) in a cluster at RIFFLE_CLUSTER_ADDRESSES.
+    """
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
     hosts = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
@@ -56,6 +62,15 @@ def run(
     from riffle.dataflows.runner import run_dataflow
 
     settings = get_settings()
+    if hosts is None:
+        with clear_errors():
+            identity = cluster_identity(
+                settings.cluster_size,
+                settings.cluster_addresses,
+                settings.pod_name or socket.gethostname(),
+            )
+        if identity is not None:
+            process_id, hosts = identity.process_id, identity.addresses
     overrides: dict[str, object] = {}
     if recovery_dir is not None:
         overrides["recovery_dir"] = recovery_dir

@@ -47,6 +47,7 @@ class BatchWriter(Generic[T]):
     """Buffers rows for ``write`` and writes them from one thread; see the module doc.
 
     ``write`` must be idempotent: a batch whose answer was lost is written again.
+    ``on_error`` is called for every failed write attempt (a metric's counter).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class BatchWriter(Generic[T]):
         max_buffer: int = 20_000,
         give_up_s: float = 300.0,
         name: str = "warehouse",
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         if max_buffer < max_rows:
             raise ValueError(f"max_buffer ({max_buffer}) must hold a batch ({max_rows})")
@@ -67,6 +69,7 @@ class BatchWriter(Generic[T]):
         self._max_buffer = max_buffer
         self._give_up = give_up_s
         self._name = name
+        self._on_error = on_error
         self._cond = threading.Condition()
         self._buffer: list[T] = []
         self._oldest = 0.0
@@ -182,7 +185,12 @@ class BatchWriter(Generic[T]):
                         number = attempt.retry_state.attempt_number
                         if number > 1:
                             log.warning("warehouse_retry", writer=self._name, attempt=number)
-                        self._write(batch)
+                        try:
+                            self._write(batch)
+                        except Exception:
+                            if self._on_error is not None:
+                                self._on_error()
+                            raise
             except Exception as exc:  # handed to every caller, not swallowed
                 log.exception("warehouse_writer_failed", writer=self._name)
                 with self._cond:

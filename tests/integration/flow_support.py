@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -11,9 +12,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import yaml
 from confluent_kafka import Producer
 
 from riffle.config.settings import Settings
@@ -21,11 +24,30 @@ from riffle.config.spec import PipelineSpec, load_spec
 from riffle.operators.records import Dims, WindowResult
 from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.engines import open_warehouse
-from tests.scenario import Sent, expected_windows
+from tests.scenario import Sent, expected_sketches, expected_windows
 
 SPEC = load_spec("config/demo.yaml")
 WindowKey = tuple[str, Dims, int]
 Expected = dict[WindowKey, tuple[int, float, float, float]]
+ExpectedSketches = dict[WindowKey, tuple[float | None, dict[str, Any]]]
+
+
+def lean_spec(directory: Path) -> Path:
+    """The demo spec without enrichment, models, predictions and alert rules, as a file.
+
+    Same metrics (windows of every kind, sketches, caps): for tests about
+    where windows are computed, not about models, at a fraction of the start-up
+    and per-event cost.
+    """
+    data = yaml.safe_load(Path("config/demo.yaml").read_text(encoding="utf-8"))
+    for section in ("enrichment", "alerts", "predictions"):
+        data.pop(section, None)
+    for metric in data["metrics"]:
+        metric.pop("anomaly", None)
+        metric.pop("forecast", None)
+    path = directory / "lean-spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -119,6 +141,17 @@ def closed_expectation(sent: list[Sent], lateness_ms: int, spec: PipelineSpec = 
     return {k: v for k, v in expected.items() if k[2] < horizon}
 
 
+def closed_sketches(
+    sent: list[Sent], lateness_ms: int, spec: PipelineSpec = SPEC
+) -> ExpectedSketches:
+    """Value and detail of every closed window of a sketched metric (single-pass reference),
+    without the last minute's and without windows the closers leave open."""
+    expected = expected_sketches(sent, spec, lateness_ms=lateness_ms)
+    horizon = max(start for (_m, _d, start) in expected_windows(sent, spec, lateness_ms)) - 60_000
+    size = {m.name: m.window_ms for m in spec.metrics}
+    return {k: v for k, v in expected.items() if k[2] + size[k[0]] <= horizon}
+
+
 def redis_finals(settings: Settings, spec: PipelineSpec = SPEC) -> dict[WindowKey, WindowResult]:
     """Every final window of the default tenant in Redis."""
     store = RedisWindowStore(
@@ -168,6 +201,43 @@ def wait_for(
             return
         time.sleep(0.25)
     pytest.fail(f"timed out waiting for {what}; {detail()}\nflow log:\n{log.read_text()[-3000:]}")
+
+
+def final_differences(
+    got: dict[WindowKey, WindowResult], want: dict[WindowKey, WindowResult]
+) -> list[str]:
+    """How two sets of final windows differ (empty: they are the same).
+
+    Counts, minima, maxima, ends, details and sketched values must be equal;
+    sums (and the values computed from them) to float rounding, since partial
+    sums merge in an order that follows batches, partitions and processes.
+    """
+    out = [f"missing {k}" for k in sorted(want.keys() - got.keys())]
+    out += [f"extra {k}" for k in sorted(got.keys() - want.keys())]
+    for key in sorted(want.keys() & got.keys()):
+        a, b = got[key], want[key]
+        exact = (a.window_end, a.count, a.min, a.max, a.detail, a.sketch is None)
+        same = exact == (b.window_end, b.count, b.min, b.max, b.detail, b.sketch is None)
+        same = same and math.isclose(a.sum, b.sum, rel_tol=1e-9, abs_tol=1e-9)
+        if a.sketch is not None or a.value is None or b.value is None:
+            same = same and a.value == b.value
+        else:
+            same = same and math.isclose(a.value, b.value, rel_tol=1e-9, abs_tol=1e-9)
+        if not same:
+            out.append(f"{key}: {a} != {b}")
+    return out
+
+
+def assert_sketches_match(got: dict[WindowKey, WindowResult], expected: ExpectedSketches) -> None:
+    """``got`` holds every expected sketched window with exactly its value and detail."""
+    missing = expected.keys() - got.keys()
+    assert not missing, f"{len(missing)} sketched windows missing, e.g. {sorted(missing)[:3]}"
+    wrong = [
+        (key, (got[key].value, got[key].detail), want)
+        for key, want in expected.items()
+        if (got[key].value, got[key].detail) != want
+    ]
+    assert not wrong, f"{len(wrong)} of {len(expected)} sketched windows differ, e.g. {wrong[:2]}"
 
 
 def assert_matches(got: dict[WindowKey, WindowResult], expected: Expected) -> None:

@@ -30,7 +30,9 @@ from tests.integration.flow_support import (
     Expected,
     WindowKey,
     assert_matches,
+    assert_sketches_match,
     closed_expectation,
+    closed_sketches,
     enqueue,
     kill,
     produce,
@@ -89,7 +91,7 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
     now = int(time.time() * 1000)
     span = EVENTS * 100  # the scenario's events are ~100 ms of event time apart
     base = now - now % 60_000 - span
-    sent = scenario(seed=11, n=EVENTS, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=EVENTS, partitions=PARTITIONS, base=base, users=True)
     produced: list[int] = []
     in_flight = threading.Event()
 
@@ -110,14 +112,16 @@ def test_broker_restart_mid_stream_loses_and_double_counts_nothing(
         produce(durable, tail)
         stored = _log_after_restart(durable.kafka_servers, durable.events_topic, sent + tail)
         expected = closed_expectation(stored, lateness_ms=10_000)
+        sketched = closed_sketches(stored, lateness_ms=10_000)
         wait_for(
-            lambda: expected.keys() <= redis_finals(durable).keys(),
+            lambda: (expected.keys() | sketched.keys()) <= redis_finals(durable).keys(),
             180,
             "finals",
             log,
             lambda: _missing(expected, redis_finals(durable), durable, base),
         )
         assert_matches(redis_finals(durable), expected)
+        assert_sketches_match(redis_finals(durable), sketched)
         wait_for(lambda: expected.keys() <= warehouse_rows(durable).keys(), 60, "warehouse", log)
         assert_matches(warehouse_rows(durable), expected)
         # Every message of the log read exactly once: the restart re-delivered nothing.

@@ -332,6 +332,9 @@ def test_failing_webhook_is_retried_then_dead_lettered_and_email_goes_through(
             labels = {"receiver": "ops", "channel": "webhook", "outcome": "dead"}
             assert sample(deliveries, labels) == 1
             assert sample(deliveries, labels | {"channel": "email", "outcome": "delivered"}) == 1
+            # Exposed at 0 from the start, not absent: rate() alerts see the series.
+            assert sample(deliveries, labels | {"outcome": "delivered"}) == 0
+            assert sample(deliveries, labels | {"channel": "email", "outcome": "dead"}) == 0
             assert sample("riffle_notify_transitions_total", {"outcome": "applied"}) == 1
         assert len(receiver.received) == 3  # three attempts, all 503
         [(key, record)] = dead.all().items()

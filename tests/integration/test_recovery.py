@@ -25,7 +25,9 @@ from riffle.dataflows.runner import RecoveryError, init_recovery
 from riffle.stack import free_port
 from tests.integration.flow_support import (
     assert_matches,
+    assert_sketches_match,
     closed_expectation,
+    closed_sketches,
     kill,
     produce,
     redis_finals,
@@ -86,7 +88,7 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
     span = events * 100  # the scenario's events are ~100 ms of event time apart
     now = int(time.time() * 1000)
     base = now - now % 60_000 - span
-    sent = scenario(seed=seed, n=events, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=seed, n=events, partitions=PARTITIONS, base=base, users=True)
 
     def stream() -> None:  # paced, so kills land while data is still arriving
         for start in range(0, len(sent), 2000):
@@ -110,15 +112,18 @@ def chaos(settings: Settings, log: Path, *, events: int, kills: int, seed: int) 
     tail = closers(base + span + 3_600_000, PARTITIONS)
     produce(settings, tail)
     expected = closed_expectation(sent + tail, lateness_ms=10_000)
+    sketched = closed_sketches(sent + tail, lateness_ms=10_000)
+    keys = expected.keys() | sketched.keys()
     flow = start_flow(settings, log)
     budget = 120 + events / 1000  # the last run may replay much of the topic, on a shared machine
     try:
-        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), budget, "finals", log)
+        wait_for(lambda: keys <= redis_finals(settings).keys(), budget, "finals", log)
         assert_matches(redis_finals(settings), expected)
-        wait_for(
-            lambda: expected.keys() <= warehouse_rows(settings).keys(), budget / 2, "warehouse", log
-        )
+        # Distinct counts, quantiles and top-k exactly as one uninterrupted sketch gives them.
+        assert_sketches_match(redis_finals(settings), sketched)
+        wait_for(lambda: keys <= warehouse_rows(settings).keys(), budget / 2, "warehouse", log)
         assert_matches(warehouse_rows(settings), expected)
+        assert_sketches_match(warehouse_rows(settings), sketched)
     finally:
         kill(flow)
 
@@ -138,6 +143,7 @@ def recovering(settings_factory: Callable[..., Settings], tmp_path: Path) -> Set
     return settings
 
 
+@pytest.mark.timeout(600)  # ~3 minutes; up to 5 on a 2-core machine shared with other work
 def test_kill_9_mid_stream_loses_and_double_counts_nothing(
     recovering: Settings, tmp_path: Path
 ) -> None:

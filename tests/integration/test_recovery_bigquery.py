@@ -29,7 +29,9 @@ from tests.bq_support import Emulator
 from tests.fault_proxy import FaultProxy, start_proxy
 from tests.integration.flow_support import (
     assert_matches,
+    assert_sketches_match,
     closed_expectation,
+    closed_sketches,
     kill,
     produce,
     start_flow,
@@ -106,7 +108,7 @@ def test_kill_9_mid_bigquery_write_then_recovery_loses_and_doubles_nothing(
     span = events * 100  # the scenario's events are ~100 ms of event time apart
     now = int(time.time() * 1000)
     base = now - now % 60_000 - span
-    sent = scenario(seed=11, n=events, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=events, partitions=PARTITIONS, base=base, users=True)
 
     def stream() -> None:  # paced, so kills land while data is still arriving
         for start in range(0, len(sent), 1000):
@@ -133,12 +135,13 @@ def test_kill_9_mid_bigquery_write_then_recovery_loses_and_doubles_nothing(
     tail = closers(base + span + 3_600_000, PARTITIONS)
     produce(settings, tail)
     expected = closed_expectation(sent + tail, lateness_ms=10_000)
+    sketched = closed_sketches(sent + tail, lateness_ms=10_000)
+    keys = expected.keys() | sketched.keys()
     flow = start_flow(settings, log)
     try:
-        wait_for(
-            lambda: expected.keys() <= warehouse_rows(settings).keys(), 240, "the warehouse", log
-        )
+        wait_for(lambda: keys <= warehouse_rows(settings).keys(), 240, "the warehouse", log)
         assert_matches(warehouse_rows(settings), expected)
+        assert_sketches_match(warehouse_rows(settings), sketched)
         assert duplicated_keys(settings) == []
         raw, seen = raw_and_seen(settings)
         # The held inserts landed after their writer died and were written again on

@@ -25,7 +25,9 @@ from riffle.stack import free_port
 from tests.integration.flow_support import (
     Expected,
     assert_matches,
+    assert_sketches_match,
     closed_expectation,
+    closed_sketches,
     cluster_ports,
     kill,
     produce,
@@ -50,7 +52,7 @@ def spine(settings_factory: Callable[..., Settings]) -> tuple[Settings, list[Sen
     settings = settings_factory(
         lateness_seconds=10, idle_seconds=1, partial_interval_seconds=0.2, metrics_port=free_port()
     )
-    sent = scenario(seed=11, n=3000, partitions=PARTITIONS, base=base)
+    sent = scenario(seed=11, n=3000, partitions=PARTITIONS, base=base, users=True)
     sent += closers(base + 3_600_000, PARTITIONS)
     produce(settings, sent)
     return settings, sent
@@ -61,16 +63,18 @@ def test_events_become_windows_everywhere(
 ) -> None:
     settings, sent = spine
     expected = closed_expectation(sent, lateness_ms=10_000)
+    sketched = closed_sketches(sent, lateness_ms=10_000)
     log = tmp_path / "flow.log"
     flow = start_flow(settings, log)
     try:
         wait_for(
-            lambda: expected.keys() <= redis_finals(settings).keys(),
+            lambda: (expected.keys() | sketched.keys()) <= redis_finals(settings).keys(),
             60,
             "final windows in Redis",
             log,
         )
         assert_matches(redis_finals(settings), expected)
+        assert_sketches_match(redis_finals(settings), sketched)
 
         # Every final also lands in the warehouse (upserted, one row per window).
         wait_for(
@@ -176,11 +180,20 @@ def test_two_processes_give_the_same_windows(
     metrics, hosts = cluster_ports(2)  # process i serves metrics_port + i
     settings = settings.model_copy(update={"metrics_port": metrics})
     expected = closed_expectation(sent, lateness_ms=10_000)
+    sketched = closed_sketches(sent, lateness_ms=10_000)
     log = tmp_path / "flow.log"
     flows = [start_flow(settings, log, "-i", str(i), "-a", hosts) for i in range(2)]
     try:
-        wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), 60, "finals", log)
+        keys = expected.keys() | sketched.keys()
+        wait_for(
+            lambda: keys <= redis_finals(settings).keys(),
+            120,
+            "finals",
+            log,
+            lambda: f"missing {sorted(keys - redis_finals(settings).keys())[:3]}",
+        )
         assert_matches(redis_finals(settings), expected)
+        assert_sketches_match(redis_finals(settings), sketched)
         wait_for(lambda: expected.keys() <= warehouse_rows(settings).keys(), 30, "warehouse", log)
         assert_matches(warehouse_rows(settings), expected)
         per_process = [

@@ -298,8 +298,14 @@ def outage(warehouse_target: WarehouseTarget, request: pytest.FixtureRequest) ->
 
 def outage_run(outage: Any, seconds: float) -> None:
     warehouse, start, end = outage
+    failed: list[None] = []  # what feeds riffle_dataflow_sink_errors_total{sink="warehouse"}
     writer: BatchWriter[Any] = BatchWriter(
-        warehouse.upsert_windows, max_rows=50, max_delay_s=0.05, max_buffer=200, give_up_s=600
+        warehouse.upsert_windows,
+        max_rows=50,
+        max_delay_s=0.05,
+        max_buffer=200,
+        give_up_s=600,
+        on_error=lambda: failed.append(None),
     )
     rows = [
         window(BASE_MS + i * MIN, (("n", str(k)),), values=(1.0,))
@@ -326,6 +332,7 @@ def outage_run(outage: Any, seconds: float) -> None:
     writer.close()
     assert peak <= 200
     assert seen(warehouse) == (1000, 1000.0)
+    assert failed, "every failed attempt during the outage is reported"
 
 
 def test_an_outage_is_ridden_out_with_backpressure(outage: Any) -> None:

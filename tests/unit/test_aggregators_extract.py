@@ -104,7 +104,7 @@ def _reference_read(plan: MetricPlan, event: dict[str, Any]) -> tuple[Dims, Any]
     value: Any = 1.0
     if plan.value_path is not None:
         raw = getter(plan.value_path)(event)
-        if plan.sketch is not None and plan.sketch.kind != "kll":
+        if plan.sketch is not None and plan.sketch.kind != "quantiles":
             if raw is None:
                 return None
             if isinstance(raw, dict | list):
