@@ -159,3 +159,18 @@ def test_riffle_up_starts_the_scheduler_for_imports_or_reports(tmp_path: Path) -
     assert "scheduler" not in spec_children(plain, settings)
     with_imports = load_spec(write_spec(tmp_path, IMPORTS))
     assert spec_children(with_imports, settings)["scheduler"] == ["scheduler"]
+
+
+def test_riffle_spec_check_counts_the_scheduled_imports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from riffle.cli import app
+
+    path = write_spec(tmp_path, IMPORTS)
+    done = CliRunner().invoke(app, ["spec", "check", str(path)])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip().endswith(" metrics, 2 scheduled imports)")
+    broken = write_spec(tmp_path, IMPORTS.replace('"@daily"', '"@never"'))
+    failed = CliRunner().invoke(app, ["spec", "check", str(broken)])
+    assert failed.exit_code == 1
+    assert "imports[1].schedule: Value error, not a cron expression '@never'" in failed.output
