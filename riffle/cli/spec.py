@@ -25,8 +25,8 @@ def spec_check(
     with clear_errors():
         spec = load_spec(target)
     scheduled = "".join(
-        f", {len(jobs)} scheduled {what}"
-        for jobs, what in ((spec.reports, "reports"), (spec.imports, "imports"))
+        f", {len(jobs)} scheduled {what}{'s' if len(jobs) > 1 else ''}"
+        for jobs, what in ((spec.reports, "report"), (spec.imports, "import"))
         if jobs
     )
     typer.echo(
