@@ -32,8 +32,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from riffle.config.base import Strict
 from riffle.config.durations import Duration, parse_duration
 from riffle.config.mapping import MappingError, SchemaMapping, load_mapping
 from riffle.config.schedules import Cron
@@ -47,10 +48,8 @@ def _spec_dir(info: ValidationInfo) -> Path:
     return Path(context.get(SPEC_DIR) or ".")
 
 
-class ScheduledImportSpec(BaseModel):
+class ScheduledImportSpec(Strict):
     """One import run on a cron schedule by ``riffle scheduler``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     source: str = Field(min_length=1, max_length=2000)
