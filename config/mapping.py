@@ -39,9 +39,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from riffle.config.base import node_lines
 from riffle.config.enrichment import check_expression
 from riffle.config.errors import RiffleError
-from riffle.config.spec import node_lines
 
 ROW_NAMES = frozenset({"row", "props", "context"})
 """What a mapping expression may read."""

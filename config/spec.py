@@ -25,11 +25,12 @@ from pydantic import (
 
 from riffle.config.alerts import AlertRule, untag
 from riffle.config.alerts import rule_problems as alert_problems
-from riffle.config.base import FIELD_PATH, NAME, Condition, Strict
+from riffle.config.base import FIELD_PATH, NAME, Condition, Strict, node_lines
 from riffle.config.durations import Duration
 from riffle.config.enrichment import EnrichmentSpec
 from riffle.config.enrichment import reference_problems as enrichment_problems
 from riffle.config.errors import SpecError
+from riffle.config.imports import SPEC_DIR, ScheduledImportSpec, import_problems
 from riffle.config.models import AnomalySpec, ForecastSpec
 from riffle.config.notifications import NotificationsSpec, notification_problems
 from riffle.config.predictions import PredictionSpec
@@ -241,6 +242,8 @@ class PipelineSpec(Strict):
     tenants: dict[str, TenantSpec] = Field(default_factory=dict)
     reports: list[ReportSpec] = Field(default_factory=list)
     """Scheduled reports (``config.reports``), run by ``riffle scheduler``."""
+    imports: list[ScheduledImportSpec] = Field(default_factory=list)
+    """Scheduled imports (``config.imports``), run by ``riffle scheduler``."""
 
     def metric(self, name: str) -> MetricSpec | None:
         """The metric called ``name``, if the spec has one."""
@@ -263,11 +266,12 @@ def load_spec(path: str | Path) -> PipelineSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from exc
-    return parse_spec(text, source=str(path))
+    return parse_spec(text, source=str(path), base=path.parent)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
-    """Parse spec text; ``source`` names it in error messages."""
+def parse_spec(text: str, source: str = "<spec>", base: Path | None = None) -> PipelineSpec:
+    """Parse spec text; ``source`` names it in error messages, relative paths in it (mapping
+    files, local import sources) are read from ``base`` (default: the working directory)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -279,7 +283,7 @@ def parse_spec(text: str, source: str = "<spec>") -> PipelineSpec:
         raise SpecError(f"{source}:1: a spec is a mapping with event_types and metrics")
     lines = dict(node_lines(node, ()))
     try:
-        spec = PipelineSpec.model_validate(data)
+        spec = PipelineSpec.model_validate(data, context={SPEC_DIR: base or Path()})
     except ValidationError as exc:
         problems = [(untag(tuple(err["loc"])), err["msg"]) for err in exc.errors()]
         raise SpecError(_describe(source, lines, problems)) from exc
@@ -337,6 +341,7 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[tuple[str | int, .
     dims = {m.name: m.dimensions for m in spec.metrics}
     dims |= {r.name: r.dimensions for r in spec.ratios}
     yield from report_problems(spec.reports, dims, spec.notifications)
+    yield from import_problems(spec.imports, list(spec.event_types))
 
 
 def _ratio_problems(
@@ -394,20 +399,3 @@ def _describe(
         field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
         out.append(f"{source}:{line}: {field or '(top)'}: {message}")
     return "invalid pipeline spec\n" + "\n".join(out)
-
-
-def node_lines(
-    node: yaml.Node, path: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], int]]:
-    """Map every path in the YAML document to the line it starts on (1-based)."""
-    yield path, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            yield child, key.start_mark.line + 1
-            for sub, line in node_lines(value, child):
-                if sub != child:
-                    yield sub, line
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from node_lines(item, (*path, index))

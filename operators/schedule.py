@@ -155,13 +155,16 @@ def named_period(text: str, period: str, zone: str, now_ms: int) -> tuple[int, i
 @dataclass(frozen=True)
 class Job:
     """One scheduled job: which kind runs it, its name within the kind, the tenant it acts
-    for and when it is due (``cron`` on the wall clock of ``zone``)."""
+    for and when it is due (``cron`` on the wall clock of ``zone``); ``max_attempts`` and
+    ``backoff_s``, when given, replace the scheduler's retry policy for its runs."""
 
     kind: str
     name: str
     tenant: str
     cron: str
     zone: str
+    max_attempts: int | None = None
+    backoff_s: float | None = None
 
     @property
     def key(self) -> str:

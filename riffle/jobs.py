@@ -6,7 +6,8 @@ attempt; returns details to record, raises
 :class:`~operators.schedule.JobFailedError` to be retried with backoff) — the
 :class:`~dataflows.scheduler.kinds.JobKind` protocol. Registering one:
 
-1. write the kind where its work belongs (reports: :mod:`api.reports.jobs`);
+1. write the kind where its work belongs (reports: :mod:`api.reports.jobs`, imports:
+   :mod:`dataflows.import_jobs`);
 2. add ``"name": builder`` to :data:`KINDS`, the builder taking the settings and
    the Prometheus registry;
 3. document its jobs' configuration, and test it through
@@ -23,12 +24,14 @@ from prometheus_client import CollectorRegistry
 
 from riffle.api.reports.jobs import report_jobs
 from riffle.config.settings import Settings
+from riffle.dataflows.import_jobs import import_jobs
 from riffle.dataflows.scheduler.kinds import JobKind
 
 KindBuilder = Callable[[Settings, CollectorRegistry], JobKind]
 
 KINDS: dict[str, KindBuilder] = {
     "report": report_jobs,
+    "import": import_jobs,
 }
 
 

@@ -38,7 +38,7 @@ import structlog
 
 from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
-from riffle.config.spec import load_spec
+from riffle.config.spec import PipelineSpec, load_spec
 from riffle.docs import masked_url
 from riffle.local_state import DEMO_KEY_DAYS, DemoKey, demo_key, recovery_store
 from riffle.sources.topics import ensure_topics
@@ -206,11 +206,7 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
             "api": ["api"],
             "producer": ["demo-produce", "--rate", f"{rate:g}"],
         }
-        spec = load_spec(settings.spec)
-        if spec.notifications is not None or settings.alert_webhook_url:
-            commands["notifier"] = ["notify"]  # delivers alert notifications (docs/alerts.md)
-        if spec.reports:
-            commands["scheduler"] = ["scheduler"]  # runs scheduled reports (docs/dashboards.md)
+        commands.update(spec_children(load_spec(settings.spec), settings))
         for name, args in commands.items():
             path = logs / f"{name}.log"
             argv = [sys.executable, "-m", "riffle.cli", *args]
@@ -231,6 +227,18 @@ def up(settings: Settings, *, rate: float, echo: Callable[[str], None]) -> int:
         _stop(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def spec_children(spec: PipelineSpec, settings: Settings) -> dict[str, list[str]]:
+    """The processes the spec calls for beside the flow, the API and the producer: the
+    notifier when alerts have receivers (docs/alerts.md), the scheduler when there are
+    scheduled reports or imports (docs/dashboards.md, docs/import.md)."""
+    children = {}
+    if spec.notifications is not None or settings.alert_webhook_url:
+        children["notifier"] = ["notify"]
+    if spec.reports or spec.imports:
+        children["scheduler"] = ["scheduler"]
+    return children
 
 
 def _on_signal(stopping: list[str]) -> Callable[[int, FrameType | None], None]:

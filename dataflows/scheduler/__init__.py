@@ -16,7 +16,8 @@ job kinds (reports, …) ──jobs()──▶ Scheduler step: for each job, the
   newest one runs once and the run records how many it stood for (``missed``).
   A job seen for the first time starts from now.
 * **Retries with backoff**: a failed attempt is retried after ``backoff * 2^(n-1)``
-  (capped at an hour) up to ``max_attempts``; a run interrupted by a crash is
+  (capped at an hour) up to ``max_attempts`` (the job's own, when its
+  :class:`~operators.schedule.Job` gives them); a run interrupted by a crash is
   picked up by the next scheduler as a failed attempt.
 * **Every run recorded**: :class:`~sinks.redis.schedule.Run` (status, attempts,
   times, error, the kind's details), listable per job.

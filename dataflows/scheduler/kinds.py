@@ -17,7 +17,7 @@ from riffle.sinks.redis.schedule import Run
 
 
 class JobKind(Protocol):
-    """A kind of scheduled job (reports; scheduled imports next)."""
+    """A kind of scheduled job (reports, imports)."""
 
     kind: str
 

@@ -61,6 +61,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
         self._lost = False
+        self._jobs: dict[str, Job] = {}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -76,6 +77,7 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="scheduler")
         self.metrics.leader.set(1)
         now = self._now_ms()
+        self.jobs()
         for run in self.store.queued():
             if run.status == "running":  # its scheduler stopped during the attempt
                 self._finish_attempt(run, "interrupted: the scheduler stopped during the run", now)
@@ -83,8 +85,9 @@ class Scheduler:
         return True
 
     def jobs(self) -> dict[str, Job]:
-        """Every job of every kind, by key."""
-        return {job.key: job for kind in self.kinds.values() for job in kind.jobs()}
+        """Every job of every kind, by key (kept for the retry policies of their runs)."""
+        self._jobs = {job.key: job for kind in self.kinds.values() for job in kind.jobs()}
+        return self._jobs
 
     def step(self) -> float:
         """Renew the lease, claim runs that came due, start queued runs whose time came;
@@ -207,9 +210,13 @@ class Scheduler:
             self.metrics.duration.labels(run.kind).observe(time.perf_counter() - began)
 
     def _finish_attempt(self, run: Run, error: str, now: int, retryable: bool = True) -> None:
-        """Record a failed attempt: retry after the backoff, or fail the run for good."""
-        if retryable and run.attempts < self.max_attempts:
-            wait_s = min(MAX_BACKOFF_S, self.backoff_s * 2 ** max(0, run.attempts - 1))
+        """Record a failed attempt: retry after the backoff, or fail the run for good (the
+        job's policy, else the scheduler's)."""
+        job = self._jobs.get(run.job_key)
+        max_attempts = self.max_attempts if job is None else job.max_attempts or self.max_attempts
+        backoff_s = self.backoff_s if job is None or job.backoff_s is None else job.backoff_s
+        if retryable and run.attempts < max_attempts:
+            wait_s = min(MAX_BACKOFF_S, backoff_s * 2 ** max(0, run.attempts - 1))
             after = run.but(status="retrying", error=error, not_before=now + int(wait_s * 1000))
             outcome = "retrying"
         else:

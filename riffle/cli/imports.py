@@ -360,7 +360,7 @@ def runs_list(
     for run in store.recent(tenant or settings.default_tenant, limit):
         typer.echo(
             f"{run.id}  {run.status:10} rows {run.rows_read:>10,}  rejected {run.rejected:>8,}"
-            f"  {run.source}"
+            f"  {run.requested_by:20}  {run.source}"
         )
 
 

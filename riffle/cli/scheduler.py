@@ -21,8 +21,8 @@ app = typer.Typer(
 
 @app.callback()
 def scheduler(ctx: typer.Context) -> None:
-    """Run scheduled jobs (reports) until stopped; one scheduler is active at a time, others
-    stand by (a Redis lease)."""
+    """Run scheduled jobs (reports, imports) until stopped; one scheduler is active at a time,
+    others stand by (a Redis lease)."""
     if ctx.invoked_subcommand is not None:
         return
     from prometheus_client import REGISTRY

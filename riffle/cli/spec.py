@@ -24,7 +24,12 @@ def spec_check(
     target = path or get_settings().spec
     with clear_errors():
         spec = load_spec(target)
+    scheduled = "".join(
+        f", {len(jobs)} scheduled {what}{'s' if len(jobs) > 1 else ''}"
+        for jobs, what in ((spec.reports, "report"), (spec.imports, "import"))
+        if jobs
+    )
     typer.echo(
         f"{target}: ok ({len(spec.event_types)} event types, "
-        f"{len(spec.dimensions)} dimensions, {len(spec.metrics)} metrics)"
+        f"{len(spec.dimensions)} dimensions, {len(spec.metrics)} metrics{scheduled})"
     )

@@ -19,7 +19,10 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
-RunStatus = Literal["queued", "running", "succeeded", "rejected", "aborted", "failed", "unchanged"]
+RunStatus = Literal[
+    "queued", "running", "succeeded", "rejected", "aborted", "failed", "unchanged", "interrupted"
+]
+"""``interrupted``: stopped by Ctrl-C; the same import started again resumes it."""
 FINISHED: frozenset[str] = frozenset({"succeeded", "rejected", "aborted", "failed", "unchanged"})
 KEEP = 1000
 
@@ -33,6 +36,11 @@ class ImportRun(BaseModel):
     event_type: str | None = None
     status: RunStatus = "queued"
     requested_by: str = "cli"
+    """``cli``, ``api:<key prefix>`` or ``schedule:<import name>``."""
+    trigger: Literal["manual", "schedule"] = "manual"
+    """``schedule``: a fire time of the spec's ``imports:`` started it (``schedule_run``)."""
+    schedule_run: str | None = None
+    """The scheduler's run (``import:<name>@<due ms>``) this import carried out."""
     created_at: int = Field(default_factory=lambda: int(time.time() * 1000))
     started_at: int | None = None
     finished_at: int | None = None

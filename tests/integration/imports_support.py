@@ -1,8 +1,13 @@
-"""Events, files and readers the import tests share."""
+"""Events, files, readers and the Cloud Storage emulator the import tests share."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -13,8 +18,11 @@ from riffle.config.spec import PipelineSpec, load_spec
 from riffle.operators.records import Dims, WindowResult
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.demo import generate
+from riffle.sources.storage import gcs_client
+from riffle.stack import free_port
 
 SPEC = load_spec("config/demo.yaml")
+BUCKET = "riffle-test"
 WindowKey = tuple[str, Dims, int]
 QUANTILE_METRICS = {m.name for m in SPEC.metrics if m.aggregation == "quantiles"}
 
@@ -83,3 +91,41 @@ def assert_same_windows(
         if not same:
             wrong.append((key, actual, expected))
     assert not wrong, f"{len(wrong)} of {len(want)} windows differ, e.g. {wrong[:2]}"
+
+
+@pytest.fixture(scope="module")
+def gcs() -> Iterator[str]:
+    """A Cloud Storage emulator (``gcp-storage-emulator``) with one bucket;
+    ``STORAGE_EMULATOR_HOST`` points the official client at it."""
+    port = free_port()
+    binary = Path(sys.executable).with_name("gcp-storage-emulator")
+    process = subprocess.Popen(
+        [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    before = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                gcs_client().create_bucket(BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield BUCKET
+    finally:
+        if before is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = before
+        process.terminate()
+        process.wait(10)
+
+
+def upload(name: str, data: bytes) -> None:
+    """Write (or overwrite: a new generation) ``name`` in the emulator's bucket."""
+    gcs_client().bucket(BUCKET).blob(name).upload_from_string(data)

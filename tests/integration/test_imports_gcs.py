@@ -4,12 +4,8 @@ against ``gcp-storage-emulator``; runs are recorded and an unchanged source is s
 from __future__ import annotations
 
 import gzip
-import os
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,52 +17,22 @@ from riffle.dataflows.imports import ImportRequest, run_replay
 from riffle.sinks.archive.reader import archived_parts
 from riffle.sinks.archive.store import ArchiveStore
 from riffle.sinks.redis.imports import ImportRun, ImportRunStore
-from riffle.sources.storage import gcs_client
-from riffle.stack import free_port
-from tests.integration.imports_support import SPEC, assert_same_windows, demo_events, finals
+from tests.integration.imports_support import (
+    BUCKET,
+    SPEC,
+    assert_same_windows,
+    demo_events,
+    finals,
+    gcs,  # noqa: F401 - the fixture
+    upload,
+)
 
-BUCKET = "riffle-test"
 BASE = 1_767_225_600_000
 
 
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[str]:
-    """A Cloud Storage emulator with one bucket; ``STORAGE_EMULATOR_HOST`` points at it."""
-    port = free_port()
-    binary = Path(sys.executable).with_name("gcp-storage-emulator")
-    process = subprocess.Popen(
-        [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    before = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                gcs_client().create_bucket(BUCKET)
-                break
-            except Exception:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield BUCKET
-    finally:
-        if before is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = before
-        process.terminate()
-        process.wait(10)
-
-
-def upload(name: str, data: bytes) -> None:
-    gcs_client().bucket(BUCKET).blob(name).upload_from_string(data)
-
-
+@pytest.mark.usefixtures("gcs")
 def test_a_bucket_import_is_recorded_archived_and_skipped_when_unchanged(
-    gcs: str, settings_factory: Callable[..., Settings], tmp_path: Path
+    settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     prefix = f"exports-{uuid.uuid4().hex[:6]}"
     events = demo_events(1500, BASE)
@@ -74,10 +40,10 @@ def test_a_bucket_import_is_recorded_archived_and_skipped_when_unchanged(
     upload(f"{prefix}/day1.ndjson.gz", gzip.compress(b"\n".join(events[:half])))
     upload(f"{prefix}/day2.ndjson", b"\n".join(events[half:]))
     upload(f"{prefix}-other/ignored.ndjson", b"{}")
-    archive = f"gs://{gcs}/archive-{prefix}"
+    archive = f"gs://{BUCKET}/archive-{prefix}"
     settings = settings_factory(archive_url=archive, import_state_dir=tmp_path / "state")
     runs = ImportRunStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
-    request = ImportRequest(source=f"gs://{gcs}/{prefix}")
+    request = ImportRequest(source=f"gs://{BUCKET}/{prefix}")
 
     def run() -> ImportRun:
         fresh = ImportRun(id=uuid.uuid4().hex[:16], tenant="demo", source=request.source)

@@ -208,6 +208,28 @@ def test_a_standby_takes_over_when_the_holder_stops(store: ScheduleStore) -> Non
     standby.close()
 
 
+def test_a_jobs_own_retry_policy_replaces_the_schedulers(store: ScheduleStore) -> None:
+    class Patient(Probe):
+        def jobs(self) -> Sequence[Job]:
+            return [Job(self.kind, "every", "t1", self.cron, ZONE, max_attempts=2, backoff_s=5)]
+
+    clock, probe = Clock(), Patient("0 * * * *", fail=10)
+    s = scheduler(store, probe, clock, backoff_s=30, max_attempts=5)
+    assert s.start(wait_s=5)
+    s.step()
+    clock.now += 3570
+    s.step()
+    settle(s, lambda: len(probe.calls) == 1)
+    [run] = store.runs("probe:every")
+    assert (run.status, run.not_before) == ("retrying", int(clock.now * 1000) + 5_000)
+    clock.now += 5
+    s.step()
+    settle(s, lambda: len(probe.calls) == 2)
+    [run] = store.runs("probe:every")
+    assert (run.status, run.attempts) == ("failed", 2)
+    s.close()
+
+
 def test_a_bug_in_a_kind_is_recorded_and_backed_off(store: ScheduleStore) -> None:
     class Broken(Probe):
         def run(self, run: Run) -> dict[str, Any]:
