@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from riffle.api.rollup import Grid, add_rows, add_windows
+from riffle.api.rollup import Grid, add_rows, add_stored, add_windows
 from riffle.operators.calendar import Calendar
 from riffle.operators.sketches import SketchSpec
 from riffle.sinks.redis.windows import RedisWindowStore
@@ -46,8 +46,8 @@ def rollup_grid(
     """
     calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
     hot_from = max(start_ms, hot_boundary_ms)
-    recent = hot.read_series(tenant, metric, hot_from, end_ms, filters) if hot_from < end_ms else []
-    first = min((windows[0].window_start for _, windows in recent if windows), default=None)
+    recent = hot.read_stored(tenant, metric, hot_from, end_ms, filters) if hot_from < end_ms else []
+    first = min((windows[0]["window_start"] for _, windows in recent), default=None)
     split = end_ms if first is None else first
     grid: Grid = {}
     if split > start_ms and sketch is not None:  # SQL cannot merge sketches: merge here
@@ -59,5 +59,5 @@ def rollup_grid(
             zone=zone,
         )  # fmt: skip
         add_rows(grid, rows)
-    add_windows(grid, recent, by, start_ms, step_ms, sketch, calendar)
+    add_stored(grid, recent, by, start_ms, step_ms, sketch, calendar)
     return grid

@@ -14,8 +14,10 @@ merged here too (:func:`api.query.rollup_grid`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import base64
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from riffle.config.spec import Aggregation
 from riffle.operators.aggregators import value_of
@@ -79,27 +81,65 @@ def add_windows(
     sketch: SketchSpec | None = None,
     calendar: Calendar | None = None,
 ) -> None:
-    """Fold raw windows (from Redis) into ``grid``, grouped by ``by`` and bucketed.
+    """:func:`add_stored` of windows read as :class:`WindowResult` (the warehouse's)."""
+    stored = ((dims, [_as_stored(w) for w in windows]) for dims, windows in series)
+    add_stored(grid, stored, by, start_ms, step_ms, sketch, calendar)
+
+
+def add_stored(
+    grid: Grid,
+    series: Iterable[tuple[Dims, list[dict[str, Any]]]],
+    by: Sequence[str],
+    start_ms: int,
+    step_ms: int | None,
+    sketch: SketchSpec | None = None,
+    calendar: Calendar | None = None,
+) -> None:
+    """Fold windows as Redis stores them (decoded JSON objects, see
+    :meth:`~sinks.redis.windows.RedisWindowStore.read_stored`) into ``grid``,
+    grouped by ``by`` and bucketed.
 
     A dimension the series lacks groups as ``""``, as the engines do. With a
-    ``calendar`` the buckets are its local hours or days (by window start).
+    ``calendar`` the buckets are its local hours or days (by window start). A
+    window's ``sketch`` may be base64 text (as stored) or bytes.
     """
+    bucket_at = _bucketing(start_ms, step_ms, calendar)
     for dims, windows in series:
         values = dict(dims)
         key = tuple(sorted((name, values.get(name, "")) for name in by))
         slots = grid.setdefault(key, {})
         for w in windows:
-            at = (
-                bucket_of(w.window_start, start_ms, step_ms)
-                if calendar is None or step_ms is None
-                else calendar.bucket(w.window_start, step_ms)
-            )
-            bucket = slots.setdefault(at, Bucket())
-            merge_into(bucket, w.count, w.sum, w.min, w.max, 1, partial=not w.is_final)
-            if sketch is not None and w.sketch is not None:
+            at = bucket_at(w["window_start"])
+            bucket = slots.get(at)
+            if bucket is None:
+                bucket = slots[at] = Bucket()
+            merge_into(bucket, w["count"], w["sum"], w["min"], w["max"], 1, not w["is_final"])
+            if sketch is not None and (raw := w.get("sketch")) is not None:
                 if bucket.sketch is None:
                     bucket.sketch = Sketch(sketch)
-                bucket.sketch.merge(w.sketch)
+                bucket.sketch.merge(base64.b64decode(raw) if isinstance(raw, str) else raw)
+
+
+def _bucketing(
+    start_ms: int, step_ms: int | None, calendar: Calendar | None
+) -> Callable[[int], int]:
+    """Window start -> bucket start: UTC multiples of ``step_ms``, or ``calendar``'s local ones."""
+    if calendar is not None and step_ms is not None:
+        local, step = calendar, step_ms
+        return lambda begins: local.bucket(begins, step)
+    return lambda begins: bucket_of(begins, start_ms, step_ms)
+
+
+def _as_stored(w: WindowResult) -> dict[str, Any]:
+    return {
+        "window_start": w.window_start,
+        "count": w.count,
+        "sum": w.sum,
+        "min": w.min,
+        "max": w.max,
+        "is_final": w.is_final,
+        "sketch": w.sketch,
+    }
 
 
 def finish(bucket: Bucket, aggregation: Aggregation) -> float | None:

@@ -9,6 +9,7 @@ for the caller, never an ``OverflowError`` from deeper down.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -74,12 +75,23 @@ def format_instant(epoch_ms: int) -> str:
 
     Defined for every epoch ms of years 1 to 9999; ``ValueError`` outside them.
     """
+    if epoch_ms % 1000 == 0 and 0 <= epoch_ms <= MAX_INSTANT_MS:
+        # Whole seconds since 1970 (every bucket and window bound): the day's text once.
+        days, second = divmod(epoch_ms // 1000, 86_400)
+        hour, second = divmod(second, 3600)
+        return f"{_day(days)}T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
     try:
         moment = _EPOCH + epoch_ms * _MS
     except OverflowError:
         raise ValueError(f"{epoch_ms} ms lies outside the years 1 to 9999") from None
     spec = "seconds" if epoch_ms % 1000 == 0 else "milliseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    """``YYYY-MM-DD`` of ``days`` after 1970-01-01."""
+    return (_EPOCH + timedelta(days=days)).date().isoformat()
 
 
 def _bounded(text: str, millis: int) -> int:

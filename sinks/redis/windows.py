@@ -238,6 +238,25 @@ class RedisWindowStore:
         windows by start; series without a window in range are left out. Two
         round trips: the index, then one pipeline over the matching series.
         """
+        return [
+            (dims, [_window(tenant, metric, dims, data) for data in stored])
+            for dims, stored in self.read_stored(tenant, metric, start_ms, end_ms, filters)
+        ]
+
+    def read_stored(
+        self,
+        tenant: str,
+        metric: str,
+        start_ms: int,
+        end_ms: int,
+        filters: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[Dims, list[dict[str, Any]]]]:
+        """:meth:`read_series` with each window as its decoded stored JSON object (the
+        fields of :meth:`~operators.records.WindowResult.to_json`, the sketch in base64).
+
+        For readers that fold many windows (rollups): a series' members are
+        decoded in one call and no :class:`WindowResult` is built.
+        """
         chosen = sorted(
             (dims, series)
             for series, dims in self.list_series(tenant, metric).items()
@@ -249,11 +268,11 @@ class RedisWindowStore:
         for _, series in chosen:
             pipe.zrangebyscore(self.points_key(tenant, metric, series), start_ms, f"({end_ms}")
         try:
-            replies: list[list[bytes | str]] = pipe.execute()
+            replies: list[list[bytes]] = pipe.execute()
         except redis.RedisError as exc:
             raise SinkError(f"redis read of {metric} windows failed: {exc}") from exc
         return [
-            (dims, [_window(tenant, metric, dims, member) for member in members])
+            (dims, orjson.loads(b"[" + b",".join(members) + b"]"))
             for (dims, _), members in zip(chosen, replies, strict=True)
             if members
         ]
@@ -288,10 +307,9 @@ def live_json(window: WindowResult) -> bytes:
     )
 
 
-def _window(tenant: str, metric: str, dims: Dims, member: bytes | str) -> WindowResult:
-    """A stored member as a :class:`WindowResult` of a known series (what
+def _window(tenant: str, metric: str, dims: Dims, data: dict[str, Any]) -> WindowResult:
+    """A decoded stored member as a :class:`WindowResult` of a known series (what
     :meth:`WindowResult.from_json` gives, without rebuilding the dimensions per window)."""
-    data = orjson.loads(member)
     sketch = data.get("sketch")
     return WindowResult(
         tenant=tenant,
