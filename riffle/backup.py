@@ -194,7 +194,9 @@ def _restore_redis(settings: Settings, path: Path, prefix: str) -> int:
 def _export_duckdb(path: Path, target: Path, lock_timeout: float) -> int:
     def export(con: duckdb.DuckDBPyConnection) -> int:
         con.execute(f"EXPORT DATABASE '{_quoted(target)}' (FORMAT parquet)")
-        row = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchone()
         return 0 if row is None else int(row[0])
 
     return visit(path, export, read_only=True, lock_timeout=lock_timeout, what="DuckDB backup")

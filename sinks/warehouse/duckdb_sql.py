@@ -38,7 +38,7 @@ def evolve(con: duckdb.DuckDBPyConnection, tables: Sequence[TableDef] = TABLES) 
         present = dict(
             con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_name = ?",
+                " WHERE table_catalog = current_database() AND table_name = ?",
                 [table.name],
             ).fetchall()
         )
