@@ -11,6 +11,7 @@ timeout is reported as failed, never as delivered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -71,14 +72,14 @@ class KafkaPublisher:
         self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._fatal: str | None = None
+        self.fatal: str | None = None
 
     def _ensure(self) -> Producer:
         with self._lock:
-            if self._fatal is not None and self._producer is not None:
-                log.warning("kafka_producer_recreated", error=self._fatal)
+            if self.fatal is not None and self._producer is not None:
+                log.warning("kafka_producer_recreated", error=self.fatal)
                 self._producer = None
-                self._fatal = None
+                self.fatal = None
             if self._producer is None:
                 self._producer = Producer(
                     self._config, logger=logging.getLogger("riffle.api.producer")
@@ -100,41 +101,27 @@ class KafkaPublisher:
 
     async def publish(self, messages: Sequence[OutMessage], *, wait: bool) -> list[str | None]:
         producer = self._ensure()
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[str | None]] = []
-
-        def on_delivery_for(future: asyncio.Future[str | None]) -> Any:
-            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-                if err is not None and err.fatal():
-                    self._fatal = err.str()
-                text = None if err is None else err.str()
-                loop.call_soon_threadsafe(_settle, future, text)
-
-            return on_delivery
-
-        for message in messages:
-            future: asyncio.Future[str | None] = loop.create_future()
+        batch = _Batch(asyncio.get_running_loop(), len(messages), self)
+        refused: list[str | None] = [None] * len(messages)
+        for index, message in enumerate(messages):
             try:
                 producer.produce(
                     message.topic,
                     value=message.value,
                     key=message.key,
                     headers=[(TENANT_HEADER, message.tenant.encode()), *message.headers],
-                    on_delivery=on_delivery_for(future),
+                    on_delivery=functools.partial(batch.delivered, index),
                 )
             except BufferError:
-                if not futures:
+                if index == 0:
                     raise PublishUnavailableError("the producer queue is full") from None
-                future.set_result("the producer queue is full")
-            futures.append(future)
+                refused[index] = "the producer queue is full"
+                batch.delivered(index, refused[index])
         if not wait:
-            return [None if f.done() is False else f.result() for f in futures]
-        done, _ = await asyncio.wait(futures, timeout=self.timeout_s + 2.0) if futures else ((), ())
-        del done
-        return [
-            f.result() if f.done() else f"not confirmed within {self.timeout_s:g} s"
-            for f in futures
-        ]
+            return refused
+        if messages:
+            await asyncio.wait((batch.settled,), timeout=self.timeout_s + 2.0)
+        return list(batch.outcome)
 
     def close(self) -> None:
         self._stop.set()
@@ -144,9 +131,46 @@ class KafkaPublisher:
             self._producer.flush(1.0)
 
 
-def _settle(future: asyncio.Future[str | None], text: str | None) -> None:
+class _Batch:
+    """The delivery reports of one :meth:`KafkaPublisher.publish` call.
+
+    Reports arrive one by one on the producer's thread; the event loop is woken
+    once, when the last of them is in, rather than once per message. Until its
+    report, a message's outcome says it was not confirmed.
+    """
+
+    __slots__ = ("_lock", "_loop", "_publisher", "_waiting", "outcome", "settled")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, size: int, publisher: KafkaPublisher
+    ) -> None:
+        self._loop = loop
+        self._publisher = publisher
+        self._lock = threading.Lock()  # a refused message is reported from the loop's thread
+        self._waiting = size
+        self.outcome: list[str | None] = [f"not confirmed within {publisher.timeout_s:g} s"] * size
+        self.settled: asyncio.Future[None] = loop.create_future()
+
+    def delivered(
+        self, index: int, err: KafkaError | str | None, _msg: Message | None = None
+    ) -> None:
+        """Record one message's report (``None``: delivered); called on the producer's thread
+        (or the event loop's, for a message that could not be queued)."""
+        if isinstance(err, KafkaError):
+            if err.fatal():
+                self._publisher.fatal = err.str()
+            err = err.str()
+        with self._lock:
+            self.outcome[index] = err
+            self._waiting -= 1
+            last = self._waiting == 0
+        if last:
+            self._loop.call_soon_threadsafe(_settle, self.settled)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
-        future.set_result(text)
+        future.set_result(None)
 
 
 class PubSubPublisher:

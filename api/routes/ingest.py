@@ -20,8 +20,7 @@ import zlib
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from riffle.api.auth import (
@@ -115,7 +114,7 @@ async def ingest_events(
     spec: Spec,
     caller: IngestKey,
     wait: bool = Query(True, description="Wait for broker confirmation (200) or not (202)."),
-) -> JSONResponse:
+) -> Response:
     """Validate each event, publish the accepted ones, dead-letter the rest."""
     settings = app.settings
     body = await _read_body(request, settings.ingest_max_body_bytes)
@@ -215,7 +214,7 @@ def judge(
 
 async def publish_checked(
     app: Collect, checked: list[Checked], tenant: str, *, wait: bool
-) -> JSONResponse:
+) -> Response:
     """Publish accepted events and dead letters; answer with per-event results."""
     settings = app.settings
     messages = [
@@ -247,55 +246,56 @@ async def publish_checked(
     except PublishUnavailableError as exc:
         unavailable = str(exc)
         outcome = [unavailable] * len(messages)
-    results: list[EventResult] = []
+    results: list[dict[str, Any]] = []
     delivered = iter(outcome)
     accepted = failed = 0
     for index, item in enumerate(checked):
+        # Each result is IngestResponse's EventResult as dumped by alias without Nones,
+        # built directly: a pydantic model per event cost more than the checks.
+        result: dict[str, Any] = {"index": index}
+        if item.event_id is not None:
+            result["event_id"] = item.event_id
         if item.letter is not None:
             letter = item.letter
-            results.append(
-                EventResult(
-                    index=index,
-                    event_id=item.event_id,
-                    status="rejected",
-                    failure_type=letter.failure_type,
-                    errors=[IssueOut(path=p, rule=r, message=m) for p, r, m in letter.issues],
-                    dead_letter_id=letter.letter_id,
-                )
-            )
+            result["status"] = "rejected"
+            result["failure_type"] = letter.failure_type
+            result["errors"] = [{"path": p, "rule": r, "message": m} for p, r, m in letter.issues]
+            result["dead_letter_id"] = letter.letter_id
+            results.append(result)
             continue
         error = next(delivered, "not published")
         if error is None:
             accepted += 1
-            status: Literal["accepted", "queued", "failed"] = "accepted" if wait else "queued"
-            results.append(
-                EventResult(index=index, event_id=item.event_id, status=status, schema=item.schema)
-            )
+            result["status"] = "accepted" if wait else "queued"
+            errors = []
         else:
             failed += 1
-            results.append(
-                EventResult(
-                    index=index,
-                    event_id=item.event_id,
-                    status="failed",
-                    schema=item.schema,
-                    errors=[IssueOut(path="$", rule="delivery", message=error)],
-                )
-            )
-    body = IngestResponse(
-        accepted=accepted, rejected=len(letters), failed=failed, results=results
-    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            result["status"] = "failed"
+            errors = [{"path": "$", "rule": "delivery", "message": error}]
+        if item.schema is not None:
+            result["schema"] = item.schema
+        result["errors"] = errors
+        results.append(result)
+    body: dict[str, Any] = {
+        "accepted": accepted,
+        "rejected": len(letters),
+        "failed": failed,
+        "results": results,
+    }
     if failed or unavailable:
         body["error"] = {
             "code": "broker_unavailable",
             "message": f"{failed} event(s) were not confirmed by the broker; retry them",
         }
-        return JSONResponse(
-            body,
+        return Response(
+            orjson.dumps(body),
             status_code=503,
+            media_type="application/json",
             headers={"Retry-After": str(settings.ingest_retry_after_seconds)},
         )
-    return JSONResponse(body, status_code=200 if wait else 202)
+    return Response(
+        orjson.dumps(body), status_code=200 if wait else 202, media_type="application/json"
+    )
 
 
 UNPARSED = object()
