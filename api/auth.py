@@ -10,7 +10,7 @@ the key's and the tenant's request buckets (``429`` when either is empty).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, cast
 
@@ -39,7 +39,7 @@ class Principal:
         return self.key.tenant
 
 
-def collect(connection: HTTPConnection) -> Collect:
+async def collect(connection: HTTPConnection) -> Collect:
     """The collection services of the app serving ``connection`` (a request or a websocket)."""
     return cast(Collect, connection.app.state.collect)
 
@@ -132,10 +132,10 @@ def check_scope(caller: Principal, scope: str) -> Principal:
     return caller
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting keys that hold ``scope`` (``403`` otherwise)."""
 
-    def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
         return check_scope(caller, scope)
 
     check.__name__ = f"require_{scope}"

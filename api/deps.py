@@ -44,6 +44,10 @@ from riffle.sinks.warehouse.model_health import ModelHealthStore
 from riffle.sinks.warehouse.model_results import ModelStore
 from riffle.sinks.warehouse.predictions import PredictionStore
 
+# The dependencies here only look things up or build a store over a shared client:
+# they are ``async`` so FastAPI calls them on the event loop, not through a
+# worker thread each (a thread hop per dependency cost more than the lookup).
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -59,7 +63,7 @@ class Services:
     renderer: Renderer
 
 
-def services(connection: HTTPConnection) -> Services:
+async def services(connection: HTTPConnection) -> Services:
     """The services of the app serving ``connection`` (a request or a websocket)."""
     return cast(Services, connection.app.state.services)
 
@@ -67,12 +71,12 @@ def services(connection: HTTPConnection) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def tenant(caller: Annotated[Principal, Depends(principal)]) -> str:
+async def tenant(caller: Annotated[Principal, Depends(principal)]) -> str:
     """The tenant a request acts for: its API key's."""
     return caller.tenant
 
 
-def spec(app: ServicesDep) -> PipelineSpec:
+async def spec(app: ServicesDep) -> PipelineSpec:
     """The pipeline spec the app serves."""
     return app.spec
 
@@ -82,47 +86,47 @@ def _hot_ttl(app: Services) -> int:
     return max(1, int(app.spec.retention.hot.total_seconds()))
 
 
-def _acks(app: ServicesDep) -> AckStore:
+async def _acks(app: ServicesDep) -> AckStore:
     return AckStore(app.hot.client, app.hot.prefix)
 
 
-def _alert_states(app: ServicesDep) -> RedisAlerts:
+async def _alert_states(app: ServicesDep) -> RedisAlerts:
     return RedisAlerts(app.hot.client, app.hot.prefix)
 
 
-def _alert_history(app: ServicesDep) -> WarehouseAlerts:
+async def _alert_history(app: ServicesDep) -> WarehouseAlerts:
     return WarehouseAlerts(app.warehouse)
 
 
-def _alert_rules(app: ServicesDep) -> AlertRuleStore:
+async def _alert_rules(app: ServicesDep) -> AlertRuleStore:
     return AlertRuleStore(app.hot.client, app.hot.prefix)
 
 
-def _silences(app: ServicesDep) -> SilenceStore:
+async def _silences(app: ServicesDep) -> SilenceStore:
     return SilenceStore(app.hot.client, app.hot.prefix)
 
 
-def _import_runs(app: ServicesDep) -> ImportRunStore:
+async def _import_runs(app: ServicesDep) -> ImportRunStore:
     return ImportRunStore(app.hot.client, app.hot.prefix)
 
 
-def _model_results(app: ServicesDep) -> ModelStore:
+async def _model_results(app: ServicesDep) -> ModelStore:
     return ModelStore(app.warehouse)
 
 
-def _hot_model_results(app: ServicesDep) -> RedisModelStore:
+async def _hot_model_results(app: ServicesDep) -> RedisModelStore:
     return RedisModelStore(app.hot.client, app.hot.prefix, _hot_ttl(app))
 
 
-def _model_health(app: ServicesDep) -> ModelHealthStore:
+async def _model_health(app: ServicesDep) -> ModelHealthStore:
     return ModelHealthStore(app.warehouse)
 
 
-def _predictions(app: ServicesDep) -> PredictionStore:
+async def _predictions(app: ServicesDep) -> PredictionStore:
     return PredictionStore(app.warehouse)
 
 
-def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
+async def _hot_predictions(app: ServicesDep) -> RedisPredictionStore:
     return RedisPredictionStore(app.hot.client, app.hot.prefix, _hot_ttl(app))
 
 
@@ -145,11 +149,11 @@ def locked_dashboards(client: redis.Redis, prefix: str, warehouse: Warehouse) ->
     return DashboardStore(warehouse, lock)
 
 
-def _shares(app: ServicesDep) -> ShareStore:
+async def _shares(app: ServicesDep) -> ShareStore:
     return ShareStore(app.hot.client, app.hot.prefix)
 
 
-def _schedules(app: ServicesDep) -> ScheduleStore:
+async def _schedules(app: ServicesDep) -> ScheduleStore:
     return ScheduleStore(app.hot.client, app.hot.prefix)
 
 

@@ -172,7 +172,7 @@ class Checked:
 
 
 def judge(
-    raw: bytes,
+    raw: bytes | None,
     event: Any,
     validator: EventValidator,
     spec: PipelineSpec,
@@ -181,11 +181,19 @@ def judge(
     source: str = SOURCE,
     event_id: str | None = None,
 ) -> Checked:
-    """Check one decoded event as the dataflow would; assign an id when it has none."""
+    """Check one decoded event as the dataflow would; assign an id when it has none.
+
+    ``raw`` is the event's bytes as received, kept by a dead letter; ``None``
+    stands for the event's own JSON (an element of a JSON array), encoded
+    only if it is rejected, without the id assigned here.
+    """
     if event is UNPARSED:
         issues: tuple[FieldIssue, ...] = (("$", "json", "not valid JSON"),)
-        return Checked(None, None, _letter(tenant, raw, "parse", issues, None, None, source), None)
-    if type(event) is dict and "event_id" not in event:
+        return Checked(
+            None, None, _letter(tenant, raw or b"", "parse", issues, None, None, source), None
+        )
+    assigned_here = type(event) is dict and "event_id" not in event
+    if assigned_here:
         event["event_id"] = event_id or uuid.uuid4().hex
     given_id = event.get("event_id") if type(event) is dict else None
     assigned = given_id if type(given_id) is str else None
@@ -207,6 +215,11 @@ def judge(
                 "size", "$", f"the event is {len(value)} bytes; at most {MAX_EVENT_BYTES}"
             )
     except EnvelopeError as exc:
+        if raw is None:
+            received = (
+                {k: v for k, v in event.items() if k != "event_id"} if assigned_here else event
+            )
+            raw = orjson.dumps(received)
         letter = _letter(tenant, raw, exc.failure_type, exc.issues, event_type, assigned, source)
         return Checked(assigned, None, letter, None)
     return Checked(assigned, value, None, schema)
@@ -334,11 +347,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
-    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON."""
+def _split(body: bytes, content_type: str) -> list[tuple[bytes | None, Any]] | None:
+    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON.
+
+    An element of a JSON array has no bytes of its own (``None``): :func:`judge`
+    encodes it if it is rejected.
+    """
     media = content_type.split(";", 1)[0].strip().lower()
     if media in NDJSON_TYPES:
-        out: list[tuple[bytes, Any]] = []
+        out: list[tuple[bytes | None, Any]] = []
         for line in body.split(b"\n"):
             line = line.strip()
             if not line:
@@ -353,7 +370,7 @@ def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
     except orjson.JSONDecodeError:
         return None
     if type(decoded) is list:
-        return [(orjson.dumps(item), item) for item in decoded]
+        return [(None, item) for item in decoded]
     return [(body, decoded)]
 
 
