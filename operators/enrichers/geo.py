@@ -105,6 +105,28 @@ def ipv4_net24(ip: str) -> str | None:
     return ip[: ip.rfind(".")]
 
 
+MIXED_24 = frozenset({"192.0.0", "255.255.255"})
+"""The IPv4 ``/24``s whose addresses are not all alike for ``is_global``: every other
+special-purpose network (RFC 6890: private, loopback, documentation, …) is a
+``/24`` or wider, so outside these two an address is global exactly when its
+``/24`` is."""
+_global_24: dict[str, bool] = {}
+"""``/24`` (``"a.b.c"``) -> whether its addresses are global; shared by every lookup."""
+
+
+def ipv4_is_global(ip: str, net: str) -> bool:
+    """``ipaddress.ip_address(ip).is_global`` for a canonical IPv4 ``ip`` in ``/24`` ``net``,
+    parsed once per ``/24`` (see :data:`MIXED_24`)."""
+    known = _global_24.get(net)
+    if known is None:
+        known = ipaddress.IPv4Address(ip).is_global
+        if net not in MIXED_24:
+            if len(_global_24) >= 1_000_000:
+                _global_24.clear()
+            _global_24[net] = known
+    return known
+
+
 def _prefix(cidr: str | None) -> int:
     """The prefix length of ``"a.b.c.d/n"`` (33 when there is none: covers nothing)."""
     if not cidr or "/" not in cidr:
@@ -148,7 +170,11 @@ class GeoLookup:
             shared = self._nets.get(net)
             if shared is not None:
                 return shared
-        fields, country_cidr = self._parse_and_find(ip)
+            if not ipv4_is_global(ip, net):
+                return self._unknown  # private, loopback, reserved: no country, by definition
+            fields, country_cidr = self._find(ip)  # canonical: it is its own str(address)
+        else:
+            fields, country_cidr = self._parse_and_find(ip)
         if net is not None and country_cidr and self._covers_net(net, fields, country_cidr):
             if len(self._nets) >= 100_000:
                 self._nets.clear()
@@ -160,7 +186,9 @@ class GeoLookup:
             return False
         if _prefix(country_cidr) > 24 or (self._asn and _prefix(fields["asn_network"]) > 24):
             return False
-        return ipaddress.ip_network(f"{net}.0/24").is_global
+        if net in MIXED_24:
+            return ipaddress.ip_network(f"{net}.0/24").is_global
+        return True  # the address looked up is global, so is its /24 (MIXED_24)
 
     def _parse_and_find(self, ip: str) -> tuple[GeoFields, str | None]:
         """The fields of ``ip`` and the country network found (``None``: none looked up)."""
@@ -174,7 +202,11 @@ class GeoLookup:
             return self._unknown, None  # private, loopback, reserved: no country, by definition
         if address.version == 6 and not self._ipv6:
             return self._unknown, None
-        found = self._db.lookup(str(address))
+        return self._find(str(address))
+
+    def _find(self, address: str) -> tuple[GeoFields, str | None]:
+        """The fields of a global ``address`` (as ``str(ip_address(...))`` writes it)."""
+        found = self._db.lookup(address)
         country = found.country_code
         if not country or country == "--" or found.is_private:
             country = None
@@ -183,5 +215,5 @@ class GeoLookup:
             fields["asn_org"] = found.asn_name or None
             fields["asn_network"] = found.asn_cidr or None
         if self._numbers:
-            fields["asn"] = asn_number(str(address))
+            fields["asn"] = asn_number(address)
         return MappingProxyType(fields), found.cidr or None

@@ -16,7 +16,14 @@ from riffle.config.errors import SpecError
 from riffle.config.spec import PipelineSpec, parse_spec
 from riffle.operators.enrich import Enricher, EnrichmentPlan, compile_enrichment, pipeline_version
 from riffle.operators.enrichers.derive import Derivation, DerivationError
-from riffle.operators.enrichers.geo import INVALID, GeoLookup, ipv4_net24
+from riffle.operators.enrichers.geo import (
+    INVALID,
+    MIXED_24,
+    GeoLookup,
+    _global_24,
+    ipv4_is_global,
+    ipv4_net24,
+)
 from riffle.operators.enrichers.privacy import IpProtector
 from riffle.operators.enrichers.sessions import Sessionizer, session_id
 from riffle.operators.enrichers.useragent import UserAgentParser
@@ -534,3 +541,20 @@ def test_geo_answers_shared_per_24_equal_each_address_s_own() -> None:
     assert ipv4_net24("1.2.3.4") == "1.2.3"
     assert ipv4_net24("01.2.3.4") is None and ipv4_net24(" 1.2.3.4") is None
     assert ipv4_net24("1.2.3.256") is None and ipv4_net24("::1") is None
+
+
+def test_ipv4_is_global_per_24_equals_ipaddress_for_every_special_network() -> None:
+    constants = ipaddress.IPv4Address._constants  # type: ignore[attr-defined]
+    special = [*constants._private_networks, constants._public_network]
+    special += getattr(constants, "_private_networks_exceptions", [])
+    for net in special:  # every network narrower than a /24 lies in a MIXED_24 /24
+        if net.prefixlen > 24:
+            assert ".".join(str(net.network_address).split(".")[:3]) in MIXED_24, net
+    _global_24.clear()
+    samples = [str(a) for net in special for a in (net[0], net[-1], net[-1] - 1)]
+    samples += ["8.8.8.8", "100.63.255.255", "100.128.0.0", "192.0.0.9", "192.0.1.1"]
+    for _ in range(2):  # first computed, then answered from the /24 cache
+        for ip in samples:
+            net24 = ipv4_net24(ip)
+            assert net24 is not None
+            assert ipv4_is_global(ip, net24) == ipaddress.ip_address(ip).is_global, ip
