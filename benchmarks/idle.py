@@ -30,6 +30,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.procs import command_of, cpu_seconds, descendants, scrape
+from riffle.sources.demo import daily_factor
 from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
 
@@ -118,7 +119,7 @@ def main() -> None:
             before = {pid: cpu_seconds(pid) for pid in pids}
             names = {pid: _name(pid, broker.pid) for pid in pids}
             read_before = scrape(url).get("riffle_dataflow_events_in_total", 0.0)
-            began = time.monotonic()
+            began, began_at = time.monotonic(), time.time()
             time.sleep(args.seconds)
             elapsed = time.monotonic() - began
             used = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
@@ -134,7 +135,8 @@ def main() -> None:
             client = redis.Redis.from_url(args.redis_url)
             for key in client.scan_iter(f"{prefix}:*", count=1000):
                 client.delete(key)
-    expected = args.rate * elapsed
+    # The demo's rate follows its daily curve: the mean times the factor of the moment.
+    expected = args.rate * daily_factor(int((began_at + elapsed / 2) * 1000)) * elapsed
     if not 0.75 * expected <= read <= 1.25 * expected or not live:
         raise SystemExit(
             f"the flow read {read:.0f} events in {elapsed:.0f} s (sent ~{expected:.0f}),"
