@@ -203,7 +203,10 @@ class SeasonalLikelihoodDetector:
         """
         lo, hi, levels = self._ctx_lo, self._ctx_hi, self.levels
         if hi > lo:
-            band = max(-1, min(levels, math.floor((x - lo) / (hi - lo) * levels))) + 1
+            # A value outside the range seen is a new band only a band width or
+            # more beyond it: a new record by less is the top (bottom) band.
+            pos = math.floor((x - lo) / (hi - lo) * levels)
+            band = (-1 if pos < -1 else levels if pos > levels else min(max(pos, 0), levels - 1)) + 1
         else:
             band = 1 if x == lo or math.isinf(lo) else (0 if x < lo else levels + 1)
         width = levels + 2
