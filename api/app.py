@@ -51,6 +51,7 @@ from riffle.api.telemetry import RequestTelemetry
 from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings, get_settings
 from riffle.config.spec import load_spec
+from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.windows import RedisWindowStore
 from riffle.sinks.warehouse.engines import open_warehouse
 
@@ -90,8 +91,9 @@ def create_app(
 
     collect = build_collect(settings, client, services.warehouse)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def provision_dashboards() -> bool:
+        """Provision the dashboards; False while a store is down (the API serves
+        meanwhile and tries again), True once done or the folder is invalid (logged)."""
         try:
             await asyncio.to_thread(
                 provision,
@@ -100,9 +102,27 @@ def create_app(
                 spec,
                 provision_tenants(settings, spec),
             )
-        except RiffleError as exc:  # the API serves without them; the log says why
+        except SinkError as exc:
+            log.warning("dashboards_not_provisioned", error=str(exc), retrying=True)
+            return False
+        except RiffleError as exc:
             log.warning("dashboards_not_provisioned", error=str(exc))
+        return True
+
+    async def provision_until_done() -> None:
+        delay = 1.0
+        while not await provision_dashboards():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        retrying = None
+        if not await provision_dashboards():  # Redis or the warehouse down at start
+            retrying = asyncio.create_task(provision_until_done())
         yield
+        if retrying is not None:
+            retrying.cancel()
         await services.live.close()
         await asyncio.to_thread(services.renderer.close)
         collect.close()

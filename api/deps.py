@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 import redis
-from fastapi import Depends
+from fastapi import Depends, Path
 from fastapi.requests import HTTPConnection
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +24,7 @@ from riffle.api.auth import Principal, principal, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.live import LiveHub
 from riffle.api.render import Renderer
+from riffle.config.dashboards import ID_PATTERN
 from riffle.config.settings import Settings
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.errors import SinkError
@@ -143,7 +144,7 @@ def locked_dashboards(client: redis.Redis, prefix: str, warehouse: Warehouse) ->
         try:
             with client.lock(f"{prefix}:lock:{name}", timeout=30, blocking_timeout=10):
                 yield
-        except redis.exceptions.LockError as exc:
+        except redis.RedisError as exc:  # a lock not had, or Redis down
             raise SinkError(f"could not lock {name}: {exc}") from exc
 
     return DashboardStore(warehouse, lock)
@@ -177,4 +178,8 @@ HotPredictions = Annotated[RedisPredictionStore, Depends(_hot_predictions)]
 ImportRuns = Annotated[ImportRunStore, Depends(_import_runs)]
 Dashboards = Annotated[DashboardStore, Depends(dashboard_store)]
 Shares = Annotated[ShareStore, Depends(_shares)]
+DashboardId = Annotated[str, Path(pattern=ID_PATTERN, examples=["overview"])]
+"""A dashboard's id in a path: refused (``422``) unless it is one a dashboard may have."""
+PanelId = Annotated[str, Path(pattern=ID_PATTERN, examples=["events"])]
+"""A panel's id in a path, of the same form."""
 Schedules = Annotated[ScheduleStore, Depends(_schedules)]

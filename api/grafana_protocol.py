@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from riffle.api.errors import ApiError
-from riffle.api.times import parse_instant
+from riffle.api.times import TIME_PATTERN, parse_instant
 from riffle.config.spec import MetricSpec
 
 LADDER_MS = (
@@ -40,11 +40,13 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TimeRange(_Body):
+class GrafanaRange(_Body):
     """``range``: absolute instants (RFC 3339) of the dashboard's time picker."""
 
-    from_: str = Field(alias="from")
-    to: str
+    from_: str = Field(
+        alias="from", json_schema_extra={"pattern": TIME_PATTERN, "examples": ["-1h"]}
+    )
+    to: str = Field(json_schema_extra={"pattern": TIME_PATTERN, "examples": ["now"]})
 
 
 class Target(_Body):
@@ -68,7 +70,7 @@ class AdhocFilter(_Body):
 class QueryBody(_Body):
     """``POST /query``."""
 
-    range: TimeRange
+    range: GrafanaRange
     intervalMs: int | None = None  # noqa: N815
     maxDataPoints: int | None = None  # noqa: N815
     targets: list[Target] = Field(default_factory=list)
@@ -87,14 +89,17 @@ class PayloadOptionsBody(_Body):
 
     metric: str
     payload: dict[str, Any] = Field(default_factory=dict)
-    name: str
+    name: str = Field(description="group_by, field, format, or one of the metric's dimensions.")
 
 
 class VariableBody(_Body):
     """``POST /variable``: ``payload`` is what the variable editor holds."""
 
-    payload: dict[str, Any] | str = Field(default_factory=dict)
-    range: TimeRange | None = None
+    payload: dict[str, Any] | str = Field(
+        default_factory=dict,
+        json_schema_extra={"examples": ["metrics", {"target": "values", "dimension": "country"}]},
+    )
+    range: GrafanaRange | None = None
 
 
 class TagValuesBody(_Body):
@@ -113,11 +118,11 @@ class AnnotationQuery(_Body):
 class AnnotationsBody(_Body):
     """``POST /annotations``."""
 
-    range: TimeRange
+    range: GrafanaRange
     annotation: AnnotationQuery = Field(default_factory=AnnotationQuery)
 
 
-def instants(span: TimeRange) -> tuple[int, int]:
+def instants(span: GrafanaRange) -> tuple[int, int]:
     """``(from, to)`` in epoch ms; a bad instant or an empty range is a 400."""
     try:
         start, end = parse_instant(span.from_, 0), parse_instant(span.to, 0)

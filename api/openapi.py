@@ -128,6 +128,7 @@ def complete(doc: dict[str, Any], spec: PipelineSpec, schema_types: list[str]) -
                 _time_form(prop, TIME_EXAMPLES[name])
     _links(doc)
     _bodies(doc, spec, list(spec.event_types))
+    _grafana_bodies(schemas, spec)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return doc
@@ -216,7 +217,31 @@ def _identifier_values(
     )
     out[("/v1/schemas/{event_type}/{version}", "version")] = {"examples": ["latest", "1-0-0"]}
     out[("/v1/keys/{prefix}", "prefix")] = {"examples": ["3f9a0c1b2d4e"]}
+    out[("/v1/dashboards/{dashboard_id}/panels/{panel_id}/export.{fmt}", "fmt")] = {
+        "enum": ["png", "svg", "csv"]
+    }
+    out[("/v1/dashboards/{dashboard_id}/shares/{share_id}", "share_id")] = {"examples": ["0" * 16]}
+    for suffix in ("query", "top"):
+        out[(f"/v1/shared/metrics/{{name}}/{suffix}", "name")] = {"enum": metrics}
+    out[("/v1/reports/{name}/runs", "name")] = {"examples": ["weekly"]}
+    out[("/v1/imports/{run_id}", "run_id")] = {"examples": ["0" * 32]}
     return out
+
+
+def _grafana_bodies(schemas: dict[str, Any], spec: PipelineSpec) -> None:
+    """The Grafana bodies' names, from the spec: what the routes accept."""
+    metrics = [m.name for m in spec.metrics] + [r.name for r in spec.ratios]
+    dimensions = sorted({d for m in spec.metrics for d in m.dimensions})
+    enums = {
+        ("TagValuesBody", "key"): dimensions,
+        ("PayloadOptionsBody", "metric"): metrics,
+        ("PayloadOptionsBody", "name"): ["group_by", "field", "format", *dimensions],
+        ("MetricsBody", "metric"): metrics,
+    }
+    for (model, field), values in enums.items():
+        prop = schemas.get(model, {}).get("properties", {}).get(field)
+        if prop is not None and values:
+            _string_items(prop, {"enum": values})
 
 
 def _enum_or_example(values: list[str], example: str) -> dict[str, Any]:

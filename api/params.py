@@ -36,11 +36,14 @@ def accepted_params(route: APIRoute) -> tuple[str, ...]:
 
 
 def known_query_params(request: HTTPConnection) -> None:
-    """Refuse (400) a query parameter the matched HTTP route does not declare (websocket
-    routes carry their parameters in their own protocol)."""
+    """Refuse (400) a query parameter the matched HTTP route of the API document does not
+    declare. Websocket routes carry their parameters in their own protocol; the pages
+    (``/ui/``, ``/docs``: routes outside the document) leave theirs to the page's script."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or (route.openapi_extra or {}).get(
-        "x-riffle-dimension-filters"
+    if (
+        not isinstance(route, APIRoute)
+        or not route.include_in_schema
+        or (route.openapi_extra or {}).get("x-riffle-dimension-filters")
     ):
         return
     accepted = accepted_params(route)

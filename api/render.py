@@ -289,7 +289,7 @@ def _goto(url: str) -> Callable[[Any], Awaitable[None]]:
 
     async def open_page(page: Any) -> None:
         await page.goto(url)
-        await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        await page.wait_for_selector("body[data-ready='1']", state="attached", timeout=20_000)
         await page.wait_for_timeout(300)
 
     return open_page

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from riffle.api.auth import CollectDep, RateLimitedError, record_decision, tenant_rate
 from riffle.api.deps import Dashboards, ServicesDep, Shares
@@ -77,13 +78,21 @@ class Shared:
             raise ApiError(403, "not_shared", f"metric {metric!r} is not on the shared dashboard")
 
 
+_SHARE_TOKEN = APIKeyHeader(
+    name="X-Share-Token",
+    scheme_name="ShareToken",
+    description="The token of a share link (``POST /v1/dashboards/{id}/shares``).",
+    auto_error=False,
+)
+
+
 def shared_view(
     request: Request,
     app: ServicesDep,
     collect: CollectDep,
     dashboards: Dashboards,
     shares: Shares,
-    token: Annotated[str | None, Header(alias="X-Share-Token")] = None,
+    token: Annotated[str | None, Security(_SHARE_TOKEN)] = None,
 ) -> Shared:
     """The share of the request's ``X-Share-Token``, after one request of its tenant's limit."""
     if not token:

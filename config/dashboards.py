@@ -30,7 +30,7 @@ hour-of-day × weekday heatmap."""
 
 QueryKind = Literal["query", "top"]
 
-_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _RELATIVE = re.compile(r"^(now|-\d+(ms|s|m|h|d))$")
 
 
@@ -73,7 +73,7 @@ class Layout(_Strict):
 class Panel(_Strict):
     """One chart: its title, its query, how it is drawn and where."""
 
-    id: Annotated[str, Field(pattern=_ID)]
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
     title: str = Field(min_length=1, max_length=120)
     type: PanelType = "timeseries"
     query: PanelQuery
@@ -101,7 +101,7 @@ class TimeRange(_Strict):
 class Dashboard(_Strict):
     """A dashboard document (what is stored, provisioned and exported)."""
 
-    id: Annotated[str, Field(pattern=_ID)]
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
     title: str = Field(min_length=1, max_length=120)
     description: str = Field("", max_length=2000)
     time: TimeRange = Field(default_factory=TimeRange)

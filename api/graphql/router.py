@@ -18,8 +18,8 @@ from typing import Any
 
 import strawberry
 import structlog
-from fastapi import WebSocket
-from fastapi.routing import APIWebSocketRoute
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from fastapi import Depends, Query, Request, Response, WebSocket
 from graphql import GraphQLError
 from prometheus_client import CollectorRegistry
 from strawberry.exceptions import ConnectionRejectionError
@@ -36,7 +36,7 @@ from strawberry.types.unset import UnsetType
 from riffle.api.errors import ApiError
 from riffle.api.graphql.context import GraphContext, context
 from riffle.api.graphql.limits import cost_histogram, limits, operation_log
-from riffle.api.graphql.schema import Query
+from riffle.api.graphql.schema import Query as QueryRoot
 from riffle.api.graphql.socket import SocketContext, SocketCtx, admit
 from riffle.api.graphql.subscriptions import Subscription
 from riffle.api.graphql.types import SCALARS
@@ -122,7 +122,7 @@ def build_schema(registry: CollectorRegistry | None = None) -> RiffleSchema:
     if registry is not None:
         extensions.append(operation_log(cost_histogram(registry)))
     return RiffleSchema(
-        query=Query,
+        query=QueryRoot,
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS, sort_schema=True),
@@ -143,12 +143,54 @@ class RiffleGraphQLRouter(GraphQLRouter[GraphContext | SocketContext, None]):
             connection_init_wait_timeout=timedelta(seconds=10),
             **kwargs,
         )
-        self.routes[:] = [r for r in self.routes if not isinstance(r, APIWebSocketRoute)]
+        self.routes[:] = []  # Strawberry's answer its refusals in plain text: ours in JSON
+        context_dep = Depends(self.context_getter)
+
+        @self.get(path, **_GET_DOC)
+        async def graphql_get(
+            request: Request,
+            response: Response,
+            ctx: GraphContext = context_dep,
+            query: str | None = Query(None, description="The query document."),
+            variables: str | None = Query(None, description="Its variables, a JSON object."),
+            operation_name: str | None = Query(
+                None, alias="operationName", description="The operation to run."
+            ),
+            extensions: str | None = Query(None, description="A JSON object; ignored."),
+        ) -> Response:
+            """A query (not a mutation) over GET, cacheable; GraphiQL in development."""
+            return await self._http(request, response, ctx)
+
+        @self.post(path, **_POST_DOC)
+        async def graphql_post(
+            request: Request, response: Response, ctx: GraphContext = context_dep
+        ) -> Response:
+            """A query as ``{"query", "variables", "operationName"}`` JSON."""
+            return await self._http(request, response, ctx)
 
         @self.websocket(path)
         async def graphql_socket(websocket: WebSocket, ctx: SocketCtx) -> None:
             ctx.request = websocket
             await self.run(request=websocket, context=ctx, root_value=None)
+
+    async def _http(self, request: Request, response: Response, ctx: GraphContext) -> Response:
+        """Run one HTTP request; Strawberry's refusals become the API's JSON errors."""
+        self.temporal_response = response
+        try:
+            return await self.run(request=request, context=ctx, root_value=None)
+        except HTTPException as exc:
+            raise ApiError(exc.status_code, _REFUSALS.get(exc.status_code, "bad_request"),
+                           exc.reason) from None  # fmt: skip
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """Strawberry's parse, with a JSON body that is not an object (``"x"``, ``1``,
+        ``[1]``) refused as a 400 instead of failing inside it."""
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError):
+            raise HTTPException(
+                400, 'the body must be a JSON object: {"query": ..., "variables": {...}}'
+            ) from None
 
     async def on_ws_connect(
         self, context: GraphContext | SocketContext
@@ -167,6 +209,70 @@ class RiffleGraphQLRouter(GraphQLRouter[GraphContext | SocketContext, None]):
             raise ConnectionRejectionError from None
         context.token = token
         return UnsetType()  # the singleton UNSET: acknowledge without a payload
+
+
+_REFUSALS = {
+    400: "invalid_graphql_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+"""The API's error code for each status Strawberry refuses a request with."""
+
+_RESULT = {
+    "type": "object",
+    "properties": {
+        "data": {"type": ["object", "null"]},
+        "errors": {"type": "array", "items": {"type": "object"}},
+        "extensions": {"type": "object"},
+    },
+}
+"""A GraphQL-over-HTTP result (always ``200`` once the request parsed)."""
+
+_ERROR_BODY = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+}
+_GET_DOC: dict[str, Any] = {
+    "operation_id": "graphqlGet",
+    "summary": "Run a GraphQL query given in the query string",
+    "response_class": Response,
+    "responses": {
+        200: {
+            "description": "The result; with no query, GraphiQL (development only).",
+            "content": {"application/json": {"schema": _RESULT}, "text/html": {}},
+        },
+        404: {"description": "No query and no GraphiQL here.", **_ERROR_BODY},
+        405: {"description": "A mutation sent over GET.", **_ERROR_BODY},
+    },
+}
+_POST_DOC: dict[str, Any] = {
+    "operation_id": "graphqlPost",
+    "summary": "Run a GraphQL query",
+    "response_class": Response,
+    "responses": {
+        200: {"description": "The result.", "content": {"application/json": {"schema": _RESULT}}},
+        415: {"description": "The body is not JSON (or multipart).", **_ERROR_BODY},
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["query"],
+                        "properties": {
+                            "query": {"type": "string"},
+                            "variables": {"type": ["object", "null"]},
+                            "operationName": {"type": ["string", "null"]},
+                            "extensions": {"type": ["object", "null"]},
+                        },
+                    }
+                }
+            },
+        }
+    },
+}
 
 
 def graphql_router(settings: Settings, registry: CollectorRegistry) -> RiffleGraphQLRouter:

@@ -11,17 +11,25 @@ JSON file, which ``POST /v1/dashboards`` imports.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from riffle.api.bodies import ErrorResponse
-from riffle.api.deps import AdminKey, Dashboards, ReadKey, ServicesDep, Shares, Spec
+from riffle.api.deps import (
+    AdminKey,
+    DashboardId,
+    Dashboards,
+    ReadKey,
+    ServicesDep,
+    Shares,
+    Spec,
+)
 from riffle.api.errors import ApiError
 from riffle.api.share import sign
-from riffle.config.dashboards import Dashboard, TimeRange, check_dashboard
+from riffle.config.dashboards import ID_PATTERN, Dashboard, TimeRange, check_dashboard
 from riffle.config.durations import parse_duration
 from riffle.config.spec import PipelineSpec
 from riffle.sinks.warehouse.dashboards import StoredDashboard, VersionConflictError
@@ -109,7 +117,7 @@ def create_dashboard(
     "/{dashboard_id}", operation_id="getDashboard", summary="One dashboard", responses=_ERRORS
 )
 def get_dashboard(
-    dashboard_id: str,
+    dashboard_id: DashboardId,
     caller: ReadKey,
     store: Dashboards,
     version: int | None = Query(None, description="An older version (default: the current)."),
@@ -125,7 +133,7 @@ def get_dashboard(
     "/{dashboard_id}", operation_id="saveDashboard", summary="Save a dashboard", responses=_ERRORS
 )
 def save_dashboard(
-    dashboard_id: str,
+    dashboard_id: DashboardId,
     dashboard: Dashboard,
     caller: AdminKey,
     store: Dashboards,
@@ -154,7 +162,7 @@ def save_dashboard(
     responses=_ERRORS,
 )
 def delete_dashboard(
-    dashboard_id: str,
+    dashboard_id: Annotated[str, Path(pattern=ID_PATTERN, examples=["retired"])],
     caller: AdminKey,
     store: Dashboards,
     if_match: str | None = Header(None, alias="If-Match"),
@@ -176,7 +184,7 @@ def delete_dashboard(
     summary="A dashboard's history",
     responses=_ERRORS,
 )
-def list_versions(dashboard_id: str, caller: ReadKey, store: Dashboards) -> dict[str, Any]:
+def list_versions(dashboard_id: DashboardId, caller: ReadKey, store: Dashboards) -> dict[str, Any]:
     """Every version, newest first: number, author, time, title, whether it deleted."""
     versions = store.versions(caller.tenant, dashboard_id)
     if not versions:
@@ -190,7 +198,7 @@ def list_versions(dashboard_id: str, caller: ReadKey, store: Dashboards) -> dict
     summary="The dashboard document as a JSON file",
     responses=_ERRORS,
 )
-def export_dashboard(dashboard_id: str, caller: ReadKey, store: Dashboards) -> JSONResponse:
+def export_dashboard(dashboard_id: DashboardId, caller: ReadKey, store: Dashboards) -> JSONResponse:
     """The document alone (importable with ``POST /v1/dashboards``)."""
     stored = store.get(caller.tenant, dashboard_id)
     if stored is None:
@@ -209,7 +217,7 @@ def export_dashboard(dashboard_id: str, caller: ReadKey, store: Dashboards) -> J
     responses=_ERRORS,
 )
 def create_share(
-    dashboard_id: str,
+    dashboard_id: DashboardId,
     body: ShareRequest,
     request: Request,
     caller: AdminKey,
@@ -247,7 +255,7 @@ def create_share(
     summary="A dashboard's live share links",
     responses=_ERRORS,
 )
-def list_shares(dashboard_id: str, caller: AdminKey, shares: Shares) -> dict[str, Any]:
+def list_shares(dashboard_id: DashboardId, caller: AdminKey, shares: Shares) -> dict[str, Any]:
     """Share records (never their tokens), newest first."""
     return {"shares": [s.as_dict() for s in shares.list(caller.tenant, dashboard_id)]}
 
@@ -259,7 +267,9 @@ def list_shares(dashboard_id: str, caller: AdminKey, shares: Shares) -> dict[str
     status_code=204,
     responses=_ERRORS,
 )
-def revoke_share(dashboard_id: str, share_id: str, caller: AdminKey, shares: Shares) -> Response:
+def revoke_share(
+    dashboard_id: DashboardId, share_id: str, caller: AdminKey, shares: Shares
+) -> Response:
     """The link stops working at once (``401`` for its holders)."""
     if not shares.revoke(caller.tenant, dashboard_id, share_id):
         raise ApiError(404, "unknown_share", f"no share {share_id!r} of {dashboard_id!r}")

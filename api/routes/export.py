@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from riffle.api.bodies import ErrorResponse
-from riffle.api.deps import Dashboards, ReadKey, ServicesDep, Shares, Spec
+from riffle.api.deps import DashboardId, Dashboards, PanelId, ReadKey, ServicesDep, Shares, Spec
 from riffle.api.errors import ApiError
 from riffle.api.render import RenderUnavailableError
 from riffle.api.routes import query as query_routes
@@ -34,6 +34,13 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 _MEDIA = {"png": "image/png", "svg": "image/svg+xml", "csv": "text/csv; charset=utf-8"}
 
+
+def _file(description: str, *media: str) -> dict[int | str, dict[str, object]]:
+    """``_ERRORS`` with a ``200`` of ``media`` (a file, not JSON)."""
+    content = {m.split(";")[0]: {"schema": {"type": "string", "format": "binary"}} for m in media}
+    return {200: {"description": description, "content": content}, **_ERRORS}
+
+
 router = APIRouter(prefix="/v1/dashboards", tags=["export"])
 
 
@@ -41,11 +48,12 @@ router = APIRouter(prefix="/v1/dashboards", tags=["export"])
     "/{dashboard_id}/panels/{panel_id}/export.{fmt}",
     operation_id="exportPanel",
     summary="One panel as PNG, SVG or CSV",
-    responses=_ERRORS,
+    response_class=Response,
+    responses=_file("The panel's file.", *_MEDIA.values()),
 )
 def export_panel(
-    dashboard_id: str,
-    panel_id: str,
+    dashboard_id: DashboardId,
+    panel_id: PanelId,
     fmt: str,
     request: Request,
     caller: ReadKey,
@@ -89,10 +97,11 @@ def export_panel(
     "/{dashboard_id}/export.pdf",
     operation_id="exportDashboardPdf",
     summary="The whole dashboard as PDF",
-    responses=_ERRORS,
+    response_class=Response,
+    responses=_file("The dashboard's pages.", "application/pdf"),
 )
 def export_pdf(
-    dashboard_id: str,
+    dashboard_id: DashboardId,
     request: Request,
     caller: ReadKey,
     app: ServicesDep,

@@ -17,8 +17,9 @@ from riffle.api.bodies import ErrorResponse, MetricOut, RatioOut
 from riffle.api.deps import ServicesDep, Spec
 from riffle.api.errors import ApiError
 from riffle.api.live import Subscription
+from riffle.api.params import DIMENSION_FILTERS
 from riffle.api.routes import query as query_routes
-from riffle.api.routes.stream import resume_id, sse_response, subscriptions
+from riffle.api.routes.stream import SubParam, resume_id, sse_response, subscriptions
 from riffle.api.share import SharedView
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -51,13 +52,25 @@ def shared_dashboard(view: SharedView, spec: Spec) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics/{name}/query", operation_id="querySharedMetric", responses=_ERRORS)
+def _ignored() -> Any:
+    """``start``/``end``: accepted (the page sends its range) and ignored."""
+    return Query(None, description="Ignored: the share's own range applies.")
+
+
+@router.get(
+    "/metrics/{name}/query",
+    operation_id="querySharedMetric",
+    responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
+)
 def shared_query(
     name: str,
     request: Request,
     app: ServicesDep,
     spec: Spec,
     view: SharedView,
+    start: str | None = _ignored(),
+    end: str | None = _ignored(),
     step: str | None = Query(None),
     by: str | None = Query(None),
     compare: str | None = Query(None),
@@ -70,7 +83,12 @@ def shared_query(
     )
 
 
-@router.get("/metrics/{name}/top", operation_id="topSharedMetric", responses=_ERRORS)
+@router.get(
+    "/metrics/{name}/top",
+    operation_id="topSharedMetric",
+    responses=_ERRORS,
+    openapi_extra=DIMENSION_FILTERS,
+)
 def shared_top(
     name: str,
     request: Request,
@@ -78,6 +96,8 @@ def shared_top(
     spec: Spec,
     view: SharedView,
     by: str = Query(),
+    start: str | None = _ignored(),
+    end: str | None = _ignored(),
     limit: int = Query(10),
     compare: str | None = Query(None),
 ) -> Response:
@@ -90,7 +110,11 @@ def shared_top(
 
 
 @router.get(
-    "/stream", operation_id="streamShared", responses=_ERRORS, response_class=StreamingResponse
+    "/stream",
+    operation_id="streamShared",
+    responses=_ERRORS,
+    response_class=StreamingResponse,
+    openapi_extra=DIMENSION_FILTERS,
 )
 async def shared_stream(
     request: Request,
@@ -100,12 +124,13 @@ async def shared_stream(
     metric: str | None = Query(None),
     group_by: str | None = Query(None),
     last_event_id: str | None = Query(None),
+    sub: SubParam = None,
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     """``/v1/stream`` of a metric of the shared dashboard (windows only: no alerts)."""
     subs = subscriptions(spec, view.tenant, request, metric, group_by)
-    for sub in subs:
-        if not isinstance(sub, Subscription):
+    for follow in subs:
+        if not isinstance(follow, Subscription):
             raise ApiError(403, "not_shared", "alert transitions are not shared")
-        view.check_metric(sub.metric)
+        view.check_metric(follow.metric)
     return sse_response(app.live, subs, resume_id(last_event_header, last_event_id))

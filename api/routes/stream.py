@@ -195,6 +195,17 @@ def sse_response(hub: LiveHub, subs: list[Follow], last_id: str | None) -> Strea
     )
 
 
+SubParam = Annotated[
+    list[str] | None,
+    Query(
+        description="More subscriptions on this connection, each a JSON object (a metric "
+        "with group_by and filters, or kind alerts with metrics, rules, severities); read "
+        "from the request with the dimension filters."
+    ),
+]
+"""The ``sub`` parameter, declared so the document and the unknown-parameter check know it."""
+
+
 @router.get(
     "/stream",
     operation_id="streamWindows",
@@ -213,14 +224,7 @@ async def stream(
         None, description="Comma-separated dimensions to merge series by; empty merges all."
     ),
     last_event_id: str | None = Query(None, description="Resume after this id (or the header)."),
-    sub: Annotated[
-        list[str] | None,
-        Query(
-            description="More subscriptions on this connection, each a JSON object (a metric "
-            "with group_by and filters, or kind alerts with metrics, rules, severities); read "
-            "from the request with the dimension filters."
-        ),
-    ] = None,
+    sub: SubParam = None,
     last_event_header: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     """Changed windows of ``metric`` (and alert transitions, with a ``sub`` of kind

@@ -148,6 +148,7 @@ function buildGrid() {
   const grid = $("#grid"); grid.textContent = "";
   const one = S.render && S.render.panel;
   const panels = one ? S.dash.panels.filter((p) => p.id === S.render.panel) : S.dash.panels;
+  showMessage(S.dash.panels.length ? "" : `${S.dash.title} has no panels yet${S.share ? "." : ": Edit, then Add panel."}`);
   for (const panel of panels) {
     const view = one ? { ...panel, layout: { x: 0, y: 0, w: 12, h: panel.layout.h } } : panel;
     const el = panelEl(view);
@@ -413,7 +414,7 @@ function addMarks(series, metric) {
       data: anomalies.map((a) => ({ name: "anomaly", coord: [a.window_start, a.value ?? null], value: `anomaly ${fmt.format(a.score)}` })) };
   }
   if (alerts.length) {
-    series.markLine = { symbol: "none", silent: false, label: { formatter: (p) => p.name, fontSize: 10 },
+    series.markLine = { symbol: "none", silent: false, label: { formatter: (p) => p.name, fontSize: 10, position: "insideEndTop" },
       data: alerts.map((a) => ({ name: `${a.rule}: ${a.to_state}`, xAxis: a.at,
         lineStyle: { color: a.to_state === "firing" ? "#ff6b6b" : "#3ccf91", type: "dashed" } })) };
   }
@@ -459,7 +460,7 @@ async function openStream() {
       let cut;
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
-        onEvent(block, subs);
+        if (S.stream === ctrl) onEvent(block, subs);
       }
     }
   } catch (e) {
@@ -511,6 +512,7 @@ function rangeIsLive() { return S.range.end === "now"; }
 
 // ---------- load / refresh ----------
 async function reloadAll(restream) {
+  if (restream) closeStream();  // the old subscriptions' events must not land on the reloaded panels
   await loadMarks();
   await Promise.all(Object.keys(S.panels).map(loadPanel));
   if (restream) openStream();  // resumes after the last id seen: nothing written meanwhile is missed
@@ -527,6 +529,8 @@ async function openDashboard(id) {
   if (S.share) {
     const body = await getJson("/v1/shared/dashboard");
     S.dash = body.dashboard; S.metrics = body.metrics;
+    const sel = $("#dashboard"); sel.textContent = "";  // the one dashboard shared
+    sel.append(new Option(S.dash.title, S.dash.id)); sel.disabled = true;
   } else {
     const res = await api(`/v1/dashboards/${encodeURIComponent(id)}`);
     const body = await res.json();

@@ -195,7 +195,9 @@ class SeasonalLikelihoodDetector:
         """The share of ``x``'s facts never seen before, then learn them.
 
         ``x`` is quantised to ``levels`` bands of the range seen so far (with
-        one band below and one above it); its facts are its band and, for each
+        one band below and one above it, for values at least a band width
+        beyond the range: a record by less, as pure noise keeps setting, is
+        the edge band and no new level); its facts are its band and, for each
         of the last ``context`` bands, the pair (lag, that band, this band) —
         in the spirit of CAD-OSE's contexts, in a fixed-size bitmap — and the
         *shape*: the last ``shape`` bands and this one together, a quantised
@@ -203,7 +205,13 @@ class SeasonalLikelihoodDetector:
         """
         lo, hi, levels = self._ctx_lo, self._ctx_hi, self.levels
         if hi > lo:
-            band = max(-1, min(levels, math.floor((x - lo) / (hi - lo) * levels))) + 1
+            # Beyond the range by a band width or more: the outer bands.
+            scaled = (x - lo) / (hi - lo) * levels  # inf when the range is subnormal
+            pos = (
+                math.floor(scaled) if math.isfinite(scaled) else (levels + 1 if scaled > 0 else -2)
+            )
+            inner = min(max(pos, 0), levels - 1)
+            band = (-1 if pos < -1 else levels if pos > levels else inner) + 1
         else:
             band = 1 if x == lo or math.isinf(lo) else (0 if x < lo else levels + 1)
         width = levels + 2

@@ -106,6 +106,17 @@ def test_unknown_query_parameters_are_refused_by_name(http: httpx.Client) -> Non
         http.get("/v1/metrics/revenue/series", params={"colour": "red"}), 400, "unknown_dimension"
     )
     assert http.get("/v1/metrics/revenue/series", params={"country": "de"}).status_code == 200
+    # Pages leave their query to the page's script (the renderer opens ?print=1 / ?panel=).
+    for page in ("/ui/", "/ui/shared"):
+        assert (
+            http.get(page, params={"print": "1", "panel": "p", "theme": "dark"}).status_code == 200
+        )
+    # GraphQL over GET takes its own parameters.
+    answer = http.get("/graphql", params={"query": "{ __typename }", "variables": "{}"})
+    assert answer.json() == {"data": {"__typename": "Query"}}, answer.text
+    for body in (b'"x"', b"1", b"[1]"):  # JSON, but not a GraphQL request
+        posted = http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+        refused(posted, 400, "invalid_graphql_request")
 
 
 def test_metric_filters_filter(http: httpx.Client) -> None:

@@ -72,6 +72,8 @@ class Api:
     log: Path
     seeded: dict[str, dict[str, str]]
     """Per operation id, path parameters naming resources that exist when the run starts."""
+    share_token: str
+    """A share of :data:`BOARD`, sent as ``X-Share-Token`` to the ``/v1/shared`` reads."""
 
 
 def seed(settings: Settings) -> dict[str, dict[str, str]]:
@@ -111,7 +113,26 @@ def api(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[A
     log = tmp_path / "api.log"
     seeded = seed(settings)
     with serve_process(settings, log, startup_timeout=120) as url:
-        yield Api(url, key, log, seeded)
+        yield Api(url, key, log, seeded, share_board(url, key))
+
+
+BOARD = {
+    "id": "overview",
+    "title": "Overview",
+    "panels": [{"id": "events", "title": "Views", "query": {"metric": "page_views"}}],
+}
+"""The dashboard the export and share operations find (their path examples name it)."""
+
+
+def share_board(url: str, key: str) -> str:
+    """Save :data:`BOARD` as a user would and share it; the share's token."""
+    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    with admin:
+        saved = admin.post("/v1/dashboards", json=BOARD)
+        assert saved.status_code in (200, 201), saved.text
+        made = admin.post(f"/v1/dashboards/{BOARD['id']}/shares", json={"expires_in": "1h"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["token"])
 
 
 def config_file(api: Api, path: Path) -> Path:
@@ -124,6 +145,18 @@ def config_file(api: Api, path: Path) -> Path:
             "[operations.parameters]",
         ]
         lines += [f'"path.{name}" = "{value}"' for name, value in params.items()]
+    lines += [  # the first block an operation matches is its settings
+        "[[operations]]",
+        'include-path-regex = "^/v1/shared/"',
+        f'headers = {{ "X-Share-Token" = "{api.share_token}" }}',
+        "max-stream-events = 1",
+        "[[operations]]",  # a stream's first event (ready) is its answer; heartbeats follow
+        'include-operation-id = "streamWindows"',
+        "max-stream-events = 1",
+        "[[operations]]",  # each render is a browser page load: a few suffice (e2e draws them)
+        'include-operation-id-regex = "^export(Panel|DashboardPdf)$"',
+        "generation.max-examples = 2",
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -139,7 +172,9 @@ class Outcome:
     output: str
 
 
-def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> Outcome:
+def run_schemathesis(
+    api: Api, tmp_path: Path, max_examples: int, seed: int, phases: str
+) -> Outcome:
     """Run the schemathesis CLI over the live document; its JUnit report says what failed."""
     junit = tmp_path / "junit.xml"
     ndjson = tmp_path / "events.ndjson"
@@ -160,7 +195,7 @@ def run_schemathesis(api: Api, tmp_path: Path, max_examples: int, seed: int) -> 
         "--workers",
         "1",
         "--phases",
-        "examples,coverage,fuzzing,stateful",
+        phases,
         "--request-timeout",
         "30",
         "--generation-database",
@@ -227,19 +262,36 @@ def _documented(api: Api) -> int:
     )
 
 
+ONE_OF_TWO = {"GET /v1/stream", "PUT /v1/dashboards/{dashboard_id}"}
+"""Operations that need one of two optional parameters (``metric=`` or ``sub=``; ``If-Match``
+or ``?version=``), which OpenAPI cannot state: generated requests without either are
+refused, so schemathesis reports most of its data rejected there."""
+
+
+def _section(warnings: str, word: str) -> str:
+    """The paragraph of ``warnings`` whose heading holds ``word`` (up to the next one)."""
+    parts = re.split(r"\n(?=\S)", warnings)
+    return "\n".join(p for p in parts if word in p.split("\n", 1)[0].lower())
+
+
 def _assert_clean(outcome: Outcome, api: Api, operations: int) -> None:
     tail = outcome.output[-6000:]
     assert not outcome.failures, "\n".join(outcome.failures[:20]) + "\n" + tail
-    assert "validation" not in outcome.warnings.lower(), outcome.warnings
+    mismatched = set(re.findall(r"^\s*- ([A-Z]+ \S+)$", _section(outcome.warnings, "validation")))
+    assert mismatched <= ONE_OF_TWO, outcome.warnings
     assert outcome.operations >= operations, tail
     served = api.log.read_text()
     assert "Traceback" not in served and "unhandled_error" not in served, served[-4000:]
 
 
-@pytest.mark.timeout(600)  # measured: 150-170 s on 2 cores at a load average of 10-13
+@pytest.mark.timeout(600)
 def test_every_operation_keeps_its_contract(api: Api, tmp_path: Path) -> None:
+    """The bounded run: examples, fuzzing and stateful links; the coverage phase (every
+    boundary of every parameter, most of the time) runs in the soak below."""
     operations = _documented(api)
-    outcome = run_schemathesis(api, tmp_path, max_examples=8, seed=20)
+    outcome = run_schemathesis(
+        api, tmp_path, max_examples=12, seed=20, phases="examples,fuzzing,stateful"
+    )
     print(  # the figures the issue asks for, in the test log
         f"contract run: {outcome.operations} operations, {outcome.requests} requests"
     )
@@ -251,7 +303,9 @@ def test_every_operation_keeps_its_contract(api: Api, tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_every_operation_keeps_its_contract_long(api: Api, tmp_path: Path) -> None:
     operations = _documented(api)
-    outcome = run_schemathesis(api, tmp_path, max_examples=100, seed=2020)
+    outcome = run_schemathesis(
+        api, tmp_path, max_examples=100, seed=2020, phases="examples,coverage,fuzzing,stateful"
+    )
     print(f"contract soak: {outcome.operations} operations, {outcome.requests} requests")
     _assert_clean(outcome, api, operations)
 

@@ -473,7 +473,7 @@ def test_retention_expires_partitions_by_one_rule(warehouse_target: WarehouseTar
     warehouse.upsert_windows([window(s - s % MIN) for s in starts])
     warehouse.upsert_windows([window(cutoff - 1 - (cutoff - 1) % MIN, (("country", "fr"),))])
     if isinstance(warehouse, BigQueryWarehouse):
-        for table in TABLES:  # BigQuery drops expired partitions by itself
+        for table in (t for t in TABLES if t.partition_by):  # BigQuery drops expired ones
             raw = warehouse.client.get_table(warehouse.table_id(table.name + RAW_SUFFIX))
             assert raw.time_partitioning.expiration_ms == 30 * day
         shorter = open_warehouse(settings, timedelta(days=7))
