@@ -7,10 +7,11 @@ broker is started here with the same function ``riffle up`` uses
 ``RIFFLE_KAFKA_BOOTSTRAP``, so the benchmark never takes the default port.
 After a warm-up it samples the CPU of every process for ``--seconds`` and
 prints each one's share of a core and the total. Sampling starts once the
-flow reads at the producer's rate (it has caught up with what was sent while
-it started). The run fails unless the flow read what the producer sent over
-the window (within 25 %) and the live series of ``page_views_10s`` is in
-Redis::
+flow has caught up with what was sent while it started (its source lag is
+under two seconds of traffic). The run fails unless the flow read what the
+producer sent over the window (within 25 %; the producer's rate is
+``--rate`` times the demo's daily curve at that moment, 0.3 to 1.7) and the
+live series of ``page_views_10s`` is in Redis::
 
     python -m benchmarks.idle [--rate 200] [--seconds 30] [--warmup 20]
 """
