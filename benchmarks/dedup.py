@@ -11,8 +11,9 @@
   predictions and alerts; results into in-memory sinks) over N demo events in
   four partitions, with 10 % of them delivered twice, ``dedup`` on and off,
   rounds alternating; prints events per CPU-second of each (CPU time holds up
-  on a shared machine; wall time does not) and the ratio of the medians. With dedup off the copies are
-  counted twice, so the two variants also differ in what they compute.
+  on a shared machine; wall time does not) and the ratio of the medians.
+  With dedup off the copies are counted twice, so the two variants also
+  differ in what they compute.
 
     python -m benchmarks.dedup --ids 1000000 --events 200000
 """
@@ -128,10 +129,8 @@ def main() -> None:
 
     base = load_spec("config/demo.yaml")
     lean = base.model_copy(update={"enrichment": None, "predictions": [], "alerts": []})
-    lean = lean.model_copy(
-        update={"metrics": [m.model_copy(update={"anomaly": None, "forecast": None})
-                            for m in lean.metrics]}  # fmt: skip
-    )
+    plain = [m.model_copy(update={"anomaly": None, "forecast": None}) for m in lean.metrics]
+    lean = lean.model_copy(update={"metrics": plain})
     on = lean
     off = lean.model_copy(update={"dedup": lean.dedup.model_copy(update={"enabled": False})})
     polls = demo_polls(args.events, seed=1)
