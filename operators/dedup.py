@@ -28,6 +28,9 @@ GENERATIONS = 24
 DIGEST = 16
 MIN_GENERATION_MS = 1000
 
+Claim = tuple[int, bytes]
+"""``(generation start, digest)`` of an id judged first but not kept yet; empty
+digest: beyond the horizon, nothing to keep."""
 DedupSnapshot = tuple[int, tuple[tuple[int, bytes, bytes], ...]]
 """``(newest event time, ((generation start, sealed ids, fresh ids), ...))``; ids packed."""
 
@@ -99,21 +102,41 @@ class Deduplicator:
 
     def first(self, tenant: str, event_id: str, ts: int) -> bool:
         """Whether this is the first copy (remembering it); ``False`` for a later copy."""
+        claim = self.claim(tenant, event_id, ts)
+        if claim is None:
+            return False
+        self.keep(claim)
+        return True
+
+    def claim(self, tenant: str, event_id: str, ts: int) -> Claim | None:
+        """``None`` for a later copy; else a claim that :meth:`keep` turns into memory.
+
+        An event that fails after its claim (a dead letter) is never kept, so a
+        corrected resend of it still counts."""
         if ts > self.newest:
             self.newest = ts
             if ts >= self._boundary:
                 self._tidy()
         elif ts < self.newest - self.horizon_ms:
-            return True
+            return (0, b"")
         start = ts - ts % self.span_ms
+        key = digest(tenant, event_id)
+        generation = self.generations.get(start)
+        if generation is not None and (
+            key in generation.fresh or (generation.sealed and _sealed_has(generation.sealed, key))
+        ):
+            return None
+        return (start, key)
+
+    def keep(self, claim: Claim) -> None:
+        """Remember a claimed id (nothing for an event beyond the horizon)."""
+        start, key = claim
+        if not key:
+            return
         generation = self.generations.get(start)
         if generation is None:
             generation = self.generations[start] = _Generation()
-        key = digest(tenant, event_id)
-        if key in generation.fresh or (generation.sealed and _sealed_has(generation.sealed, key)):
-            return False
         generation.fresh.add(key)
-        return True
 
     def snapshot(self) -> DedupSnapshot:
         """The state as plain data (see :meth:`restore`)."""

@@ -176,15 +176,20 @@ class PartitionIngest:
                     )
                 if validate is not None:  # the producer's event, before enrichment
                     validate(event)
-                if dedup is not None and not dedup.first(tenant, event["event_id"], ts):
-                    result.duplicate += 1
-                    continue
+                claim = None
+                if dedup is not None:
+                    claim = dedup.claim(tenant, event["event_id"], ts)
+                    if claim is None:
+                        result.duplicate += 1
+                        continue
                 if enricher is not None:
                     enricher.enrich(event, ts, tenant, now, self.source)
                 contributions = read(event)
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
+            if claim is not None and dedup is not None:
+                dedup.keep(claim)  # judged first and not a dead letter: remember it
             if accepted is not None:
                 accepted.append((tenant, ts, event["event_id"], event_type, entered, offset))
             now_clock = clock.value

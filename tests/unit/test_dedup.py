@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 
+import orjson
+
 from riffle.config.spec import load_spec
 from riffle.operators.dedup import GENERATIONS, Deduplicator
+from riffle.operators.extract import compile_plans
+from riffle.operators.ingest import PartitionIngest
+from riffle.operators.watermark import PartitionClock
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000
@@ -67,3 +72,39 @@ def test_spec_section() -> None:
     assert spec.dedup.enabled and spec.dedup.horizon_ms == 24 * HOUR
     off = spec.dedup.model_copy(update={"enabled": False})
     assert off.horizon_ms == 0
+
+
+def test_a_claim_not_kept_is_forgotten() -> None:
+    """The ingest stage keeps a claim only once the event passed every check."""
+    dedup = Deduplicator(HOUR)
+    claim = dedup.claim("demo", "e1", T0)
+    assert claim is not None
+    assert dedup.claim("demo", "e1", T0) is not None, "a dead letter's id is not remembered"
+    dedup.keep(claim)
+    assert dedup.claim("demo", "e1", T0) is None
+
+
+def _message(offset: int, event_id: str, ts: int, amount: object) -> tuple[bytes, None, int]:
+    props = {"amount": amount, "currency": "EUR"}
+    body = {"event_id": event_id, "type": "purchase", "ts": ts, "props": props}
+    return (orjson.dumps(body), None, offset)
+
+
+def test_ingest_counts_copies_as_duplicates_and_forgets_dead_letters() -> None:
+    spec = load_spec("config/demo.yaml")
+    ingest = PartitionIngest(
+        compile_plans(spec, default_lateness_ms=10_000),
+        source="k:p0",
+        default_tenant="t",
+        buckets=4,
+        clock=PartitionClock(idle_ms=1000),
+        dedup=Deduplicator(spec.dedup.horizon_ms),
+    )
+    broken = ingest.process([_message(0, "p1", T0, "lots")], now=T0)
+    assert (broken.ok, len(broken.dead), broken.duplicate) == (0, 1, 0)
+    fixed = ingest.process([_message(1, "p1", T0, 5.0), _message(2, "p1", T0, 5.0)], now=T0)
+    assert (fixed.ok, len(fixed.dead), fixed.duplicate) == (1, 0, 1)
+    # Hours later (far behind the watermark): still a duplicate, not a late event.
+    ingest.process([_message(3, "p2", T0 + 3 * HOUR, 1.0)], now=T0)
+    again = ingest.process([_message(4, "p1", T0, 5.0)], now=T0)
+    assert (again.ok, again.late, again.duplicate) == (0, 0, 1)
