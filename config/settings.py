@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     pubsub_subscription: str = Field(
         "riffle-events-flow", description="Pub/Sub subscription the dataflow reads."
     )
+    pubsub_deadletter_topic: str = Field(
+        "riffle-events-dead",
+        description="Pub/Sub topic the events subscription's dead-letter policy sends messages "
+        "no delivery attempt could process to (riffle topics create makes it).",
+    )
     source: Literal["kafka", "pubsub"] = Field(
         "kafka", description="What the dataflow reads: the Kafka events topic or Pub/Sub."
     )
