@@ -2,7 +2,8 @@
 
 The scenario is produced to a real Tansu broker with 10 % of its messages
 delivered twice; the real CLI runs the dataflow; the final windows in Redis
-and DuckDB must equal the SQL expectation of the clean stream. Then every
+and the warehouse (DuckDB; BigQuery's emulator in the soak run) must equal
+the SQL expectation of the clean stream. Then every
 event is delivered once more while the flow runs: the windows stay the same
 and every copy is counted as a duplicate (not as late, not twice).
 """
@@ -32,6 +33,7 @@ from tests.integration.flow_support import (
     warehouse_rows,
 )
 from tests.scenario import closers, scenario, with_copies
+from tests.warehouse_fixtures import WarehouseTarget
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +52,13 @@ def _events_in(settings: Settings) -> float:
         return -1.0
 
 
+@pytest.mark.parametrize(
+    "warehouse_target",
+    ["duckdb", pytest.param("bigquery", marks=pytest.mark.soak)],  # the emulator: ~+20 s
+    indirect=True,
+)
 def test_copies_and_a_full_redelivery_leave_the_clean_windows(
-    settings_factory: Callable[..., Settings], tmp_path: Path
+    settings_factory: Callable[..., Settings], tmp_path: Path, warehouse_target: WarehouseTarget
 ) -> None:
     now = int(time.time() * 1000)
     base = now - now % 60_000 - 10 * 60_000
@@ -62,6 +69,8 @@ def test_copies_and_a_full_redelivery_leave_the_clean_windows(
         snapshot_seconds=1,  # epochs of 1 s: the warehouse writes at their ends
         metrics_port=free_port(),
         spec=lean_spec(tmp_path),  # windows are the point: no models, predictions or alerts
+        warehouse=warehouse_target.url,
+        bigquery_endpoint=warehouse_target.endpoint,
     )
     sent = scenario(seed=23, n=2000, partitions=PARTITIONS, base=base, users=True)
     tail = closers(base + 3_600_000, PARTITIONS)
