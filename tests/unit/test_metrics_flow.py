@@ -154,24 +154,20 @@ def _outcomes(registry: CollectorRegistry) -> dict[str, float | None]:
 def test_duplicates_never_reach_a_window(mode: str) -> None:
     """10 % of the events twice, then everything once more: the finals of the clean stream."""
     sent = scenario(users=True)
-    clean, _, clean_registry = run(sent, mode=mode)
+    clean, clean_dead, clean_registry = run(sent, mode=mode)
     doubled = with_copies(sent, 0.1, seed=1) + sent
     windows, dead, registry = run(doubled, mode=mode)
     assert _finals(windows) == _finals(clean)
     got, want = _outcomes(registry), _outcomes(clean_registry)
     assert (got["ok"], got["late"]) == (want["ok"], want["late"])
     # Copies of malformed events are dead letters again; every other copy is a duplicate.
-    assert got["duplicate"] == len(doubled) - len(sent) - (len(dead) - len(_dead_of(sent)))
+    assert got["duplicate"] == len(doubled) - len(sent) - (len(dead) - len(clean_dead))
     assert registry.get_sample_value("riffle_dataflow_events_in_total") == sum(
         v or 0 for v in got.values()
     )
     assert got["duplicate"] and got["duplicate"] >= sum(
         s.valid for s in doubled[len(sent) :] if s.valid
     )
-
-
-def _dead_of(sent: list[Sent]) -> list[DeadLetter]:
-    return run(sent)[1]
 
 
 def test_dedup_off_counts_copies_again() -> None:
