@@ -62,11 +62,23 @@ def _sealed_has(sealed: bytes, key: bytes) -> bool:
 class _Generation:
     """The ids of one span of event time: sorted and packed (``sealed``) plus a set."""
 
-    __slots__ = ("fresh", "sealed")
+    __slots__ = ("_packed", "fresh", "sealed")
 
     def __init__(self, sealed: bytes = b"", fresh: set[bytes] | None = None) -> None:
         self.sealed = sealed
         self.fresh: set[bytes] = set() if fresh is None else fresh
+        self._packed: bytes | None = None
+
+    def add(self, key: bytes) -> None:
+        self.fresh.add(key)
+        self._packed = None
+
+    def packed_fresh(self) -> bytes:
+        """The set packed, kept until it changes: a generation no event reached since the
+        last snapshot costs nothing to snapshot again."""
+        if self._packed is None:
+            self._packed = b"".join(self.fresh)
+        return self._packed
 
     def __len__(self) -> int:
         return len(self.sealed) // DIGEST + len(self.fresh)
@@ -76,6 +88,7 @@ class _Generation:
         if self.fresh and len(self.fresh) * 8 >= len(self.sealed) // DIGEST:
             self.sealed = b"".join(sorted([*_unpack(self.sealed), *self.fresh]))
             self.fresh = set()
+            self._packed = None
 
 
 class Deduplicator:
@@ -136,13 +149,13 @@ class Deduplicator:
         generation = self.generations.get(start)
         if generation is None:
             generation = self.generations[start] = _Generation()
-        generation.fresh.add(key)
+        generation.add(key)
 
     def snapshot(self) -> DedupSnapshot:
         """The state as plain data (see :meth:`restore`)."""
         return (
             self.newest,
-            tuple((start, g.sealed, b"".join(g.fresh)) for start, g in self.generations.items()),
+            tuple((start, g.sealed, g.packed_fresh()) for start, g in self.generations.items()),
         )
 
     def restore(self, snapshot: DedupSnapshot | None) -> Deduplicator:

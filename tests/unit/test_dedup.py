@@ -108,3 +108,16 @@ def test_ingest_counts_copies_as_duplicates_and_forgets_dead_letters() -> None:
     ingest.process([_message(3, "p2", T0 + 3 * HOUR, 1.0)], now=T0)
     again = ingest.process([_message(4, "p1", T0, 5.0)], now=T0)
     assert (again.ok, again.late, again.duplicate) == (0, 0, 1)
+
+
+def test_a_repeated_snapshot_reuses_what_did_not_change() -> None:
+    dedup = Deduplicator(24 * HOUR)
+    dedup.first("demo", "old", T0)
+    dedup.first("demo", "new", T0 + 2 * HOUR)
+    first = dict((start, fresh) for start, _, fresh in dedup.snapshot()[1])
+    dedup.first("demo", "newer", T0 + 2 * HOUR + 1)
+    second = dict((start, fresh) for start, _, fresh in dedup.snapshot()[1])
+    assert second[T0] is first[T0], "an untouched generation is not packed again"
+    assert second[T0 + 2 * HOUR] != first[T0 + 2 * HOUR]
+    resumed = Deduplicator(24 * HOUR).restore(dedup.snapshot())
+    assert not resumed.first("demo", "newer", T0 + 2 * HOUR + 1)
