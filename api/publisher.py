@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from riffle.config.errors import RiffleError
 from riffle.sources.kafka import TENANT_HEADER
@@ -96,7 +96,11 @@ class KafkaPublisher:
             if producer is None:
                 self._stop.wait(0.05)
                 continue
-            producer.poll(0.05)
+            try:
+                producer.poll(0.05)
+            except KafkaException as exc:  # fatal: the next publish makes a new producer
+                self._fatal = exc.args[0].str()
+                self._stop.wait(0.05)
 
     async def publish(self, messages: Sequence[OutMessage], *, wait: bool) -> list[str | None]:
         producer = self._ensure()
@@ -126,6 +130,15 @@ class KafkaPublisher:
                 if not futures:
                     raise PublishUnavailableError("the producer queue is full") from None
                 future.set_result("the producer queue is full")
+            except KafkaException as exc:
+                # A fatal producer (e.g. its idempotence state lost by a broker that came
+                # back empty) refuses every message: the next publish makes a new one.
+                error: KafkaError = exc.args[0]
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    self._fatal = error.str()
+                if not futures:
+                    raise PublishUnavailableError(error.str()) from None
+                future.set_result(error.str())
             futures.append(future)
         if not wait:
             return [None if f.done() is False else f.result() for f in futures]

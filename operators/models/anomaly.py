@@ -206,7 +206,10 @@ class SeasonalLikelihoodDetector:
         lo, hi, levels = self._ctx_lo, self._ctx_hi, self.levels
         if hi > lo:
             # Beyond the range by a band width or more: the outer bands.
-            pos = math.floor((x - lo) / (hi - lo) * levels)
+            scaled = (x - lo) / (hi - lo) * levels  # inf when the range is subnormal
+            pos = (
+                math.floor(scaled) if math.isfinite(scaled) else (levels + 1 if scaled > 0 else -2)
+            )
             inner = min(max(pos, 0), levels - 1)
             band = (-1 if pos < -1 else levels if pos > levels else inner) + 1
         else:
