@@ -75,6 +75,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.idle
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.query
+	$(BIN)/python -m benchmarks.dedup
 
 bench-warehouse: venv bqemulator
 	$(BIN)/python -m benchmarks.warehouse

@@ -22,6 +22,7 @@ from riffle.operators.records import DeadLetter
 from riffle.operators.schemas import EventValidator
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.api_keys import KeyStore
+from riffle.sinks.redis.idempotency import IdempotencyStore
 from riffle.sinks.warehouse.base import Warehouse
 from riffle.sinks.warehouse.dead_letters import DeadLetterStore, WarehouseDeadLetters
 
@@ -137,6 +138,7 @@ class Collect:
     dead_publisher: KafkaPublisher | None
     letters: DeadLetterStore
     recorder: DeadLetterRecorder
+    idempotency: IdempotencyStore
     closed: list[str] = field(default_factory=list)
 
     def close(self) -> None:
@@ -168,4 +170,11 @@ def build_collect(settings: Settings, client: redis.Redis, warehouse: Warehouse)
         dead_publisher=dead_publisher,
         letters=letters,
         recorder=DeadLetterRecorder(letters),
+        idempotency=IdempotencyStore(
+            client,
+            settings.redis_prefix,
+            settings.ingest_idempotency_ttl_seconds,
+            # Longer than any request takes to publish: then the claim lapses by itself.
+            claim_s=2 * timeout + 30,
+        ),
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from riffle.config.errors import RiffleError
 from riffle.sources.kafka import TENANT_HEADER
@@ -97,7 +97,11 @@ class KafkaPublisher:
             if producer is None:
                 self._stop.wait(0.05)
                 continue
-            producer.poll(0.05)
+            try:
+                producer.poll(0.05)
+            except KafkaException as exc:  # fatal: the next publish makes a new producer
+                self.fatal = exc.args[0].str()
+                self._stop.wait(0.05)
 
     async def publish(self, messages: Sequence[OutMessage], *, wait: bool) -> list[str | None]:
         producer = self._ensure()
@@ -116,6 +120,16 @@ class KafkaPublisher:
                 if index == 0:
                     raise PublishUnavailableError("the producer queue is full") from None
                 refused[index] = "the producer queue is full"
+                batch.delivered(index, refused[index])
+            except KafkaException as exc:
+                # A fatal producer (e.g. its idempotence state lost by a broker that came
+                # back empty) refuses every message: the next publish makes a new one.
+                error: KafkaError = exc.args[0]
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    self.fatal = error.str()
+                if index == 0:
+                    raise PublishUnavailableError(error.str()) from None
+                refused[index] = error.str()
                 batch.delivered(index, refused[index])
         if not wait:
             return refused

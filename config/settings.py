@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     ingest_retry_after_seconds: int = Field(
         5, ge=1, description="Retry-After of a 503 from ingest when the broker is unavailable."
     )
+    ingest_idempotency_ttl_seconds: int = Field(
+        86_400,
+        ge=60,
+        description="How long ingest keeps the answer of a request sent with an Idempotency-Key "
+        "(a retry with the key within it gets that answer and publishes nothing again).",
+    )
     ingest_broker: Literal["kafka", "pubsub"] = Field(
         "kafka", description="Where POST /v1/events publishes: the Kafka events topic or Pub/Sub."
     )
@@ -189,6 +195,11 @@ class Settings(BaseSettings):
     pubsub_topic: str = Field("riffle-events", description="Pub/Sub topic ingest publishes to.")
     pubsub_subscription: str = Field(
         "riffle-events-flow", description="Pub/Sub subscription the dataflow reads."
+    )
+    pubsub_deadletter_topic: str = Field(
+        "riffle-events-dead",
+        description="Pub/Sub topic the events subscription's dead-letter policy sends messages "
+        "no delivery attempt could process to (riffle topics create makes it).",
     )
     source: Literal["kafka", "pubsub"] = Field(
         "kafka", description="What the dataflow reads: the Kafka events topic or Pub/Sub."

@@ -220,6 +220,30 @@ class RetentionSpec(Strict):
     warehouse: Duration = timedelta(days=400)
 
 
+class DedupSpec(Strict):
+    """De-duplication by ``event_id`` in the dataflow (``operators.dedup``).
+
+    Per tenant: the first copy of an event id counts, later copies whose event
+    time lies within ``horizon`` of the newest event of their source partition
+    count as ``duplicate`` and reach no window. Off only when ``enabled: false``.
+    """
+
+    enabled: bool = True
+    horizon: Duration = timedelta(hours=24)
+
+    @field_validator("horizon")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("the de-duplication horizon must be at least 1s")
+        return value
+
+    @property
+    def horizon_ms(self) -> int:
+        """The horizon in milliseconds, 0 when de-duplication is off."""
+        return int(self.horizon.total_seconds() * 1000) if self.enabled else 0
+
+
 class PipelineSpec(Strict):
     """A whole pipeline spec (``version: 1``)."""
 
@@ -228,6 +252,8 @@ class PipelineSpec(Strict):
     dimensions: dict[str, DimensionSpec] = Field(default_factory=dict)
     metrics: list[MetricSpec] = Field(min_length=1)
     retention: RetentionSpec = RetentionSpec()
+    dedup: DedupSpec = DedupSpec()
+    """De-duplication by event id; on unless ``enabled: false``."""
     enrichment: EnrichmentSpec | None = None
     alerts: list[AlertRule] = Field(default_factory=list)
     """Alert rules (``config.alerts``), evaluated on final windows."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from bytewax.operators import StatefulBatchLogic
 
 from riffle.dataflows.telemetry import FlowTelemetry
+from riffle.operators.dedup import Deduplicator, DedupSnapshot
 from riffle.operators.enrich import Enricher, EnrichmentPlan
 from riffle.operators.envelope import decode
 from riffle.operators.extract import MetricPlan
@@ -95,9 +96,9 @@ class ArchiveRows:
 
 
 IngestOut = BucketUpdate | list[DeadLetter] | EntityUpdate | ArchiveRows
-ClockSnapshot = tuple[str, int, int, bytes | None]
-"""``(partition, max_ts, clock, enricher state)``; whether the reader is caught
-up is not state: after a restart the source says so again."""
+ClockSnapshot = tuple[str, int, int, bytes | None, DedupSnapshot | None]
+"""``(partition, max_ts, clock, enricher state, de-duplicator state)``; whether the
+reader is caught up is not state: after a restart the source says so again."""
 
 
 class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
@@ -107,7 +108,9 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
     for every shard whenever the partition's reported clock moved, so each
     shard always knows every partition's clock. Checks idleness
     every ``tick_ms`` of wall-clock time. With ``archive``, also an
-    :class:`ArchiveRows` per poll that delivered messages.
+    :class:`ArchiveRows` per poll that delivered messages. With
+    ``dedup_horizon_ms``, later copies of an event id within that much event
+    time count as duplicates and are dropped (:mod:`operators.dedup`).
     """
 
     def __init__(
@@ -126,12 +129,13 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
         observer: EntityExtractor | None = None,
         decoder: Decoder = decode,
         archive: bool = False,
+        dedup_horizon_ms: int = 0,
     ) -> None:
         clock = PartitionClock(idle_ms=idle_ms, last_arrival=now_ms())
         self.partition = ""
-        enricher_state = None
+        enricher_state = dedup_state = None
         if resume is not None:
-            self.partition, clock.max_ts, clock.value, enricher_state = resume
+            self.partition, clock.max_ts, clock.value, enricher_state, dedup_state = resume
         enricher = None
         if enrichment is not None:
             enricher = Enricher(enrichment).restore(enricher_state)
@@ -146,6 +150,7 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
             observer=observer,
             decode=decoder,
             keep_accepted=archive,
+            dedup=Deduplicator(dedup_horizon_ms).restore(dedup_state) if dedup_horizon_ms else None,
         )
         self.bucket_keys = [bucket_key(b) for b in range(buckets)]
         self.lateness_ms = lateness_ms
@@ -199,12 +204,13 @@ class IngestLogic(StatefulBatchLogic[PartitionPoll, IngestOut, ClockSnapshot]):
 
     def snapshot(self) -> ClockSnapshot:
         started = time.perf_counter()
-        clock, enricher = self.ingest.clock, self.ingest.enricher
+        clock, enricher, dedup = self.ingest.clock, self.ingest.enricher, self.ingest.dedup
         snap = (
             self.partition,
             clock.max_ts,
             clock.value,
             None if enricher is None else enricher.snapshot(),
+            None if dedup is None else dedup.snapshot(),
         )
         self.telemetry.snapshotted("ingest", _slot(self), snap, time.perf_counter() - started)
         return snap

@@ -2,7 +2,7 @@
 
 ```
 source (one item per partition poll)
-  └─ ingest      stateful per partition: decode, check, lateness, pre-aggregate
+  └─ ingest      stateful per partition: decode, check, de-duplicate, lateness, pre-aggregate
        ├─ dead letters ───────────────────────────────▶ dead-letter sink
        └─ bucket updates ─▶ windows  stateful per shard: merge, close, partials
                                  ├─ every emission ───▶ hot store (Redis)
@@ -131,6 +131,7 @@ def build_flow(
             observer=observer,
             decoder=decoder,
             archive=outputs.archive is not None,
+            dedup_horizon_ms=spec.dedup.horizon_ms,
         ),
     )
     if outputs.archive is not None:

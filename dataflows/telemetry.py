@@ -1,8 +1,9 @@
 """Prometheus metrics of the dataflow (``riffle_dataflow_*``).
 
 Every event read is counted once in ``events_in`` and once in exactly one of
-``ok``, ``dead`` or ``late`` (``riffle_dataflow_events_total{outcome=...}``),
-so in = ok + dead + late holds at every scrape.
+``ok``, ``dead``, ``late`` or ``duplicate``
+(``riffle_dataflow_events_total{outcome=...}``), so
+in = ok + dead + late + duplicate holds at every scrape.
 
 Recoverable state is watched per stage (``ingest``: one key per source
 partition; ``windows``: one key per aggregation shard): how long each
@@ -41,7 +42,7 @@ class FlowTelemetry:
         )
         self.events = Counter(
             "riffle_dataflow_events",
-            "Events by outcome: ok, dead or late.",
+            "Events by outcome: ok, dead, late or duplicate.",
             ["outcome"],
             registry=registry,
         )
@@ -144,7 +145,7 @@ class FlowTelemetry:
         self._bytes: dict[tuple[str, str], int] = {}
         self._sized_at: dict[tuple[str, str], float] = {}
         self._windows: dict[str, tuple[int, int]] = {}
-        for outcome in ("ok", "dead", "late"):
+        for outcome in ("ok", "dead", "late", "duplicate"):
             self.events.labels(outcome)
         for stage in STAGES:
             self.snapshot_duration.labels(stage)
@@ -159,6 +160,7 @@ class FlowTelemetry:
         self.events_in.inc(result.seen)
         self.events.labels("ok").inc(result.ok)
         self.events.labels("late").inc(result.late)
+        self.events.labels("duplicate").inc(result.duplicate)
         self.events.labels("dead").inc(len(result.dead) - result.late)
 
     def dead(self, letters: list[DeadLetter]) -> None:

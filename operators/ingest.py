@@ -11,6 +11,10 @@ A metric with ``late: correct`` still takes it for windows within the
 correction horizon; otherwise the metric drops it. An event any metric drops
 is a ``late`` dead letter (naming those metrics) and counts as late; the
 metrics that took it keep it.
+
+With a :class:`~operators.dedup.Deduplicator`, a valid event whose id the
+partition has already seen within the horizon counts as ``duplicate`` and
+goes no further: no window, no enrichment state, no archive row, no dead letter.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import orjson
 
 from riffle.operators.aggregators import Agg, add, add_item, frozen, new_agg
 from riffle.operators.assigners import Sessions
+from riffle.operators.dedup import Deduplicator
 from riffle.operators.enrich import Enricher
 from riffle.operators.envelope import EnvelopeError, check, decode
 from riffle.operators.extract import MetricPlan, compile_readers
@@ -65,13 +70,16 @@ def bucket_of(tenant: str, metric: str, dims: Dims, buckets: int) -> int:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch produced; ``seen == ok + len(dead)`` and ``late <= len(dead)``."""
+    """What one batch produced; ``seen == ok + len(dead) + duplicate`` and
+    ``late <= len(dead)``."""
 
     partials: dict[int, list[Partial]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     seen: int = 0
     ok: int = 0
     late: int = 0
+    duplicate: int = 0
+    """Later copies of an event id already seen within the de-duplication horizon."""
     dropped: dict[str, int] = field(default_factory=dict)
     """Late events each metric dropped."""
     corrected: dict[str, int] = field(default_factory=dict)
@@ -85,13 +93,15 @@ class BatchResult:
 
 
 class PartitionIngest:
-    """Stage one for one source partition; its recoverable state is the clock."""
+    """Stage one for one source partition; its recoverable state is the clock, the
+    enricher's and the de-duplicator's (each snapshotted by its owner)."""
 
     __slots__ = (
         "_series_cache",
         "buckets",
         "clock",
         "decode",
+        "dedup",
         "default_tenant",
         "enricher",
         "keep_accepted",
@@ -115,8 +125,10 @@ class PartitionIngest:
         observer: EntityExtractor | None = None,
         decode: Decoder = decode,
         keep_accepted: bool = False,
+        dedup: Deduplicator | None = None,
     ) -> None:
         self.plans = plans
+        self.dedup = dedup
         self.decode = decode
         self.keep_accepted = keep_accepted
         self.observer = observer
@@ -143,6 +155,7 @@ class PartitionIngest:
         mapped = decoder is not decode  # the bytes are not the event itself
         accepted = result.accepted if self.keep_accepted else None
         validate = self.validate
+        dedup = self.dedup
         observer = self.observer
         default_tenant = self.default_tenant
         for raw, tenant_header, offset in messages:
@@ -163,12 +176,20 @@ class PartitionIngest:
                     )
                 if validate is not None:  # the producer's event, before enrichment
                     validate(event)
+                claim = None
+                if dedup is not None:
+                    claim = dedup.claim(tenant, event["event_id"], ts)
+                    if claim is None:
+                        result.duplicate += 1
+                        continue
                 if enricher is not None:
                     enricher.enrich(event, ts, tenant, now, self.source)
                 contributions = read(event)
             except EnvelopeError as exc:
                 result.dead.append(self._dead(exc, raw or b"", offset, tenant, now, event_type, ts))
                 continue
+            if claim is not None and dedup is not None:
+                dedup.keep(claim)  # judged first and not a dead letter: remember it
             if accepted is not None:
                 accepted.append((tenant, ts, event["event_id"], event_type, entered, offset))
             now_clock = clock.value

@@ -37,7 +37,7 @@ CURRENCIES = ["USD", "EUR"]
 ENDPOINTS = ["/api/cart", "/api/search"]
 
 
-def _event(rng: random.Random, n: int, ts: int | str, users: bool) -> dict[str, object]:
+def _event(rng: random.Random, n: int, ts: int | str, users: bool, seed: int) -> dict[str, object]:
     kind = rng.choices(
         ["page_view", "add_to_cart", "purchase", "signup", "api_request"],
         weights=[50, 15, 10, 5, 20],
@@ -63,7 +63,8 @@ def _event(rng: random.Random, n: int, ts: int | str, users: bool) -> dict[str, 
     context = {"country": rng.choice(COUNTRIES), "device": rng.choice(DEVICES)}
     if users:
         context["user_id"] = f"u{n * 7919 % 5000}"  # not drawn: the rng sequence stays as it was
-    return {"event_id": f"e{n}", "type": kind, "ts": ts, "props": props, "context": context}
+    # Ids differ between seeds: scenarios of two seeds are different events.
+    return {"event_id": f"s{seed}e{n}", "type": kind, "ts": ts, "props": props, "context": context}
 
 
 def scenario(
@@ -93,7 +94,7 @@ def scenario(
             ts = base + (i * spacing_ms // 60_000) * 60_000  # exactly on a minute boundary
         if roll < 0.02 and i > 500:
             ts = base + i * spacing_ms - rng.randint(60_000, 120_000)  # late by minutes
-        event = _event(rng, i, ts, users)
+        event = _event(rng, i, ts, users, seed)
         if i % 50 == 0:
             event["ts"] = _rfc3339(int(event["ts"]))  # type: ignore[arg-type]
         valid = True
@@ -260,6 +261,17 @@ def expected_sketches(
             key_dims = tuple(zip(dims, dim_values, strict=True)) if dims else ()
             expected[(metric.name, key_dims, start)] = (one.value(), one.detail())
     return expected
+
+
+def with_copies(sent: list[Sent], fraction: float = 0.1, seed: int = 0) -> list[Sent]:
+    """``sent`` with ``fraction`` of its messages delivered twice, as an at-least-once
+    producer or source does: each copy follows its original in the same partition,
+    up to 50 messages later. The originals keep their order."""
+    rng = random.Random(seed)
+    out = list(sent)
+    for index in sorted(rng.sample(range(len(sent)), int(len(sent) * fraction)), reverse=True):
+        out.insert(min(len(out), index + 1 + rng.randrange(50)), sent[index])
+    return out
 
 
 def closers(ts: int, partitions: int) -> list[Sent]:

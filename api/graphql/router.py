@@ -143,7 +143,7 @@ class RiffleGraphQLRouter(GraphQLRouter[GraphContext | SocketContext, None]):
             connection_init_wait_timeout=timedelta(seconds=10),
             **kwargs,
         )
-        self.routes[:] = []  # Strawberry's answer its refusals in plain text: ours in JSON
+        self.routes[:] = []  # Strawberry's HTTP routes refuse in plain text; ours in JSON
         context_dep = Depends(self.context_getter)
 
         @self.get(path, **_GET_DOC)

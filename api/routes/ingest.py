@@ -9,18 +9,27 @@ header; rejected ones become dead letters with every broken rule. ``200``
 means the broker confirmed every accepted event; a failed or unconfirmed
 delivery makes the whole answer ``503`` with per-event statuses, so nothing
 is half-accepted silently.
+
+With an ``Idempotency-Key`` header the answer is kept (per tenant, in Redis,
+``RIFFLE_INGEST_IDEMPOTENCY_TTL_SECONDS``): a retry with the same key and body
+gets it back and publishes nothing again, except the events whose delivery
+failed, which it publishes under the ids the first answer gave them. The same
+key with another body is a ``422``; a retry while the first request is still
+working is a ``409``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 import zlib
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from riffle.api.auth import (
@@ -38,11 +47,13 @@ from riffle.config.spec import PipelineSpec
 from riffle.operators.envelope import EnvelopeError, check
 from riffle.operators.records import DeadLetter, FailureType, FieldIssue
 from riffle.operators.schemas import EventValidator
+from riffle.sinks.redis.idempotency import IdempotentAnswer
 from riffle.sinks.topics.deadletters import FAILURE_HEADER
 
 MAX_EVENT_BYTES = 1_000_000
 """Largest single event (Kafka's default message size limit, with room for headers)."""
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+MAX_IDEMPOTENCY_KEY = 255
 SOURCE = "http"
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -90,9 +101,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Body is not JSON/NDJSON, bad gzip, or empty."},
     401: {"model": ErrorResponse, "description": "Missing, unknown, revoked or expired key."},
     403: {"model": ErrorResponse, "description": "The key lacks scope `ingest`."},
+    409: {
+        "model": ErrorResponse,
+        "description": "A request with this `Idempotency-Key` is still being processed.",
+    },
     413: {"model": ErrorResponse, "description": "Body over the limit after decompression."},
     415: {"model": ErrorResponse, "description": "Unsupported Content-Encoding."},
-    422: {"model": ErrorResponse, "description": "More events than one request may carry."},
+    422: {
+        "model": ErrorResponse,
+        "description": "More events than one request may carry, or an `Idempotency-Key` "
+        "already used with another body.",
+    },
     429: {"model": ErrorResponse, "description": "Rate limit of the key or tenant exceeded."},
     503: {
         "model": IngestResponse,
@@ -114,11 +133,18 @@ async def ingest_events(
     spec: Spec,
     caller: IngestKey,
     wait: bool = Query(True, description="Wait for broker confirmation (200) or not (202)."),
-) -> Response:
+    idempotency_key: str | None = Header(
+        None,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description="Any unique string per request (a UUID): a retry with the same key and "
+        "body gets the first answer back and publishes nothing again.",
+    ),
+) -> JSONResponse:
     """Validate each event, publish the accepted ones, dead-letter the rest."""
     settings = app.settings
     body = await _read_body(request, settings.ingest_max_body_bytes)
-    raws = _split(body, request.headers.get("content-type", ""))
+    content_type = request.headers.get("content-type", "")
+    raws = _split(body, content_type)
     if raws is None:
         letter = _letter(
             caller.tenant, body, "parse", (("$", "json", "the body is not JSON"),), None, None
@@ -149,8 +175,78 @@ async def ingest_events(
     record_decision(request, decision)
     if not decision.allowed:
         raise RateLimitedError(decision, "event")
+    if idempotency_key is not None:
+        fingerprint = _fingerprint(body, content_type, wait)
+        return await _idempotent(app, spec, raws, caller.tenant, idempotency_key, fingerprint, wait)
     checked = [judge(raw, value, app.schemas.validator, spec, caller.tenant) for raw, value in raws]
-    return await publish_checked(app, checked, caller.tenant, wait=wait)
+    return _answer(app, await deliver(app, checked, caller.tenant, wait=wait), wait)
+
+
+def _fingerprint(body: bytes, content_type: str, wait: bool) -> str:
+    """What makes two requests the same request: the (inflated) body, its media type, ``wait``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return hashlib.sha256(b"%s\0%d\0%s" % (media.encode(), wait, body)).hexdigest()
+
+
+async def _idempotent(
+    app: Collect,
+    spec: PipelineSpec,
+    raws: list[tuple[bytes, Any]],
+    tenant: str,
+    key: str,
+    fingerprint: str,
+    wait: bool,
+) -> JSONResponse:
+    """Answer a request with an ``Idempotency-Key``: the kept answer, or the events still
+    to publish (all the first time; the ``failed`` ones on a retry), then keep the answer."""
+    store = app.idempotency
+    token = store.claim(tenant, key)
+    if token is None:
+        _same_body(store.get(tenant, key), fingerprint)
+        raise ApiError(
+            409,
+            "request_in_progress",
+            "a request with this Idempotency-Key is still being processed; retry when it ends",
+            headers={"Retry-After": "1"},
+        )
+    try:
+        kept = store.get(tenant, key)
+        _same_body(kept, fingerprint)
+        previous = [EventResult.model_validate(r) for r in kept.results] if kept else None
+        if previous is not None and all(r.status != "failed" for r in previous):
+            return _answer(app, previous, wait, replayed=True)
+        todo = [i for i in range(len(raws)) if previous is None or previous[i].status == "failed"]
+        checked = [
+            judge(
+                *raws[i],
+                app.schemas.validator,
+                spec,
+                tenant,
+                event_id=None if previous is None else previous[i].event_id,
+            )
+            for i in todo
+        ]
+        fresh = await deliver(app, checked, tenant, wait=wait)
+        results = fresh
+        if previous is not None:  # merge the retried events into the kept answer
+            results = list(previous)
+            for index, result in zip(todo, fresh, strict=True):
+                results[index] = result.model_copy(update={"index": index})
+        dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in results]
+        store.put(tenant, key, IdempotentAnswer(fingerprint, dumped))
+        return _answer(app, results, wait, replayed=previous is not None)
+    finally:
+        store.release(tenant, key, token)
+
+
+def _same_body(kept: IdempotentAnswer | None, fingerprint: str) -> None:
+    """Refuse a key already used with another body (422)."""
+    if kept is not None and kept.fingerprint != fingerprint:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another body; use a new key for a new request",
+        )
 
 
 class Checked:
@@ -172,7 +268,7 @@ class Checked:
 
 
 def judge(
-    raw: bytes | None,
+    raw: bytes,
     event: Any,
     validator: EventValidator,
     spec: PipelineSpec,
@@ -181,19 +277,11 @@ def judge(
     source: str = SOURCE,
     event_id: str | None = None,
 ) -> Checked:
-    """Check one decoded event as the dataflow would; assign an id when it has none.
-
-    ``raw`` is the event's bytes as received, kept by a dead letter; ``None``
-    stands for the event's own JSON (an element of a JSON array), encoded
-    only if it is rejected, without the id assigned here.
-    """
+    """Check one decoded event as the dataflow would; assign an id when it has none."""
     if event is UNPARSED:
         issues: tuple[FieldIssue, ...] = (("$", "json", "not valid JSON"),)
-        return Checked(
-            None, None, _letter(tenant, raw or b"", "parse", issues, None, None, source), None
-        )
-    assigned_here = type(event) is dict and "event_id" not in event
-    if assigned_here:
+        return Checked(None, None, _letter(tenant, raw, "parse", issues, None, None, source), None)
+    if type(event) is dict and "event_id" not in event:
         event["event_id"] = event_id or uuid.uuid4().hex
     given_id = event.get("event_id") if type(event) is dict else None
     assigned = given_id if type(given_id) is str else None
@@ -215,20 +303,15 @@ def judge(
                 "size", "$", f"the event is {len(value)} bytes; at most {MAX_EVENT_BYTES}"
             )
     except EnvelopeError as exc:
-        if raw is None:
-            received = (
-                {k: v for k, v in event.items() if k != "event_id"} if assigned_here else event
-            )
-            raw = orjson.dumps(received)
         letter = _letter(tenant, raw, exc.failure_type, exc.issues, event_type, assigned, source)
         return Checked(assigned, None, letter, None)
     return Checked(assigned, value, None, schema)
 
 
-async def publish_checked(
+async def deliver(
     app: Collect, checked: list[Checked], tenant: str, *, wait: bool
-) -> Response:
-    """Publish accepted events and dead letters; answer with per-event results."""
+) -> list[EventResult]:
+    """Publish accepted events and record dead letters; the per-event results."""
     settings = app.settings
     messages = [
         OutMessage(settings.events_topic, item.event_id.encode(), item.value, tenant)
@@ -248,7 +331,6 @@ async def publish_checked(
         for letter in letters
     ]
     outcome: list[str | None] = []
-    unavailable: str | None = None
     dead_publisher = app.dead_publisher if dead_messages else None
     try:
         # Events and their batch's dead letters travel together; both are awaited.
@@ -257,58 +339,66 @@ async def publish_checked(
             dead_publisher.publish(dead_messages, wait=wait) if dead_publisher else _nothing(),
         )
     except PublishUnavailableError as exc:
-        unavailable = str(exc)
-        outcome = [unavailable] * len(messages)
-    results: list[dict[str, Any]] = []
+        outcome = [str(exc)] * len(messages)
+    results: list[EventResult] = []
     delivered = iter(outcome)
-    accepted = failed = 0
     for index, item in enumerate(checked):
-        # Each result is IngestResponse's EventResult as dumped by alias without Nones,
-        # built directly: a pydantic model per event cost more than the checks.
-        result: dict[str, Any] = {"index": index}
-        if item.event_id is not None:
-            result["event_id"] = item.event_id
         if item.letter is not None:
             letter = item.letter
-            result["status"] = "rejected"
-            result["failure_type"] = letter.failure_type
-            result["errors"] = [{"path": p, "rule": r, "message": m} for p, r, m in letter.issues]
-            result["dead_letter_id"] = letter.letter_id
-            results.append(result)
+            results.append(
+                EventResult(
+                    index=index,
+                    event_id=item.event_id,
+                    status="rejected",
+                    failure_type=letter.failure_type,
+                    errors=[IssueOut(path=p, rule=r, message=m) for p, r, m in letter.issues],
+                    dead_letter_id=letter.letter_id,
+                )
+            )
             continue
         error = next(delivered, "not published")
         if error is None:
-            accepted += 1
-            result["status"] = "accepted" if wait else "queued"
-            errors = []
+            status: Literal["accepted", "queued", "failed"] = "accepted" if wait else "queued"
+            results.append(
+                EventResult(index=index, event_id=item.event_id, status=status, schema=item.schema)
+            )
         else:
-            failed += 1
-            result["status"] = "failed"
-            errors = [{"path": "$", "rule": "delivery", "message": error}]
-        if item.schema is not None:
-            result["schema"] = item.schema
-        result["errors"] = errors
-        results.append(result)
-    body: dict[str, Any] = {
-        "accepted": accepted,
-        "rejected": len(letters),
-        "failed": failed,
-        "results": results,
-    }
-    if failed or unavailable:
+            results.append(
+                EventResult(
+                    index=index,
+                    event_id=item.event_id,
+                    status="failed",
+                    schema=item.schema,
+                    errors=[IssueOut(path="$", rule="delivery", message=error)],
+                )
+            )
+    return results
+
+
+def _answer(
+    app: Collect, results: list[EventResult], wait: bool, *, replayed: bool = False
+) -> JSONResponse:
+    """The response for ``results``: ``503`` while any failed, else ``200`` (``202`` queued).
+
+    ``replayed`` (a retry with an ``Idempotency-Key``) adds ``Idempotent-Replayed: true``."""
+    count = {"accepted": 0, "queued": 0, "rejected": 0, "failed": 0}
+    for result in results:
+        count[result.status] += 1
+    body = IngestResponse(
+        accepted=count["accepted"] + count["queued"],
+        rejected=count["rejected"],
+        failed=count["failed"],
+        results=results,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if count["failed"]:
         body["error"] = {
             "code": "broker_unavailable",
-            "message": f"{failed} event(s) were not confirmed by the broker; retry them",
+            "message": f"{count['failed']} event(s) were not confirmed by the broker; retry them",
         }
-        return Response(
-            orjson.dumps(body),
-            status_code=503,
-            media_type="application/json",
-            headers={"Retry-After": str(settings.ingest_retry_after_seconds)},
-        )
-    return Response(
-        orjson.dumps(body), status_code=200 if wait else 202, media_type="application/json"
-    )
+        headers["Retry-After"] = str(app.settings.ingest_retry_after_seconds)
+        return JSONResponse(body, status_code=503, headers=headers)
+    return JSONResponse(body, status_code=200 if wait else 202, headers=headers)
 
 
 UNPARSED = object()
@@ -347,15 +437,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _split(body: bytes, content_type: str) -> list[tuple[bytes | None, Any]] | None:
-    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON.
-
-    An element of a JSON array has no bytes of its own (``None``): :func:`judge`
-    encodes it if it is rejected.
-    """
+def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
+    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in NDJSON_TYPES:
-        out: list[tuple[bytes | None, Any]] = []
+        out: list[tuple[bytes, Any]] = []
         for line in body.split(b"\n"):
             line = line.strip()
             if not line:
@@ -370,7 +456,7 @@ def _split(body: bytes, content_type: str) -> list[tuple[bytes | None, Any]] | N
     except orjson.JSONDecodeError:
         return None
     if type(decoded) is list:
-        return [(None, item) for item in decoded]
+        return [(orjson.dumps(item), item) for item in decoded]
     return [(body, decoded)]
 
 

@@ -2,7 +2,8 @@
 
 No Pub/Sub emulator installs here, so this speaks just enough of the protocol
 (CreateTopic, GetTopic, Publish, CreateSubscription, GetSubscription,
-StreamingPull, Acknowledge, ModifyAckDeadline) for the official clients,
+StreamingPull, Acknowledge, ModifyAckDeadline) for the official clients —
+creating what exists is ``ALREADY_EXISTS``, as on the service —
 reached through ``PUBSUB_EMULATOR_HOST``. Unacknowledged messages of a closed
 stream, or nacked ones, are delivered again; ``acked`` lists acknowledged
 message ids in order.
@@ -27,6 +28,8 @@ from google.pubsub_v1 import types as t
 @dataclass
 class _Sub:
     topic: str
+    spec: t.Subscription = field(default_factory=t.Subscription)
+    """The subscription as created (ack deadline, retention, policies)."""
     ready: deque[t.PubsubMessage] = field(default_factory=deque)
     outstanding: dict[str, t.PubsubMessage] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
@@ -99,9 +102,11 @@ class PubSubServer:
         if self._server is not None:
             self._server.stop(grace=0.5).wait()
 
-    def _create_topic(self, request: t.Topic, context: Any) -> t.Topic:
+    def _create_topic(self, request: t.Topic, context: grpc.ServicerContext) -> t.Topic:
         with self._cond:
-            self.topics.setdefault(request.name, [])
+            if request.name in self.topics:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, "Topic already exists")
+            self.topics[request.name] = []
         return request
 
     def _get_topic(self, request: t.GetTopicRequest, context: grpc.ServicerContext) -> t.Topic:
@@ -133,11 +138,18 @@ class PubSubServer:
             self._cond.notify_all()
         return t.PublishResponse(message_ids=ids)
 
-    def _create_subscription(self, request: t.Subscription, context: Any) -> t.Subscription:
+    def _create_subscription(
+        self, request: t.Subscription, context: grpc.ServicerContext
+    ) -> t.Subscription:
         with self._cond:
-            if request.name not in self.subs:
-                self.subs[request.name] = _Sub(request.topic)
-                self.topics.setdefault(request.topic, []).append(request.name)
+            if request.name in self.subs:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, "Subscription already exists")
+            if request.topic not in self.topics:
+                context.abort(grpc.StatusCode.NOT_FOUND, "Topic not found")
+            if request.ack_deadline_seconds == 0:
+                request.ack_deadline_seconds = 10  # the service's default
+            self.subs[request.name] = _Sub(request.topic, request)
+            self.topics[request.topic].append(request.name)
         return request
 
     def _get_subscription(
@@ -146,7 +158,7 @@ class PubSubServer:
         sub = self.subs.get(request.subscription)
         if sub is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such subscription")
-        return t.Subscription(name=request.subscription, topic=sub.topic, ack_deadline_seconds=10)
+        return sub.spec
 
     def _ack(self, ack_ids: list[str]) -> None:
         with self._cond:

@@ -9,13 +9,20 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import CollectorRegistry
 
 from riffle.config.settings import Settings
-from riffle.config.spec import load_spec
+from riffle.config.spec import PipelineSpec, load_spec
 from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.records import DeadLetter, WindowResult
 from riffle.sources.kafka import PartitionPoll
 from riffle.stack import free_port
-from tests.scenario import Sent, comparable, expected_windows, late_valid_count, scenario
+from tests.scenario import (
+    Sent,
+    comparable,
+    expected_windows,
+    late_valid_count,
+    scenario,
+    with_copies,
+)
 
 SPEC = load_spec("config/demo.yaml")
 
@@ -43,13 +50,14 @@ def run(
     buckets: int = 4,
     partitions: int = 2,
     mode: str = "single",
+    spec: PipelineSpec = SPEC,
 ) -> tuple[list[WindowResult], list[DeadLetter], CollectorRegistry]:
     windows: list[WindowResult] = []
     dead: list[DeadLetter] = []
     registry = CollectorRegistry()
     settings = Settings(lateness_seconds=10, buckets=buckets, partial_interval_seconds=0.05)
     flow = build_flow(
-        SPEC,
+        spec,
         settings,
         source=TestingSource(polls(sent, poll_size)),
         partitions=[f"events/{p}" for p in range(partitions)],
@@ -107,6 +115,7 @@ def test_every_event_accounted_for() -> None:
     rejected = sample("riffle_dataflow_events_total", {"outcome": "dead"})
     assert seen == len(sent)
     assert seen == ok + late + rejected
+    assert sample("riffle_dataflow_events_total", {"outcome": "duplicate"}) == 0
     assert late and late == sum(1 for d in dead if d.failure_type == "late")
     # Every invalid event is a dead letter (late, if it is also behind the watermark).
     invalid = Counter(s.raw for s in sent if not s.valid)
@@ -124,3 +133,48 @@ def test_every_event_accounted_for() -> None:
     }
     late_letters = [d for d in dead if d.failure_type == "late"]
     assert all(d.lateness_ms and d.lateness_ms > 0 for d in late_letters)
+
+
+def _finals(windows: list[WindowResult]) -> dict[tuple[object, ...], tuple[object, ...]]:
+    return {
+        (w.metric, w.dims, w.window_start): (w.count, round(w.sum, 6), w.min, w.max, w.detail)
+        for w in windows
+        if w.is_final
+    }
+
+
+def _outcomes(registry: CollectorRegistry) -> dict[str, float | None]:
+    return {
+        o: registry.get_sample_value("riffle_dataflow_events_total", {"outcome": o})
+        for o in ("ok", "dead", "late", "duplicate")
+    }
+
+
+@pytest.mark.parametrize("mode", ["single", "two_workers"])
+def test_duplicates_never_reach_a_window(mode: str) -> None:
+    """10 % of the events twice, then everything once more: the finals of the clean stream."""
+    sent = scenario(users=True)
+    clean, clean_dead, clean_registry = run(sent, mode=mode)
+    doubled = with_copies(sent, 0.1, seed=1) + sent
+    windows, dead, registry = run(doubled, mode=mode)
+    assert _finals(windows) == _finals(clean)
+    got, want = _outcomes(registry), _outcomes(clean_registry)
+    assert (got["ok"], got["late"]) == (want["ok"], want["late"])
+    # Copies of malformed events are dead letters again; every other copy is a duplicate.
+    assert got["duplicate"] == len(doubled) - len(sent) - (len(dead) - len(clean_dead))
+    assert registry.get_sample_value("riffle_dataflow_events_in_total") == sum(
+        v or 0 for v in got.values()
+    )
+    assert got["duplicate"] and got["duplicate"] >= sum(
+        s.valid for s in doubled[len(sent) :] if s.valid
+    )
+
+
+def test_dedup_off_counts_copies_again() -> None:
+    """``dedup: {enabled: false}``: the copies reach the windows (the switch is honoured)."""
+    sent = scenario(n=1500)
+    off = SPEC.model_copy(update={"dedup": SPEC.dedup.model_copy(update={"enabled": False})})
+    clean, _, _ = run(sent, spec=off)
+    windows, _, registry = run(with_copies(sent, 0.1, seed=2), spec=off)
+    assert _finals(windows) != _finals(clean)
+    assert registry.get_sample_value("riffle_dataflow_events_total", {"outcome": "duplicate"}) == 0

@@ -1,0 +1,101 @@
+"""Creating the Pub/Sub topics and subscription Riffle reads, as :mod:`sources.topics` does
+for Kafka.
+
+:func:`ensure_pubsub` is idempotent: what exists is left as it is (a setting
+that differs from the wanted one is logged, not changed, like a Kafka topic's
+partition count), what is missing is created. The events subscription gets an
+ack deadline, a retention, exactly-once delivery (Pub/Sub then never
+redelivers an acknowledged message within the deadline) and a dead-letter
+policy: a message nobody could process after ``max_delivery_attempts`` goes to
+the dead-letter topic instead of cycling forever. On Google Cloud the Pub/Sub
+service account needs publisher rights on that topic and subscriber rights on
+the subscription for the policy to act. ``PUBSUB_EMULATOR_HOST`` is honoured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from riffle.config.errors import RiffleError
+
+log = structlog.get_logger(__name__)
+
+
+class PubSubProvisionError(RiffleError):
+    """Pub/Sub refused to create a topic or subscription (other than: it exists)."""
+
+
+@dataclass(frozen=True)
+class SubscriptionPlan:
+    """What the events subscription should be."""
+
+    topic: str
+    subscription: str
+    dead_letter_topic: str
+    ack_deadline_s: int = 60
+    retention: timedelta = timedelta(days=7)
+    max_delivery_attempts: int = 5
+    exactly_once: bool = True
+
+
+def ensure_pubsub(project: str, plan: SubscriptionPlan) -> list[str]:
+    """Create what is missing of ``plan`` in ``project``; the full names created (empty
+    when everything existed)."""
+    from google.api_core.exceptions import AlreadyExists, GoogleAPICallError
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1 import types
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    created: list[str] = []
+    topic = publisher.topic_path(project, plan.topic)
+    dead = publisher.topic_path(project, plan.dead_letter_topic)
+    wanted = types.Subscription(
+        name=subscriber.subscription_path(project, plan.subscription),
+        topic=topic,
+        ack_deadline_seconds=plan.ack_deadline_s,
+        message_retention_duration=plan.retention,
+        enable_exactly_once_delivery=plan.exactly_once,
+        dead_letter_policy=types.DeadLetterPolicy(
+            dead_letter_topic=dead, max_delivery_attempts=plan.max_delivery_attempts
+        ),
+    )
+    try:
+        for name in (topic, dead):
+            try:
+                publisher.create_topic(name=name)
+                created.append(name)
+            except AlreadyExists:
+                pass
+        try:
+            subscriber.create_subscription(request=wanted)
+            created.append(wanted.name)
+        except AlreadyExists:
+            _compare(subscriber.get_subscription(subscription=wanted.name), wanted)
+    except GoogleAPICallError as exc:
+        raise PubSubProvisionError(f"Pub/Sub refused: {exc.message}") from None
+    finally:
+        subscriber.close()
+    return created
+
+
+def _compare(has: object, wanted: object) -> None:
+    """Log each setting of an existing subscription that differs from the plan."""
+    for field in (
+        "topic",
+        "ack_deadline_seconds",
+        "message_retention_duration",
+        "enable_exactly_once_delivery",
+        "dead_letter_policy",
+    ):
+        if getattr(has, field) != getattr(wanted, field):
+            log.warning(
+                "subscription_setting_differs",
+                subscription=getattr(wanted, "name", ""),
+                setting=field,
+                has=str(getattr(has, field)),
+                wanted=str(getattr(wanted, field)),
+            )
