@@ -21,6 +21,7 @@ from datetime import timedelta
 import structlog
 
 from riffle.config.errors import RiffleError
+from riffle.config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +89,28 @@ def ensure_pubsub(
     finally:
         subscriber.close()
     return created
+
+
+def riffle_pubsub(settings: Settings) -> tuple[list[SubscriptionPlan], list[str]]:
+    """The subscriptions and extra topics ``settings`` use on Pub/Sub: the events
+    subscription; with ``source=pubsub`` also the flow's dead-letter topic and the
+    notifier's alerts subscription (no dead-letter policy: the notifier acknowledges a
+    transition it cannot parse itself, counted as bad)."""
+    plans = [
+        SubscriptionPlan(
+            topic=settings.pubsub_topic,
+            subscription=settings.pubsub_subscription,
+            dead_letter_topic=settings.pubsub_deadletter_topic,
+        )
+    ]
+    if settings.source != "pubsub":
+        return plans, []
+    alerts = SubscriptionPlan(
+        topic=settings.pubsub_alerts_topic,
+        subscription=settings.pubsub_alerts_subscription,
+        dead_letter_topic=None,
+    )
+    return [*plans, alerts], [settings.pubsub_flow_deadletter_topic]
 
 
 def _compare(has: object, wanted: object) -> None:

@@ -36,28 +36,9 @@ def topics_create(
 
 
 def _create_pubsub(settings: Settings) -> None:
-    from riffle.sources.pubsub_topics import SubscriptionPlan, ensure_pubsub
+    from riffle.sources.pubsub_topics import ensure_pubsub, riffle_pubsub
 
-    plans = [
-        SubscriptionPlan(
-            topic=settings.pubsub_topic,
-            subscription=settings.pubsub_subscription,
-            dead_letter_topic=settings.pubsub_deadletter_topic,
-        )
-    ]
-    topics: list[str] = []
-    if settings.source == "pubsub":
-        topics.append(settings.pubsub_flow_deadletter_topic)
-        # A transition the notifier cannot parse is acknowledged and counted as bad by the
-        # notifier itself: no dead-letter policy.
-        plans.append(
-            SubscriptionPlan(
-                topic=settings.pubsub_alerts_topic,
-                subscription=settings.pubsub_alerts_subscription,
-                dead_letter_topic=None,
-            )
-        )
     with clear_errors():
-        created = ensure_pubsub(settings.pubsub_project, plans, topics)
+        created = ensure_pubsub(settings.pubsub_project, *riffle_pubsub(settings))
     made = ", ".join(created) if created else "nothing new"
     typer.echo(f"Pub/Sub ready in project {settings.pubsub_project} (created: {made})")

@@ -1,0 +1,172 @@
+"""Google Cloud without Kafka: RIFFLE_SOURCE=pubsub, the gRPC Pub/Sub test server and no
+broker process (the Kafka bootstrap address is a closed port, so any use of Kafka fails).
+
+Events published to Pub/Sub become windows in Redis (the spine), malformed ones dead
+letters on the Pub/Sub dead-letter topic, and a spike an alert whose transitions reach
+`riffle notify` through the alerts subscription and then the webhook, firing and
+resolved, each once; every transition read is acknowledged once its state is committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from google.cloud import pubsub_v1
+
+from riffle.config.settings import Settings
+from riffle.config.spec import load_spec
+from riffle.operators.records import DeadLetter
+from riffle.sources.pubsub_topics import ensure_pubsub, riffle_pubsub
+from riffle.stack import free_port
+from tests.conftest import RedisTarget
+from tests.integration.flow_support import kill, redis_finals, start_flow
+from tests.integration.notify_support import Receiver, wait_until
+from tests.integration.pubsub_server import PubSubServer
+from tests.integration.test_notify_e2e import start_notifier
+
+pytestmark = pytest.mark.integration
+
+PROJECT = "riffle-gcp"
+
+SPEC = """
+version: 1
+event_types: {req: {}}
+dimensions: {endpoint: {path: props.endpoint}}
+metrics:
+  - {name: requests, events: [req], aggregation: count, dimensions: [endpoint], window: 1s}
+alerts:
+  - {name: requests_high, kind: threshold, metric: requests, value: 25, severity: critical}
+notifications:
+  receivers:
+    - name: ops
+      webhook: {url: "HOOK_URL", secret_env: HOOK_SECRET, backoff: 50ms}
+  route: {receiver: ops, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+"""
+
+
+@pytest.fixture
+def pubsub(monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSubServer]:
+    server = PubSubServer()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", server.start())
+    yield server
+    server.stop()
+
+
+class Traffic:
+    """Events of endpoint /cart at ``rate`` per second (event time now) to Pub/Sub."""
+
+    def __init__(self, topic: str) -> None:
+        self.publisher = pubsub_v1.PublisherClient()
+        self.topic = topic
+        self.rate = 8.0
+        self.sent: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        owed = 0.0
+        while not self.stop.is_set():
+            owed += self.rate / 10
+            now = int(time.time() * 1000)
+            for _ in range(int(owed)):
+                event = {"event_id": f"e{len(self.sent)}", "type": "req", "ts": now}
+                event["props"] = {"endpoint": "/cart"}
+                self.publisher.publish(self.topic, orjson.dumps(event)).result(10)
+                self.sent.append(now)
+            owed -= int(owed)
+            time.sleep(0.1)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_spine_dead_letters_and_alerts_on_pubsub_alone(
+    pubsub: PubSubServer, redis_url: RedisTarget, tmp_path: Path
+) -> None:
+    receiver = Receiver().start()
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC.replace("HOOK_URL", receiver.url()))
+    settings = Settings(
+        spec=spec_path,
+        source="pubsub",
+        ingest_broker="pubsub",
+        pubsub_project=PROJECT,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",  # nothing listens: Kafka must not be used
+        redis_url=redis_url.url,
+        redis_prefix=f"{redis_url.prefix}-gcp",
+        warehouse=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+        lateness_seconds=0,
+        idle_seconds=1,
+        partial_interval_seconds=0.2,
+        metrics_port=free_port(),
+        notify_metrics_port=0,
+        notify_lease_seconds=2,
+        log_format="console",
+    )
+    ensure_pubsub(PROJECT, *riffle_pubsub(settings))
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    events = publisher.topic_path(PROJECT, settings.pubsub_topic)
+    # A consumer of the flow's dead letters, as another system would have.
+    dead_topic = publisher.topic_path(PROJECT, settings.pubsub_flow_deadletter_topic)
+    watch = subscriber.subscription_path(PROJECT, "dead-watch")
+    subscriber.create_subscription(name=watch, topic=dead_topic)
+    letters: list[Any] = []
+
+    def on_letter(message: Any) -> None:
+        letters.append(message)
+        message.ack()
+
+    watching = subscriber.subscribe(watch, callback=on_letter)
+    flow_log, notify_log = tmp_path / "flow.log", tmp_path / "notify.log"
+    flow = start_flow(settings, flow_log)
+    notifier = start_notifier(settings, notify_log)
+    try:
+        publisher.publish(events, b"not json").result(10)
+        unknown = {"event_id": "u1", "type": "nope", "ts": int(time.time() * 1000), "props": {}}
+        publisher.publish(events, orjson.dumps(unknown)).result(10)
+        with Traffic(events) as traffic:
+            time.sleep(1)
+            traffic.rate = 60.0  # the spike: 60 requests a second > 25
+            wait_until(lambda: len(receiver.received) >= 1, 60, "the firing webhook")
+            traffic.rate = 8.0
+            wait_until(lambda: len(receiver.received) >= 2, 60, "the resolved webhook")
+        wait_until(lambda: len(letters) >= 2, 30, "both dead letters on Pub/Sub")
+        time.sleep(1)  # time for a duplicate notification to show up, if there were one
+    finally:
+        kill(flow)
+        kill(notifier)
+        watching.cancel()
+        receiver.close()
+    log = flow_log.read_text()[-3000:] + notify_log.read_text()[-3000:]
+
+    hooks = [hit.json for hit in receiver.received]
+    assert [h["status"] for h in hooks] == ["firing", "resolved"], log
+    assert len({h["dedup_key"] for h in hooks}) == 2
+
+    found = [DeadLetter.from_json(m.data) for m in letters]
+    assert Counter(x.failure_type for x in found) == Counter({"parse": 1, "unknown_type": 1})
+    assert {m.attributes["riffle-failure-type"] for m in letters} == {"parse", "unknown_type"}
+
+    # The spine: every closed one-second window counted what was sent in it.
+    sent = Counter(ts - ts % 1000 for ts in traffic.sent)
+    finals = {k[2]: v.value for k, v in redis_finals(settings, load_spec(spec_path)).items()}
+    closed = sorted(finals)[:-1]
+    assert len(closed) >= 5, log
+    assert {s: finals[s] for s in closed} == {s: float(sent[s]) for s in closed}
+
+    # Every transition the notifier read was acknowledged, none is left to redeliver.
+    alerts = pubsub.subs[subscriber.subscription_path(PROJECT, settings.pubsub_alerts_subscription)]
+    assert alerts.attempts, "the notifier read no transition"
+    assert not alerts.ready and not alerts.outstanding
