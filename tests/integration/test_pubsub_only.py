@@ -19,15 +19,21 @@ from typing import Any
 import orjson
 import pytest
 from google.cloud import pubsub_v1
+from prometheus_client import CollectorRegistry
 
+from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
+from riffle.dataflows.notifier.feeds import PubSubFeed
+from riffle.dataflows.notifier.run import build_channels
+from riffle.dataflows.notifier.service import Notifier
 from riffle.operators.records import DeadLetter
+from riffle.sinks.topics.alerts import PubSubAlertProducer
 from riffle.sources.pubsub_topics import ensure_pubsub, riffle_pubsub
 from riffle.stack import free_port
 from tests.conftest import RedisTarget
 from tests.integration.flow_support import kill, redis_finals, start_flow
-from tests.integration.notify_support import Receiver, wait_until
+from tests.integration.notify_support import SECRET, Receiver, transition, wait_until
 from tests.integration.pubsub_server import PubSubServer
 from tests.integration.test_notify_e2e import start_notifier
 
@@ -170,3 +176,67 @@ def test_spine_dead_letters_and_alerts_on_pubsub_alone(
     alerts = pubsub.subs[subscriber.subscription_path(PROJECT, settings.pubsub_alerts_subscription)]
     assert alerts.attempts, "the notifier read no transition"
     assert not alerts.ready and not alerts.outstanding
+
+
+def test_a_transition_is_acknowledged_only_once_its_state_is_committed(
+    pubsub: PubSubServer, redis_url: RedisTarget
+) -> None:
+    """A notifier that stops between reading and committing leaves the transition to the
+    next one (Pub/Sub redelivers it); a copy of an applied transition is a no-op."""
+    settings = Settings(source="pubsub", pubsub_project=PROJECT)
+    ensure_pubsub(PROJECT, *riffle_pubsub(settings))
+    topic = settings.pubsub_alerts_topic
+    receiver = Receiver().start()
+    webhook = {"url": receiver.url(), "secret_env": "HOOK_SECRET", "backoff": "50ms"}
+    spec = NotificationsSpec.model_validate(
+        {
+            "receivers": [{"name": "ops", "webhook": webhook}],
+            "route": {"receiver": "ops", "group_wait": "0s", "group_interval": "1s"},
+        }
+    )
+    prefix = f"{redis_url.prefix}-gcp-ack"
+    registry = CollectorRegistry()
+
+    made_before: list[Notifier] = []
+
+    def notifier() -> Notifier:
+        made = Notifier(
+            spec,
+            build_channels(spec, {"HOOK_SECRET": SECRET.decode()}),
+            feed=PubSubFeed(PROJECT, settings.pubsub_alerts_subscription),
+            redis_url=redis_url.url,
+            prefix=prefix,
+            lease_s=5,
+            registry=registry if made_before else CollectorRegistry(),
+        )
+        made_before.append(made)
+        made.start()
+        return made
+
+    sub = pubsub.subs[f"projects/{PROJECT}/subscriptions/{settings.pubsub_alerts_subscription}"]
+    firing = transition("i1")
+    alerts = PubSubAlertProducer(PROJECT, topic)
+    try:
+        first = notifier()
+        alerts.send([firing])
+        wait_until(lambda: bool(first.feed.read(0.1)), 10, "the transition read")
+        first.close()  # stopped before the step committed anything
+        assert pubsub.acked == [] and len(sub.ready) == 1, "read but not committed: not acked"
+
+        second = notifier()
+        alerts.send([firing])  # the flow's replay after its restart re-produces it
+        try:
+            wait_until(lambda: second.step(0.1) >= 0 and len(pubsub.acked) == 2, 10, "acks")
+            wait_until(lambda: len(receiver.received) == 1 and second.idle(), 10, "delivery")
+            time.sleep(0.3)
+            second.step(0.1)
+        finally:
+            second.close()
+    finally:
+        receiver.close()
+    assert [h.json["status"] for h in receiver.received] == ["firing"]
+    duplicate = {"outcome": "duplicate"}
+    assert registry.get_sample_value("riffle_notify_transitions_total", duplicate) == 1
+    once, again = sorted(sub.attempts.values())
+    assert once == 1 and again >= 2, "the first copy was delivered again after the stop"
+    assert not sub.ready and not sub.outstanding
