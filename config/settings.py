@@ -209,7 +209,8 @@ class Settings(BaseSettings):
     )
     pubsub_flow_deadletter_topic: str = Field(
         "riffle-deadletter",
-        description="Pub/Sub topic the flow's dead letters go to (RIFFLE_SOURCE=pubsub).",
+        description="Pub/Sub topic dead letters go to, the flow's and (with ingest on "
+        "Pub/Sub) ingest's (RIFFLE_SOURCE=pubsub).",
     )
     pubsub_alerts_topic: str = Field(
         "riffle-alerts", description="Pub/Sub topic alert transitions go to (RIFFLE_SOURCE=pubsub)."
