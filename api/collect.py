@@ -135,7 +135,7 @@ class Collect:
     limiter: RateLimiter
     schemas: Schemas
     publisher: EventPublisher
-    dead_publisher: KafkaPublisher | None
+    dead_publisher: EventPublisher | None
     letters: DeadLetterStore
     recorder: DeadLetterRecorder
     idempotency: IdempotencyStore
@@ -152,14 +152,22 @@ class Collect:
 def build_collect(settings: Settings, client: redis.Redis, warehouse: Warehouse) -> Collect:
     """Collection services over the settings' Redis and broker, and ``warehouse``."""
     timeout = settings.ingest_delivery_timeout_seconds
-    kafka = KafkaPublisher(settings.kafka_servers, timeout_s=timeout)
-    publisher: EventPublisher = kafka
-    dead_publisher: KafkaPublisher | None = kafka
+    publisher: EventPublisher
+    dead_publisher: EventPublisher | None
     if settings.ingest_broker == "pubsub":
+        # No Kafka client at all: a Google Cloud deployment may have no broker.
         publisher = PubSubPublisher(
             settings.pubsub_project, settings.pubsub_topic, timeout_s=timeout
         )
-        dead_publisher = None
+        dead_publisher = (
+            PubSubPublisher(
+                settings.pubsub_project, settings.pubsub_flow_deadletter_topic, timeout_s=timeout
+            )
+            if settings.source == "pubsub"
+            else None
+        )
+    else:
+        publisher = dead_publisher = KafkaPublisher(settings.kafka_servers, timeout_s=timeout)
     letters = WarehouseDeadLetters(warehouse)
     return Collect(
         settings=settings,

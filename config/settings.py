@@ -202,7 +202,23 @@ class Settings(BaseSettings):
         "no delivery attempt could process to (riffle topics create makes it).",
     )
     source: Literal["kafka", "pubsub"] = Field(
-        "kafka", description="What the dataflow reads: the Kafka events topic or Pub/Sub."
+        "kafka",
+        description="What the dataflow reads: the Kafka events topic or Pub/Sub. With pubsub "
+        "the flow's dead letters and alert transitions go to Pub/Sub topics too and the "
+        "notifier reads a Pub/Sub subscription: no Kafka is needed.",
+    )
+    pubsub_flow_deadletter_topic: str = Field(
+        "riffle-deadletter",
+        description="Pub/Sub topic dead letters go to, the flow's and (with ingest on "
+        "Pub/Sub) ingest's (RIFFLE_SOURCE=pubsub).",
+    )
+    pubsub_alerts_topic: str = Field(
+        "riffle-alerts", description="Pub/Sub topic alert transitions go to (RIFFLE_SOURCE=pubsub)."
+    )
+    pubsub_alerts_subscription: str = Field(
+        "riffle-alerts-notifier",
+        description="Pub/Sub subscription the notifier reads transitions from "
+        "(RIFFLE_SOURCE=pubsub).",
     )
     rate_key_requests: float = Field(
         50.0, gt=0, description="Requests per second one API key may make (burst: one second)."

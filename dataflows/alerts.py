@@ -43,7 +43,8 @@ from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.models.series import ModelRecord
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.alerts import RedisAlerts
-from riffle.sinks.topics.alerts import AlertProducer
+from riffle.sinks.topics.alerts import alert_sender
+from riffle.sinks.topics.target import TopicTarget
 from riffle.sinks.warehouse.alert_history import WarehouseAlerts
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.topics import ensure_topics
@@ -99,8 +100,8 @@ def alert_stage(
 
 class AlertSink(FlowSink[AlertTransition]):
     """Transitions to the ``alerts`` table of ``warehouse`` (settings naming either engine,
-    or a DuckDB file), Redis (active alerts) and, with ``kafka``
-    (servers, topic), the ``riffle.alerts`` topic. Every write is idempotent (keyed by
+    or a DuckDB file), Redis (active alerts) and, with ``topic``, the alerts topic (Kafka
+    or Pub/Sub). Every write is idempotent (keyed by
     ``transition_id``, or guarded by event time in Redis), so a retried batch or a
     replay after recovery leaves the same rows."""
 
@@ -108,14 +109,14 @@ class AlertSink(FlowSink[AlertTransition]):
         self,
         warehouse: Settings | Path | None,
         redis: tuple[str, str] | None = None,
-        kafka: tuple[str, str] | None = None,
+        topic: TopicTarget | None = None,
         give_up_s: float = 300.0,
         topic_partitions: int = 4,
     ) -> None:
         super().__init__(give_up_s=give_up_s)
         self.warehouse = None if warehouse is None else warehouse_settings(warehouse)
         self.redis = redis
-        self.kafka = kafka
+        self.topic = topic
         self.topic_partitions = topic_partitions
 
     def writers(self, part: str) -> list[Writer[AlertTransition]]:
@@ -125,14 +126,14 @@ class AlertSink(FlowSink[AlertTransition]):
             if self.redis is None
             else RedisAlerts(redis_client.Redis.from_url(self.redis[0]), self.redis[1])
         )
-        producer = None
-        if self.kafka is not None:
-            # Created here, not before the flow starts: creating a topic can take
-            # seconds, and the flow's start-up should not wait for it.
-            ensure_topics(self.kafka[0], [self.kafka[1]], self.topic_partitions)
-            producer = AlertProducer(*self.kafka)
-
-        out: list[Writer[AlertTransition]] = [] if producer is None else [producer.send]
+        out: list[Writer[AlertTransition]] = []
+        if self.topic is not None:
+            if self.topic.broker == "kafka":
+                # Created here, not before the flow starts: creating a topic can take
+                # seconds, and the flow's start-up should not wait for it. (Pub/Sub
+                # topics are made by `riffle topics create`.)
+                ensure_topics(self.topic.address, [self.topic.topic], self.topic_partitions)
+            out.append(alert_sender(self.topic))
         out += [] if table is None else [table.write]
         return out if hot is None else [*out, hot.write]
 

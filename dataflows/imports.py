@@ -64,6 +64,7 @@ from riffle.operators.records import WindowResult
 from riffle.sinks.archive.reader import is_archive
 from riffle.sinks.archive.store import ArchiveStore
 from riffle.sinks.ledger import Ledger, LedgerReport
+from riffle.sinks.topics.target import dead_letters_target
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.kafka import PartitionPoll
 from riffle.sources.storage import StoredObject, canonical, list_objects
@@ -324,11 +325,7 @@ def _outputs(
 ) -> FlowOutputs:
     hot_s = int(spec.retention.hot.total_seconds())
     horizon = int(time.time() * 1000) - hot_s * 1000
-    dead = (
-        DeadLetterFanoutSink(settings.kafka_servers, settings.deadletter_topic, settings)
-        if letters
-        else None
-    )
+    dead = DeadLetterFanoutSink(dead_letters_target(settings), settings) if letters else None
     recorded = windows_recorder(ledger, keep)
     return FlowOutputs(
         windows=LedgerSink(

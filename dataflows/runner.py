@@ -25,6 +25,7 @@ from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
 from riffle.dataflows.predictions import PredictionStoreSink
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.sinks.redis.rules import AlertRuleStore
+from riffle.sinks.topics.target import alerts_target, dead_letters_target
 from riffle.sinks.warehouse.engines import open_warehouse
 from riffle.sources.kafka import KafkaPollSource, PartitionPoll, list_partitions, partition_key
 from riffle.sources.pubsub import PubSubSource
@@ -42,31 +43,8 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0
     """The metrics flow wired to the services named in ``settings``, as process
     ``process_id`` of the flow's cluster."""
     spec = load_spec(settings.spec)
-    ensure_topics(
-        settings.kafka_servers,
-        [settings.events_topic, settings.deadletter_topic],
-        settings.topic_partitions,
-    )
-    partitions = [
-        partition_key(settings.events_topic, p)
-        for p in list_partitions(settings.kafka_servers, settings.events_topic)
-    ]
     open_warehouse(settings, spec.retention.warehouse).init()
-    source: Source[tuple[str, PartitionPoll]] = KafkaPollSource(
-        settings.kafka_servers,
-        settings.events_topic,
-        batch_size=settings.source_batch_size,
-        start_from=settings.start_from,
-        heartbeat_ms=int(settings.partial_interval_seconds * 1000),
-    )
-    if settings.source == "pubsub":
-        source = PubSubSource(
-            settings.pubsub_project,
-            settings.pubsub_subscription,
-            batch_size=settings.source_batch_size,
-            heartbeat_ms=int(settings.partial_interval_seconds * 1000),
-        )
-        partitions = [pubsub_partition(settings.pubsub_subscription)]
+    source, partitions = _source(settings)
     outputs = FlowOutputs(
         windows=RedisWindowsSink(
             settings.redis_url, settings.redis_prefix, int(spec.retention.hot.total_seconds())
@@ -76,9 +54,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0
             retention=spec.retention.warehouse,
             on_error=telemetry.sink_errors.labels("warehouse").inc,
         ),
-        dead_letters=DeadLetterFanoutSink(
-            settings.kafka_servers, settings.deadletter_topic, settings
-        ),
+        dead_letters=DeadLetterFanoutSink(dead_letters_target(settings), settings),
         models=ModelStoreSink(
             settings,
             redis=(
@@ -90,7 +66,7 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0
         alerts=AlertSink(
             settings,
             redis=(settings.redis_url, settings.redis_prefix),
-            kafka=(settings.kafka_servers, settings.alerts_topic),
+            topic=alerts_target(settings),
             topic_partitions=settings.topic_partitions,
         )
         if spec.alerts or settings.alert_api_rules
@@ -115,6 +91,36 @@ def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0
     return build_flow(
         spec, settings, source=source, partitions=partitions, outputs=outputs, telemetry=telemetry
     )
+
+
+def _source(settings: Settings) -> tuple[Source[tuple[str, PartitionPoll]], list[str]]:
+    """The flow's input and its partition keys: the Kafka events topic (made if missing,
+    with the dead-letter topic), or the Pub/Sub subscription (Kafka is not touched)."""
+    heartbeat_ms = int(settings.partial_interval_seconds * 1000)
+    if settings.source == "pubsub":
+        pubsub = PubSubSource(
+            settings.pubsub_project,
+            settings.pubsub_subscription,
+            batch_size=settings.source_batch_size,
+            heartbeat_ms=heartbeat_ms,
+        )
+        return pubsub, [pubsub_partition(settings.pubsub_subscription)]
+    ensure_topics(
+        settings.kafka_servers,
+        [settings.events_topic, settings.deadletter_topic],
+        settings.topic_partitions,
+    )
+    kafka = KafkaPollSource(
+        settings.kafka_servers,
+        settings.events_topic,
+        batch_size=settings.source_batch_size,
+        start_from=settings.start_from,
+        heartbeat_ms=heartbeat_ms,
+    )
+    return kafka, [
+        partition_key(settings.events_topic, p)
+        for p in list_partitions(settings.kafka_servers, settings.events_topic)
+    ]
 
 
 def run_dataflow(

@@ -15,9 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from riffle.api.bodies import CheckOut, HealthResponse, NotReadyResponse, ReadyResponse
 from riffle.api.deps import ServicesDep
 from riffle.api.errors import error_response
+from riffle.config.settings import Settings
 from riffle.sinks.errors import SinkError
 
-KAFKA_TIMEOUT_SECONDS = 2.0
+BROKER_TIMEOUT_SECONDS = 2.0
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["health"])
@@ -32,7 +33,7 @@ def healthz() -> HealthResponse:
 @router.get(
     "/readyz",
     operation_id="getReadiness",
-    summary="Redis, the Kafka broker and the warehouse answer",
+    summary="Redis, the broker (Kafka or Pub/Sub) and the warehouse answer",
     response_model=ReadyResponse,
     responses={503: {"model": NotReadyResponse, "description": "A dependency failed."}},
 )
@@ -40,7 +41,7 @@ def readyz(app: ServicesDep) -> ReadyResponse | JSONResponse:
     """200 when every dependency answers, else 503 naming the ones that did not."""
     checks = {
         "redis": _check_store("redis", app.hot.ping),
-        "kafka": _check_kafka(app.settings.kafka_servers),
+        **_check_broker(app.settings),
         "warehouse": _check_store("warehouse", app.warehouse.ping),
     }
     failed = [name for name, check in checks.items() if check.status == "failed"]
@@ -76,12 +77,36 @@ def _check_store(name: str, ping: Callable[[], None]) -> CheckOut:
     return CheckOut(status="ok")
 
 
+def _check_broker(settings: Settings) -> dict[str, CheckOut]:
+    """The broker ingest publishes to: Kafka, or the Pub/Sub events topic."""
+    if settings.ingest_broker == "pubsub":
+        return {"pubsub": _check_pubsub(settings.pubsub_project, settings.pubsub_topic)}
+    return {"kafka": _check_kafka(settings.kafka_servers)}
+
+
+def _check_pubsub(project: str, topic: str) -> CheckOut:
+    from google.api_core.exceptions import GoogleAPICallError, RetryError
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        publisher.get_topic(
+            topic=publisher.topic_path(project, topic), timeout=BROKER_TIMEOUT_SECONDS
+        )
+    except (GoogleAPICallError, RetryError) as exc:
+        log.warning("readiness_check_failed", check="pubsub", error=str(exc))
+        return CheckOut(status="failed", detail=f"topic {topic} of {project} did not answer")
+    finally:
+        publisher.stop()
+    return CheckOut(status="ok")
+
+
 def _check_kafka(servers: str) -> CheckOut:
     try:
         admin = AdminClient(
             {"bootstrap.servers": servers}, logger=logging.getLogger("riffle.api.kafka")
         )
-        admin.list_topics(timeout=KAFKA_TIMEOUT_SECONDS)
+        admin.list_topics(timeout=BROKER_TIMEOUT_SECONDS)
     except KafkaException as exc:
         log.warning("readiness_check_failed", check="kafka", error=str(exc))
         return CheckOut(status="failed", detail=f"broker {servers} unreachable")

@@ -1,4 +1,5 @@
-"""The notifier: a process of its own that reads ``riffle.alerts`` and delivers notifications.
+"""The notifier: a process of its own that reads ``riffle.alerts`` (or, with
+``RIFFLE_SOURCE=pubsub``, a Pub/Sub subscription) and delivers notifications.
 
 ```
 riffle.alerts ──▶ Dispatcher (routes, groups, inhibition, mute intervals, silences, acks)
@@ -17,7 +18,8 @@ deliveries are side effects that cannot be replayed; a dataflow resumed from a
 snapshot replays input and would re-send what it sent after the snapshot. Here the
 input offsets, the groups and the queued notifications are committed together, so:
 
-* a restart resumes from the committed offsets with the committed groups — no
+* a restart resumes from the committed offsets (on Pub/Sub: from what was not
+  acknowledged, which happens only after the commit) with the committed groups — no
   transition is read twice into a group, and none is skipped;
 * a notification is queued in the outbox in the same transaction that consumed
   its input, so a crash cannot lose it; it leaves the outbox only after a
@@ -30,7 +32,9 @@ One notifier runs at a time (a Redis lease, renewed every step); a second one
 waits, so two replicas give fail-over, not double sends.
 
 It lives beside the dataflow it reads from, one module per part: :mod:`.service` (the
-consume, dispatch, commit and deliver loop), :mod:`.metrics` (``riffle_notify_*``),
+consume, dispatch, commit and deliver loop), :mod:`.feeds` (reading the Kafka topic with
+offsets in the state, or the Pub/Sub subscription acknowledged after each commit),
+:mod:`.metrics` (``riffle_notify_*``),
 :mod:`.legacy` (the deprecated ``RIFFLE_ALERT_WEBHOOK_URL`` receiver) and :mod:`.run`
 (channels built from the spec and the environment; ``riffle notify``).
 """

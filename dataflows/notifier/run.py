@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
+from riffle.dataflows.notifier.feeds import KafkaFeed, PubSubFeed, TransitionFeed
 from riffle.dataflows.notifier.legacy import LEGACY_SECRET_ENV, notifications_for
 from riffle.dataflows.notifier.service import Notifier, NotifierError
 from riffle.sinks.channels.base import Channel
@@ -33,6 +34,14 @@ def build_channels(
     return {r.name: build_receiver(r, env) for r in spec.receivers}
 
 
+def transition_feed(settings: Settings) -> TransitionFeed:
+    """The alerts subscription when the flow reads Pub/Sub (it then publishes transitions
+    there), else the Kafka alerts topic."""
+    if settings.source == "pubsub":
+        return PubSubFeed(settings.pubsub_project, settings.pubsub_alerts_subscription)
+    return KafkaFeed(settings.kafka_servers, settings.alerts_topic, settings.topic_partitions)
+
+
 def run_notifier(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run the notifier for the spec in ``settings`` until ``stop`` is set (or forever).
 
@@ -50,11 +59,9 @@ def run_notifier(settings: Settings, stop: threading.Event | None = None) -> Non
     notifier = Notifier(
         notifications,
         build_channels(notifications, environ),
-        servers=settings.kafka_servers,
+        feed=transition_feed(settings),
         redis_url=settings.redis_url,
         prefix=settings.redis_prefix,
-        topic=settings.alerts_topic,
-        topic_partitions=settings.topic_partitions,
         lease_s=settings.notify_lease_seconds,
         workers=settings.notify_workers,
         resend_s=settings.notify_resend_seconds,

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 import orjson
 import redis as redis_client
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from riffle.config.errors import RiffleError
 from riffle.config.notifications import NotificationsSpec
-from riffle.dataflows.alerts import ALERTS_TOPIC
+from riffle.dataflows.notifier.feeds import TransitionFeed
 from riffle.dataflows.notifier.metrics import NotifyMetrics
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.notify.dispatcher import Dispatcher
@@ -29,7 +28,6 @@ from riffle.sinks.redis.acks import AckStore
 from riffle.sinks.redis.notify_state import LeaseLostError, NotifyState
 from riffle.sinks.redis.silences import Silence, SilenceStore
 from riffle.sinks.redis.undelivered import RedisUndelivered
-from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +44,8 @@ class _Item:
 
 
 class Notifier:
-    """Consumes the alerts topic and delivers what the dispatcher decides (see module doc).
+    """Consumes ``feed`` (the alerts topic or subscription) and delivers what the
+    dispatcher decides (see module doc).
 
     Call :meth:`start`, then :meth:`step` in a loop (or :meth:`run`), then :meth:`close`.
     """
@@ -56,11 +55,9 @@ class Notifier:
         spec: NotificationsSpec,
         channels: Mapping[str, list[Channel]],
         *,
-        servers: str,
+        feed: TransitionFeed,
         redis_url: str,
         prefix: str,
-        topic: str = ALERTS_TOPIC,
-        topic_partitions: int = 4,
         lease_s: float = 15.0,
         workers: int = 4,
         resend_s: float = 60.0,
@@ -69,9 +66,7 @@ class Notifier:
     ) -> None:
         self.spec = spec
         self.channels = dict(channels)
-        self.servers = servers
-        self.topic = topic
-        self.topic_partitions = topic_partitions
+        self.feed = feed
         self.lease_ms = int(lease_s * 1000)
         self.workers = workers
         self.resend_s = resend_s
@@ -79,19 +74,17 @@ class Notifier:
         self.metrics = NotifyMetrics(registry)
         self.metrics.expect(self.channels)
         client = redis_client.Redis.from_url(redis_url)
-        self.state = NotifyState(client, prefix, topic)
+        self.state = NotifyState(client, prefix, feed.name)
         self.silences = SilenceStore(client, prefix)
         self.acks = AckStore(client, prefix)
         self.dead = RedisUndelivered(client, prefix)
         self.owner = uuid.uuid4().hex
-        self.offsets: dict[int, int] = {}
-        self.dirty_offsets: dict[int, int] = {}
         self._silence_cache: dict[str, list[Silence]] = {}
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._consumer: Consumer | None = None
+        self._open = False
         self._last_resend = 0.0
         self.dispatcher = Dispatcher(spec, silenced=self._silenced, acked=self.acks.acked)
 
@@ -119,36 +112,25 @@ class Notifier:
                 return False
             if stop is None:
                 time.sleep(min(1.0, self.lease_ms / 4000))
-        groups, seen, self.offsets = self.state.load()
+        groups, seen, offsets = self.state.load()
         self.dispatcher.groups.update(groups)
         self.dispatcher.seen.update(seen)
         self.metrics.groups.set(len(groups))
-        ensure_topics(self.servers, [self.topic], self.topic_partitions)
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.servers,
-                "group.id": f"riffle-notifier-{self.owner}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-            }
-        )
-        parts = consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
-        consumer.assign(
-            [TopicPartition(self.topic, p, self.offsets.get(p, OFFSET_BEGINNING)) for p in parts]
-        )
-        self._consumer = consumer
+        self.feed.open(offsets)
+        self._open = True
         for _ in range(self.workers):
             thread = threading.Thread(target=self._deliver_loop, daemon=True)
             thread.start()
             self._threads.append(thread)
         self._enqueue(self.state.outbox())
-        log.info("notifier_start", owner=self.owner, groups=len(groups), partitions=len(parts))
+        log.info("notifier_start", owner=self.owner, groups=len(groups), feed=self.feed.name)
         return True
 
     def step(self, max_wait_s: float = 0.2) -> int:
         """Read what arrived (waiting at most until the next group is due), flush due
-        groups, commit, queue deliveries; returns how many notifications were made."""
-        assert self._consumer is not None, "start() first"
+        groups, commit, tell the feed (which may then acknowledge what it read), queue
+        deliveries; returns how many notifications were made."""
+        assert self._open, "start() first"
         if not self.state.renew(self.owner, self.lease_ms):
             raise NotifierError("the notifier lost its lease; another one took over")
         wake = self.dispatcher.next_wakeup()
@@ -157,23 +139,13 @@ class Notifier:
             if wake is None
             else max(0.0, min(max_wait_s, (wake - self._now_ms()) / 1000))
         )
-        first = self._consumer.poll(wait)
-        messages = [] if first is None else [first, *self._consumer.consume(1000, 0)]
+        messages = self.feed.read(wait)
         now = self._now_ms()
-        for m in messages:
-            if m.error():
-                log.warning("notifier_read_error", error=str(m.error()))
-                continue
-            part, offset = m.partition(), m.offset()
-            if part is None or offset is None:
-                continue
-            self.offsets[part] = self.dirty_offsets[part] = offset + 1
+        for value, where in messages:
             try:
-                t = AlertTransition.from_json(m.value() or b"")
+                t = AlertTransition.from_json(value)
             except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
-                log.warning(
-                    "notifier_bad_transition", partition=part, offset=offset, error=str(exc)
-                )
+                log.warning("notifier_bad_transition", at=where, error=str(exc))
                 self.metrics.transitions.labels("bad").inc()
                 continue
             applied = self.dispatcher.ingest(t, now)
@@ -186,19 +158,21 @@ class Notifier:
             for c in self.channels.get(n.receiver, [])
         }
         groups, removed, seen = self.dispatcher.take_changes()
-        if groups or removed or seen or self.dirty_offsets or queued:
+        offsets = self.feed.offsets()
+        if groups or removed or seen or offsets or queued:
             try:
                 self.state.commit(
                     self.owner,
                     groups,
                     removed,
                     seen,
-                    self.dirty_offsets,
+                    offsets,
                     {k: i.note for k, i in queued.items()},
                 )
             except LeaseLostError as exc:
                 raise NotifierError(f"stopping: {exc}") from exc
-            self.dirty_offsets = {}
+        # Only now (state committed, or nothing read changed it) may the feed let go.
+        self.feed.committed()
         for item in queued.values():
             self._put(item)
         self.metrics.groups.set(len(self.dispatcher.groups))
@@ -221,8 +195,8 @@ class Notifier:
             self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
-        if self._consumer is not None:
-            self._consumer.close()
+        if self._open:
+            self.feed.close()
         self.state.release(self.owner)
 
     def _enqueue(self, outbox: Mapping[str, Notification]) -> None:

@@ -1,12 +1,13 @@
-"""The dead-letter topic: its message layout, the producer that writes it, and a reader.
+"""The dead-letter topic: its message layout, the producers that write it, and a reader.
 
 Layout: value is :meth:`DeadLetter.to_json` (original bytes base64 in ``raw``),
-key is the tenant, headers ``riffle-failure-type`` and ``riffle-tenant``.
+key is the tenant, headers ``riffle-failure-type`` and ``riffle-tenant``. On Pub/Sub
+the value is the message data and the headers are attributes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -19,6 +20,8 @@ from confluent_kafka import (
 
 from riffle.config.errors import RiffleError
 from riffle.operators.records import DeadLetter
+from riffle.sinks.topics.pubsub import PubSubTopic
+from riffle.sinks.topics.target import TopicTarget
 
 FAILURE_HEADER = "riffle-failure-type"
 TENANT_HEADER = "riffle-tenant"
@@ -59,10 +62,7 @@ class DeadLetterProducer:
                         self.topic,
                         value=letter.to_json(),
                         key=letter.tenant.encode(),
-                        headers=[
-                            (FAILURE_HEADER, letter.failure_type.encode()),
-                            (TENANT_HEADER, letter.tenant.encode()),
-                        ],
+                        headers=[(k, v.encode()) for k, v in _headers(letter).items()],
                         on_delivery=on_delivery,
                     )
                     break
@@ -73,6 +73,30 @@ class DeadLetterProducer:
         if failures or remaining:
             detail = failures[0] if failures else f"{remaining} not confirmed in {self.timeout_s}s"
             raise DeadLetterError(f"dead letters to {self.topic!r} failed: {detail}")
+
+
+class PubSubDeadLetterProducer:
+    """Writes dead letters to a Pub/Sub topic; :meth:`send` returns once Pub/Sub has all."""
+
+    def __init__(self, project: str, topic: str, *, timeout_s: float = 30.0) -> None:
+        self._topic = PubSubTopic(project, topic, timeout_s=timeout_s)
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish and wait; :class:`DeadLetterError` names the first failure."""
+        error = self._topic.publish([(x.to_json(), _headers(x)) for x in letters])
+        if error is not None:
+            raise DeadLetterError(f"dead letters to {self._topic.path!r} failed: {error}")
+
+
+def dead_letter_sender(target: TopicTarget) -> Callable[[Sequence[DeadLetter]], None]:
+    """The ``send`` of a producer for ``target`` (Kafka or Pub/Sub)."""
+    if target.broker == "pubsub":
+        return PubSubDeadLetterProducer(target.address, target.topic).send
+    return DeadLetterProducer(target.address, target.topic).send
+
+
+def _headers(letter: DeadLetter) -> dict[str, str]:
+    return {FAILURE_HEADER: letter.failure_type, TENANT_HEADER: letter.tenant}
 
 
 def read_dead_letters(

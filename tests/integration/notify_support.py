@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from riffle.config.notifications import NotificationsSpec
+from riffle.dataflows.notifier.feeds import KafkaFeed
 from riffle.dataflows.notifier.run import build_channels
 from riffle.dataflows.notifier.service import Notifier
 from riffle.operators.alerts.transitions import AlertTransition
@@ -191,10 +192,9 @@ def running_notifier(
     notifier = Notifier(
         spec,
         build_channels(spec, environ or {}),
-        servers=servers,
+        feed=KafkaFeed(servers, topic),
         redis_url=redis_url,
         prefix=prefix,
-        topic=topic,
         lease_s=5,
         registry=registry,
     )

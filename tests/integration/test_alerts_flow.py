@@ -27,6 +27,7 @@ from riffle.operators.alerts.observations import Observation
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.operators.records import WindowResult
 from riffle.sinks.redis.live import live_key
+from riffle.sinks.topics.target import TopicTarget
 from riffle.stack import free_port
 from tests.api_support import keyed_client
 from tests.conftest import RedisTarget
@@ -189,7 +190,7 @@ def test_transitions_reach_the_table_redis_topic_and_api(
     sink = AlertSink(
         warehouse_target.settings(),
         redis=(redis_url.url, prefix),
-        kafka=(kafka_broker, topic),
+        topic=TopicTarget("kafka", kafka_broker, topic),
         give_up_s=20,
     )
     got = _run(1, sink)

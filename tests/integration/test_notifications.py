@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from riffle.api.app import create_app
 from riffle.config.notifications import NotificationsSpec
 from riffle.config.settings import Settings
+from riffle.dataflows.notifier.feeds import KafkaFeed
 from riffle.dataflows.notifier.service import Notifier, NotifierError
 from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.alerts import RedisAlerts
@@ -362,10 +363,9 @@ def test_a_second_notifier_waits_for_the_lease(
         standby = Notifier(
             spec,
             {},
-            servers=kafka_broker,
+            feed=KafkaFeed(kafka_broker, topic),
             redis_url=redis_url.url,
             prefix=prefix,
-            topic=topic,
             registry=CollectorRegistry(),
         )
         with pytest.raises(NotifierError, match="lease"):

@@ -262,6 +262,12 @@ def test_production_runs_kafka_redis_with_persistence_and_bigquery() -> None:
     pubsub = {d["metadata"]["name"]: d for d in of_kind(rendered("production-pubsub"), "ConfigMap")}
     (settings,) = [d["data"] for name, d in pubsub.items() if name.startswith("riffle-settings")]
     assert settings["RIFFLE_SOURCE"] == settings["RIFFLE_INGEST_BROKER"] == "pubsub"
+    # Google Cloud alone: no Kafka at all; the notifier reads Pub/Sub under its own identity.
+    assert not [d for d in rendered("production-pubsub") if "strimzi" in d["apiVersion"]]
+    notifier = one(rendered("production-pubsub"), "ServiceAccount", "riffle-notifier")
+    assert (
+        "riffle-notifier@" in notifier["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    )
 
 
 def promtool() -> str:
