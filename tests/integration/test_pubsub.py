@@ -34,7 +34,7 @@ from tests.integration.flow_support import (
 )
 from tests.integration.ingest_support import serve
 from tests.integration.pubsub_server import PubSubServer
-from tests.scenario import closers, scenario
+from tests.scenario import closers, scenario, with_copies
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,9 @@ def test_unacknowledged_messages_are_redelivered(pubsub: PubSubServer) -> None:
 def test_the_dataflow_reads_pubsub_into_windows(
     pubsub: PubSubServer, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    """`riffle run` with RIFFLE_SOURCE=pubsub: published events become the expected windows."""
+    """`riffle run` with RIFFLE_SOURCE=pubsub: published events become the expected windows,
+    with 10 % of them published twice (an at-least-once producer): the copies are counted
+    as duplicates and the windows are the clean stream's."""
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     topic = publisher.topic_path(PROJECT, "flow-events")
@@ -154,17 +156,21 @@ def test_the_dataflow_reads_pubsub_into_windows(
     base = now - now % 60_000 - 10 * 60_000
     events = scenario(seed=21, n=1500, partitions=1, base=base)
     tail = closers(base + 7_200_000, 1)
-    for future in [publisher.publish(topic, item.raw) for item in events]:
+    delivered = with_copies(events, 0.1, seed=21)
+    for future in [publisher.publish(topic, item.raw) for item in delivered]:
         future.result(timeout=30)
     expected = closed_expectation(events + tail, lateness_ms=600_000)
     log = tmp_path / "flow.log"
     flow = start_flow(settings, log)
     try:
         # Pub/Sub keeps no order: the closer goes out only once every event was read.
-        wait_for(lambda: _read(settings) == len(events), 60, "every event read", log)
+        wait_for(lambda: _read(settings) == len(delivered), 60, "every event read", log)
         publisher.publish(topic, tail[0].raw).result(timeout=30)
         wait_for(lambda: expected.keys() <= redis_finals(settings).keys(), 60, "finals", log)
         assert_matches(redis_finals(settings), expected)
+        copies = scrape(settings, 'riffle_dataflow_events_total{outcome="duplicate"}')
+        valid = sum(s.valid for s in delivered) - sum(s.valid for s in events)
+        assert copies == valid  # a copy of a rejected event is a dead letter again
     finally:
         kill(flow)
 
