@@ -414,7 +414,7 @@ function addMarks(series, metric) {
       data: anomalies.map((a) => ({ name: "anomaly", coord: [a.window_start, a.value ?? null], value: `anomaly ${fmt.format(a.score)}` })) };
   }
   if (alerts.length) {
-    series.markLine = { symbol: "none", silent: false, label: { formatter: (p) => p.name, fontSize: 10, position: "insideEndTop" },
+    series.markLine = { symbol: "none", silent: false, label: { formatter: (p) => p.name, fontSize: 10, position: "insideStartTop" },
       data: alerts.map((a) => ({ name: `${a.rule}: ${a.to_state}`, xAxis: a.at,
         lineStyle: { color: a.to_state === "firing" ? "#ff6b6b" : "#3ccf91", type: "dashed" } })) };
   }
