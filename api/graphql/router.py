@@ -184,10 +184,10 @@ class RiffleGraphQLRouter(GraphQLRouter[GraphContext | SocketContext, None]):
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
         """Strawberry's parse, with a JSON body that is not an object (``"x"``, ``1``,
-        ``[1]``) refused as a 400 instead of failing inside it."""
+        ``[1]``) or not UTF-8 refused as a 400 instead of failing inside it."""
         try:
             return await super().parse_http_body(request)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, UnicodeDecodeError):
             raise HTTPException(
                 400, 'the body must be a JSON object: {"query": ..., "variables": {...}}'
             ) from None

@@ -43,6 +43,9 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     428: {"model": ErrorResponse, "description": "Neither If-Match nor version was sent."},
 }
 
+MAX_VERSION = 2**53
+"""The largest version a request may name (the warehouse column is INT64)."""
+
 router = APIRouter(prefix="/v1/dashboards", tags=["dashboards"])
 
 
@@ -75,7 +78,7 @@ def _expected(if_match: str | None, version: int | None) -> tuple[int, int]:
     """The version a write edits and the status of a mismatch (412 If-Match, 409 version)."""
     if if_match is not None:
         raw = if_match.strip().removeprefix("W/").strip('"')
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_VERSION):
             raise ApiError(
                 400, "invalid_if_match", f'If-Match takes "<version>" (got {if_match!r})'
             )
@@ -120,7 +123,9 @@ def get_dashboard(
     dashboard_id: DashboardId,
     caller: ReadKey,
     store: Dashboards,
-    version: int | None = Query(None, description="An older version (default: the current)."),
+    version: int | None = Query(
+        None, ge=1, le=MAX_VERSION, description="An older version (default: the current)."
+    ),
 ) -> JSONResponse:
     """The current (or a given) version of the dashboard, its version in ``ETag``."""
     stored = store.get(caller.tenant, dashboard_id, version)
@@ -139,7 +144,9 @@ def save_dashboard(
     store: Dashboards,
     spec: Spec,
     if_match: str | None = Header(None, alias="If-Match"),
-    version: int | None = Query(None, description="The version this save edits."),
+    version: int | None = Query(
+        None, ge=1, le=MAX_VERSION, description="The version this save edits."
+    ),
 ) -> JSONResponse:
     """Store ``dashboard`` as the version after the one named (``If-Match`` or ``version``)."""
     if dashboard.id != dashboard_id:

@@ -114,7 +114,7 @@ def test_unknown_query_parameters_are_refused_by_name(http: httpx.Client) -> Non
     # GraphQL over GET takes its own parameters.
     answer = http.get("/graphql", params={"query": "{ __typename }", "variables": "{}"})
     assert answer.json() == {"data": {"__typename": "Query"}}, answer.text
-    for body in (b'"x"', b"1", b"[1]"):  # JSON, but not a GraphQL request
+    for body in (b'"x"', b"1", b"[1]", b'{"query": "\xff"}'):  # not a GraphQL request
         posted = http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
         refused(posted, 400, "invalid_graphql_request")
 

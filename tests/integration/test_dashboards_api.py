@@ -73,6 +73,10 @@ def test_crud_versions_and_optimistic_saves(served: Served) -> None:
     assert admin.put("/v1/dashboards/mine?version=1", json=doc(title="C")).status_code == 409
     assert admin.get("/v1/dashboards/mine").json()["dashboard"]["title"] == "B"
     assert admin.get("/v1/dashboards/mine?version=1").json()["dashboard"]["title"] == "Mine"
+    huge = "3752978024682475943503391440764928"  # past INT64: refused, not a store error
+    assert admin.get(f"/v1/dashboards/mine?version={huge}").status_code == 422
+    past = admin.put("/v1/dashboards/mine", json=doc(title="D"), headers={"If-Match": huge})
+    assert past.json()["error"]["code"] == "invalid_if_match"
     versions = admin.get("/v1/dashboards/mine/versions").json()["versions"]
     assert [v["version"] for v in versions] == [2, 1]
     exported = admin.get("/v1/dashboards/mine/export")
