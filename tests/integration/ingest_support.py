@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,28 @@ class Served:
         """A new API key."""
         key, _ = self.app.state.collect.keys.create(tenant, scopes, **kwargs)
         return str(key)
+
+
+def roomy_settings(
+    name: str,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    redis_url: Any,
+    tmp_path_factory: Any,
+) -> Settings:
+    """Settings of a module's shared API: its own Redis prefix, DuckDB file and topics,
+    and request limits far above what its tests send."""
+    return Settings(
+        kafka_bootstrap=kafka_broker,
+        redis_url=redis_url.url,
+        redis_prefix=f"{redis_url.prefix}-{name}",
+        warehouse=f"duckdb:///{tmp_path_factory.mktemp(name) / 'w.duckdb'}",
+        events_topic=topic_factory(prefix="events"),
+        deadletter_topic=topic_factory(prefix="dead"),
+        log_format="console",
+        rate_key_requests=10_000,
+        rate_tenant_requests=10_000,
+    )
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from riffle.config.settings import Settings
-from tests.integration.ingest_support import Served, serve
+from tests.integration.ingest_support import Served, roomy_settings, serve
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +39,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
 def served(
     kafka_broker: str, topic_factory: Callable[..., str], redis_url: Any, tmp_path_factory: Any
 ) -> Iterator[Served]:
-    settings = Settings(
-        kafka_bootstrap=kafka_broker,
-        redis_url=redis_url.url,
-        redis_prefix=f"{redis_url.prefix}-auth",
-        warehouse=f"duckdb:///{tmp_path_factory.mktemp('auth') / 'w.duckdb'}",
-        events_topic=topic_factory(prefix="events"),
-        deadletter_topic=topic_factory(prefix="dead"),
-        log_format="console",
-        rate_key_requests=10_000,
-        rate_tenant_requests=10_000,
-    )
+    settings = roomy_settings("auth", kafka_broker, topic_factory, redis_url, tmp_path_factory)
     with serve(settings) as running:
         yield running
 

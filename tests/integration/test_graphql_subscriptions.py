@@ -36,28 +36,19 @@ from riffle.sinks.redis.alerts import RedisAlerts
 from riffle.sinks.redis.windows import RedisWindowStore
 from tests.conftest import RedisTarget
 from tests.integration.ingest_support import Served, serve
+from tests.integration.test_live_stream import SPEC as LIVE_SPEC
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-SPEC = """
-version: 1
-event_types:
-  page_view: {}
-dimensions:
-  country: {path: context.country}
-  device: {path: context.device}
-metrics:
-  - name: views
-    events: [page_view]
-    aggregation: count
-    dimensions: [country, device]
-    window: 10s
-  - name: clicks
+SPEC = (
+    LIVE_SPEC
+    + """  - name: clicks
     events: [page_view]
     aggregation: count
     dimensions: [country]
     window: 10s
 """
+)
 START = (int(time.time() * 1000) // 10_000) * 10_000
 BUFFER_LIMIT = 200
 SDL = Path(__file__).parents[2] / "docs" / "graphql.schema.graphql"
