@@ -161,16 +161,32 @@ async def fan_out(
     limits = httpx.Limits(max_connections=clients + 10)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as http:
         tasks = [asyncio.create_task(client(http)) for _ in range(clients)]
-        await asyncio.wait_for(ready.wait(), 60)
-        await asyncio.sleep(1.0)
-        start = (int(time.time() * 1000) // 60_000) * 60_000
-        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
-        await write_rounds(store, start, rounds, written, last)
-        cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    report("SSE clients", clients, rounds, latencies, cpu / wall, last)
+        load = await measured(tasks, ready, 60, store, rounds, written, last, pid)
+    report("SSE clients", clients, rounds, latencies, load, last)
+
+
+async def measured(
+    tasks: list[asyncio.Task[None]],
+    ready: asyncio.Event,
+    ready_timeout: float,
+    store: RedisWindowStore,
+    rounds: int,
+    written: dict[int, float],
+    last: Last,
+    pid: int,
+) -> float:
+    """Once every client is live, write the rounds; then stop the clients. The API
+    process's CPU share (CPU seconds per wall second) while the rounds went out."""
+    await asyncio.wait_for(ready.wait(), ready_timeout)
+    await asyncio.sleep(1.0)
+    start = (int(time.time() * 1000) // 60_000) * 60_000
+    cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+    await write_rounds(store, start, rounds, written, last)
+    cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return cpu / wall
 
 
 SUBSCRIBE = json.dumps(
@@ -215,16 +231,8 @@ async def graphql_fan_out(
                     last.saw(w["count"])
 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
-    await asyncio.wait_for(ready.wait(), 120)
-    await asyncio.sleep(1.0)
-    start = (int(time.time() * 1000) // 60_000) * 60_000
-    cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
-    await write_rounds(store, start, rounds, written, last)
-    cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    report("GraphQL subscriptions", clients, rounds, latencies, cpu / wall, last)
+    load = await measured(tasks, ready, 120, store, rounds, written, last, pid)
+    report("GraphQL subscriptions", clients, rounds, latencies, load, last)
 
 
 class Last:
