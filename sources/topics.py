@@ -25,6 +25,10 @@ class BrokerUnavailableError(RiffleError):
     """No Kafka broker answered at the bootstrap address in time."""
 
 
+_TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN})
+"""Errors of a create request that a broker coming back would answer differently."""
+
+
 class TopicError(RiffleError):
     """The broker answered but refused to create a topic or never showed it."""
 
@@ -53,20 +57,27 @@ def ensure_topics(
         count = existing.get(topic)
         if count is not None and count != partitions:
             log.warning("topic_partitions_differ", topic=topic, has=count, wanted=partitions)
-    if missing:
+    while missing:  # a broker restarting mid-request is asked again until the deadline
         futures = admin.create_topics(
             [NewTopic(t, partitions, replication_factor=1) for t in missing],
-            request_timeout=timeout,
+            request_timeout=max(0.5, deadline - time.monotonic()),
         )
+        missing = []
         for topic, future in futures.items():
             try:
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
             except KafkaException as exc:
                 error = exc.args[0]
-                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise TopicError(f"cannot create topic {topic!r}: {error.str()}") from exc
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                if error.code() in _TRANSIENT and time.monotonic() < deadline:
+                    missing.append(topic)
+                    continue
+                raise TopicError(f"cannot create topic {topic!r}: {error.str()}") from exc
             else:
                 log.info("topic_created", topic=topic, partitions=partitions)
+        if missing:
+            time.sleep(0.5)
     while True:
         remaining = deadline - time.monotonic()
         shown = _partition_counts(admin, servers, max(remaining, 0.5))
