@@ -28,8 +28,7 @@ import zlib
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from riffle.api.auth import (
@@ -139,7 +138,7 @@ async def ingest_events(
         description="Any unique string per request (a UUID): a retry with the same key and "
         "body gets the first answer back and publishes nothing again.",
     ),
-) -> JSONResponse:
+) -> Response:
     """Validate each event, publish the accepted ones, dead-letter the rest."""
     settings = app.settings
     body = await _read_body(request, settings.ingest_max_body_bytes)
@@ -191,12 +190,12 @@ def _fingerprint(body: bytes, content_type: str, wait: bool) -> str:
 async def _idempotent(
     app: Collect,
     spec: PipelineSpec,
-    raws: list[tuple[bytes, Any]],
+    raws: list[tuple[bytes | None, Any]],
     tenant: str,
     key: str,
     fingerprint: str,
     wait: bool,
-) -> JSONResponse:
+) -> Response:
     """Answer a request with an ``Idempotency-Key``: the kept answer, or the events still
     to publish (all the first time; the ``failed`` ones on a retry), then keep the answer."""
     store = app.idempotency
@@ -212,17 +211,19 @@ async def _idempotent(
     try:
         kept = store.get(tenant, key)
         _same_body(kept, fingerprint)
-        previous = [EventResult.model_validate(r) for r in kept.results] if kept else None
-        if previous is not None and all(r.status != "failed" for r in previous):
+        previous = list(kept.results) if kept else None
+        if previous is not None and all(r["status"] != "failed" for r in previous):
             return _answer(app, previous, wait, replayed=True)
-        todo = [i for i in range(len(raws)) if previous is None or previous[i].status == "failed"]
+        todo = [
+            i for i in range(len(raws)) if previous is None or previous[i]["status"] == "failed"
+        ]
         checked = [
             judge(
                 *raws[i],
                 app.schemas.validator,
                 spec,
                 tenant,
-                event_id=None if previous is None else previous[i].event_id,
+                event_id=None if previous is None else previous[i].get("event_id"),
             )
             for i in todo
         ]
@@ -231,9 +232,8 @@ async def _idempotent(
         if previous is not None:  # merge the retried events into the kept answer
             results = list(previous)
             for index, result in zip(todo, fresh, strict=True):
-                results[index] = result.model_copy(update={"index": index})
-        dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in results]
-        store.put(tenant, key, IdempotentAnswer(fingerprint, dumped))
+                results[index] = {**result, "index": index}
+        store.put(tenant, key, IdempotentAnswer(fingerprint, results))
         return _answer(app, results, wait, replayed=previous is not None)
     finally:
         store.release(tenant, key, token)
@@ -268,7 +268,7 @@ class Checked:
 
 
 def judge(
-    raw: bytes,
+    raw: bytes | None,
     event: Any,
     validator: EventValidator,
     spec: PipelineSpec,
@@ -277,11 +277,19 @@ def judge(
     source: str = SOURCE,
     event_id: str | None = None,
 ) -> Checked:
-    """Check one decoded event as the dataflow would; assign an id when it has none."""
+    """Check one decoded event as the dataflow would; assign an id when it has none.
+
+    ``raw`` is the event's bytes as received, kept by its dead letter; ``None``
+    stands for the event's own JSON (an element of a JSON array), encoded only
+    if it is rejected, without the id assigned here.
+    """
     if event is UNPARSED:
         issues: tuple[FieldIssue, ...] = (("$", "json", "not valid JSON"),)
-        return Checked(None, None, _letter(tenant, raw, "parse", issues, None, None, source), None)
-    if type(event) is dict and "event_id" not in event:
+        return Checked(
+            None, None, _letter(tenant, raw or b"", "parse", issues, None, None, source), None
+        )
+    assigned_here = type(event) is dict and "event_id" not in event
+    if assigned_here:
         event["event_id"] = event_id or uuid.uuid4().hex
     given_id = event.get("event_id") if type(event) is dict else None
     assigned = given_id if type(given_id) is str else None
@@ -303,6 +311,11 @@ def judge(
                 "size", "$", f"the event is {len(value)} bytes; at most {MAX_EVENT_BYTES}"
             )
     except EnvelopeError as exc:
+        if raw is None:
+            received = (
+                {k: v for k, v in event.items() if k != "event_id"} if assigned_here else event
+            )
+            raw = orjson.dumps(received)
         letter = _letter(tenant, raw, exc.failure_type, exc.issues, event_type, assigned, source)
         return Checked(assigned, None, letter, None)
     return Checked(assigned, value, None, schema)
@@ -310,8 +323,9 @@ def judge(
 
 async def deliver(
     app: Collect, checked: list[Checked], tenant: str, *, wait: bool
-) -> list[EventResult]:
-    """Publish accepted events and record dead letters; the per-event results."""
+) -> list[dict[str, Any]]:
+    """Publish accepted events and record dead letters; the per-event results, each an
+    :class:`EventResult` as JSON (by alias, without ``None`` fields)."""
     settings = app.settings
     messages = [
         OutMessage(settings.events_topic, item.event_id.encode(), item.value, tenant)
@@ -340,65 +354,63 @@ async def deliver(
         )
     except PublishUnavailableError as exc:
         outcome = [str(exc)] * len(messages)
-    results: list[EventResult] = []
+    results: list[dict[str, Any]] = []
     delivered = iter(outcome)
     for index, item in enumerate(checked):
-        if item.letter is not None:
-            letter = item.letter
-            results.append(
-                EventResult(
-                    index=index,
-                    event_id=item.event_id,
-                    status="rejected",
-                    failure_type=letter.failure_type,
-                    errors=[IssueOut(path=p, rule=r, message=m) for p, r, m in letter.issues],
-                    dead_letter_id=letter.letter_id,
-                )
-            )
+        # Each result is an EventResult as dumped by alias without Nones, built directly:
+        # a pydantic model per event cost more than the event's checks.
+        result: dict[str, Any] = {"index": index}
+        if item.event_id is not None:
+            result["event_id"] = item.event_id
+        letter = item.letter
+        if letter is not None:
+            result["status"] = "rejected"
+            result["failure_type"] = letter.failure_type
+            result["errors"] = [{"path": p, "rule": r, "message": m} for p, r, m in letter.issues]
+            result["dead_letter_id"] = letter.letter_id
+            results.append(result)
             continue
         error = next(delivered, "not published")
         if error is None:
-            status: Literal["accepted", "queued", "failed"] = "accepted" if wait else "queued"
-            results.append(
-                EventResult(index=index, event_id=item.event_id, status=status, schema=item.schema)
-            )
+            result["status"] = "accepted" if wait else "queued"
+            errors: list[dict[str, str]] = []
         else:
-            results.append(
-                EventResult(
-                    index=index,
-                    event_id=item.event_id,
-                    status="failed",
-                    schema=item.schema,
-                    errors=[IssueOut(path="$", rule="delivery", message=error)],
-                )
-            )
+            result["status"] = "failed"
+            errors = [{"path": "$", "rule": "delivery", "message": error}]
+        if item.schema is not None:
+            result["schema"] = item.schema
+        result["errors"] = errors
+        results.append(result)
     return results
 
 
 def _answer(
-    app: Collect, results: list[EventResult], wait: bool, *, replayed: bool = False
-) -> JSONResponse:
+    app: Collect, results: list[dict[str, Any]], wait: bool, *, replayed: bool = False
+) -> Response:
     """The response for ``results``: ``503`` while any failed, else ``200`` (``202`` queued).
 
     ``replayed`` (a retry with an ``Idempotency-Key``) adds ``Idempotent-Replayed: true``."""
     count = {"accepted": 0, "queued": 0, "rejected": 0, "failed": 0}
     for result in results:
-        count[result.status] += 1
-    body = IngestResponse(
-        accepted=count["accepted"] + count["queued"],
-        rejected=count["rejected"],
-        failed=count["failed"],
-        results=results,
-    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        count[result["status"]] += 1
+    body: dict[str, Any] = {
+        "accepted": count["accepted"] + count["queued"],
+        "rejected": count["rejected"],
+        "failed": count["failed"],
+        "results": results,
+    }
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    status = 200 if wait else 202
     if count["failed"]:
         body["error"] = {
             "code": "broker_unavailable",
             "message": f"{count['failed']} event(s) were not confirmed by the broker; retry them",
         }
         headers["Retry-After"] = str(app.settings.ingest_retry_after_seconds)
-        return JSONResponse(body, status_code=503, headers=headers)
-    return JSONResponse(body, status_code=200 if wait else 202, headers=headers)
+        status = 503
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 UNPARSED = object()
@@ -437,11 +449,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
-    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON."""
+def _split(body: bytes, content_type: str) -> list[tuple[bytes | None, Any]] | None:
+    """``(original bytes, decoded or UNPARSED)`` per event; ``None`` if the body is not JSON.
+
+    An element of a JSON array has no bytes of its own (``None``): :func:`judge`
+    encodes it only if it is rejected (an accepted event is encoded once, with its id).
+    """
     media = content_type.split(";", 1)[0].strip().lower()
     if media in NDJSON_TYPES:
-        out: list[tuple[bytes, Any]] = []
+        out: list[tuple[bytes | None, Any]] = []
         for line in body.split(b"\n"):
             line = line.strip()
             if not line:
@@ -456,7 +472,7 @@ def _split(body: bytes, content_type: str) -> list[tuple[bytes, Any]] | None:
     except orjson.JSONDecodeError:
         return None
     if type(decoded) is list:
-        return [(orjson.dumps(item), item) for item in decoded]
+        return [(None, item) for item in decoded]
     return [(body, decoded)]
 
 
