@@ -14,6 +14,12 @@ of the API process (the per-core figure) and p50/p99 latency of both, and
 their ratio::
 
     python -m benchmarks.ingest [--seconds 10] [--rounds 3] [--clients 8] [--batch 100]
+
+``--rate N`` sends at a fixed N events per second instead of as fast as the
+clients can (open loop: request ``k`` is due at ``start + k * batch / N``, and its
+latency counts from when it was due, so a server that falls behind is not
+excused by the clients waiting for it); the latency target is for half the
+throughput measured without it.
 """
 
 from __future__ import annotations
@@ -93,18 +99,31 @@ def valid_batches(count: int, size: int) -> list[bytes]:
 
 
 async def load(
-    url: str, key: str, bodies: list[bytes], clients: int, seconds: float
+    url: str,
+    key: str,
+    bodies: list[bytes],
+    clients: int,
+    seconds: float,
+    interval: float | None = None,
 ) -> list[float]:
-    """Latencies (s) of every successful request posted during ``seconds``."""
+    """Latencies (s) of every successful request posted during ``seconds``; with
+    ``interval``, one request is due every ``interval`` seconds (open loop)."""
     latencies: list[float] = []
+    began_at = time.perf_counter()
     stop = time.monotonic() + seconds
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    due = iter(range(10**9))
 
     async def client(n: int) -> None:
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
             i = n
             while time.monotonic() < stop:
                 began = time.perf_counter()
+                if interval is not None:
+                    began = began_at + next(due) * interval
+                    wait = began - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 response = await http.post("/v1/events", content=bodies[i % len(bodies)])
                 if response.status_code != 200:
                     raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
@@ -153,7 +172,8 @@ def run_mode(
                 time.sleep(0.2)
         asyncio.run(load(url, key, bodies, args.clients, 2.0))  # warm-up
         began, cpu = time.monotonic(), cpu_seconds(process.pid)
-        latencies = asyncio.run(load(url, key, bodies, args.clients, args.seconds))
+        interval = args.batch / args.rate if args.rate else None
+        latencies = asyncio.run(load(url, key, bodies, args.clients, args.seconds, interval))
         elapsed, cpu = time.monotonic() - began, cpu_seconds(process.pid) - cpu
     finally:
         process.terminate()
@@ -183,6 +203,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds per mode.")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="Events per second, fixed (0: as fast as possible)."
+    )
+    parser.add_argument(
+        "--modes", default="confirmed,discard", help="Comma-separated: confirmed, discard."
+    )
     args = parser.parse_args()
 
     bodies = valid_batches(200, args.batch)
@@ -210,8 +236,7 @@ def main() -> None:
             key, _ = store(settings).create("bench", ["ingest"])
             # Modes alternate round by round so drifting load on the machine hits both alike.
             factories = {
-                "confirmed": "benchmarks.ingest:confirmed_app",
-                "discard": "benchmarks.ingest:discard_app",
+                mode: f"benchmarks.ingest:{mode}_app" for mode in args.modes.split(",") if mode
             }
             rounds: dict[str, list[tuple[list[float], float, float]]] = {m: [] for m in factories}
             for _ in range(args.rounds):
@@ -221,9 +246,11 @@ def main() -> None:
         finally:
             broker.terminate()
             broker.wait(timeout=10)
+    rate = f"at a fixed {args.rate:g} events/s" if args.rate else "as fast as possible"
     print(
         f"POST /v1/events, {args.batch}-event batches, 1 uvicorn worker, "
-        f"{args.clients} clients, {args.rounds} x {args.seconds:g} s per mode"
+        f"{args.clients} clients {rate}, {args.rounds} x {args.seconds:g} s per mode; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'mode':<36} {'requests':>9} {'events/s':>10} {'ev/API CPU-s':>13} {'p50 ms':>8} "
@@ -238,8 +265,9 @@ def main() -> None:
             f"{labels[mode]:<36} {row['requests']:>9.0f} {row['events_per_s']:>10.0f} "
             f"{row['events_per_cpu_s']:>13.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}"
         )
-    ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
-    print(f"confirmed / answer-only throughput: {ratio:.2f}")
+    if len(results) == 2 and not args.rate:
+        ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
+        print(f"confirmed / answer-only throughput: {ratio:.2f}")
 
 
 if __name__ == "__main__":
