@@ -20,8 +20,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from riffle.api.collect import Collect
 from riffle.api.errors import ApiError
-from riffle.api.ratelimit import STATE_KEY, Decision, tighter
-from riffle.sinks.redis.api_keys import ApiKey
+from riffle.api.ratelimit import STATE_KEY, Bucket, Decision, tighter
+from riffle.sinks.errors import SinkError
+from riffle.sinks.redis.api_keys import ApiKey, Verified
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer rfl_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: rfl_...`")
@@ -73,9 +74,9 @@ def tenant_rate(app: Collect, tenant: str, kind: str) -> float:
     return float(settings.rate_tenant_overrides.get(tenant, {}).get(kind, default))
 
 
-def authenticate(app: Collect, token: str | None) -> tuple[Principal, Decision]:
-    """The caller ``token`` stands for, and the decision of taking one request from its
-    key's and tenant's limits (the caller refuses when it is not ``allowed``).
+def identify(app: Collect, token: str | None) -> Verified:
+    """The key ``token`` stands for, as this process last read it (from Redis the first
+    time): :func:`charge` confirms it is current in the same round trip as the limits.
 
     Missing, unknown, revoked or expired keys are ``401``.
     """
@@ -86,39 +87,149 @@ def authenticate(app: Collect, token: str | None) -> tuple[Principal, Decision]:
             "send an API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    record = app.keys.authenticate(token)
-    if record is None:
+    verified = app.keys.cached(token) or app.keys.verify(token)
+    return _usable(verified)
+
+
+def _usable(verified: Verified | None) -> Verified:
+    if verified is None:
         raise ApiError(
             401, "invalid_api_key", "the API key is not valid", {"WWW-Authenticate": "Bearer"}
         )
+    record = verified.record
     state = record.state(int(time.time() * 1000))
     if state != "active":
         raise ApiError(401, f"{state}_api_key", f"the API key {record.prefix} is {state}")
+    return verified
+
+
+def request_buckets(app: Collect, record: ApiKey) -> list[Bucket]:
+    """The buckets one request takes a token from: its key's and its tenant's."""
     settings = app.settings
-    decision = app.limiter.take(
-        [
-            app.limiter.bucket("req", "key", record.prefix, settings.rate_key_requests, 1),
-            app.limiter.bucket(
-                "req", "tenant", record.tenant, tenant_rate(app, record.tenant, "requests"), 1
-            ),
-        ]
+    return [
+        app.limiter.bucket("req", "key", record.prefix, settings.rate_key_requests, 1),
+        app.limiter.bucket(
+            "req", "tenant", record.tenant, tenant_rate(app, record.tenant, "requests"), 1
+        ),
+    ]
+
+
+STALE_RETRIES = 3
+
+
+def charge(
+    app: Collect,
+    token: str,
+    verified: Verified,
+    groups: Callable[[ApiKey], list[list[Bucket]]],
+) -> tuple[Verified, list[Decision]]:
+    """Take ``groups(record)`` from the limits (in order, each all or none, up to the first
+    refused) in the round trip that checks the key's record is still what ``verified``
+    read; when it changed (revoked, deleted, rewritten in another process), read it again
+    (``401`` if it is no longer usable) and retry."""
+    for _ in range(STALE_RETRIES):
+        decisions = app.limiter.take_guarded(
+            verified.record_key, verified.fingerprint, groups(verified.record)
+        )
+        if decisions is not None:
+            return verified, decisions
+        verified = _usable(app.keys.verify(token))
+    raise SinkError(f"the API key {verified.record.prefix} changed {STALE_RETRIES} times")
+
+
+def authenticate(app: Collect, token: str | None) -> tuple[Principal, Decision]:
+    """The caller ``token`` stands for, and the decision of taking one request from its
+    key's and tenant's limits (the caller refuses when it is not ``allowed``).
+
+    Missing, unknown, revoked or expired keys are ``401``. One Redis round trip when
+    this process has seen the key before (the check that its record is unchanged goes
+    with the limits), two otherwise.
+    """
+    verified = identify(app, token)
+    assert token is not None  # identify refuses a missing token
+    verified, decisions = charge(
+        app, token, verified, lambda record: [request_buckets(app, record)]
     )
-    return Principal(record), decision
+    return Principal(verified.record), decisions[0]
 
 
-def principal(
+async def principal(
     request: Request,
     app: CollectDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
-    """The authenticated caller, after taking one request from its rate limits."""
+    """The authenticated caller, after taking one request from its rate limits.
+
+    ``async`` so that it runs on the event loop (one local Redis round trip) rather
+    than through a worker thread, whose hop cost more than the call."""
     token = header or (bearer.credentials if bearer is not None else None)
     caller, decision = authenticate(app, token)
     record_decision(request, decision)
     if not decision.allowed:
         raise RateLimitedError(decision, "request")
     return caller
+
+
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """A caller whose key was checked (as this process last read it) but who has not yet
+    been charged a request: for routes that charge requests and events in one round
+    trip (:func:`admit`)."""
+
+    token: str
+    verified: Verified
+
+
+async def ingest_caller(
+    request: Request,
+    app: CollectDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Identified:
+    """The caller of an ingest route: ``401`` as :func:`principal`, ``403`` without scope
+    ``ingest`` (``429`` instead when its request limit is spent, as elsewhere); the request
+    is charged by :func:`admit`, with the body's events."""
+    token = header or (bearer.credentials if bearer is not None else None)
+    verified = identify(app, token)
+    assert token is not None  # identify refuses a missing token
+    caller = Identified(token, verified)
+    if "ingest" not in verified.record.scopes:
+        admit(request, app, caller, None)
+    return caller
+
+
+def admit(request: Request, app: Collect, caller: Identified, events: int | None) -> Principal:
+    """Take one request and then ``events`` events (none when ``None``) from the caller's
+    key's and tenant's limits, in one Redis round trip with the check that the key is
+    unchanged; ``429`` (``request`` first, then ``event``) or ``403`` without scope
+    ``ingest``."""
+    settings = app.settings
+
+    def groups(record: ApiKey) -> list[list[Bucket]]:
+        wanted = [request_buckets(app, record)]
+        if events is not None:
+            limiter = app.limiter
+            wanted.append(
+                [
+                    limiter.bucket("ev", "key", record.prefix, settings.rate_key_events, events),
+                    limiter.bucket(
+                        "ev",
+                        "tenant",
+                        record.tenant,
+                        tenant_rate(app, record.tenant, "events"),
+                        events,
+                    ),
+                ]
+            )
+        return wanted
+
+    verified, decisions = charge(app, caller.token, caller.verified, groups)
+    for decision, what in zip(decisions, ("request", "event"), strict=False):
+        record_decision(request, decision)
+        if not decision.allowed:
+            raise RateLimitedError(decision, what)
+    return check_scope(Principal(verified.record), "ingest")
 
 
 def check_scope(caller: Principal, scope: str) -> Principal:
@@ -142,7 +253,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-def operational_guard(
+async def operational_guard(
     request: Request,
     app: CollectDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -153,4 +264,4 @@ def operational_guard(
     is_metrics = request.url.path == "/metrics"
     if settings.auth_open_metrics if is_metrics else settings.auth_open_health:
         return
-    principal(request, app, bearer, header)
+    await principal(request, app, bearer, header)

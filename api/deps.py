@@ -20,7 +20,7 @@ from fastapi import Depends, Path
 from fastapi.requests import HTTPConnection
 from prometheus_client import CollectorRegistry
 
-from riffle.api.auth import Principal, principal, require_scope
+from riffle.api.auth import Identified, Principal, ingest_caller, principal, require_scope
 from riffle.api.cache import QueryCache
 from riffle.api.live import LiveHub
 from riffle.api.render import Renderer
@@ -162,6 +162,8 @@ Tenant = Annotated[str, Depends(tenant)]
 ApiKey = Annotated[Principal, Depends(principal)]
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]
 IngestKey = Annotated[Principal, Depends(require_scope("ingest"))]
+IngestCaller = Annotated[Identified, Depends(ingest_caller)]
+"""The caller of ``POST /v1/events``: checked, charged later with the body's events."""
 AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
 Spec = Annotated[PipelineSpec, Depends(spec)]
 

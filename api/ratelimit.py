@@ -21,39 +21,66 @@ import redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from riffle.sinks.errors import SinkError
+from riffle.sinks.redis.api_keys import KEY_FIELDS
 
+# ARGV[1] is 1 when KEYS[1] is an API key record to check first: unless its fields
+# (joined by a newline, missing ones empty) equal ARGV[2], nothing is taken and the
+# answer is {2} (the caller's copy of the record is stale). ARGV[3] is the number of
+# groups, then each group's bucket count, then (rate, cost) per bucket. Groups are taken
+# in order, each all or none; the first group short of tokens stops there (later groups
+# are not touched). Answer: {deny, then per group evaluated: retry, tokens left...}.
 _SCRIPT = """
+local guarded = tonumber(ARGV[1])
+if guarded == 1 then
+  local v = redis.call('HMGET', KEYS[1], @FIELDS@)
+  local parts = {}
+  for i = 1, #v do parts[i] = v[i] or '' end
+  if table.concat(parts, '\\n') ~= ARGV[2] then return {2} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tokens = {}
-local deny = 0
-local retry = 0
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[i * 2 - 1])
-  local cost = tonumber(ARGV[i * 2])
-  local v = redis.call('HMGET', KEYS[i], 't', 'ts')
-  local tk = tonumber(v[1]) or rate
-  local ts = tonumber(v[2]) or now
-  tk = math.min(rate, tk + math.max(0, now - ts) * rate)
-  tokens[i] = tk
-  local need = math.min(cost, rate)
-  if tk < need then
-    deny = 1
-    retry = math.max(retry, (need - tk) / rate)
+local groups = tonumber(ARGV[3])
+local key = guarded + 1
+local arg = 4 + groups
+local out = {0}
+for g = 1, groups do
+  local n = tonumber(ARGV[3 + g])
+  local tokens = {}
+  local deny = 0
+  local retry = 0
+  for i = 0, n - 1 do
+    local rate = tonumber(ARGV[arg + i * 2])
+    local cost = tonumber(ARGV[arg + i * 2 + 1])
+    local v = redis.call('HMGET', KEYS[key + i], 't', 'ts')
+    local tk = tonumber(v[1]) or rate
+    local ts = tonumber(v[2]) or now
+    tk = math.min(rate, tk + math.max(0, now - ts) * rate)
+    tokens[i] = tk
+    local need = math.min(cost, rate)
+    if tk < need then
+      deny = 1
+      retry = math.max(retry, (need - tk) / rate)
+    end
   end
-end
-local out = {deny, tostring(retry)}
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[i * 2 - 1])
-  local cost = tonumber(ARGV[i * 2])
-  local tk = tokens[i]
-  if deny == 0 then tk = tk - cost end
-  redis.call('HSET', KEYS[i], 't', tostring(tk), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil((rate - tk) / rate * 1000) + 1000)
-  out[#out + 1] = tostring(tk)
+  out[#out + 1] = tostring(retry)
+  for i = 0, n - 1 do
+    local rate = tonumber(ARGV[arg + i * 2])
+    local cost = tonumber(ARGV[arg + i * 2 + 1])
+    local tk = tokens[i]
+    if deny == 0 then tk = tk - cost end
+    redis.call('HSET', KEYS[key + i], 't', tostring(tk), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[key + i], math.ceil((rate - tk) / rate * 1000) + 1000)
+    out[#out + 1] = tostring(tk)
+  end
+  if deny == 1 then
+    out[1] = 1
+    return out
+  end
+  key = key + n
+  arg = arg + n * 2
 end
 return out
-"""
+""".replace("@FIELDS@", ", ".join(f"'{name}'" for name in KEY_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,26 +127,63 @@ class RateLimiter:
 
     def take(self, buckets: list[Bucket]) -> Decision:
         """Take every bucket's cost atomically, or none if any is short."""
-        args: list[float] = []
-        for bucket in buckets:
-            args += [bucket.rate, bucket.cost]
+        decisions = self._run(None, [buckets])
+        assert decisions is not None  # only a guarded call is refused as stale
+        return decisions[0]
+
+    def take_guarded(
+        self, record_key: str, fingerprint: str, groups: list[list[Bucket]]
+    ) -> list[Decision] | None:
+        """Check that the API key record ``record_key`` still reads ``fingerprint``
+        (:func:`~sinks.redis.api_keys.fingerprint`), then take ``groups`` in order, each
+        atomically or not at all, in one round trip: the decision of each group up to the
+        first refused one. ``None``, taking nothing, when the record changed (revoked,
+        deleted, rewritten) and the caller must read it again."""
+        return self._run((record_key, fingerprint), groups)
+
+    def _run(
+        self, guard: tuple[str, str] | None, groups: list[list[Bucket]]
+    ) -> list[Decision] | None:
+        keys = [] if guard is None else [guard[0]]
+        args: list[float | str] = [0 if guard is None else 1, "" if guard is None else guard[1]]
+        args.append(len(groups))
+        args += [len(group) for group in groups]
+        for group in groups:
+            for bucket in group:
+                keys.append(bucket.key)
+                args += [bucket.rate, bucket.cost]
         try:
-            raw = self._script(keys=[b.key for b in buckets], args=args)
+            raw = self._script(keys=keys, args=args)
         except redis.RedisError as exc:
             raise SinkError(f"Redis: rate limits unavailable: {exc}") from exc
-        allowed = int(raw[0]) == 0
-        retry_after = float(raw[1])
-        left = [float(x) for x in raw[2:]]
-        # Report the bucket closest to empty, relative to its size.
-        index = min(range(len(buckets)), key=lambda i: left[i] / buckets[i].rate)
-        tight, tokens = buckets[index], left[index]
-        return Decision(
-            allowed=allowed,
-            retry_after=retry_after,
-            limit=math.floor(tight.rate),
-            remaining=max(0, math.floor(tokens)),
-            reset=max(0, math.ceil((tight.rate - tokens) / tight.rate)),
-        )
+        if int(raw[0]) == 2:
+            return None
+        decisions: list[Decision] = []
+        at = 1
+        for group in groups:
+            if at >= len(raw):
+                break
+            retry_after = float(raw[at])
+            left = [float(x) for x in raw[at + 1 : at + 1 + len(group)]]
+            at += 1 + len(group)
+            allowed = at < len(raw) or int(raw[0]) == 0
+            decisions.append(_decision(group, allowed, retry_after, left))
+        return decisions
+
+
+def _decision(
+    buckets: list[Bucket], allowed: bool, retry_after: float, left: list[float]
+) -> Decision:
+    """A group's outcome, reported by its bucket closest to empty, relative to its size."""
+    index = min(range(len(buckets)), key=lambda i: left[i] / buckets[i].rate)
+    tight, tokens = buckets[index], left[index]
+    return Decision(
+        allowed=allowed,
+        retry_after=retry_after,
+        limit=math.floor(tight.rate),
+        remaining=max(0, math.floor(tokens)),
+        reset=max(0, math.ceil((tight.rate - tokens) / tight.rate)),
+    )
 
 
 def tighter(a: Decision | None, b: Decision) -> Decision:

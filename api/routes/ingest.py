@@ -31,15 +31,10 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from riffle.api.auth import (
-    CollectDep,
-    RateLimitedError,
-    record_decision,
-    tenant_rate,
-)
+from riffle.api.auth import CollectDep, admit
 from riffle.api.bodies import ErrorResponse
 from riffle.api.collect import Collect
-from riffle.api.deps import IngestKey, Spec
+from riffle.api.deps import IngestCaller, Spec
 from riffle.api.errors import ApiError
 from riffle.api.publisher import OutMessage, PublishUnavailableError
 from riffle.config.spec import PipelineSpec
@@ -130,7 +125,7 @@ async def ingest_events(
     request: Request,
     app: CollectDep,
     spec: Spec,
-    caller: IngestKey,
+    caller: IngestCaller,
     wait: bool = Query(True, description="Wait for broker confirmation (200) or not (202)."),
     idempotency_key: str | None = Header(
         None,
@@ -141,44 +136,37 @@ async def ingest_events(
 ) -> Response:
     """Validate each event, publish the accepted ones, dead-letter the rest."""
     settings = app.settings
-    body = await _read_body(request, settings.ingest_max_body_bytes)
+    try:
+        body = await _read_body(request, settings.ingest_max_body_bytes)
+    except ApiError:
+        admit(request, app, caller, None)  # a refused body costs a request (429 first)
+        raise
     content_type = request.headers.get("content-type", "")
     raws = _split(body, content_type)
     if raws is None:
+        who = admit(request, app, caller, None)
         letter = _letter(
-            caller.tenant, body, "parse", (("$", "json", "the body is not JSON"),), None, None
+            who.tenant, body, "parse", (("$", "json", "the body is not JSON"),), None, None
         )
         app.recorder.record([letter])
         raise ApiError(400, "invalid_json", "the body is not valid JSON (or NDJSON)")
     if not raws:
+        admit(request, app, caller, None)
         raise ApiError(400, "empty_body", "the body holds no events")
     if len(raws) > settings.ingest_max_events:
+        admit(request, app, caller, None)
         raise ApiError(
             422,
             "too_many_events",
             f"{len(raws)} events in one request; at most {settings.ingest_max_events}",
         )
-    limiter = app.limiter
-    decision = limiter.take(
-        [
-            limiter.bucket("ev", "key", caller.key.prefix, settings.rate_key_events, len(raws)),
-            limiter.bucket(
-                "ev",
-                "tenant",
-                caller.tenant,
-                tenant_rate(app, caller.tenant, "events"),
-                len(raws),
-            ),
-        ]
-    )
-    record_decision(request, decision)
-    if not decision.allowed:
-        raise RateLimitedError(decision, "event")
+    # The request and its events are charged in one round trip with the key's check.
+    who = admit(request, app, caller, len(raws))
     if idempotency_key is not None:
         fingerprint = _fingerprint(body, content_type, wait)
-        return await _idempotent(app, spec, raws, caller.tenant, idempotency_key, fingerprint, wait)
-    checked = [judge(raw, value, app.schemas.validator, spec, caller.tenant) for raw, value in raws]
-    return _answer(app, await deliver(app, checked, caller.tenant, wait=wait), wait)
+        return await _idempotent(app, spec, raws, who.tenant, idempotency_key, fingerprint, wait)
+    checked = [judge(raw, value, app.schemas.validator, spec, who.tenant) for raw, value in raws]
+    return _answer(app, await deliver(app, checked, who.tenant, wait=wait), wait)
 
 
 def _fingerprint(body: bytes, content_type: str, wait: bool) -> str:
