@@ -24,8 +24,21 @@ DIMENSION_FILTERS: dict[str, Any] = {"x-riffle-dimension-filters": True}
 """``openapi_extra`` of a route whose other query parameters name dimensions."""
 
 
+_ACCEPTED: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}
+"""``id(route) -> (route, its names)``: routes are not hashable; keeping the route
+makes its id unique for as long as the entry lives."""
+
+
 def accepted_params(route: APIRoute) -> tuple[str, ...]:
-    """The query parameter names ``route`` declares (its dependencies' included)."""
+    """The query parameter names ``route`` declares (its dependencies' included); found
+    once per route."""
+    kept = _ACCEPTED.get(id(route))
+    if kept is None or kept[0] is not route:
+        kept = _ACCEPTED[id(route)] = (route, _declared(route))
+    return kept[1]
+
+
+def _declared(route: APIRoute) -> tuple[str, ...]:
     names: set[str] = set()
     pending: list[Dependant] = [route.dependant]
     while pending:
@@ -35,10 +48,12 @@ def accepted_params(route: APIRoute) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def known_query_params(request: HTTPConnection) -> None:
+async def known_query_params(request: HTTPConnection) -> None:
     """Refuse (400) a query parameter the matched HTTP route of the API document does not
     declare. Websocket routes carry their parameters in their own protocol; the pages
-    (``/ui/``, ``/docs``: routes outside the document) leave theirs to the page's script."""
+    (``/ui/``, ``/docs``: routes outside the document) leave theirs to the page's script.
+
+    ``async`` (it does no I/O) so that every request does not pay a worker-thread hop."""
     route = request.scope.get("route")
     if (
         not isinstance(route, APIRoute)
