@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -107,20 +108,28 @@ class KafkaPublisher:
         producer = self._ensure()
         batch = _Batch(asyncio.get_running_loop(), len(messages), self)
         refused: list[str | None] = [None] * len(messages)
+        produce = producer.produce
+        report = batch.delivered
+        plain: dict[str, list[tuple[str, bytes]]] = {}  # tenant -> headers, shared by messages
         for index, message in enumerate(messages):
+            headers = plain.get(message.tenant) if not message.headers else None
+            if headers is None:
+                headers = [(TENANT_HEADER, message.tenant.encode()), *message.headers]
+                if not message.headers:
+                    plain[message.tenant] = headers
             try:
-                producer.produce(
+                produce(
                     message.topic,
                     value=message.value,
                     key=message.key,
-                    headers=[(TENANT_HEADER, message.tenant.encode()), *message.headers],
-                    on_delivery=functools.partial(batch.delivered, index),
+                    headers=headers,
+                    on_delivery=functools.partial(report, index),
                 )
             except BufferError:
                 if index == 0:
                     raise PublishUnavailableError("the producer queue is full") from None
                 refused[index] = "the producer queue is full"
-                batch.delivered(index, refused[index])
+                report(index, refused[index])
             except KafkaException as exc:
                 # A fatal producer (e.g. its idempotence state lost by a broker that came
                 # back empty) refuses every message: the next publish makes a new one.
@@ -130,7 +139,7 @@ class KafkaPublisher:
                 if index == 0:
                     raise PublishUnavailableError(error.str()) from None
                 refused[index] = error.str()
-                batch.delivered(index, refused[index])
+                report(index, refused[index])
         if not wait:
             return refused
         if messages:
@@ -150,18 +159,20 @@ class _Batch:
 
     Reports arrive one by one on the producer's thread; the event loop is woken
     once, when the last of them is in, rather than once per message. Until its
-    report, a message's outcome says it was not confirmed.
+    report, a message's outcome says it was not confirmed. The reports are
+    counted by an ``itertools.count`` (whose ``next`` is atomic), not under a lock:
+    a message refused at ``produce`` is reported from the loop's thread meanwhile.
     """
 
-    __slots__ = ("_lock", "_loop", "_publisher", "_waiting", "outcome", "settled")
+    __slots__ = ("_counted", "_loop", "_publisher", "_size", "outcome", "settled")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, size: int, publisher: KafkaPublisher
     ) -> None:
         self._loop = loop
         self._publisher = publisher
-        self._lock = threading.Lock()  # a refused message is reported from the loop's thread
-        self._waiting = size
+        self._size = size
+        self._counted = itertools.count(1)
         self.outcome: list[str | None] = [f"not confirmed within {publisher.timeout_s:g} s"] * size
         self.settled: asyncio.Future[None] = loop.create_future()
 
@@ -170,15 +181,12 @@ class _Batch:
     ) -> None:
         """Record one message's report (``None``: delivered); called on the producer's thread
         (or the event loop's, for a message that could not be queued)."""
-        if isinstance(err, KafkaError):
+        if err is not None and not isinstance(err, str):
             if err.fatal():
                 self._publisher.fatal = err.str()
             err = err.str()
-        with self._lock:
-            self.outcome[index] = err
-            self._waiting -= 1
-            last = self._waiting == 0
-        if last:
+        self.outcome[index] = err
+        if next(self._counted) == self._size:
             self._loop.call_soon_threadsafe(_settle, self.settled)
 
 
