@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from riffle.api.rollup import Grid, add_rows, add_stored, add_windows
 from riffle.operators.calendar import Calendar
 from riffle.operators.sketches import SketchSpec
-from riffle.sinks.redis.windows import RedisWindowStore
+from riffle.sinks.redis.windows import START, RedisWindowStore
 from riffle.sinks.warehouse.base import Filters, Warehouse
 
 STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -47,7 +47,7 @@ def rollup_grid(
     calendar = None if zone == "UTC" else Calendar.of(zone, start_ms, end_ms)
     hot_from = max(start_ms, hot_boundary_ms)
     recent = hot.read_stored(tenant, metric, hot_from, end_ms, filters) if hot_from < end_ms else []
-    first = min((windows[0]["window_start"] for _, windows in recent), default=None)
+    first = min((windows[0][START] for _, windows in recent), default=None)
     split = end_ms if first is None else first
     grid: Grid = {}
     if split > start_ms and sketch is not None:  # SQL cannot merge sketches: merge here

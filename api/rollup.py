@@ -24,6 +24,7 @@ from riffle.operators.aggregators import value_of
 from riffle.operators.calendar import Calendar
 from riffle.operators.records import Dims, WindowResult
 from riffle.operators.sketches import Sketch, SketchSpec
+from riffle.sinks.redis.windows import COUNT, FINAL, MAX, MIN, SKETCH, START, SUM
 from riffle.sinks.warehouse.base import RollupRow, bucket_of
 
 
@@ -88,14 +89,14 @@ def add_windows(
 
 def add_stored(
     grid: Grid,
-    series: Iterable[tuple[Dims, list[dict[str, Any]]]],
+    series: Iterable[tuple[Dims, list[list[Any]]]],
     by: Sequence[str],
     start_ms: int,
     step_ms: int | None,
     sketch: SketchSpec | None = None,
     calendar: Calendar | None = None,
 ) -> None:
-    """Fold windows as Redis stores them (decoded JSON objects, see
+    """Fold windows as Redis stores them (rows by position, see
     :meth:`~sinks.redis.windows.RedisWindowStore.read_stored`) into ``grid``,
     grouped by ``by`` and bucketed.
 
@@ -109,12 +110,12 @@ def add_stored(
         key = tuple(sorted((name, values.get(name, "")) for name in by))
         slots = grid.setdefault(key, {})
         for w in windows:
-            at = bucket_at(w["window_start"])
+            at = bucket_at(w[START])
             bucket = slots.get(at)
             if bucket is None:
                 bucket = slots[at] = Bucket()
-            merge_into(bucket, w["count"], w["sum"], w["min"], w["max"], 1, not w["is_final"])
-            if sketch is not None and (raw := w.get("sketch")) is not None:
+            merge_into(bucket, w[COUNT], w[SUM], w[MIN], w[MAX], 1, not w[FINAL])
+            if sketch is not None and len(w) > SKETCH and (raw := w[SKETCH]) is not None:
                 if bucket.sketch is None:
                     bucket.sketch = Sketch(sketch)
                 bucket.sketch.merge(base64.b64decode(raw) if isinstance(raw, str) else raw)
@@ -130,16 +131,22 @@ def _bucketing(
     return lambda begins: bucket_of(begins, start_ms, step_ms)
 
 
-def _as_stored(w: WindowResult) -> dict[str, Any]:
-    return {
-        "window_start": w.window_start,
-        "count": w.count,
-        "sum": w.sum,
-        "min": w.min,
-        "max": w.max,
-        "is_final": w.is_final,
-        "sketch": w.sketch,
-    }
+def _as_stored(w: WindowResult) -> list[Any]:
+    return [
+        w.window_start,
+        w.window_end,
+        w.count,
+        w.sum,
+        w.min,
+        w.max,
+        w.value,
+        w.is_final,
+        w.revision,
+        w.emitted_at,
+        w.retracted,
+        w.sketch,
+        w.detail,
+    ]
 
 
 def finish(bucket: Bucket, aggregation: Aggregation) -> float | None:

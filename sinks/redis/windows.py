@@ -6,8 +6,13 @@ Key layout (the only place it is defined; ``P`` is the configured prefix,
 
 ``P:T:w:M:S``
     ZSET of the series' windows. Score: ``window_start`` (epoch ms); member:
-    the :meth:`~operators.records.WindowResult.to_json` of the window's
-    current value. Exactly one member per score.
+    :func:`stored_json` of the window's current value, a JSON array of what
+    varies between the windows of a series (:data:`STORED_FIELDS`; the
+    tenant, metric and dimensions are in the key and the index). Exactly one
+    member per score. Members written before this layout are JSON objects
+    (:meth:`~operators.records.WindowResult.to_json`, every field): readers
+    and the upsert script take both, so a deployment upgrades in place and
+    the windows already stored keep being served until they age out.
 ``P:T:series:M``
     HASH ``series id -> dims JSON object``: every series of the metric seen
     within the retention, so readers enumerate and filter series without
@@ -60,6 +65,8 @@ from riffle.sinks.redis.live import LIVE_MAXLEN, WINDOW_FIELD, live_key
 # ARGV[1] TTL in ms, ARGV[2] trim bound (windows starting before it go), then
 # one (window_start, kind, member, window_end) group per window; kind is 1 for a
 # final, 0 for a partial, 2 for a retraction (delete the window unless final).
+# A stored member is a JSON array (is_final its 8th element) or, written before that
+# layout, a JSON object with an "is_final" field.
 _UPSERT_LUA = """
 local ttl = ARGV[1]
 local newest_end = 0
@@ -68,7 +75,10 @@ for i = 3, #ARGV, 4 do
   local keep_final = false
   if ARGV[i + 1] ~= '1' then
     for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], start, start)) do
-      if cjson.decode(old)['is_final'] == true then keep_final = true end
+      local stored = cjson.decode(old)
+      local final = stored['is_final']
+      if final == nil then final = stored[8] end
+      if final == true then keep_final = true end
     end
   end
   if not keep_final then
@@ -175,7 +185,7 @@ class RedisWindowStore:
                 args += [
                     window.window_start,
                     2 if window.retracted else int(window.is_final),
-                    window.to_json(),
+                    stored_json(window),
                     window.window_end,
                 ]
             keys = [
@@ -250,12 +260,15 @@ class RedisWindowStore:
         start_ms: int,
         end_ms: int,
         filters: Mapping[str, Collection[str]] | None = None,
-    ) -> list[tuple[Dims, list[dict[str, Any]]]]:
-        """:meth:`read_series` with each window as its decoded stored JSON object (the
-        fields of :meth:`~operators.records.WindowResult.to_json`, the sketch in base64).
+    ) -> list[tuple[Dims, list[list[Any]]]]:
+        """:meth:`read_series` with each window as its stored row: a list of
+        :data:`STORED_FIELDS` by position (index with :data:`START`, :data:`COUNT`, …),
+        at least :data:`SHORT` long (the fields after are ``False``/``None`` when
+        absent), the sketch in base64.
 
         For readers that fold many windows (rollups): a series' members are
-        decoded in one call and no :class:`WindowResult` is built.
+        decoded in one call and no :class:`WindowResult` is built. Members of the
+        older layout (JSON objects) come as rows too.
         """
         chosen = sorted(
             (dims, series)
@@ -272,7 +285,7 @@ class RedisWindowStore:
         except redis.RedisError as exc:
             raise SinkError(f"redis read of {metric} windows failed: {exc}") from exc
         return [
-            (dims, orjson.loads(b"[" + b",".join(members) + b"]"))
+            (dims, _rows(orjson.loads(b"[" + b",".join(members) + b"]")))
             for (dims, _), members in zip(chosen, replies, strict=True)
             if members
         ]
@@ -307,27 +320,89 @@ def live_json(window: WindowResult) -> bytes:
     )
 
 
-def _window(tenant: str, metric: str, dims: Dims, data: dict[str, Any]) -> WindowResult:
-    """A decoded stored member as a :class:`WindowResult` of a known series (what
+STORED_FIELDS = (
+    "window_start",
+    "window_end",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "value",
+    "is_final",
+    "revision",
+    "emitted_at",
+    "retracted",
+    "sketch",
+    "detail",
+)
+"""A stored member's fields, by position."""
+START, END, COUNT, SUM, MIN, MAX, VALUE, FINAL, REVISION, EMITTED, RETRACTED, SKETCH, DETAIL = (
+    range(len(STORED_FIELDS))
+)
+SHORT = RETRACTED
+"""A member without a retraction, sketch or detail stops before :data:`RETRACTED`."""
+
+
+def stored_json(window: WindowResult) -> bytes:
+    """A window as its series' ZSET member: a JSON array of :data:`STORED_FIELDS`, cut
+    after ``emitted_at`` when it is not retracted and has no sketch or detail (about a
+    quarter of the bytes of :meth:`~operators.records.WindowResult.to_json`)."""
+    row: list[Any] = [
+        window.window_start,
+        window.window_end,
+        window.count,
+        window.sum,
+        window.min,
+        window.max,
+        window.value,
+        window.is_final,
+        window.revision,
+        window.emitted_at,
+    ]
+    sketch = window.sketch
+    if window.retracted or sketch is not None or window.detail is not None:
+        row += [
+            window.retracted,
+            None if sketch is None else base64.b64encode(sketch).decode("ascii"),
+            window.detail,
+        ]
+    return orjson.dumps(row)
+
+
+def _rows(decoded: list[Any]) -> list[list[Any]]:
+    """Decoded members as rows; an object of the older layout becomes its full row."""
+    for i, member in enumerate(decoded):
+        if type(member) is dict:
+            decoded[i] = [
+                member.get(name, False if name == "retracted" else None) for name in STORED_FIELDS
+            ]
+            if decoded[i][EMITTED] is None:
+                decoded[i][EMITTED] = 0
+    return decoded
+
+
+def _window(tenant: str, metric: str, dims: Dims, row: list[Any]) -> WindowResult:
+    """A stored row as a :class:`WindowResult` of a known series (what
     :meth:`WindowResult.from_json` gives, without rebuilding the dimensions per window)."""
-    sketch = data.get("sketch")
+    long = len(row) > SHORT
+    sketch = row[SKETCH] if long else None
     return WindowResult(
         tenant=tenant,
         metric=metric,
         dims=dims,
-        window_start=data["window_start"],
-        window_end=data["window_end"],
-        count=data["count"],
-        sum=data["sum"],
-        min=data["min"],
-        max=data["max"],
-        value=data["value"],
-        is_final=data["is_final"],
-        revision=data["revision"],
-        emitted_at=data.get("emitted_at", 0),
-        retracted=data.get("retracted", False),
+        window_start=row[START],
+        window_end=row[END],
+        count=row[COUNT],
+        sum=row[SUM],
+        min=row[MIN],
+        max=row[MAX],
+        value=row[VALUE],
+        is_final=row[FINAL],
+        revision=row[REVISION],
+        emitted_at=row[EMITTED],
+        retracted=row[RETRACTED] if long else False,
         sketch=None if sketch is None else base64.b64decode(sketch),
-        detail=data.get("detail"),
+        detail=row[DETAIL] if long else None,
     )
 
 
