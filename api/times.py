@@ -78,14 +78,20 @@ def format_instant(epoch_ms: int) -> str:
     if epoch_ms % 1000 == 0 and 0 <= epoch_ms <= MAX_INSTANT_MS:
         # Whole seconds since 1970 (every bucket and window bound): the day's text once.
         days, second = divmod(epoch_ms // 1000, 86_400)
-        hour, second = divmod(second, 3600)
-        return f"{_day(days)}T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
+        return _day(days) + _clock(second)
     try:
         moment = _EPOCH + epoch_ms * _MS
     except OverflowError:
         raise ValueError(f"{epoch_ms} ms lies outside the years 1 to 9999") from None
     spec = "seconds" if epoch_ms % 1000 == 0 else "milliseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=86_400)
+def _clock(second: int) -> str:
+    """``THH:MM:SSZ`` of the ``second`` of a day (a bucket's time of day repeats daily)."""
+    hour, second = divmod(second, 3600)
+    return f"T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z"
 
 
 @functools.lru_cache(maxsize=4096)

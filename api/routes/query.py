@@ -392,7 +392,7 @@ def _points(
         )
     grid = _grid(app, tenant, metric, q, start_ms, end_ms)
     return {
-        dims: {start: _point(bucket, metric) for start, bucket in buckets.items()}
+        dims: {start: _point(start, bucket, metric) for start, bucket in buckets.items()}
         for dims, buckets in grid.items()
     }
 
@@ -429,8 +429,9 @@ def _grid(
     return grid
 
 
-def _point(bucket: Bucket, metric: MetricSpec) -> dict[str, Any]:
+def _point(start: int, bucket: Bucket, metric: MetricSpec) -> dict[str, Any]:
     return {
+        "start": format_instant(start),
         "value": finish(bucket, metric.aggregation),
         "count": bucket.count,
         "sum": bucket.sum,
@@ -467,7 +468,9 @@ def _series(
     for dims in sorted(grid):
         points = []
         for bucket_start in sorted(grid[dims]):
-            point = {"start": format_instant(bucket_start), **grid[dims][bucket_start]}
+            point = grid[dims][bucket_start]
+            if "start" not in point:  # a ratio's point
+                point = {"start": format_instant(bucket_start), **point}
             if previous is not None:
                 before = previous.get(dims, {}).get(bucket_start - span)
                 prior = None if before is None else before["value"]
@@ -508,7 +511,9 @@ def _top(
     items = []
     for dims, buckets in grid.items():
         (bucket,) = buckets.values()
-        item: dict[str, Any] = {dim: dict(dims)[dim], **bucket}
+        # One bucket spans the whole range: no start of its own.
+        item: dict[str, Any] = {k: v for k, v in bucket.items() if k != "start"}
+        item = {dim: dict(dims)[dim], **item}
         if previous is not None:
             before = next(iter(previous.get(dims, {}).values()), None)
             prior = None if before is None else before["value"]
