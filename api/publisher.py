@@ -110,7 +110,8 @@ class KafkaPublisher:
         refused: list[str | None] = [None] * len(messages)
         produce = producer.produce
         report = batch.delivered
-        plain: dict[str, list[tuple[str, bytes]]] = {}  # tenant -> headers, shared by messages
+        # tenant -> headers, shared by its messages without headers of their own
+        plain: dict[str, list[tuple[str, str | bytes | None]]] = {}
         for index, message in enumerate(messages):
             headers = plain.get(message.tenant) if not message.headers else None
             if headers is None:
