@@ -36,6 +36,7 @@ import orjson
 from fastapi import FastAPI
 
 from benchmarks.procs import cpu_seconds
+from benchmarks.results import record
 from riffle.api.app import create_app
 from riffle.api.publisher import OutMessage
 from riffle.config.registry import load_schemas
@@ -240,6 +241,11 @@ def main() -> None:
         )
     ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
     print(f"confirmed / answer-only throughput: {ratio:.2f}")
+    record(
+        "ingest",
+        events_per_cpu_s=results["confirmed"]["events_per_cpu_s"],
+        p99_ms=results["confirmed"]["p99_ms"],
+    )
 
 
 if __name__ == "__main__":
