@@ -2,7 +2,7 @@
 
     python -m benchmarks.nab_members [--grid probation|file] [--variants] [--data D] [--windows F]
 
-Runs :class:`~riffle.operators.models.context_ose.ContextNovelty` (CAD-OSE's
+Runs :class:`~benchmarks.context_ose.ContextNovelty` (CAD-OSE's
 algorithm) over the NAB subset, prints its own in-sample and
 leave-one-family-out (threshold) figures, then the ``riffle`` defaults
 combined with it — ``max(riffle, w x member)`` and ``(1 - w) riffle + w x
@@ -30,6 +30,7 @@ import pickle
 import time
 from pathlib import Path
 
+from benchmarks.context_ose import ContextNovelty
 from benchmarks.nab import (
     NAB_DIR,
     PROFILES,
@@ -41,7 +42,6 @@ from benchmarks.nab import (
     run_detector,
     score_profile,
 )
-from riffle.operators.models.context_ose import ContextNovelty
 
 WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 """The member's weights the combination is measured at (0: ``riffle`` alone)."""

@@ -1,4 +1,4 @@
-"""The CAD-OSE-style member (``operators/models/context_ose.py``) on small series.
+"""The CAD-OSE-style member (``benchmarks/context_ose.py``) on small series.
 
 It was measured as a member of ``riffle`` (issue 17, round 4; see
 docs/models.md) and did not earn its place, so no detector uses it; these
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from riffle.operators.models.context_ose import ContextNovelty
+from benchmarks.context_ose import ContextNovelty
 
 
 def _square(n: int, period: int = 8) -> list[float]:
