@@ -46,6 +46,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from benchmarks.procs import scrape, wait_quiet
+from benchmarks.results import record
 from riffle.config.settings import Settings
 from riffle.config.spec import Condition, MetricSpec, PipelineSpec, load_spec
 from riffle.operators.records import DeadLetter
@@ -515,6 +516,7 @@ def main() -> None:
         f"riffle / raw loop: {rate / raw_rate:.3f}   (start-up {start_cpu:.2f} CPU s excluded; "
         f"dead letters {len(dead):,}; {sum(len(s) for s in want.values())} totals checked)"
     )
+    record("e2e", events_per_cpu_s=rate, ratio=rate / raw_rate, raw_events_per_cpu_s=raw_rate)
 
 
 if __name__ == "__main__":

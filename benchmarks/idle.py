@@ -31,6 +31,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.procs import command_of, cpu_seconds, descendants, scrape
+from benchmarks.results import record
 from riffle.sources.demo import daily_factor
 from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port, start_tansu
@@ -148,6 +149,7 @@ def main() -> None:
     for pid in sorted(pids, key=lambda p: -used[p]):
         print(f"{names[pid]:<22} {100 * used[pid] / elapsed:>11.1f}%")
     print(f"{'whole stack':<22} {100 * sum(used.values()) / elapsed:>11.1f}%")
+    record("idle", stack_pct=100 * sum(used.values()) / elapsed)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import orjson
 from fastapi import FastAPI
 
 from benchmarks.procs import cpu_seconds
+from benchmarks.results import record
 from riffle.api.app import create_app
 from riffle.api.publisher import OutMessage
 from riffle.config.registry import load_schemas
@@ -282,6 +283,12 @@ def main() -> None:
     if len(results) == 2 and not args.rate:
         ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
         print(f"confirmed / answer-only throughput: {ratio:.2f}")
+    if "confirmed" in results and not args.rate:  # the throughput run, not a fixed rate
+        record(
+            "ingest",
+            events_per_cpu_s=results["confirmed"]["events_per_cpu_s"],
+            p99_ms=results["confirmed"]["p99_ms"],
+        )
 
 
 if __name__ == "__main__":

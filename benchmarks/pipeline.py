@@ -55,6 +55,7 @@ from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from benchmarks.results import record
 from riffle.config.settings import Settings
 from riffle.config.spec import SKETCHED, MetricSpec, PipelineSpec, parse_spec
 from riffle.dataflows.metrics import FlowOutputs, build_flow
@@ -447,6 +448,14 @@ def main() -> None:
             for count in counts:
                 best = min(r[4] for r in cluster_rows if r[1] == count)
                 print(f"best {count} process(es): {n / best:,.0f} ev/s")
+        walls = {c: min(r[4] for r in cluster_rows if r[1] == c) for c in counts}
+        scaling = {"scaling": walls[1] / walls[2]} if {1, 2} <= walls.keys() else {}
+        record(
+            "pipeline",
+            events_per_cpu_s=n / min(r[4] for r in rows),
+            ratio_cpu=min(r[2] for r in rows) / min(r[4] for r in rows),
+            **scaling,
+        )
 
 
 DEMO = Path(__file__).parents[1] / "config" / "demo.yaml"

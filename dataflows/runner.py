@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,10 @@ from riffle.sources.pubsub import partition_key as pubsub_partition
 from riffle.sources.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The flow process's cyclic garbage collector: a young collection every 50,000 net
+container allocations (CPython's default is 700), a full one after 2,000 of those."""
 
 
 class RecoveryError(RiffleError):
@@ -123,6 +128,23 @@ def _source(settings: Settings) -> tuple[Source[tuple[str, PartitionPoll]], list
     ]
 
 
+def collect_garbage_rarely() -> None:
+    """Keep CPython's cyclic collector from scanning the flow's state over and over.
+
+    The flow holds a large, slowly changing heap (windows, sketches, entities,
+    pending observations, models: about 1 GB over the e2e backlog) and makes
+    almost no cyclic garbage (323 objects found over 200k demo events), but
+    with the default thresholds every growth of that heap by a quarter started
+    a full collection of all of it: 2.1 of 13.5 CPU seconds of a 200k-event
+    run, 12 full collections at about 150 ms. Memory is still freed by
+    reference counting as before; only reference cycles wait longer.
+    Everything alive once the flow is built (modules, the spec, generated
+    readers) is frozen out of the collector's scans.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
+
+
 def run_dataflow(
     settings: Settings,
     *,
@@ -150,6 +172,7 @@ def run_dataflow(
         process_id=process_id,
         spec=str(settings.spec),
     )
+    collect_garbage_rarely()
     cli_main(  # type: ignore[no-untyped-call]
         flow,
         workers_per_process=workers,

@@ -74,7 +74,7 @@ def predicate(conditions: Sequence[Condition]) -> Callable[[dict[str, Any]], boo
     """
     if not conditions:
         return None
-    src = _Source()
+    src = CodeWriter()
     src.emit(0, "def test(event):")
     for cond in conditions:
         src.raw(cond.path)
@@ -218,8 +218,9 @@ _OPS = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "gt": ">", "gte"
         "lt": "<", "lte": "<="}  # fmt: skip
 
 
-class _Source:
-    """Builds the text of one reader; every value from the spec goes through :meth:`const`."""
+class CodeWriter:
+    """Builds the text of one generated function (a metric reader, a filter test, a
+    prediction's observer); every value from the spec goes through :meth:`const`."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -285,7 +286,7 @@ class _Source:
 
 def compile_reader(plans: Sequence[MetricPlan]) -> Reader:
     """The reader of an event type fed by ``plans`` (see the module docstring)."""
-    src = _Source()
+    src = CodeWriter()
     src.emit(0, "def read(event):")
     texts: dict[tuple[str, str], str] = {}
     for plan in plans:  # every field once, up front

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from riffle.config.predictions import PredictionSpec
-from riffle.operators.extract import getter, predicate
+from riffle.operators.extract import CodeWriter, predicate
 from riffle.operators.models.classifier import ClassifierStats, OnlineClassifier
 from riffle.operators.watermark import IDLE, NEVER
 
@@ -97,17 +97,10 @@ PredictionOut = PredictionRecord | ModelStatsRecord
 
 
 class _Compiled:
-    __slots__ = ("events", "features", "filter", "key", "names", "outcome", "outcome_filter")
+    __slots__ = ("names", "spec")
 
     def __init__(self, spec: PredictionSpec) -> None:
-        self.key = getter(spec.key)
-        self.events = frozenset(spec.events) or None
-        self.filter = predicate(spec.filter)
-        self.outcome = spec.outcome.event
-        self.outcome_filter = predicate(spec.outcome.filter)
-        self.features = tuple(
-            (getter(f.path), f.path, f.kind, f.agg, f.path + "=") for f in spec.features
-        )
+        self.spec = spec
         self.names: dict[tuple[str, str], str] = {}
         """Feature names built from event values, interned once (bounded)."""
 
@@ -122,59 +115,129 @@ class _Compiled:
         return found
 
 
+Observer = Callable[[dict[str, Any], str, int, int], list[Observation]]
+"""``(event, tenant, ts, offset) -> observations``: one event type's generated observer."""
+
+MAX_OBSERVERS = 1024
+"""Event types with a compiled observer kept (the spec's own, plus any others met)."""
+
+
+def compile_observer(plans: Sequence[_Compiled], kind: Any) -> Observer:
+    """Every prediction's observation of an event of type ``kind``, as one generated function.
+
+    Built like the metric readers (:func:`~operators.extract.compile_reader`):
+    each field any prediction reads (entity key, filter paths, features) is
+    looked up once, what depends on the type alone (is it the outcome, a
+    feature event, the ``n_<type>`` count) is decided here rather than per
+    event, and every filter clause and feature is written out. Values from
+    the spec enter only as constants, so a spec cannot inject code.
+    """
+    src = CodeWriter()
+    src.emit(0, "def observe(event, tenant, ts, offset):")
+    active = []
+    for index, plan in enumerate(plans):
+        spec = plan.spec
+        outcome = kind == spec.outcome.event
+        feature = not spec.events or kind in spec.events
+        if outcome or feature:
+            active.append((index, plan, outcome, feature))
+    for _, plan, _outcome, feature in active:  # every field once, up front
+        spec = plan.spec
+        src.raw(spec.key)
+        if feature:
+            for cond in spec.filter:
+                src.raw(cond.path)
+            for f in spec.features:
+                src.raw(f.path)
+    src.emit(1, "out = []")
+    for index, plan, outcome, feature in active:
+        spec = plan.spec
+        key = src.raw(spec.key)
+        src.emit(1, "while True:")  # one pass; `break` ends this prediction
+        src.emit(2, f"k = type({key})")
+        src.emit(2, "if k is str:")
+        src.emit(3, f"if not {key} or len({key}) > {MAX_ENTITY_ID}:")
+        src.emit(4, "break")
+        src.emit(3, f"entity = {key}")
+        src.emit(2, "elif k is int:")
+        src.emit(3, f"entity = str({key})")
+        src.emit(3, f"if len(entity) > {MAX_ENTITY_ID}:")
+        src.emit(4, "break")
+        src.emit(2, "else:")
+        src.emit(3, "break")
+        if outcome:
+            test = predicate(spec.outcome.filter)
+            call = "" if test is None else f"if {src.const(test)}(event):"
+            depth = 2 if test is None else 3
+            if test is not None:
+                src.emit(2, call)
+            src.emit(depth, f"out.append((tenant, {index}, entity, ts, offset, True, ()))")
+            src.emit(depth, "break")
+            if test is None:
+                continue  # the outcome's events are never feature events
+        if not feature:
+            src.emit(2, "break")
+            continue
+        for cond in spec.filter:
+            src.condition(2, cond, "break")
+        events = src.const(("count", "events", 1))
+        per_type = src.const(("count", sys.intern(f"n_{kind}"), 1))
+        src.emit(2, f"u = [{events}, {per_type}]")
+        for f in spec.features:
+            var = src.raw(f.path)
+            path = src.const(f.path)
+            src.emit(2, f"v = {var}")
+            src.emit(2, "if v is not None and not isinstance(v, _containers):")
+            if f.kind == "category":
+                src.emit(3, "k = type(v)")
+                src.emit(
+                    3, "t = v if k is str else ('true' if v else 'false') if k is bool else str(v)"
+                )
+                if f.agg == "count":
+                    name, prefix = src.const(plan.name), src.const(f.path + "=")
+                    src.emit(3, f"u.append(('count', {name}({prefix}, t), 1))")
+                else:
+                    src.emit(3, f"u.append(('cat', {path}, t))")
+            else:
+                src.emit(3, "if isinstance(v, _numbers) and type(v) is not bool:")
+                src.emit(4, "v = float(v)")
+                src.emit(4, "if _isfinite(v):")
+                src.emit(5, f"u.append(({src.const(f.agg)}, {path}, v))")
+        src.emit(2, f"out.append((tenant, {index}, entity, ts, offset, False, tuple(u)))")
+        src.emit(2, "break")
+    src.emit(1, "return out")
+    src.namespace["_containers"] = (dict, list)
+    src.namespace["_numbers"] = (int, float)
+    observer: Observer = src.build("observe")
+    return observer
+
+
 class EntityExtractor:
     """Observations of every prediction from one enriched event.
 
-    Shared by a process's partitions; holds no recoverable state, only a
+    Shared by a process's partitions; holds no recoverable state, only the
+    compiled observers (one per event type, built on first sight) and a
     bounded cache of interned feature names.
     """
 
-    __slots__ = ("_plans", "lateness_ms")
+    __slots__ = ("_observers", "_plans", "lateness_ms")
 
     def __init__(self, predictions: Sequence[PredictionSpec], lateness_ms: int) -> None:
         self._plans = tuple(_Compiled(p) for p in predictions)
+        self._observers: dict[Any, Observer] = {}
         self.lateness_ms = lateness_ms
 
     def observe(
         self, event: dict[str, Any], tenant: str, ts: int, offset: int
     ) -> list[Observation]:
         """What ``event`` tells each prediction (nothing when it carries no entity id)."""
-        out: list[Observation] = []
         kind = event.get("type")
-        for index, plan in enumerate(self._plans):
-            raw = plan.key(event)
-            if raw is None or raw == "" or type(raw) not in (str, int):
-                continue
-            entity = str(raw)
-            if len(entity) > MAX_ENTITY_ID:
-                continue
-            if kind == plan.outcome and (plan.outcome_filter is None or plan.outcome_filter(event)):
-                out.append((tenant, index, entity, ts, offset, True, ()))
-                continue
-            if plan.events is not None and kind not in plan.events:
-                continue
-            if plan.filter is not None and not plan.filter(event):
-                continue
-            updates: list[Update] = [
-                ("count", "events", 1),
-                ("count", plan.name("n_", str(kind)), 1),
-            ]
-            for get, path, feature_kind, agg, prefix in plan.features:
-                value = get(event)
-                if value is None or isinstance(value, dict | list):
-                    continue
-                if feature_kind == "category":
-                    text = str(value).lower() if isinstance(value, bool) else str(value)
-                    if agg == "count":
-                        updates.append(("count", plan.name(prefix, text), 1))
-                    else:
-                        updates.append(("cat", path, text))
-                elif isinstance(value, int | float) and not isinstance(value, bool):
-                    number = float(value)
-                    if math.isfinite(number):
-                        updates.append((agg, path, number))
-            out.append((tenant, index, entity, ts, offset, False, tuple(updates)))
-        return out
+        observer = self._observers.get(kind)
+        if observer is None:
+            if len(self._observers) >= MAX_OBSERVERS:
+                self._observers.clear()
+            observer = self._observers[kind] = compile_observer(self._plans, kind)
+        return observer(event, tenant, ts, offset)
 
 
 class _Entity:

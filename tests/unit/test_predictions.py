@@ -339,3 +339,148 @@ def test_a_new_episode_after_a_resolution_in_the_same_release_stays_open() -> No
     rows = [(r.entity_id, r.status, r.ts) for r in out if isinstance(r, PredictionRecord)]
     # In this order, so the sinks' last write is the open episode.
     assert rows == [("s1", "negative", BASE + 60_000), ("s1", "open", BASE + 61_000)]
+
+
+EDGE_SPEC = """
+version: 1
+event_types: {view: {}, buy: {}, other: {}}
+metrics:
+  - {name: views, events: [view], aggregation: count}
+predictions:
+  - name: will_buy
+    entity: session
+    key: context.sid
+    events: [view, buy]
+    filter:
+      - {path: props.page, op: ne, value: confirmation}
+    outcome: {event: buy, filter: [{path: props.ok, op: eq, value: true}]}
+    horizon: 1m
+    features:
+      - {path: props.page, agg: count}
+      - {path: context.flag}
+      - {path: props.price, kind: number, agg: sum}
+      - {path: props.a.b.c, kind: number, agg: max}
+  - name: by_user
+    entity: user
+    key: props.user
+    outcome: {event: buy}
+    features:
+      - {path: props.page}
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        # Every feature kind; a boolean category reads as true/false, a deep path is read.
+        (
+            {
+                "type": "view",
+                "props": {"user": 7, "page": "home", "price": 3, "a": {"b": {"c": 2.5}}},
+                "context": {"sid": "s1", "flag": True},
+            },
+            [
+                (
+                    "t",
+                    0,
+                    "s1",
+                    5,
+                    9,
+                    False,
+                    (
+                        ("count", "events", 1),
+                        ("count", "n_view", 1),
+                        ("count", "props.page=home", 1),
+                        ("cat", "context.flag", "true"),
+                        ("sum", "props.price", 3.0),
+                        ("max", "props.a.b.c", 2.5),
+                    ),
+                ),
+                (
+                    "t",
+                    1,
+                    "7",
+                    5,
+                    9,
+                    False,
+                    (("count", "events", 1), ("count", "n_view", 1), ("cat", "props.page", "home")),
+                ),
+            ],
+        ),
+        # Filtered out by the first prediction; the second has no filter. Non-finite,
+        # boolean and container values are no feature.
+        (
+            {
+                "type": "view",
+                "props": {"user": "u", "page": "confirmation"},
+                "context": {"sid": "s1"},
+            },
+            [
+                (
+                    "t",
+                    1,
+                    "u",
+                    5,
+                    9,
+                    False,
+                    (
+                        ("count", "events", 1),
+                        ("count", "n_view", 1),
+                        ("cat", "props.page", "confirmation"),
+                    ),
+                )
+            ],
+        ),
+        (
+            {
+                "type": "view",
+                "props": {"page": ["x"], "price": float("inf"), "a": {"b": {"c": True}}},
+                "context": {"sid": 12, "flag": {"x": 1}},
+            },
+            [("t", 0, "12", 5, 9, False, (("count", "events", 1), ("count", "n_view", 1)))],
+        ),
+        # The outcome whose filter holds; one whose filter fails is a feature event.
+        (
+            {"type": "buy", "props": {"user": "u", "ok": True}, "context": {"sid": "s1"}},
+            [("t", 0, "s1", 5, 9, True, ()), ("t", 1, "u", 5, 9, True, ())],
+        ),
+        (
+            {"type": "buy", "props": {"ok": False, "page": "p"}, "context": {"sid": "s1"}},
+            [
+                (
+                    "t",
+                    0,
+                    "s1",
+                    5,
+                    9,
+                    False,
+                    (("count", "events", 1), ("count", "n_buy", 1), ("count", "props.page=p", 1)),
+                )
+            ],
+        ),
+        # No usable entity id: empty, too long, boolean, absent; a type no prediction reads.
+        ({"type": "view", "props": {"user": True}, "context": {"sid": ""}}, []),
+        ({"type": "view", "props": {"user": None}, "context": {"sid": "x" * 257}}, []),
+        ({"type": "view", "props": {}, "context": "not an object"}, []),
+        (
+            {"type": "other", "props": {"user": "u", "page": 3}, "context": {"sid": "s1"}},
+            [
+                (
+                    "t",
+                    1,
+                    "u",
+                    5,
+                    9,
+                    False,
+                    (("count", "events", 1), ("count", "n_other", 1), ("cat", "props.page", "3")),
+                )
+            ],
+        ),
+    ],
+)
+def test_the_generated_observer_reads_each_kind_of_feature_and_entity(
+    event: dict[str, object], expected: list[Observation]
+) -> None:
+    extractor = EntityExtractor(parse_spec(EDGE_SPEC).predictions, lateness_ms=0)
+    assert extractor.observe(event, "t", 5, 9) == expected
+    assert extractor.observe(event, "t", 5, 9) == expected  # the cached observer, again
