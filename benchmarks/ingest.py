@@ -15,6 +15,9 @@ their ratio::
 
     python -m benchmarks.ingest [--seconds 10] [--rounds 3] [--clients 8] [--batch 100]
 
+Without ``--rate``, a last round sends confirmed batches at a fixed half of the
+confirmed throughput just measured: the load of the p99 target.
+
 ``--rate N`` sends at a fixed N events per second instead of as fast as the
 clients can (open loop: request ``k`` is due at ``start + k * batch / N``, and its
 latency counts from when it was due, so a server that falls behind is not
@@ -258,6 +261,13 @@ def main() -> None:
                 for mode, factory in factories.items():
                     rounds[mode].append(run_mode(factory, env, key, bodies, args))
             results = {mode: summary(done, args.batch) for mode, done in rounds.items()}
+            if "confirmed" in results and not args.rate:
+                # The latency target's load: half the confirmed throughput just measured.
+                half = argparse.Namespace(
+                    **{**vars(args), "rate": results["confirmed"]["events_per_s"] / 2}
+                )
+                done = [run_mode(factories["confirmed"], env, key, bodies, half)]
+                results["half load"] = summary(done, args.batch) | {"rate": half.rate}
         finally:
             broker.terminate()
             broker.wait(timeout=10)
@@ -274,13 +284,14 @@ def main() -> None:
     labels = {
         "confirmed": "confirmed (acks=all, idempotent)",
         "discard": "answer only (no produce)",
+        "half load": "confirmed, fixed rate at half of it",
     }
     for mode, row in results.items():
         print(
             f"{labels[mode]:<36} {row['requests']:>9.0f} {row['events_per_s']:>10.0f} "
             f"{row['events_per_cpu_s']:>13.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}"
         )
-    if len(results) == 2 and not args.rate:
+    if {"confirmed", "discard"} <= results.keys() and not args.rate:
         ratio = results["confirmed"]["events_per_s"] / results["discard"]["events_per_s"]
         print(f"confirmed / answer-only throughput: {ratio:.2f}")
     if "confirmed" in results and not args.rate:  # the throughput run, not a fixed rate
@@ -288,6 +299,8 @@ def main() -> None:
             "ingest",
             events_per_cpu_s=results["confirmed"]["events_per_cpu_s"],
             p99_ms=results["confirmed"]["p99_ms"],
+            p99_half_ms=results["half load"]["p99_ms"],
+            half_rate=results["half load"]["rate"],
         )
 
 
