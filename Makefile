@@ -79,6 +79,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.idle && \
 	$(BIN)/python -m benchmarks.ingest && \
 	$(BIN)/python -m benchmarks.query && \
+	$(BIN)/python -m benchmarks.query --series 1 && \
 	$(BIN)/python -m benchmarks.dedup
 	$(BIN)/python -m benchmarks.summary $(BENCH_RESULTS)
 

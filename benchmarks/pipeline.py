@@ -55,6 +55,7 @@ from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from benchmarks.procs import cpu_seconds, machine_busy_seconds
 from benchmarks.results import record
 from riffle.config.settings import Settings
 from riffle.config.spec import SKETCHED, MetricSpec, PipelineSpec, parse_spec
@@ -253,13 +254,6 @@ def metrics_spec(path: Path) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _answers(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=1).read()
@@ -294,8 +288,13 @@ def riffle_processes(
     workdir: Path,
     processes: int,
     want: dict[str, float],
-) -> tuple[float, float]:
-    """``riffle run`` as ``processes`` processes until Redis holds every event; (wall s, CPU s)."""
+    broker: int | None,
+) -> tuple[float, float, float, float]:
+    """``riffle run`` as ``processes`` processes until Redis holds every event; (wall s,
+    their CPU s, the whole machine's busy cores and the broker's cores over that time).
+
+    The machine's figure says whether more processes could have had more CPU: at
+    ``os.cpu_count()`` busy cores the run was bound by the machine, not by Riffle."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")}
     env.update(
@@ -324,21 +323,24 @@ def riffle_processes(
             if time.monotonic() > deadline or any(c.poll() is not None for c in children):
                 raise SystemExit(f"riffle run did not start; see {workdir / f'{prefix}.log'}")
             time.sleep(0.05)
-        wall, cpu = time.perf_counter(), sum(_cpu_seconds(c.pid) for c in children)
+        wall, cpu = time.perf_counter(), sum(cpu_seconds(c.pid) for c in children)
+        busy, served = machine_busy_seconds(), cpu_seconds(broker) if broker else 0.0
         deadline = time.monotonic() + 600
         while redis_totals(redis_url, prefix, spec, finals_only=False) != want:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{processes} process(es) never reached the reference totals")
             time.sleep(0.1)
         elapsed = time.perf_counter() - wall
-        used = sum(_cpu_seconds(c.pid) for c in children) - cpu
+        used = sum(cpu_seconds(c.pid) for c in children) - cpu
+        busy = (machine_busy_seconds() - busy) / elapsed
+        served = ((cpu_seconds(broker) if broker else 0.0) - served) / elapsed
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:
             child.wait(30)
         log.close()
-    return elapsed, used
+    return elapsed, used, busy, served
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
@@ -349,14 +351,15 @@ def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 
 @contextlib.contextmanager
-def _broker(bootstrap: str | None) -> Iterator[str]:
+def _broker(bootstrap: str | None) -> Iterator[tuple[str, int | None]]:
+    """The bootstrap servers, and the pid of the broker started here (``None`` if given)."""
     if bootstrap:
-        yield bootstrap
+        yield bootstrap, None
         return
     port = free_port()
     process = start_tansu(port)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(10)
@@ -378,7 +381,7 @@ def main() -> None:
     counts = [int(p) for p in args.processes.split(",") if p.strip()]
 
     spec = PIPELINE_SPEC
-    with _broker(args.bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
+    with _broker(args.bootstrap) as (servers, broker), tempfile.TemporaryDirectory() as tmp:
         spec_file = Path(tmp) / "spec.yaml"
         spec_file.write_text(metrics_spec(DEMO), encoding="utf-8")
         topic = f"bench.{uuid.uuid4().hex[:8]}"
@@ -391,7 +394,7 @@ def main() -> None:
             f"partitions in {produce_s:.1f}s"
         )
         rows = []
-        cluster_rows: list[tuple[int, int, float, float, float, float]] = []
+        cluster_rows: list[tuple[int, int, float, float, float, float, float, float]] = []
         client = redis.Redis.from_url(args.redis_url)
         for round_no in range(args.rounds):
             ref, ref_wall, ref_cpu = timed(lambda: reference(servers, topic, args.partitions, spec))
@@ -412,12 +415,21 @@ def main() -> None:
             rows.append((round_no, ref_wall, ref_cpu, rif_wall, rif_cpu))
             for count in counts:
                 prefix = f"bench{uuid.uuid4().hex[:6]}"
-                wall, cpu = riffle_processes(
-                    servers, topic, spec, spec_file, args.redis_url, prefix, Path(tmp), count, want
+                wall, cpu, busy, served = riffle_processes(
+                    servers,
+                    topic,
+                    spec,
+                    spec_file,
+                    args.redis_url,
+                    prefix,
+                    Path(tmp),
+                    count,
+                    want,
+                    broker,
                 )
                 for key in client.scan_iter(f"{prefix}:*", count=1000):
                     client.delete(key)
-                cluster_rows.append((round_no, count, ref_wall, ref_cpu, wall, cpu))
+                cluster_rows.append((round_no, count, ref_wall, ref_cpu, wall, cpu, busy, served))
         n = args.events
         print(
             f"\n{'round':>5} {'reference ev/s':>15} {'ev/cpu-s':>10} "
@@ -438,12 +450,14 @@ def main() -> None:
         if cluster_rows:
             print(
                 f"\n{'round':>5} {'riffle run':>10} {'ev/s':>10} {'ev/cpu-s':>10} "
-                f"{'vs reference ev/s':>18} {'vs reference cpu':>17}"
+                f"{'vs reference ev/s':>18} {'vs reference cpu':>17} {'riffle cores':>13} "
+                f"{'broker cores':>13} {'machine busy':>13}"
             )
-            for round_no, count, ref_wall, ref_cpu, wall, cpu in cluster_rows:
+            for round_no, count, ref_wall, ref_cpu, wall, cpu, busy, served in cluster_rows:
                 print(
                     f"{round_no:>5} {f'{count} proc':>10} {n / wall:>10,.0f} {n / cpu:>10,.0f} "
-                    f"{ref_wall / wall:>18.2f} {ref_cpu / cpu:>17.2f}"
+                    f"{ref_wall / wall:>18.2f} {ref_cpu / cpu:>17.2f} {cpu / wall:>13.2f} "
+                    f"{served:>13.2f} {f'{busy:.2f} of {os.cpu_count()}':>13}"
                 )
             for count in counts:
                 best = min(r[4] for r in cluster_rows if r[1] == count)

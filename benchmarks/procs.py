@@ -40,6 +40,13 @@ def tree_cpu(pid: int) -> float:
     return sum(cpu_seconds(p) for p in descendants(pid))
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core: all but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK
+
+
 def command_of(pid: int) -> str:
     """A short name for a process: its command line, arguments joined by spaces."""
     try:

@@ -200,7 +200,7 @@ def main() -> None:
             store = "redis" if "Redis" in name else "warehouse"
             cold[f"{store}_cold_p99_ms"] = cuts[98] * 1000
             cold[f"{store}_cold_cpu_ms"] = cpu * 1000
-    record("query", **cold)
+    record(f"query:{args.series}", **cold)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ def test_recorded_figures_are_judged_against_their_targets(
     results.record("e2e", events_per_cpu_s=20_000.0, ratio=0.05)
     results.record("e2e", events_per_cpu_s=30_000.0, ratio=0.1)  # the last run counts
     results.record("idle", stack_pct=12.5)
+    results.record("pipeline", ratio_cpu=0.49)
     rows = {line.split("  ")[0].strip(): line for line in summary.table(results.read(path))}
     assert "30,000" in rows["riffle run, demo spec: events/CPU-s"]
     assert "missed: 2.5x short" in rows["riffle run, demo spec: events/CPU-s"]
     assert "missed: 2.5x short" in rows["riffle run / raw consumer loop"]
+    assert "missed: 1.02x short" in rows["metrics flow / reference loop (CPU)"]
     assert " met " in rows["make run at 200 ev/s: stack CPU"]
     assert "not measured" in rows["2 riffle run processes vs 1"]
 
