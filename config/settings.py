@@ -114,7 +114,10 @@ class Settings(BaseSettings):
         description="How long superseded snapshots are kept (set to your backup interval).",
     )
     metrics_port: int = Field(
-        9464, ge=0, description="Port of the dataflow's Prometheus /metrics (0: off)."
+        9464,
+        ge=0,
+        description="Port of the dataflow's Prometheus /metrics and of the recovery progress "
+        "its cluster peers ask for (0: off).",
     )
     metrics_port_per_process: bool = Field(
         True,

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 import structlog
 from bytewax.inputs import FixedPartitionedSource
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import CollectorRegistry
 
@@ -56,6 +56,7 @@ from riffle.dataflows.batch_sources import PARTITION, ArchiveSource, FileSource,
 from riffle.dataflows.deadletter_sink import DeadLetterFanoutSink
 from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
+from riffle.dataflows.recovery import open_recovery
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.operators.envelope import decode
 from riffle.operators.ingest import Decoder
@@ -364,9 +365,7 @@ def _run(
         flow_id="riffle_batch",
         decoder=decoder,
     )
-    recovery = (
-        None if recovery_dir is None else RecoveryConfig(str(recovery_dir), timedelta(0))  # type: ignore[no-untyped-call]
-    )
+    recovery = None if recovery_dir is None else open_recovery(recovery_dir, timedelta(0))
     cli_main(  # type: ignore[no-untyped-call]
         flow,
         workers_per_process=1,

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import gc
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 
 import structlog
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
-from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from prometheus_client import start_http_server
 
-from riffle.config.errors import RiffleError
 from riffle.config.settings import Settings
 from riffle.config.spec import load_spec
 from riffle.dataflows.alerts import AlertSink
@@ -24,6 +19,8 @@ from riffle.dataflows.metrics import FlowOutputs, build_flow
 from riffle.dataflows.models import ModelStoreSink
 from riffle.dataflows.outputs import RedisWindowsSink, WarehouseSink
 from riffle.dataflows.predictions import PredictionStoreSink
+from riffle.dataflows.recovery import recovery_config
+from riffle.dataflows.serving import metrics_port, peer_progress_urls, serve
 from riffle.dataflows.telemetry import FlowTelemetry
 from riffle.sinks.redis.rules import AlertRuleStore
 from riffle.sinks.topics.target import alerts_target, dead_letters_target
@@ -38,10 +35,6 @@ log = structlog.get_logger(__name__)
 GC_THRESHOLDS = (50_000, 20, 100)
 """The flow process's cyclic garbage collector: a young collection every 50,000 net
 container allocations (CPython's default is 700), a full one after 2,000 of those."""
-
-
-class RecoveryError(RiffleError):
-    """The recovery store is missing or cannot be used."""
 
 
 def kafka_flow(settings: Settings, telemetry: FlowTelemetry, process_id: int = 0) -> Dataflow:
@@ -155,15 +148,17 @@ def run_dataflow(
     """Run the flow in this process until it is stopped.
 
     With ``addresses`` this process is ``process_id`` of a cluster; each process
-    serves Prometheus metrics on ``metrics_port + process_id`` (``metrics_port``
-    when ``metrics_port_per_process`` is off: one process per host).
+    serves Prometheus metrics and its recovery progress on ``metrics_port +
+    process_id`` (``metrics_port`` when ``metrics_port_per_process`` is off: one
+    process per host), and asks the others for theirs before it starts (see
+    :mod:`dataflows.recovery`).
     """
     telemetry = FlowTelemetry()
     if settings.metrics_port:
-        offset = (process_id or 0) if settings.metrics_port_per_process else 0
-        port = settings.metrics_port + offset
-        start_http_server(port, addr=settings.api_host)
+        port = metrics_port(settings, process_id or 0)
+        serve(settings.api_host, port, settings.recovery_dir)
         log.info("dataflow_metrics", url=f"http://{settings.api_host}:{port}/metrics")
+    peers = [] if addresses is None else peer_progress_urls(settings, process_id or 0, addresses)
     flow = kafka_flow(settings, telemetry, process_id or 0)
     log.info(
         "dataflow_start",
@@ -179,51 +174,5 @@ def run_dataflow(
         process_id=process_id,
         addresses=addresses,
         epoch_interval=timedelta(seconds=settings.snapshot_seconds),
-        recovery_config=recovery_config(settings, clustered=addresses is not None),
+        recovery_config=recovery_config(settings, clustered=addresses is not None, peers=peers),
     )
-
-
-def recovery_config(settings: Settings, *, clustered: bool = False) -> RecoveryConfig | None:
-    """Bytewax recovery for ``settings.recovery_dir``; ``None`` when recovery is off.
-
-    Raises :class:`RecoveryError` when the directory was not prepared with
-    ``riffle recovery init``. In a cluster a process may hold no partition (one
-    added after the store was made): the directory must exist, and Bytewax
-    itself refuses a cluster that holds none or an incomplete set.
-    """
-    if settings.recovery_dir is None:
-        return None
-    held = any(settings.recovery_dir.glob("part-*.sqlite3"))
-    if not held and not (clustered and settings.recovery_dir.is_dir()):
-        raise RecoveryError(
-            f"{settings.recovery_dir} holds no recovery partitions; "
-            f"run `riffle recovery init {settings.recovery_dir}` first"
-        )
-    return RecoveryConfig(  # type: ignore[no-untyped-call]
-        settings.recovery_dir, timedelta(seconds=settings.recovery_backup_seconds)
-    )
-
-
-def init_recovery(directory: Path, partitions: int, only: int | None = None) -> list[Path]:
-    """Create empty recovery partitions in ``directory``; return the files created.
-
-    The store has ``partitions`` partitions for its whole life; the number of
-    processes may change between runs. Each process finds the partitions in
-    its own directory and Bytewax joins them across the cluster, so one store
-    may be spread over one volume per process: ``only`` creates just
-    partition ``only`` here (nothing when ``only >= partitions``: a process
-    added later holds none). Refuses a directory that already holds partitions.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.glob("part-*.sqlite3")):
-        raise RecoveryError(f"{directory} already holds recovery partitions")
-    if only is None:
-        init_db_dir(directory, partitions)  # type: ignore[no-untyped-call]
-        return sorted(directory.glob("part-*.sqlite3"))
-    if only >= partitions:
-        return []
-    with tempfile.TemporaryDirectory(dir=directory) as scratch:
-        init_db_dir(Path(scratch), partitions)  # type: ignore[no-untyped-call]
-        target = directory / f"part-{only}.sqlite3"
-        (Path(scratch) / target.name).rename(target)
-    return [target]

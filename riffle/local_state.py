@@ -87,7 +87,7 @@ def _stored(path: Path) -> str | None:
 def recovery_store(settings: Settings, directory: Path) -> Path:
     """``directory`` as a recovery store fit for this flow: kept when the spec and the
     versions match the last run's, made anew (empty) otherwise."""
-    from riffle.dataflows.runner import init_recovery
+    from riffle.dataflows.recovery import init_recovery
 
     fingerprint = flow_fingerprint(settings)
     marker = directory / "fingerprint"

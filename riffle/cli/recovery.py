@@ -40,7 +40,7 @@ def recovery_init(
     ] = False,
 ) -> None:
     """Prepare a recovery store for `riffle run --recovery-dir`."""
-    from riffle.dataflows.runner import init_recovery
+    from riffle.dataflows.recovery import init_recovery
 
     if exist_ok and any(directory.glob("part-*.sqlite3")):
         typer.echo(f"recovery store kept: {directory} already holds partitions")

@@ -11,6 +11,8 @@ from riffle.operators.aggregators import value_of
 from riffle.operators.records import Dims, WindowResult
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+HOT_TTL_S = 3600
+"""The hot TTL of the ``store`` fixture (``conftest.py``)."""
 BASE_MS = 1_700_000_040_000
 """A minute-aligned epoch-ms instant tests count windows from."""
 

@@ -72,13 +72,6 @@ class Stack:
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def stack(tmp_path: Path, client: redis.Redis) -> Iterator[Stack]:
     stack = Stack(tmp_path, client)
     yield stack

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 
 from riffle.config.settings import Settings
-from riffle.dataflows.runner import init_recovery
+from riffle.dataflows.recovery import init_recovery
 from riffle.operators.records import WindowResult
 from riffle.sources.topics import ensure_topics
 from riffle.stack import free_port

@@ -10,7 +10,9 @@ loopback port per process, where the manifests use the headless Service's
 
 * Rescaling (in ``make test``): two pods with recovery are killed with
   SIGKILL mid-stream and three resume from the two partitions (one per
-  volume; the third volume holds none); every closed window equals the SQL
+  volume; the third volume holds none), after asking each other for their
+  progress and dropping the snapshots a kill left past where they resume
+  (dataflows/recovery.py); every closed window equals the SQL
   recomputation one process is held to (tests/integration/test_spine.py), and
   every sketched window the single-pass sketch over its events.
 * Soak: one, two and three processes over the same topic store exactly the
@@ -19,15 +21,18 @@ loopback port per process, where the manifests use the headless Service's
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from riffle.config.settings import Settings
+from riffle.dataflows.recovery import StoreProgress, progress_rows
 from riffle.operators.records import WindowResult
 from tests.integration.flow_support import (
     WindowKey,
@@ -201,6 +206,17 @@ def test_rescale_from_two_to_three_pods_with_recovery(
             kill(pod)
     held = sorted(p.name for p in tmp_path.glob("recovery-*/part-*.sqlite3"))
     assert held == ["part-0.sqlite3", "part-1.sqlite3"], held
+    # What a kill may leave: snapshots past where the next run resumes, in both volumes.
+    # Neither pod can tell where that is alone; they ask each other and drop them.
+    volumes = [tmp_path / f"recovery-{n}" for n in range(2)]
+    resume = StoreProgress.of([progress_rows(v) for v in volumes]).resume_epoch()
+    for n, volume in enumerate(volumes):
+        with closing(sqlite3.connect(volume / f"part-{n}.sqlite3")) as db, db:
+            db.execute(
+                "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) "
+                "VALUES ('riffle_metrics.windows', 'abandoned', ?, NULL)",
+                (resume + n,),
+            )
     second = scenario(
         seed=23, n=4000, partitions=PARTITIONS, base=base + 160_000, spacing_ms=40, users=True
     )
@@ -208,6 +224,10 @@ def test_rescale_from_two_to_three_pods_with_recovery(
     produce(settings, second + tail)
     run_until_closed(settings, 3, first + second + tail, log, None)
     assert not list((tmp_path / "recovery-2").glob("part-*")), "the added pod holds no partition"
+    for n, volume in enumerate(volumes):
+        with closing(sqlite3.connect(volume / f"part-{n}.sqlite3")) as db:
+            left = db.execute("SELECT count(*) FROM snaps WHERE state_key = 'abandoned'")
+            assert left.fetchone() == (0,), log.read_text()[-3000:]
 
 
 def _read(settings: Settings, processes: int) -> float:

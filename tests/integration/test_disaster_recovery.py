@@ -29,7 +29,7 @@ import pytest
 import redis
 
 from riffle.config.settings import Settings
-from riffle.dataflows.runner import init_recovery
+from riffle.dataflows.recovery import init_recovery
 from riffle.stack import free_port, wait_for_port
 from tests.integration.flow_support import (
     assert_matches,

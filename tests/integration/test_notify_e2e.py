@@ -21,7 +21,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from riffle.config.settings import Settings
-from riffle.dataflows.runner import init_recovery
+from riffle.dataflows.recovery import init_recovery
 from riffle.operators.alerts.transitions import AlertTransition
 from riffle.sinks.channels.webhook import verify
 from riffle.sinks.redis.notify_state import NotifyState

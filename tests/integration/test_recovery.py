@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from riffle.config.settings import Settings
-from riffle.dataflows.runner import RecoveryError, init_recovery
+from riffle.dataflows.recovery import RecoveryError, init_recovery
 from riffle.stack import free_port
 from tests.integration.flow_support import (
     assert_matches,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from riffle.config.settings import Settings
-from riffle.dataflows.runner import init_recovery
+from riffle.dataflows.recovery import init_recovery
 from riffle.sinks.warehouse.bigquery import BigQueryWarehouse
 from riffle.stack import free_port
 from tests.bq_support import Emulator
@@ -99,14 +99,6 @@ def raw_and_seen(settings: Settings) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(600)  # three kill rounds and a 240 s recovery bound exceed the default
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open bug, seen in 2 of 5 runs on a quiet machine (2026-12-04): after the third kill the "
-        "restarted flow reads every event, closes every window (none open) and goes idle with "
-        "some closed windows never in BigQuery; the DuckDB kill -9 tests (test_recovery.py) pass"
-    ),
-)
 def test_kill_9_mid_bigquery_write_then_recovery_loses_and_doubles_nothing(
     on_bigquery: Settings, proxy: FaultProxy, tmp_path: Path
 ) -> None:

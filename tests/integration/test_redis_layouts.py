@@ -5,7 +5,6 @@ the compact member."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -15,9 +14,6 @@ from riffle.api.rollup import Grid, add_stored, finish
 from riffle.sinks.redis.windows import RedisWindowStore, stored_json
 from tests.integration.stores_support import (
     BASE_MS,
-    REDIS_URL,
-    delete_prefix,
-    unique_prefix,
     window,
 )
 
@@ -25,20 +21,6 @@ pytestmark = pytest.mark.integration
 
 MIN = 60_000
 DE = (("country", "de"), ("device", "desktop"))
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def store(client: redis.Redis) -> Iterator[RedisWindowStore]:
-    prefix = unique_prefix()
-    yield RedisWindowStore(client, prefix, hot_ttl_seconds=3600)
-    delete_prefix(client, prefix)
 
 
 def test_old_and_new_members_are_read_alike(client: redis.Redis, store: RedisWindowStore) -> None:

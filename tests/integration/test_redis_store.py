@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from redis.backoff import NoBackoff
@@ -11,35 +9,15 @@ from redis.retry import Retry
 
 from riffle.sinks.errors import SinkError
 from riffle.sinks.redis.windows import RedisWindowStore
-from tests.integration.stores_support import (
-    BASE_MS,
-    REDIS_URL,
-    delete_prefix,
-    unique_prefix,
-    window,
-)
+from tests.integration.stores_support import BASE_MS, window
+from tests.integration.stores_support import HOT_TTL_S as TTL_S
 
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
-TTL_S = 3600
 DE = (("country", "de"), ("device", "desktop"))
 DE_M = (("country", "de"), ("device", "mobile"))
 FR_M = (("country", "fr"), ("device", "mobile"))
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def store(client: redis.Redis) -> Iterator[RedisWindowStore]:
-    prefix = unique_prefix()
-    yield RedisWindowStore(client, prefix, hot_ttl_seconds=TTL_S)
-    delete_prefix(client, prefix)
 
 
 def snapshot(client: redis.Redis, store: RedisWindowStore) -> dict[bytes, object]:

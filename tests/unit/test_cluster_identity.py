@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from riffle.config.cluster import ClusterError, ClusterIdentity, cluster_identity, ordinal
-from riffle.dataflows.runner import RecoveryError, init_recovery
+from riffle.dataflows.recovery import RecoveryError, init_recovery
 
 PATTERN = "riffle-flow-{i}.riffle-flow.riffle.svc.cluster.local:2101"
 
