@@ -9,6 +9,7 @@ other path is the Prometheus exposition of the process's default registry.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,7 +42,14 @@ def serve(host: str, port: int, recovery_dir: Path | None) -> None:
             return [orjson.dumps(progress_rows(recovery_dir))]
         return metrics(environ, start_response)  # type: ignore[no-any-return]
 
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family  # an IPv6 host too, as prometheus_client's own server
+
+    server = make_server(str(address[0]), port, app, Server, handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
 
 
