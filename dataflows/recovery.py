@@ -29,8 +29,8 @@ import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -180,11 +180,25 @@ def progress_rows(directory: Path | None) -> ProgressRows:
     """The progress rows of the partitions in ``directory`` (none without one)."""
     rows = ProgressRows(parts=[], exs=[], fronts=[])
     for path in [] if directory is None else sorted(directory.glob("part-*.sqlite3")):
-        with closing(sqlite3.connect(path)) as db:
+        with _partition(path) as db:
             rows["parts"] += db.execute("SELECT part_index, part_count FROM parts")
             rows["exs"] += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
             rows["fronts"] += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
     return rows
+
+
+@contextmanager
+def _partition(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to one partition file, committed on success; a file that is not a
+    partition of this Bytewax version is a :class:`RecoveryError` that names it."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db, db:
+            yield db
+    except sqlite3.Error as exc:
+        raise RecoveryError(
+            f"{path} is not a readable Bytewax 0.21 recovery partition ({exc}); "
+            "a store from another Bytewax version must be made anew"
+        ) from exc
 
 
 def peer_progress(url: str, wait_s: float = PEER_WAIT_S) -> ProgressRows | None:
@@ -234,7 +248,7 @@ def drop_abandoned_snapshots(directory: Path, peers: Sequence[str] = ()) -> int 
     resume = progress.resume_epoch()
     dropped = 0
     for path in sorted(directory.glob("part-*.sqlite3")):
-        with closing(sqlite3.connect(path)) as db, db:
+        with _partition(path) as db:
             dropped += db.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (resume,)).rowcount
     if dropped:
         log.info("recovery_abandoned_snapshots_dropped", rows=dropped, resume_epoch=resume)

@@ -24,6 +24,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from riffle.config.settings import Settings
 from riffle.dataflows.recovery import (
+    RecoveryError,
     StoreProgress,
     drop_abandoned_snapshots,
     init_recovery,
@@ -177,3 +178,9 @@ def test_without_every_partitions_progress_nothing_is_dropped(tmp_path: Path) ->
     assert drop_abandoned_snapshots(tmp_path, [f"http://127.0.0.1:{port}{PROGRESS_PATH}"]) is None
     assert peer_progress(refused, wait_s=1) is None
     assert snapshot_epochs(tmp_path, 1) == [5]
+
+
+def test_a_file_that_is_no_partition_is_named_in_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "part-0.sqlite3").write_bytes(b"not a database, or another version's")
+    with pytest.raises(RecoveryError, match=r"part-0.sqlite3 is not a readable Bytewax 0.21"):
+        drop_abandoned_snapshots(tmp_path)
