@@ -95,6 +95,11 @@ def test_each_run_started_through_recovery_config_drops_them_first(tmp_path: Pat
     assert three_runs(tmp_path, opened) == [("a", 2)]
 
 
+def snapshot_epochs(directory: Path, part: int) -> list[int]:
+    with closing(sqlite3.connect(directory / f"part-{part}.sqlite3")) as db:
+        return sorted(row[0] for row in db.execute("SELECT snap_epoch FROM snaps"))
+
+
 def write_progress(
     directory: Path,
     executions: list[tuple[int, int, int]],
@@ -134,13 +139,7 @@ def test_the_resume_epoch_is_bytewaxs_lowest_frontier_of_the_last_run(
     for epoch in (resume - 1, resume, resume + 3):
         abandon(tmp_path, "a", epoch, epoch)
     assert drop_abandoned_snapshots(tmp_path) == 2
-    with closing(sqlite3.connect(tmp_path / "part-0.sqlite3")) as db:
-        assert [row[0] for row in db.execute("SELECT snap_epoch FROM snaps")] == [resume - 1]
-
-
-def snapshot_epochs(directory: Path, part: int) -> list[int]:
-    with closing(sqlite3.connect(directory / f"part-{part}.sqlite3")) as db:
-        return sorted(row[0] for row in db.execute("SELECT snap_epoch FROM snaps"))
+    assert snapshot_epochs(tmp_path, 0) == [resume - 1]
 
 
 def test_a_cluster_process_asks_its_peers_for_the_partitions_it_does_not_hold(
