@@ -9,11 +9,29 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 _configured: tuple[str, str] | None = None
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (as the standard
+    library's last-resort handler does): a stream swapped after set-up — a test's
+    capture, a redirect — is followed, and a thread logging later never writes to
+    the closed one."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """Set-up may assign it; the current ``sys.stderr`` wins."""
 
 
 def configure_logging(level: str, fmt: Literal["json", "console"]) -> None:
@@ -55,7 +73,7 @@ def configure_logging(level: str, fmt: Literal["json", "console"]) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=rendering)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
