@@ -181,25 +181,34 @@ class ContextNovelty:
         self._since_high = 0 if score >= self.threshold else self._since_high + 1
         return out
 
+    def _semi(
+        self,
+        facts: tuple[int, ...],
+        keys: dict[tuple[int, ...], int],
+        lengths: list[int],
+        index: dict[int, list[int]],
+    ) -> int | None:
+        """The id of a left or right semi-context, made if new (``None``: memory full)."""
+        sid = keys.get(facts)
+        if sid is None:
+            if len(self._c_sel) >= self.max_contexts:
+                return None
+            sid = keys[facts] = len(lengths)
+            lengths.append(len(facts))
+            for fact in facts:
+                index.setdefault(fact, []).append(sid)
+        return sid
+
     def _context(self, left: tuple[int, ...], right: tuple[int, ...], zero: bool) -> bool:
         """Find or create the context (left facts, right facts); True if it is new."""
-        lid = self._left_key.get(left)
+        lid = self._semi(left, self._left_key, self._left_len, self._fact_left)
         if lid is None:
-            if len(self._c_sel) >= self.max_contexts:
-                return False
-            lid = self._left_key[left] = len(self._left_len)
-            self._left_len.append(len(left))
+            return False
+        if lid == len(self._left_ctx):
             self._left_ctx.append({})
-            for fact in left:
-                self._fact_left.setdefault(fact, []).append(lid)
-        rid = self._right_key.get(right)
+        rid = self._semi(right, self._right_key, self._right_len, self._fact_right)
         if rid is None:
-            if len(self._c_sel) >= self.max_contexts:
-                return False
-            rid = self._right_key[right] = len(self._right_len)
-            self._right_len.append(len(right))
-            for fact in right:
-                self._fact_right.setdefault(fact, []).append(rid)
+            return False
         contexts = self._left_ctx[lid]
         cid = contexts.get(rid)
         if cid is None:
