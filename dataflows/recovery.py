@@ -61,14 +61,13 @@ class RecoveryError(RiffleError):
 def recovery_config(
     settings: Settings, *, clustered: bool = False, peers: Sequence[str] = ()
 ) -> RecoveryConfig | None:
-    """Bytewax recovery for ``settings.recovery_dir`` (see :func:`open_recovery`);
-    ``None`` when recovery is off.
+    """Bytewax recovery for ``settings.recovery_dir`` (see :func:`open_recovery`;
+    ``peers`` are the other processes' progress URLs); ``None`` when recovery is off.
 
-    Raises :class:`RecoveryError`
-    when the directory was not prepared with ``riffle recovery init``. In a
-    cluster a process may hold no partition (one added after the store was
-    made): the directory must exist, and Bytewax itself refuses a cluster that
-    holds none or an incomplete set.
+    Raises :class:`RecoveryError` when the directory was not prepared with
+    ``riffle recovery init``. In a cluster a process may hold no partition (one
+    added after the store was made): the directory must exist, and Bytewax
+    itself refuses a cluster that holds none or an incomplete set.
     """
     if settings.recovery_dir is None:
         return None
