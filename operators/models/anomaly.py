@@ -7,8 +7,9 @@ the series explains it. Surprises are not comparable
 across series (noise, spikiness and scale differ), so they are turned into
 a score with an anomaly likelihood in the spirit of Numenta's: the mean of
 the last few surprises is compared with the long-run distribution of that
-mean (and a single surprise with the wider of the series' and its time of
-day's distribution of single surprises), and the Gaussian tail probability
+mean (and a single surprise with the wider of two distributions of single
+surprises: the series' on the same side of the prediction, above or below
+it, and its time of day's), and the Gaussian tail probability
 is log-scaled into [0, 1]. A second score, in the spirit of CAD-OSE, is the
 share of the value's quantised contexts never seen before; it is trusted by
 degrees as the series outlives its probation. The series calibrates
@@ -34,6 +35,7 @@ class SeasonalLikelihoodDetector:
     ``bins`` splits a ``period_ms`` (a day) into slots with their own typical
     value; ``short`` is how many recent surprises the likelihood averages;
     ``long_alpha`` the weight of one point in the long-run distribution.
+    ``point`` weighs the single-surprise evidence against the mean's.
     ``warning``/``anomaly`` are the score levels of the labels.
     ``shape`` is how many preceding bands the novelty's shape fact spans
     (0: no shape fact; at most 3 and at most ``context``).
@@ -57,7 +59,10 @@ class SeasonalLikelihoodDetector:
         "_level",
         "_mu",
         "_mu1",
+        "_mu1_below",
         "_n",
+        "_n1_above",
+        "_n1_below",
         "_peak",
         "_quiet_left",
         "_recent",
@@ -66,10 +71,12 @@ class SeasonalLikelihoodDetector:
         "_seas_err",
         "_seas_n",
         "_shape_seen",
+        "_signed",
         "_slot_mu1",
         "_slot_var1",
         "_var",
         "_var1",
+        "_var1_below",
         "alpha",
         "anomaly",
         "bins",
@@ -104,7 +111,7 @@ class SeasonalLikelihoodDetector:
         short: int = 10,
         long_alpha: float = 0.001,
         warmup: int = 100,
-        point: float = 0.3,
+        point: float = 0.5,
         half: float = 10.0,
         decay: float = 0.999,
         damp: float = 0.5,
@@ -149,8 +156,12 @@ class SeasonalLikelihoodDetector:
         self.long_alpha = long_alpha
         self.warmup = warmup
         self.point = point
-        self._mu1 = 0.0
-        self._var1 = 0.0
+        # The single surprises of values at or above the prediction, and of
+        # those below it: their counts, means and variances.
+        self._signed = True
+        self._n1_above = self._n1_below = 0
+        self._mu1 = self._mu1_below = 0.0
+        self._var1 = self._var1_below = 0.0
         # The single surprises of each seasonal slot: their mean and variance.
         self._slot_mu1 = [0.0] * bins
         self._slot_var1 = [0.0] * bins
@@ -190,6 +201,10 @@ class SeasonalLikelihoodDetector:
         if "shape" not in state:
             # A snapshot from before the shape fact keeps scoring without it.
             self.shape = 0
+        if "_signed" not in state:
+            # One from before the signed single surprises keeps one
+            # distribution for both signs (and its own point weight).
+            self._signed = False
 
     def _novelty(self, x: float) -> float:
         """The share of ``x``'s facts never seen before, then learn them.
@@ -268,6 +283,7 @@ class SeasonalLikelihoodDetector:
             if self._seas_err < self._dev or z_seas < best:
                 best, expected, scale = z_seas, self._seas[slot], s_scale
         surprise = min(best, self.cap)
+        below = self._signed and x < expected
         # Likelihood of the recent mean surprise under its long-run distribution.
         recent = self._recent
         recent.append(surprise)
@@ -279,11 +295,15 @@ class SeasonalLikelihoodDetector:
             z = (mean - self._mu) / math.sqrt(self._var)
             # -log10 of the upper tail, squashed into [0, 1) without ties at the top.
             evidence = -math.log10(max(0.5 * math.erfc(z / _SQRT2), 1e-300))
-            if self.point and self._var1 > 0.0:
-                # A single outlier is diluted in the mean: its own likelihood counts
-                # too, against the series' single surprises or, if they are larger,
-                # this time of day's (a spike that recurs at this hour is no news).
-                mu1, var1 = self._mu1, self._var1
+            # A single outlier is diluted in the mean: its own likelihood counts
+            # too, against the series' single surprises of the same side of the
+            # prediction (the two tails of a skewed series differ: routine
+            # bursts up say nothing of a dip) or, if they are larger, this time
+            # of day's (a spike that recurs at this hour is no news).
+            mu1, var1 = self._mu1, self._var1
+            if below and self._var1_below > 0.0:
+                mu1, var1 = self._mu1_below, self._var1_below
+            if self.point and var1 > 0.0:
                 if seasonal:
                     mu1, var1 = max(mu1, self._slot_mu1[slot]), max(var1, self._slot_var1[slot])
                 z1 = (surprise - mu1) / math.sqrt(var1)
@@ -317,9 +337,21 @@ class SeasonalLikelihoodDetector:
             delta = mean - self._mu
             self._mu += la * delta
             self._var = (1 - la) * (self._var + la * delta * delta)
-            delta = surprise - self._mu1
-            self._mu1 += la * delta
-            self._var1 = (1 - la) * (self._var1 + la * delta * delta)
+            # Each side's single surprises: a running mean of its own, then
+            # the same memory (``long_alpha`` per surprise of that side).
+            if below:
+                self._n1_below += 1
+                la = max(1.0 / self._n1_below, self.long_alpha)
+                delta = surprise - self._mu1_below
+                self._mu1_below += la * delta
+                self._var1_below = (1 - la) * (self._var1_below + la * delta * delta)
+            else:
+                if self._signed:
+                    self._n1_above += 1
+                    la = max(1.0 / self._n1_above, self.long_alpha)
+                delta = surprise - self._mu1
+                self._mu1 += la * delta
+                self._var1 = (1 - la) * (self._var1 + la * delta * delta)
             # A slot sees one point in ``bins``: the same memory in time.
             rate = max(1.0 / (self._seas_n[slot] + 1), min(1.0, self.bins * self.long_alpha))
             delta = surprise - self._slot_mu1[slot]

@@ -214,6 +214,27 @@ def test_riffle_restores_a_snapshot_of_an_older_version() -> None:
     assert old.shape == 0  # type: ignore[attr-defined]
 
 
+def test_riffle_snapshot_from_before_signed_surprises_keeps_one_distribution() -> None:
+    from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
+
+    det = SeasonalLikelihoodDetector(point=0.3)
+    for t, v in _series(1)[:300]:
+        det.update(t, v)
+    state = det.__getstate__()
+    for key in ("_signed", "_n1_above", "_n1_below", "_mu1_below", "_var1_below"):
+        del state[key]
+    old = SeasonalLikelihoodDetector.__new__(SeasonalLikelihoodDetector)
+    old.__setstate__(state)
+    before = old._mu1
+    old.update(300 * STEP, -1e6)  # far below any prediction
+    # Its values below the prediction still join the one distribution it had.
+    assert old._var1_below == 0.0 and old._mu1 != before
+    assert old.point == 0.3
+    # A current snapshot keeps the sides apart.
+    det.update(300 * STEP, -1e6)
+    assert det._var1_below > 0.0 or det._n1_below > 0
+
+
 def test_riffle_restores_a_snapshot_with_fields_it_dropped() -> None:
     from riffle.operators.models.anomaly import SeasonalLikelihoodDetector
 
