@@ -1,6 +1,7 @@
-"""Does a CAD-OSE member earn its place in ``riffle``? Issue 17, round 4.
+"""Does a CAD-OSE (or ARTime) member earn its place in ``riffle``? Issue 17, rounds 4 and 5.
 
-    python -m benchmarks.nab_members [--grid probation|file] [--variants] [--data D] [--windows F]
+    python -m benchmarks.nab_members [--member ose|artime] [--grid probation|file] [--variants]
+                                     [--data D] [--windows F]
 
 Runs :class:`~benchmarks.context_ose.ContextNovelty` (CAD-OSE's
 algorithm) over the NAB subset, prints its own in-sample and
@@ -21,15 +22,25 @@ minimum and maximum before its first value, as NAB gives CAD-OSE: a
 look-ahead no stream has, kept to check the implementation against NAB's
 published CAD-OSE scores and to measure what the look-ahead is worth. About
 2-4 CPU-minutes (the member runs at 1-2k points per CPU-second).
+
+``--member artime`` measures :class:`~benchmarks.artime.ARTime` (ARTime's
+algorithm) the same way instead, with the same two grids (``file``: the
+file's range, as NAB gives ARTime; ``probation``: the probation's range,
+later levels clipped). Its memory line counts ART categories and gives
+the largest and the median file's; it runs at ~130k points per
+CPU-second, so the run is the riffle runs' (under a CPU-minute, plus the
+variants' with ``--variants``).
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import statistics
 import time
 from pathlib import Path
 
+from benchmarks.artime import run_artime
 from benchmarks.context_ose import ContextNovelty
 from benchmarks.nab import (
     NAB_DIR,
@@ -82,6 +93,9 @@ def combine(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--member", choices=("ose", "artime"), default="ose", help="CAD-OSE (default) or ARTime"
+    )
     parser.add_argument("--grid", choices=("probation", "file"), default="probation")
     parser.add_argument(
         "--variants", action="store_true", help="also choose riffle's variants with w (max)"
@@ -90,11 +104,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=Path, default=NAB_DIR / "combined_windows.json")
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data, args.windows)
-    member, rate, contexts, size = run_member(corpus, args.grid)
-    print(
-        f"== member (grid: {args.grid}): {rate:,.0f} points per CPU-second; "
-        f"largest memory {contexts:,} contexts, pickle {size:,} bytes"
-    )
+    if args.member == "artime":
+        member, rate, categories, sizes = run_artime(corpus, args.grid)
+        print(
+            f"== member ARTime (grid: {args.grid}): {rate:,.0f} points per CPU-second; "
+            f"largest memory {max(categories):,} categories, pickle {max(sizes):,} bytes; "
+            f"median {statistics.median(categories):,.0f} categories, "
+            f"{statistics.median(sizes):,.0f} bytes"
+        )
+    else:
+        member, rate, contexts, size = run_member(corpus, args.grid)
+        print(
+            f"== member (grid: {args.grid}): {rate:,.0f} points per CPU-second; "
+            f"largest memory {contexts:,} contexts, pickle {size:,} bytes"
+        )
     for p, weights in PROFILES.items():
         score, threshold = score_profile(corpus, member, weights)
         lofo, _ = leave_one_family_out(corpus, member, weights)
