@@ -203,7 +203,7 @@ class SeasonalLikelihoodDetector:
             self.shape = 0
         if "_signed" not in state:
             # One from before the signed single surprises keeps one
-            # distribution for both signs (and its own point weight).
+            # distribution for both sides (and its own point weight).
             self._signed = False
 
     def _novelty(self, x: float) -> float:
