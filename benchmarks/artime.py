@@ -501,16 +501,14 @@ def compare_published(
         return
     rounded = nab_rounded(scores)
     parts = []
-    for p, weights in PROFILES.items():
-        threshold = table[p][keys[0]].threshold
-        ours = subset_score(corpus, raw_by_file(corpus, rounded, weights, threshold), weights)
-        theirs = subset_score(corpus, {k: table[p][k].score for k in keys}, weights)
-        parts.append(f"{p}@{threshold:g} port={ours:.1f} published={theirs:.1f}")
-    print("at ARTime's published full-corpus thresholds: " + "; ".join(parts))
+    differs = []
     same = 0
     for p, weights in PROFILES.items():
         threshold = table[p][keys[0]].threshold
         raw = raw_by_file(corpus, rounded, weights, threshold)
+        ours = subset_score(corpus, raw, weights)
+        theirs = subset_score(corpus, {k: table[p][k].score for k in keys}, weights)
+        parts.append(f"{p}@{threshold:g} port={ours:.1f} published={theirs:.1f}")
         for series, file_scores in zip(corpus, rounded, strict=True):
             row = table[p][series.key]
             counts = row_counts(series, file_scores, threshold)
@@ -518,13 +516,15 @@ def compare_published(
                 raw[series.key], row.score, abs_tol=1e-9
             ):
                 same += p == "standard"
-                continue
-            if not per_file:
-                continue
-            print(
-                f"  differs {p} {series.key}: port tp/fp/fn {counts} raw {raw[series.key]:.4f}; "
-                f"published {(row.tp, row.fp, row.fn)} raw {row.score:.4f}"
-            )
+            elif per_file:
+                differs.append(
+                    f"  differs {p} {series.key}: port tp/fp/fn {counts} raw "
+                    f"{raw[series.key]:.4f}; published {(row.tp, row.fp, row.fn)} "
+                    f"raw {row.score:.4f}"
+                )
+    print("at ARTime's published full-corpus thresholds: " + "; ".join(parts))
+    for line in differs:
+        print(line)
     print(f"standard: {same}/{len(keys)} files with the published tp/fp/fn and raw score")
 
 
