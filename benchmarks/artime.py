@@ -70,6 +70,7 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -486,6 +487,15 @@ def run_artime(
     return scores, points / max(elapsed, 1e-9), categories, sizes
 
 
+def footprint(rate: float, categories: list[int], sizes: list[int]) -> str:
+    """The speed and memory line of a :func:`run_artime` run: largest and median file."""
+    return (
+        f"{rate:,.0f} points per CPU-second; largest memory {max(categories):,} categories, "
+        f"pickle {max(sizes):,} bytes; median {statistics.median(categories):,.0f} categories, "
+        f"{statistics.median(sizes):,.0f} bytes"
+    )
+
+
 def compare_published(
     corpus: list[Series], scores: list[list[float]], published_csv: Path, *, per_file: bool = True
 ) -> None:
@@ -537,11 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data, args.windows)
     scores, rate, categories, sizes = run_artime(corpus, args.grid)
-    print(
-        f"== ARTime (grid: {args.grid}): {rate:,.0f} points per CPU-second; categories max "
-        f"{max(categories):,} median {int(np.median(categories)):,}; pickle max {max(sizes):,} "
-        f"median {int(np.median(sizes)):,} bytes"
-    )
+    print(f"== ARTime (grid: {args.grid}): {footprint(rate, categories, sizes)}")
     for p, weights in PROFILES.items():
         score, threshold = score_profile(corpus, scores, weights)
         lofo, per_family = leave_one_family_out(corpus, scores, weights)

@@ -36,11 +36,10 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import statistics
 import time
 from pathlib import Path
 
-from benchmarks.artime import run_artime
+from benchmarks.artime import footprint, run_artime
 from benchmarks.context_ose import ContextNovelty
 from benchmarks.nab import (
     NAB_DIR,
@@ -106,12 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     corpus = load_corpus(args.data, args.windows)
     if args.member == "artime":
         member, rate, categories, sizes = run_artime(corpus, args.grid)
-        print(
-            f"== member ARTime (grid: {args.grid}): {rate:,.0f} points per CPU-second; "
-            f"largest memory {max(categories):,} categories, pickle {max(sizes):,} bytes; "
-            f"median {statistics.median(categories):,.0f} categories, "
-            f"{statistics.median(sizes):,.0f} bytes"
-        )
+        print(f"== member ARTime (grid: {args.grid}): {footprint(rate, categories, sizes)}")
     else:
         member, rate, contexts, size = run_member(corpus, args.grid)
         print(

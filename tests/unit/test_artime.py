@@ -14,16 +14,13 @@ from __future__ import annotations
 import math
 import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.artime import DVFA, ARTime, haar_dwt, similarity
+from benchmarks.nab import NAB_DIR as NAB
 from benchmarks.nab import load_corpus, row_counts
-
-NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
-"""The 35-file NAB subset (``/work/shared`` beside the checkout)."""
 
 R2 = math.sqrt(2.0)
 
